@@ -1,0 +1,19 @@
+//! The provider framework: schemas, dynamic values, diagnostics and the generic planning rules, plus the
+//! server that runs a [`Provider`] for the protocol layer.
+//!
+//! This layer is protocol-agnostic: `crate::plugin` converts wire messages to and from these types, and
+//! `crate::provider` / `crate::stack` implement [`Provider`] and [`Resource`] on top of them.
+
+pub mod diagnostics;
+pub mod plan;
+pub mod resource;
+pub mod schema;
+pub mod server;
+pub mod types;
+pub mod value;
+
+pub use diagnostics::{AttributePath, Diagnostic, Diagnostics, Severity};
+pub use resource::{PlannedChange, Provider, RequestContext, Resource, StateResult};
+pub use schema::{Attribute, Block, NestedBlock, Nesting, Schema};
+pub use types::Type;
+pub use value::Value;

@@ -1,0 +1,232 @@
+//! The framework's server: runs the provider and its resources for each protocol call, in
+//! framework-native types, and checks what they return the way Terraform will.
+//!
+//! The protocol layer (`crate::plugin`) decodes wire values into [`Value`]s and calls in here; nothing in
+//! this module knows about gRPC.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use tokio_util::sync::CancellationToken;
+
+use super::diagnostics::{AttributePath, Diagnostics};
+use super::plan;
+use super::resource::{PlannedChange, Provider, RequestContext, Resource, StateResult};
+use super::schema::Schema;
+use super::value::Value;
+
+/// The result of planning one resource change.
+#[derive(Debug, Clone)]
+pub struct PlanOutcome {
+    /// The planned new state (null for a destroy).
+    pub planned: Value,
+    /// Paths whose change forces replacement.
+    pub requires_replace: Vec<AttributePath>,
+    /// What happened.
+    pub diagnostics: Diagnostics,
+}
+
+/// Runs a provider for the protocol layer.
+pub struct FrameworkServer {
+    provider: Arc<dyn Provider>,
+    resources: BTreeMap<&'static str, Arc<dyn Resource>>,
+    stop: Mutex<CancellationToken>,
+}
+
+impl FrameworkServer {
+    /// Wraps a provider.
+    pub fn new(provider: Arc<dyn Provider>) -> Self {
+        let resources = provider.resources().into_iter().map(|r| (r.type_name(), r)).collect();
+        FrameworkServer { provider, resources, stop: Mutex::new(CancellationToken::new()) }
+    }
+
+    /// A context for a new request, tied to the current stop signal.
+    pub fn context(&self, write_only_allowed: bool) -> RequestContext {
+        let cancel = self.stop.lock().expect("stop token lock").clone();
+        RequestContext { cancel, write_only_allowed }
+    }
+
+    /// Cancels every request in flight. Later requests get a fresh token: StopProvider ends the current
+    /// work, it does not end the server.
+    pub fn stop(&self) {
+        let mut token = self.stop.lock().expect("stop token lock");
+        token.cancel();
+        *token = CancellationToken::new();
+    }
+
+    /// The provider's type name.
+    pub fn provider_type_name(&self) -> &'static str {
+        self.provider.type_name()
+    }
+
+    /// The provider configuration schema.
+    pub fn provider_schema(&self) -> Schema {
+        self.provider.schema()
+    }
+
+    /// Every resource type with its schema.
+    pub fn resource_schemas(&self) -> Vec<(&'static str, Schema)> {
+        self.resources.iter().map(|(name, r)| (*name, r.schema())).collect()
+    }
+
+    /// Looks a resource type up, or explains that it does not exist.
+    pub fn resource(&self, type_name: &str) -> Result<&Arc<dyn Resource>, Diagnostics> {
+        self.resources.get(type_name).ok_or_else(|| {
+            let mut diags = Diagnostics::new();
+            diags.error(
+                "Unknown Resource Type",
+                format!("This provider has no resource type {type_name:?}. This is a bug in Terraform or the provider."),
+            );
+            diags
+        })
+    }
+
+    /// Validates the provider configuration.
+    pub fn validate_provider(&self, config: &Value) -> Diagnostics {
+        self.provider.validate(config)
+    }
+
+    /// Configures the provider.
+    pub async fn configure(&self, ctx: &RequestContext, config: &Value) -> Diagnostics {
+        self.provider.configure(ctx, config).await
+    }
+
+    /// Validates one resource configuration.
+    pub fn validate_resource(&self, type_name: &str, config: &Value) -> Diagnostics {
+        match self.resource(type_name) {
+            Ok(resource) => resource.validate(config),
+            Err(diags) => diags,
+        }
+    }
+
+    /// Upgrades stored JSON state to the current schema.
+    pub fn upgrade_state(&self, type_name: &str, version: i64, json: &[u8]) -> StateResult {
+        let resource = match self.resource(type_name) {
+            Ok(resource) => resource,
+            Err(diagnostics) => return StateResult { state: None, diagnostics },
+        };
+        let schema = resource.schema();
+        let mut diagnostics = Diagnostics::new();
+        if version > schema.version {
+            diagnostics.error(
+                "State From A Newer Provider",
+                format!(
+                    "The stored state has schema version {version}, newer than this provider's {}. Upgrade the provider.",
+                    schema.version
+                ),
+            );
+            return StateResult { state: None, diagnostics };
+        }
+        match Value::from_json(json) {
+            Ok(value) => StateResult { state: Some(value.conform(&schema.value_type())), diagnostics },
+            Err(e) => {
+                diagnostics.error("Unreadable Stored State", format!("The stored state is not valid JSON: {e}."));
+                StateResult { state: None, diagnostics }
+            }
+        }
+    }
+
+    /// Plans a change: create or update when `proposed` is not null, destroy otherwise.
+    pub async fn plan(
+        &self,
+        ctx: &RequestContext,
+        type_name: &str,
+        prior: &Value,
+        proposed: &Value,
+        config: &Value,
+    ) -> PlanOutcome {
+        let resource = match self.resource(type_name) {
+            Ok(resource) => resource,
+            Err(diagnostics) => return PlanOutcome { planned: Value::Null, requires_replace: vec![], diagnostics },
+        };
+        if proposed.is_null() {
+            let diagnostics = resource.plan_destroy(ctx, prior).await;
+            return PlanOutcome { planned: Value::Null, requires_replace: vec![], diagnostics };
+        }
+        let schema = resource.schema();
+        let generic = plan::plan(&schema, prior, proposed, config);
+        let mut change = PlannedChange {
+            prior: prior.clone(),
+            config: config.clone(),
+            planned: generic.planned,
+            requires_replace: generic.requires_replace,
+        };
+        let diagnostics = resource.modify_plan(ctx, &mut change).await;
+        let mut requires_replace: Vec<String> = change.requires_replace;
+        requires_replace.extend(plan::requires_replace(&schema, prior, &change.planned));
+        requires_replace.sort();
+        requires_replace.dedup();
+        PlanOutcome {
+            planned: change.planned.conform(&schema.value_type()),
+            requires_replace: requires_replace.iter().map(|name| AttributePath::root(name)).collect(),
+            diagnostics,
+        }
+    }
+
+    /// Applies a planned change. A destroy returns no state; a failed destroy keeps the prior state.
+    pub async fn apply(
+        &self,
+        ctx: &RequestContext,
+        type_name: &str,
+        prior: &Value,
+        planned: &Value,
+        config: &Value,
+    ) -> StateResult {
+        let resource = match self.resource(type_name) {
+            Ok(resource) => resource,
+            Err(diagnostics) => return StateResult { state: Some(prior.clone()), diagnostics },
+        };
+        if planned.is_null() {
+            let diagnostics = resource.delete(ctx, prior).await;
+            let state = diagnostics.has_errors().then(|| prior.clone());
+            return StateResult { state, diagnostics };
+        }
+        let mut result = resource.apply(ctx, prior, planned, config).await;
+        check_applied_state(&mut result);
+        result.state = result.state.map(|s| s.conform(&resource.schema().value_type()));
+        result
+    }
+
+    /// Refreshes state.
+    pub async fn read(&self, ctx: &RequestContext, type_name: &str, state: &Value) -> StateResult {
+        match self.resource(type_name) {
+            Ok(resource) => {
+                let mut result = resource.read(ctx, state).await;
+                result.state = result.state.map(|s| s.conform(&resource.schema().value_type()));
+                result
+            }
+            Err(diagnostics) => StateResult { state: Some(state.clone()), diagnostics },
+        }
+    }
+
+    /// Imports by id.
+    pub async fn import(&self, ctx: &RequestContext, type_name: &str, id: &str) -> StateResult {
+        match self.resource(type_name) {
+            Ok(resource) => {
+                let mut result = resource.import(ctx, id).await;
+                result.state = result.state.map(|s| s.conform(&resource.schema().value_type()));
+                result
+            }
+            Err(diagnostics) => StateResult { state: None, diagnostics },
+        }
+    }
+}
+
+/// Terraform rejects an apply result that is missing or still unknown; say so with a clear diagnostic
+/// instead of letting Terraform report a provider bug.
+fn check_applied_state(result: &mut StateResult) {
+    if result.diagnostics.has_errors() {
+        return;
+    }
+    match &result.state {
+        None => result.diagnostics.error(
+            "Missing Resource State After Apply",
+            "The provider reported success but returned no state. This is a bug in the provider.",
+        ),
+        Some(state) if !state.is_wholly_known() => result.diagnostics.error(
+            "Unknown Values After Apply",
+            "The provider returned a state with values still unknown. This is a bug in the provider.",
+        ),
+        Some(_) => {}
+    }
+}
