@@ -1,0 +1,159 @@
+//! Amazon ECR: the stack's image repositories (`<stack>/web`, `<stack>/broker`, `<stack>/worker`).
+//!
+//! Repositories scan images on push, keep tags immutable, and expire untagged images after a day so
+//! superseded layers do not pile up.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_ecr::Client;
+use aws_sdk_ecr::types::{EncryptionConfiguration, EncryptionType, ImageScanningConfiguration, ImageTagMutability, Tag};
+
+use super::{AwsError, AwsResult};
+
+/// Days an untagged image is kept.
+pub const UNTAGGED_IMAGE_DAYS: i32 = 1;
+
+/// A repository as the stack needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Repository {
+    /// Its ARN.
+    pub arn: String,
+    /// The URL to push and pull images.
+    pub uri: String,
+    /// Differences from the managed settings.
+    pub drift: Vec<String>,
+}
+
+/// The lifecycle policy that expires untagged images (FSBP ECR.3).
+pub fn lifecycle_policy() -> String {
+    serde_json::json!({
+        "rules": [{
+            "rulePriority": 1,
+            "description": "Expire untagged images",
+            "selection": {
+                "tagStatus": "untagged",
+                "countType": "sinceImagePushed",
+                "countUnit": "days",
+                "countNumber": UNTAGGED_IMAGE_DAYS
+            },
+            "action": { "type": "expire" }
+        }]
+    })
+    .to_string()
+}
+
+fn tag_list(tags: &BTreeMap<String, String>) -> AwsResult<Vec<Tag>> {
+    tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build().map_err(AwsError::from)).collect()
+}
+
+/// Describes the repository; `None` when it does not exist.
+pub async fn describe(client: &Client, name: &str) -> AwsResult<Option<Repository>> {
+    let out = match client.describe_repositories().repository_names(name).send().await {
+        Ok(out) => out,
+        Err(err) => {
+            let err = AwsError::from_sdk("DescribeRepositories", err);
+            return if err.is(&["RepositoryNotFoundException"]) { Ok(None) } else { Err(err) };
+        }
+    };
+    let Some(repo) = out.repositories().first() else { return Ok(None) };
+    let mut drift = Vec::new();
+    if !repo.image_scanning_configuration().is_some_and(|c| c.scan_on_push()) {
+        drift.push("scan on push is off".to_string());
+    }
+    match client.get_lifecycle_policy().repository_name(name).send().await {
+        Ok(_) => {}
+        Err(err) => {
+            let err = AwsError::from_sdk("GetLifecyclePolicy", err);
+            if !err.is(&["LifecyclePolicyNotFoundException"]) {
+                return Err(err);
+            }
+            drift.push("lifecycle policy is missing".to_string());
+        }
+    }
+    Ok(Some(Repository {
+        arn: repo.repository_arn().unwrap_or_default().to_string(),
+        uri: repo.repository_uri().unwrap_or_default().to_string(),
+        drift,
+    }))
+}
+
+/// Creates the repository or adopts the existing one, then applies scanning, lifecycle and tags.
+pub async fn ensure(client: &Client, name: &str, tags: &BTreeMap<String, String>) -> AwsResult<Repository> {
+    if describe(client, name).await?.is_none() {
+        let created = client
+            .create_repository()
+            .repository_name(name)
+            .image_tag_mutability(ImageTagMutability::Immutable)
+            .image_scanning_configuration(ImageScanningConfiguration::builder().scan_on_push(true).build())
+            .encryption_configuration(EncryptionConfiguration::builder().encryption_type(EncryptionType::Aes256).build()?)
+            .set_tags(Some(tag_list(tags)?))
+            .send()
+            .await;
+        if let Err(err) = created {
+            let err = AwsError::from_sdk("CreateRepository", err);
+            // Another run created it between our look and our create: adopt it.
+            if !err.is(&["RepositoryAlreadyExistsException"]) {
+                return Err(err);
+            }
+        }
+    }
+    client
+        .put_image_scanning_configuration()
+        .repository_name(name)
+        .image_scanning_configuration(ImageScanningConfiguration::builder().scan_on_push(true).build())
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("PutImageScanningConfiguration", e))?;
+    client
+        .put_lifecycle_policy()
+        .repository_name(name)
+        .lifecycle_policy_text(lifecycle_policy())
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("PutLifecyclePolicy", e))?;
+    let repo = describe(client, name)
+        .await?
+        .ok_or_else(|| AwsError::other("DescribeRepositories", format!("repository {name} vanished while being configured")))?;
+    client
+        .tag_resource()
+        .resource_arn(&repo.arn)
+        .set_tags(Some(tag_list(tags)?))
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("TagResource", e))?;
+    Ok(repo)
+}
+
+/// The repository's tags.
+pub async fn tags(client: &Client, arn: &str) -> AwsResult<BTreeMap<String, String>> {
+    let out = client
+        .list_tags_for_resource()
+        .resource_arn(arn)
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("ListTagsForResource", e))?;
+    Ok(out.tags().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect())
+}
+
+/// Deletes the repository and its images (they are build outputs, rebuilt from source); absent is success.
+pub async fn delete(client: &Client, name: &str) -> AwsResult<()> {
+    match client.delete_repository().repository_name(name).force(true).send().await {
+        Ok(_) => Ok(()),
+        Err(err) => {
+            let err = AwsError::from_sdk("DeleteRepository", err);
+            if err.is(&["RepositoryNotFoundException"]) { Ok(()) } else { Err(err) }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lifecycle_policy_expires_only_untagged_images() {
+        let policy: serde_json::Value = serde_json::from_str(&lifecycle_policy()).unwrap();
+        assert_eq!(policy["rules"][0]["selection"]["tagStatus"], "untagged");
+        assert_eq!(policy["rules"][0]["action"]["type"], "expire");
+    }
+}

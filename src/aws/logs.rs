@@ -1,0 +1,88 @@
+//! Amazon CloudWatch Logs: the stack's log group, one stream per task.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_cloudwatchlogs::Client;
+
+use super::{AwsError, AwsResult};
+
+/// Retention periods CloudWatch Logs accepts, in days.
+pub const ALLOWED_RETENTION_DAYS: &[i64] = &[
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
+];
+
+/// A log group as the stack needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogGroup {
+    /// Its ARN (without the `:*` suffix DescribeLogGroups adds).
+    pub arn: String,
+    /// Retention in days; `None` means never expire.
+    pub retention_days: Option<i64>,
+}
+
+/// Describes the log group; `None` when it does not exist.
+pub async fn describe(client: &Client, name: &str) -> AwsResult<Option<LogGroup>> {
+    let out = client
+        .describe_log_groups()
+        .log_group_name_prefix(name)
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("DescribeLogGroups", e))?;
+    Ok(out.log_groups().iter().find(|g| g.log_group_name() == Some(name)).map(|g| LogGroup {
+        arn: g.arn().unwrap_or_default().trim_end_matches(":*").to_string(),
+        retention_days: g.retention_in_days().map(i64::from),
+    }))
+}
+
+/// Creates the log group or adopts it, then applies retention and tags.
+pub async fn ensure(client: &Client, name: &str, retention_days: i64, tags: &BTreeMap<String, String>) -> AwsResult<LogGroup> {
+    if describe(client, name).await?.is_none() {
+        let created = client.create_log_group().log_group_name(name).set_tags(Some(tags.clone().into_iter().collect())).send().await;
+        if let Err(err) = created {
+            let err = AwsError::from_sdk("CreateLogGroup", err);
+            if !err.is(&["ResourceAlreadyExistsException"]) {
+                return Err(err);
+            }
+        }
+    }
+    client
+        .put_retention_policy()
+        .log_group_name(name)
+        .retention_in_days(retention_days as i32)
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("PutRetentionPolicy", e))?;
+    let group = describe(client, name)
+        .await?
+        .ok_or_else(|| AwsError::other("DescribeLogGroups", format!("log group {name} vanished while being configured")))?;
+    client
+        .tag_resource()
+        .resource_arn(&group.arn)
+        .set_tags(Some(tags.clone().into_iter().collect()))
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("TagResource", e))?;
+    Ok(group)
+}
+
+/// The log group's tags.
+pub async fn tags(client: &Client, arn: &str) -> AwsResult<BTreeMap<String, String>> {
+    let out = client
+        .list_tags_for_resource()
+        .resource_arn(arn)
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("ListTagsForResource", e))?;
+    Ok(out.tags().map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default())
+}
+
+/// Deletes the log group; absent is success.
+pub async fn delete(client: &Client, name: &str) -> AwsResult<()> {
+    match client.delete_log_group().log_group_name(name).send().await {
+        Ok(_) => Ok(()),
+        Err(err) => {
+            let err = AwsError::from_sdk("DeleteLogGroup", err);
+            if err.is(&["ResourceNotFoundException"]) { Ok(()) } else { Err(err) }
+        }
+    }
+}

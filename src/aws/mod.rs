@@ -1,0 +1,126 @@
+//! AWS service modules: one small module per service, each with idempotent ensure / describe / delete
+//! functions that the stack's parts call. Absent is success for deletes; "already exists" is adoption for
+//! creates. Nothing here knows about Terraform.
+
+pub mod ecr;
+pub mod logs;
+pub mod s3;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use aws_sdk_s3::error::ProvideErrorMetadata;
+use aws_smithy_runtime_api::client::result::SdkError;
+
+/// The tag every part carries so a stack can find its own parts again.
+pub const STACK_TAG: &str = "datavault:stack";
+/// The tag naming which part of the stack a resource is.
+pub const PART_TAG: &str = "datavault:part";
+
+/// The service clients and account facts the stack needs, built once when the provider is configured.
+#[derive(Debug, Clone)]
+pub struct AwsContext {
+    /// Amazon S3.
+    pub s3: aws_sdk_s3::Client,
+    /// Amazon ECR.
+    pub ecr: aws_sdk_ecr::Client,
+    /// Amazon CloudWatch Logs.
+    pub logs: aws_sdk_cloudwatchlogs::Client,
+    /// The region every part lives in.
+    pub region: String,
+    /// `aws`, `aws-cn` or `aws-us-gov`, for building ARNs.
+    pub partition: String,
+    /// Tags from the provider's `default_tags`.
+    pub default_tags: BTreeMap<String, String>,
+}
+
+/// A failed AWS call, with the operation and the service's error code kept for decisions and messages.
+#[derive(Debug, Clone)]
+pub struct AwsError {
+    /// The API operation, e.g. `CreateBucket`.
+    pub operation: &'static str,
+    /// The service's error code, e.g. `NoSuchBucket`, when it gave one.
+    pub code: Option<String>,
+    /// A readable message.
+    pub message: String,
+}
+
+impl AwsError {
+    /// Wraps an SDK error.
+    pub fn from_sdk<E, R>(operation: &'static str, err: SdkError<E, R>) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: fmt::Debug,
+    {
+        let code = err.code().map(str::to_string);
+        let message = match &err {
+            SdkError::ServiceError(service) => {
+                service.err().message().map(str::to_string).unwrap_or_else(|| service.err().to_string())
+            }
+            other => aws_smithy_types::error::display::DisplayErrorContext(other).to_string(),
+        };
+        AwsError { operation, code, message }
+    }
+
+    /// An error that did not come from an AWS response (e.g. an unexpected reply).
+    pub fn other(operation: &'static str, message: impl Into<String>) -> Self {
+        AwsError { operation, code: None, message: message.into() }
+    }
+
+    /// Whether the service answered with one of these error codes.
+    pub fn is(&self, codes: &[&str]) -> bool {
+        self.code.as_deref().is_some_and(|c| codes.contains(&c))
+    }
+}
+
+impl fmt::Display for AwsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.code {
+            Some(code) => write!(f, "{} failed: {code}: {}", self.operation, self.message),
+            None => write!(f, "{} failed: {}", self.operation, self.message),
+        }
+    }
+}
+
+impl std::error::Error for AwsError {}
+
+impl From<aws_smithy_types::error::operation::BuildError> for AwsError {
+    fn from(err: aws_smithy_types::error::operation::BuildError) -> Self {
+        AwsError::other("building a request", err.to_string())
+    }
+}
+
+/// Result of an AWS helper.
+pub type AwsResult<T> = Result<T, AwsError>;
+
+/// The partition of a region, for ARNs.
+pub fn partition_of(region: &str) -> &'static str {
+    if region.starts_with("cn-") {
+        "aws-cn"
+    } else if region.starts_with("us-gov-") {
+        "aws-us-gov"
+    } else if region.starts_with("us-iso-") {
+        "aws-iso"
+    } else {
+        "aws"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitions_follow_region_prefixes() {
+        assert_eq!(partition_of("eu-west-2"), "aws");
+        assert_eq!(partition_of("cn-north-1"), "aws-cn");
+        assert_eq!(partition_of("us-gov-west-1"), "aws-us-gov");
+    }
+
+    #[test]
+    fn error_codes_drive_decisions() {
+        let err = AwsError { operation: "HeadBucket", code: Some("NotFound".into()), message: "gone".into() };
+        assert!(err.is(&["NoSuchBucket", "NotFound"]));
+        assert_eq!(err.to_string(), "HeadBucket failed: NotFound: gone");
+    }
+}

@@ -1,0 +1,334 @@
+//! Amazon S3: the archive and state buckets.
+//!
+//! Buckets are created private, versioned, encrypted, without ACLs and reachable only over TLS, and those
+//! settings are re-applied on every ensure so out-of-band changes are repaired. Deleting refuses a bucket
+//! that still holds data unless the caller explicitly asks to empty it.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::types::{
+    BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration, Delete, ObjectIdentifier,
+    ObjectOwnership, OwnershipControls, OwnershipControlsRule, PublicAccessBlockConfiguration,
+    ServerSideEncryption, ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration,
+    ServerSideEncryptionRule, Tag, Tagging, VersioningConfiguration,
+};
+
+use super::{AwsError, AwsResult};
+
+/// What a bucket looks like now, and how it differs from the secure settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BucketObservation {
+    /// Its tags.
+    pub tags: BTreeMap<String, String>,
+    /// Human-readable differences from the managed settings (empty when none).
+    pub drift: Vec<String>,
+}
+
+/// The TLS-only bucket policy (AWS Foundational Security Best Practices S3.5).
+pub fn tls_only_policy(partition: &str, bucket: &str) -> String {
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "DenyInsecureTransport",
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": "s3:*",
+            "Resource": [format!("arn:{partition}:s3:::{bucket}"), format!("arn:{partition}:s3:::{bucket}/*")],
+            "Condition": { "Bool": { "aws:SecureTransport": "false" } }
+        }]
+    })
+    .to_string()
+}
+
+/// Whether the bucket exists and is ours. A bucket owned by another account is an error.
+pub async fn exists(client: &Client, bucket: &str) -> AwsResult<bool> {
+    match client.head_bucket().bucket(bucket).send().await {
+        Ok(_) => Ok(true),
+        Err(err) => {
+            let err = AwsError::from_sdk("HeadBucket", err);
+            if err.is(&["NotFound", "NoSuchBucket"]) {
+                Ok(false)
+            } else if err.is(&["Forbidden", "AccessDenied", "403"]) {
+                Err(AwsError::other(
+                    "HeadBucket",
+                    format!("bucket {bucket} exists but this account cannot access it; S3 bucket names are global, choose another name"),
+                ))
+            } else {
+                Err(err)
+            }
+        }
+    }
+}
+
+/// Creates the bucket, adopting it if this account already owns it.
+pub async fn create(client: &Client, bucket: &str, region: &str) -> AwsResult<()> {
+    let mut request = client.create_bucket().bucket(bucket).object_ownership(ObjectOwnership::BucketOwnerEnforced);
+    if region != "us-east-1" {
+        request = request.create_bucket_configuration(
+            CreateBucketConfiguration::builder().location_constraint(BucketLocationConstraint::from(region)).build(),
+        );
+    }
+    match request.send().await {
+        Ok(_) => Ok(()),
+        Err(err) => {
+            let err = AwsError::from_sdk("CreateBucket", err);
+            if err.is(&["BucketAlreadyOwnedByYou"]) {
+                Ok(())
+            } else if err.is(&["BucketAlreadyExists"]) {
+                Err(AwsError::other(
+                    "CreateBucket",
+                    format!("bucket name {bucket} is taken by another AWS account; S3 bucket names are global, choose another name"),
+                ))
+            } else {
+                Err(err)
+            }
+        }
+    }
+}
+
+/// Applies every managed setting: no ACLs, no public access, default encryption, versioning, TLS-only
+/// policy and tags. Each call is idempotent.
+pub async fn configure(client: &Client, bucket: &str, partition: &str, tags: &BTreeMap<String, String>) -> AwsResult<()> {
+    client
+        .put_bucket_ownership_controls()
+        .bucket(bucket)
+        .ownership_controls(
+            OwnershipControls::builder()
+                .rules(OwnershipControlsRule::builder().object_ownership(ObjectOwnership::BucketOwnerEnforced).build()?)
+                .build()?,
+        )
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("PutBucketOwnershipControls", e))?;
+    client
+        .put_public_access_block()
+        .bucket(bucket)
+        .public_access_block_configuration(
+            PublicAccessBlockConfiguration::builder()
+                .block_public_acls(true)
+                .ignore_public_acls(true)
+                .block_public_policy(true)
+                .restrict_public_buckets(true)
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("PutPublicAccessBlock", e))?;
+    client
+        .put_bucket_encryption()
+        .bucket(bucket)
+        .server_side_encryption_configuration(
+            ServerSideEncryptionConfiguration::builder()
+                .rules(
+                    ServerSideEncryptionRule::builder()
+                        .apply_server_side_encryption_by_default(
+                            ServerSideEncryptionByDefault::builder().sse_algorithm(ServerSideEncryption::Aes256).build()?,
+                        )
+                        .bucket_key_enabled(true)
+                        .build(),
+                )
+                .build()?,
+        )
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("PutBucketEncryption", e))?;
+    client
+        .put_bucket_versioning()
+        .bucket(bucket)
+        .versioning_configuration(VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build())
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("PutBucketVersioning", e))?;
+    client
+        .put_bucket_policy()
+        .bucket(bucket)
+        .policy(tls_only_policy(partition, bucket))
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("PutBucketPolicy", e))?;
+    put_tags(client, bucket, tags).await
+}
+
+/// Replaces the bucket's tags.
+pub async fn put_tags(client: &Client, bucket: &str, tags: &BTreeMap<String, String>) -> AwsResult<()> {
+    let tag_set = tags
+        .iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect::<Result<Vec<_>, _>>()?;
+    client
+        .put_bucket_tagging()
+        .bucket(bucket)
+        .tagging(Tagging::builder().set_tag_set(Some(tag_set)).build()?)
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("PutBucketTagging", e))?;
+    Ok(())
+}
+
+/// The bucket's tags; empty when it has none.
+pub async fn tags(client: &Client, bucket: &str) -> AwsResult<BTreeMap<String, String>> {
+    match client.get_bucket_tagging().bucket(bucket).send().await {
+        Ok(out) => Ok(out.tag_set().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect()),
+        Err(err) => {
+            let err = AwsError::from_sdk("GetBucketTagging", err);
+            if err.is(&["NoSuchTagSet"]) { Ok(BTreeMap::new()) } else { Err(err) }
+        }
+    }
+}
+
+/// Describes the bucket and how it differs from the managed settings; `None` when it does not exist.
+pub async fn observe(client: &Client, bucket: &str) -> AwsResult<Option<BucketObservation>> {
+    if !exists(client, bucket).await? {
+        return Ok(None);
+    }
+    let mut drift = Vec::new();
+    let versioning = client
+        .get_bucket_versioning()
+        .bucket(bucket)
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("GetBucketVersioning", e))?;
+    if versioning.status() != Some(&BucketVersioningStatus::Enabled) {
+        let status = versioning.status().map_or("never enabled", |s| s.as_str());
+        drift.push(format!("versioning is {status}, expected Enabled"));
+    }
+    match client.get_public_access_block().bucket(bucket).send().await {
+        Ok(out) => {
+            let c = out.public_access_block_configuration();
+            let all = c.is_some_and(|c| {
+                c.block_public_acls() == Some(true)
+                    && c.ignore_public_acls() == Some(true)
+                    && c.block_public_policy() == Some(true)
+                    && c.restrict_public_buckets() == Some(true)
+            });
+            if !all {
+                drift.push("public access block is not fully enabled".to_string());
+            }
+        }
+        Err(err) => {
+            let err = AwsError::from_sdk("GetPublicAccessBlock", err);
+            if !err.is(&["NoSuchPublicAccessBlockConfiguration"]) {
+                return Err(err);
+            }
+            drift.push("public access block is missing".to_string());
+        }
+    }
+    match client.get_bucket_encryption().bucket(bucket).send().await {
+        Ok(_) => {}
+        Err(err) => {
+            let err = AwsError::from_sdk("GetBucketEncryption", err);
+            if !err.is(&["ServerSideEncryptionConfigurationNotFoundError"]) {
+                return Err(err);
+            }
+            drift.push("default encryption is missing".to_string());
+        }
+    }
+    match client.get_bucket_policy().bucket(bucket).send().await {
+        Ok(out) if out.policy().is_some_and(|p| p.contains("aws:SecureTransport")) => {}
+        Ok(_) => drift.push("bucket policy no longer denies insecure transport".to_string()),
+        Err(err) => {
+            let err = AwsError::from_sdk("GetBucketPolicy", err);
+            if !err.is(&["NoSuchBucketPolicy"]) {
+                return Err(err);
+            }
+            drift.push("TLS-only bucket policy is missing".to_string());
+        }
+    }
+    Ok(Some(BucketObservation { tags: tags(client, bucket).await?, drift }))
+}
+
+/// Whether the bucket holds any object version or delete marker.
+pub async fn is_empty(client: &Client, bucket: &str) -> AwsResult<bool> {
+    let out = client
+        .list_object_versions()
+        .bucket(bucket)
+        .max_keys(1)
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("ListObjectVersions", e))?;
+    Ok(out.versions().is_empty() && out.delete_markers().is_empty())
+}
+
+/// Deletes every object version and delete marker (only when the user set force_destroy).
+pub async fn empty(client: &Client, bucket: &str) -> AwsResult<u64> {
+    let mut deleted = 0;
+    loop {
+        let out = client
+            .list_object_versions()
+            .bucket(bucket)
+            .max_keys(1000)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("ListObjectVersions", e))?;
+        let mut objects = Vec::new();
+        for v in out.versions() {
+            objects.push(ObjectIdentifier::builder().key(v.key().unwrap_or_default()).set_version_id(v.version_id().map(str::to_string)).build()?);
+        }
+        for m in out.delete_markers() {
+            objects.push(ObjectIdentifier::builder().key(m.key().unwrap_or_default()).set_version_id(m.version_id().map(str::to_string)).build()?);
+        }
+        if objects.is_empty() {
+            return Ok(deleted);
+        }
+        deleted += objects.len() as u64;
+        client
+            .delete_objects()
+            .bucket(bucket)
+            .delete(Delete::builder().set_objects(Some(objects)).quiet(true).build()?)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("DeleteObjects", e))?;
+    }
+}
+
+/// Removes the bucket policy (the first step of tearing a bucket down, the reverse of its creation).
+pub async fn delete_policy(client: &Client, bucket: &str) -> AwsResult<()> {
+    match client.delete_bucket_policy().bucket(bucket).send().await {
+        Ok(_) => Ok(()),
+        Err(err) => {
+            let err = AwsError::from_sdk("DeleteBucketPolicy", err);
+            if err.is(&["NoSuchBucket", "NoSuchBucketPolicy"]) { Ok(()) } else { Err(err) }
+        }
+    }
+}
+
+/// Deletes an empty bucket; absent is success.
+pub async fn delete(client: &Client, bucket: &str) -> AwsResult<()> {
+    match client.delete_bucket().bucket(bucket).send().await {
+        Ok(_) => Ok(()),
+        Err(err) => {
+            let err = AwsError::from_sdk("DeleteBucket", err);
+            if err.is(&["NoSuchBucket", "NotFound"]) { Ok(()) } else { Err(err) }
+        }
+    }
+}
+
+/// Finds a bucket by its stack and part tags (for import when the name is not the default).
+pub async fn find_by_tags(client: &Client, stack: &str, part: &str) -> AwsResult<Option<String>> {
+    let out = client.list_buckets().send().await.map_err(|e| AwsError::from_sdk("ListBuckets", e))?;
+    for bucket in out.buckets() {
+        let Some(name) = bucket.name() else { continue };
+        let Ok(tags) = tags(client, name).await else { continue };
+        if tags.get(super::STACK_TAG).map(String::as_str) == Some(stack)
+            && tags.get(super::PART_TAG).map(String::as_str) == Some(part)
+        {
+            return Ok(Some(name.to_string()));
+        }
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_denies_plain_http_on_bucket_and_objects() {
+        let policy: serde_json::Value = serde_json::from_str(&tls_only_policy("aws", "vault-archive")).unwrap();
+        let statement = &policy["Statement"][0];
+        assert_eq!(statement["Effect"], "Deny");
+        assert_eq!(statement["Condition"]["Bool"]["aws:SecureTransport"], "false");
+        assert_eq!(statement["Resource"][1], "arn:aws:s3:::vault-archive/*");
+    }
+}
