@@ -1,0 +1,235 @@
+//! Runs work over a dependency graph of nodes: each node starts once every node it depends on has
+//! finished, independent nodes run concurrently, and a concurrency cap bounds the load on AWS.
+//!
+//! On the first failure (or cancellation) nothing new starts, work already running is allowed to finish,
+//! and the report says what finished, what failed and what never started: exactly what a half-created
+//! stack needs to record its partial state. Walking the graph `Backward` runs dependents first (delete).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use tokio_util::sync::CancellationToken;
+
+/// Which way to walk the edges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Dependencies first (create, update).
+    Forward,
+    /// Dependents first (delete).
+    Backward,
+}
+
+/// What a run did.
+#[derive(Debug)]
+pub struct Report<N, T, E> {
+    /// Nodes that finished, with their outputs, in completion order.
+    pub done: Vec<(N, T)>,
+    /// Nodes that failed.
+    pub failed: Vec<(N, E)>,
+    /// Nodes never started because of a failure or cancellation.
+    pub skipped: Vec<N>,
+    /// Whether the run was cancelled.
+    pub cancelled: bool,
+}
+
+impl<N, T, E> Report<N, T, E> {
+    /// Whether every node finished.
+    pub fn is_complete(&self) -> bool {
+        self.failed.is_empty() && self.skipped.is_empty() && !self.cancelled
+    }
+}
+
+/// Runs `work` for every node of `graph` (node -> the nodes it depends on). `work` receives the node and
+/// the outputs of the nodes it waited for. A graph with a cycle or an unknown dependency is a programming
+/// error and panics, so tests catch it.
+pub async fn run<N, T, E, F, Fut>(
+    graph: &BTreeMap<N, Vec<N>>,
+    direction: Direction,
+    concurrency: usize,
+    cancel: &CancellationToken,
+    work: F,
+) -> Report<N, T, E>
+where
+    N: Ord + Clone,
+    T: Clone,
+    F: Fn(N, BTreeMap<N, T>) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let waits_for = edges(graph, direction);
+    assert_acyclic(&waits_for);
+    let mut pending: BTreeSet<N> = waits_for.keys().cloned().collect();
+    let mut outputs: BTreeMap<N, T> = BTreeMap::new();
+    let mut report = Report { done: Vec::new(), failed: Vec::new(), skipped: Vec::new(), cancelled: false };
+    let mut running = FuturesUnordered::new();
+    loop {
+        let stopping = !report.failed.is_empty() || cancel.is_cancelled();
+        if !stopping {
+            let ready: Vec<N> = pending
+                .iter()
+                .filter(|n| waits_for[*n].iter().all(|d| outputs.contains_key(d)))
+                .take(concurrency.max(1).saturating_sub(running.len()))
+                .cloned()
+                .collect();
+            for node in ready {
+                pending.remove(&node);
+                let inputs = waits_for[&node].iter().map(|d| (d.clone(), outputs[d].clone())).collect();
+                let future = work(node.clone(), inputs);
+                running.push(async move { (node, future.await) });
+            }
+        }
+        let next = tokio::select! {
+            next = running.next() => next,
+            () = cancel.cancelled(), if !stopping => continue,
+        };
+        match next {
+            Some((node, Ok(output))) => {
+                outputs.insert(node.clone(), output.clone());
+                report.done.push((node, output));
+            }
+            Some((node, Err(error))) => report.failed.push((node, error)),
+            None => break,
+        }
+    }
+    report.cancelled = cancel.is_cancelled();
+    report.skipped = pending.into_iter().collect();
+    report
+}
+
+fn edges<N: Ord + Clone>(graph: &BTreeMap<N, Vec<N>>, direction: Direction) -> BTreeMap<N, Vec<N>> {
+    let mut waits_for: BTreeMap<N, Vec<N>> = graph.keys().map(|n| (n.clone(), Vec::new())).collect();
+    for (node, deps) in graph {
+        for dep in deps {
+            assert!(graph.contains_key(dep), "a part depends on a part missing from the graph");
+            match direction {
+                Direction::Forward => waits_for.get_mut(node).expect("node present").push(dep.clone()),
+                Direction::Backward => waits_for.get_mut(dep).expect("node present").push(node.clone()),
+            }
+        }
+    }
+    waits_for
+}
+
+fn assert_acyclic<N: Ord + Clone>(waits_for: &BTreeMap<N, Vec<N>>) {
+    let mut finished: BTreeSet<N> = BTreeSet::new();
+    while finished.len() < waits_for.len() {
+        let progress: Vec<N> = waits_for
+            .iter()
+            .filter(|(n, deps)| !finished.contains(*n) && deps.iter().all(|d| finished.contains(d)))
+            .map(|(n, _)| n.clone())
+            .collect();
+        assert!(!progress.is_empty(), "the part graph has a cycle");
+        finished.extend(progress);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use super::*;
+
+    fn diamond() -> BTreeMap<&'static str, Vec<&'static str>> {
+        BTreeMap::from([("network", vec![]), ("db", vec!["network"]), ("fs", vec!["network"]), ("service", vec!["db", "fs"])])
+    }
+
+    #[tokio::test]
+    async fn runs_dependencies_first_and_passes_their_outputs() {
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let report: Report<_, String, ()> = run(&diamond(), Direction::Forward, 4, &CancellationToken::new(), |node, inputs| {
+            let order = order.clone();
+            async move {
+                order.lock().unwrap().push(node);
+                Ok(format!("{node}<-{}", inputs.keys().cloned().collect::<Vec<_>>().join("+")))
+            }
+        })
+        .await;
+        assert!(report.is_complete());
+        let order = order.lock().unwrap().clone();
+        assert_eq!(order.first(), Some(&"network"));
+        assert_eq!(order.last(), Some(&"service"));
+        let service = report.done.iter().find(|(n, _)| *n == "service").unwrap();
+        assert_eq!(service.1, "service<-db+fs");
+    }
+
+    #[tokio::test]
+    async fn backward_runs_dependents_first() {
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let report: Report<_, (), ()> = run(&diamond(), Direction::Backward, 1, &CancellationToken::new(), |node, _| {
+            let order = order.clone();
+            async move {
+                order.lock().unwrap().push(node);
+                Ok(())
+            }
+        })
+        .await;
+        assert!(report.is_complete());
+        let order = order.lock().unwrap().clone();
+        assert_eq!(order.first(), Some(&"service"));
+        assert_eq!(order.last(), Some(&"network"));
+    }
+
+    #[tokio::test]
+    async fn a_failure_starts_nothing_new_but_lets_running_work_finish() {
+        let report: Report<_, (), &str> = run(&diamond(), Direction::Forward, 4, &CancellationToken::new(), |node, _| async move {
+            match node {
+                "db" => Err("boom"),
+                "fs" => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    Ok(())
+                }
+                _ => Ok(()),
+            }
+        })
+        .await;
+        assert_eq!(report.failed, vec![("db", "boom")]);
+        assert!(report.done.iter().any(|(n, _)| *n == "fs"), "running work finishes");
+        assert_eq!(report.skipped, vec!["service"]);
+    }
+
+    #[tokio::test]
+    async fn cancellation_stops_before_the_next_node() {
+        let cancel = CancellationToken::new();
+        let report: Report<_, (), ()> = run(&diamond(), Direction::Forward, 1, &cancel, |node, _| {
+            let cancel = cancel.clone();
+            async move {
+                if node == "network" {
+                    cancel.cancel();
+                }
+                Ok(())
+            }
+        })
+        .await;
+        assert!(report.cancelled);
+        assert_eq!(report.done.len(), 1);
+        assert_eq!(report.skipped.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn the_concurrency_cap_holds() {
+        let graph: BTreeMap<u32, Vec<u32>> = (0..10).map(|n| (n, vec![])).collect();
+        let live = Arc::new(Mutex::new((0, 0)));
+        let _: Report<_, (), ()> = run(&graph, Direction::Forward, 3, &CancellationToken::new(), |_, _| {
+            let live = live.clone();
+            async move {
+                {
+                    let mut l = live.lock().unwrap();
+                    l.0 += 1;
+                    l.1 = l.1.max(l.0);
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                live.lock().unwrap().0 -= 1;
+                Ok(())
+            }
+        })
+        .await;
+        assert_eq!(live.lock().unwrap().1, 3);
+    }
+
+    #[test]
+    #[should_panic(expected = "cycle")]
+    fn cycles_are_caught() {
+        assert_acyclic(&BTreeMap::from([("a", vec!["b"]), ("b", vec!["a"])]));
+    }
+}

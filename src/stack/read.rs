@@ -1,0 +1,167 @@
+//! Reading a stack: observe every part at once, record what exists and how it drifted, and complete the
+//! minimal state an import starts from.
+
+use std::collections::BTreeMap;
+
+use crate::aws::{self, AwsContext, PART_TAG, STACK_TAG};
+use crate::framework::{Diagnostics, RequestContext, StateResult, Value};
+
+use super::apply::state_with_outputs;
+use super::graph::{self, Direction};
+use super::model::{StackSpec, default_archive_bucket, default_state_bucket, log_group_name};
+use super::parts::{self, Part, PartState, defining_parts};
+use super::schema::{DEFAULT_LOG_RETENTION_DAYS, name_problem};
+
+/// Refreshes `state` from AWS. `None` when the stack is gone (only the retained state bucket, or nothing,
+/// is left).
+pub async fn read(ctx: &RequestContext, aws: &AwsContext, state: &Value) -> StateResult {
+    let mut diagnostics = Diagnostics::new();
+    let state = match complete_bucket_names(aws, state).await {
+        Ok(state) => state,
+        Err(e) => {
+            diagnostics.error("Failed To Read Stack", format!("Looking up the stack's buckets failed: {e}."));
+            return StateResult { state: Some(state.clone()), diagnostics };
+        }
+    };
+    let spec = StackSpec::from_value(&state, aws);
+    let graph: BTreeMap<Part, Vec<Part>> = Part::all().into_iter().map(|p| (p, Vec::new())).collect();
+    let report = graph::run(&graph, Direction::Forward, 8, &ctx.cancel, |part, _| {
+        let spec = &spec;
+        async move { parts::observe(part, spec, aws).await }
+    })
+    .await;
+    if !report.is_complete() {
+        for (part, error) in &report.failed {
+            diagnostics.error(format!("Failed To Read Part {part}"), format!("Stack {}: {part}: {error}", spec.name));
+        }
+        if report.cancelled {
+            diagnostics.error("Refresh Interrupted", "Terraform asked the provider to stop during refresh.");
+        }
+        return StateResult { state: Some(state), diagnostics };
+    }
+    let observed: BTreeMap<Part, Option<PartState>> = report.done.into_iter().collect();
+    if defining_parts().iter().all(|p| observed.get(p).is_none_or(Option::is_none)) {
+        diagnostics.warning(
+            "Stack Not Found",
+            format!("No part of stack {} exists any more (apart from a retained state bucket), so it was removed from the state. The next apply creates it again.", spec.name),
+        );
+        return StateResult { state: None, diagnostics };
+    }
+    StateResult { state: Some(refreshed_state(&state, &spec, aws, &observed)), diagnostics }
+}
+
+fn refreshed_state(state: &Value, spec: &StackSpec, aws: &AwsContext, observed: &BTreeMap<Part, Option<PartState>>) -> Value {
+    let existing: BTreeMap<Part, PartState> = observed.iter().filter_map(|(p, s)| s.clone().map(|s| (*p, s))).collect();
+    let mut new = state_with_outputs(state, &existing);
+    new.set("id", Value::string(&spec.name));
+    new.set("region", Value::string(&aws.region));
+    new.set("log_group_name", Value::string(log_group_name(&spec.name)));
+    if new.get("archive_force_destroy").is_null() {
+        new.set("archive_force_destroy", Value::Bool(false));
+    }
+    let mut drift = Vec::new();
+    for (part, observation) in observed {
+        match observation {
+            None => drift.push(format!("{part}: missing, will be recreated")),
+            Some(s) => drift.extend(s.drift.iter().map(|d| format!("{part}: {d}"))),
+        }
+    }
+    new.set("drift", Value::string_list(drift));
+    if let Some(log_group) = existing.get(&Part::LogGroup) {
+        // Retention "never expire" is recorded as 0 so the plan shows the change back to a real value.
+        new.set("log_retention_days", Value::Number(log_group.retention_days.unwrap_or(0) as f64));
+        if let Some(tags) = &log_group.tags {
+            record_tags(&mut new, tags, &aws.default_tags);
+        }
+    } else if new.get("log_retention_days").is_null() {
+        new.set("log_retention_days", Value::Number(DEFAULT_LOG_RETENTION_DAYS as f64));
+    }
+    new
+}
+
+/// Records the tags found on a part: `tags_all` is everything but the provider's markers; `tags` is what is
+/// not explained by the provider's default tags (null stays null when there are none).
+fn record_tags(state: &mut Value, found: &BTreeMap<String, String>, defaults: &BTreeMap<String, String>) {
+    let all: BTreeMap<String, String> = found.iter().filter(|(k, _)| !k.starts_with("datavault:")).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let own: BTreeMap<String, String> = all.iter().filter(|(k, v)| defaults.get(*k) != Some(*v)).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let prior_own = state.get("tags").as_string_map().unwrap_or_default();
+    // A configured tag equal to a default tag is indistinguishable on AWS; keep it if the state had it.
+    let own: BTreeMap<String, String> = all.iter().filter(|(k, v)| own.contains_key(*k) || prior_own.get(*k) == Some(*v)).map(|(k, v)| (k.clone(), v.clone())).collect();
+    if !(own.is_empty() && state.get("tags").is_null()) {
+        state.set("tags", Value::string_map(&own));
+    }
+    state.set("tags_all", Value::string_map(&all));
+}
+
+/// An import starts from the name alone: find the buckets, by default name or else by their tags.
+async fn complete_bucket_names(aws: &AwsContext, state: &Value) -> aws::AwsResult<Value> {
+    let mut state = state.clone();
+    let name = state.get("name").as_str().unwrap_or_default().to_string();
+    for (attribute, part, default) in [
+        ("archive_bucket_name", "archive_bucket", default_archive_bucket(&name)),
+        ("state_bucket_name", "state_bucket", default_state_bucket(&name)),
+    ] {
+        if state.get(attribute).is_null() {
+            let bucket = find_bucket(aws, &name, part, &default).await?.unwrap_or(default);
+            state.set(attribute, Value::string(bucket));
+        }
+    }
+    Ok(state)
+}
+
+async fn find_bucket(aws: &AwsContext, stack: &str, part: &str, default: &str) -> aws::AwsResult<Option<String>> {
+    if aws::s3::exists(&aws.s3, default).await? {
+        let tags = aws::s3::tags(&aws.s3, default).await?;
+        if tags.get(STACK_TAG).map(String::as_str) == Some(stack) && tags.get(PART_TAG).map(String::as_str) == Some(part) {
+            return Ok(Some(default.to_string()));
+        }
+    }
+    aws::s3::find_by_tags(&aws.s3, stack, part).await
+}
+
+/// The minimal state an import starts from; the read that Terraform runs next completes it.
+pub fn import_state(id: &str) -> StateResult {
+    let mut diagnostics = Diagnostics::new();
+    if let Some(problem) = name_problem(id) {
+        diagnostics.error(
+            "Invalid Import Id",
+            format!("The import id is the stack's name, and {id:?} {problem}. Example: terraform import datavault_stack.main rdss-datavault"),
+        );
+        return StateResult { state: None, diagnostics };
+    }
+    let state = Value::Map([("id".to_string(), Value::string(id)), ("name".to_string(), Value::string(id))].into());
+    StateResult { state: Some(state), diagnostics }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_split_into_own_and_all_without_markers() {
+        let mut state = Value::Map([("tags".to_string(), Value::Null)].into());
+        let found = BTreeMap::from([
+            ("datavault:stack".to_string(), "v".to_string()),
+            ("Application".to_string(), "DataVault".to_string()),
+            ("team".to_string(), "rdm".to_string()),
+        ]);
+        let defaults = BTreeMap::from([("Application".to_string(), "DataVault".to_string())]);
+        record_tags(&mut state, &found, &defaults);
+        assert_eq!(state.get("tags").as_string_map().unwrap(), BTreeMap::from([("team".to_string(), "rdm".to_string())]));
+        assert_eq!(state.get("tags_all").as_string_map().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn no_own_tags_keeps_null_tags_null() {
+        let mut state = Value::Map([("tags".to_string(), Value::Null)].into());
+        record_tags(&mut state, &BTreeMap::from([("datavault:part".to_string(), "log_group".to_string())]), &BTreeMap::new());
+        assert_eq!(state.get("tags"), &Value::Null);
+    }
+
+    #[test]
+    fn import_ids_are_stack_names() {
+        assert!(import_state("Not A Name").diagnostics.has_errors());
+        let state = import_state("vault").state.unwrap();
+        assert_eq!(state.get("name"), &Value::string("vault"));
+    }
+}
