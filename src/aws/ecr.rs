@@ -6,7 +6,9 @@
 use std::collections::BTreeMap;
 
 use aws_sdk_ecr::Client;
-use aws_sdk_ecr::types::{EncryptionConfiguration, EncryptionType, ImageScanningConfiguration, ImageTagMutability, Tag};
+use aws_sdk_ecr::types::{
+    EncryptionConfiguration, EncryptionType, ImageScanningConfiguration, ImageTagMutability, Tag,
+};
 
 use super::{AwsError, AwsResult};
 
@@ -85,7 +87,9 @@ pub async fn ensure(client: &Client, name: &str, tags: &BTreeMap<String, String>
             .repository_name(name)
             .image_tag_mutability(ImageTagMutability::Immutable)
             .image_scanning_configuration(ImageScanningConfiguration::builder().scan_on_push(true).build())
-            .encryption_configuration(EncryptionConfiguration::builder().encryption_type(EncryptionType::Aes256).build()?)
+            .encryption_configuration(
+                EncryptionConfiguration::builder().encryption_type(EncryptionType::Aes256).build()?,
+            )
             .set_tags(Some(tag_list(tags)?))
             .send()
             .await;
@@ -111,9 +115,9 @@ pub async fn ensure(client: &Client, name: &str, tags: &BTreeMap<String, String>
         .send()
         .await
         .map_err(|e| AwsError::from_sdk("PutLifecyclePolicy", e))?;
-    let repo = describe(client, name)
-        .await?
-        .ok_or_else(|| AwsError::other("DescribeRepositories", format!("repository {name} vanished while being configured")))?;
+    let repo = describe(client, name).await?.ok_or_else(|| {
+        AwsError::other("DescribeRepositories", format!("repository {name} vanished while being configured"))
+    })?;
     client
         .tag_resource()
         .resource_arn(&repo.arn)

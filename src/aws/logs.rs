@@ -7,9 +7,8 @@ use aws_sdk_cloudwatchlogs::Client;
 use super::{AwsError, AwsResult};
 
 /// Retention periods CloudWatch Logs accepts, in days.
-pub const ALLOWED_RETENTION_DAYS: &[i64] = &[
-    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
-];
+pub const ALLOWED_RETENTION_DAYS: &[i64] =
+    &[1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653];
 
 /// A log group as the stack needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,9 +34,19 @@ pub async fn describe(client: &Client, name: &str) -> AwsResult<Option<LogGroup>
 }
 
 /// Creates the log group or adopts it, then applies retention and tags.
-pub async fn ensure(client: &Client, name: &str, retention_days: i64, tags: &BTreeMap<String, String>) -> AwsResult<LogGroup> {
+pub async fn ensure(
+    client: &Client,
+    name: &str,
+    retention_days: i64,
+    tags: &BTreeMap<String, String>,
+) -> AwsResult<LogGroup> {
     if describe(client, name).await?.is_none() {
-        let created = client.create_log_group().log_group_name(name).set_tags(Some(tags.clone().into_iter().collect())).send().await;
+        let created = client
+            .create_log_group()
+            .log_group_name(name)
+            .set_tags(Some(tags.clone().into_iter().collect()))
+            .send()
+            .await;
         if let Err(err) = created {
             let err = AwsError::from_sdk("CreateLogGroup", err);
             if !err.is(&["ResourceAlreadyExistsException"]) {
@@ -52,9 +61,9 @@ pub async fn ensure(client: &Client, name: &str, retention_days: i64, tags: &BTr
         .send()
         .await
         .map_err(|e| AwsError::from_sdk("PutRetentionPolicy", e))?;
-    let group = describe(client, name)
-        .await?
-        .ok_or_else(|| AwsError::other("DescribeLogGroups", format!("log group {name} vanished while being configured")))?;
+    let group = describe(client, name).await?.ok_or_else(|| {
+        AwsError::other("DescribeLogGroups", format!("log group {name} vanished while being configured"))
+    })?;
     client
         .tag_resource()
         .resource_arn(&group.arn)

@@ -9,9 +9,9 @@ use std::collections::BTreeMap;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::types::{
     BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration, Delete, ObjectIdentifier,
-    ObjectOwnership, OwnershipControls, OwnershipControlsRule, PublicAccessBlockConfiguration,
-    ServerSideEncryption, ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration,
-    ServerSideEncryptionRule, Tag, Tagging, VersioningConfiguration,
+    ObjectOwnership, OwnershipControls, OwnershipControlsRule, PublicAccessBlockConfiguration, ServerSideEncryption,
+    ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule, Tag, Tagging,
+    VersioningConfiguration,
 };
 
 use super::{AwsError, AwsResult};
@@ -52,7 +52,9 @@ pub async fn exists(client: &Client, bucket: &str) -> AwsResult<bool> {
             } else if err.is(&["Forbidden", "AccessDenied", "403"]) {
                 Err(AwsError::other(
                     "HeadBucket",
-                    format!("bucket {bucket} exists but this account cannot access it; S3 bucket names are global, choose another name"),
+                    format!(
+                        "bucket {bucket} exists but this account cannot access it; S3 bucket names are global, choose another name"
+                    ),
                 ))
             } else {
                 Err(err)
@@ -78,7 +80,9 @@ pub async fn create(client: &Client, bucket: &str, region: &str) -> AwsResult<()
             } else if err.is(&["BucketAlreadyExists"]) {
                 Err(AwsError::other(
                     "CreateBucket",
-                    format!("bucket name {bucket} is taken by another AWS account; S3 bucket names are global, choose another name"),
+                    format!(
+                        "bucket name {bucket} is taken by another AWS account; S3 bucket names are global, choose another name"
+                    ),
                 ))
             } else {
                 Err(err)
@@ -89,7 +93,12 @@ pub async fn create(client: &Client, bucket: &str, region: &str) -> AwsResult<()
 
 /// Applies every managed setting: no ACLs, no public access, default encryption, versioning, TLS-only
 /// policy and tags. Each call is idempotent.
-pub async fn configure(client: &Client, bucket: &str, partition: &str, tags: &BTreeMap<String, String>) -> AwsResult<()> {
+pub async fn configure(
+    client: &Client,
+    bucket: &str,
+    partition: &str,
+    tags: &BTreeMap<String, String>,
+) -> AwsResult<()> {
     client
         .put_bucket_ownership_controls()
         .bucket(bucket)
@@ -123,7 +132,9 @@ pub async fn configure(client: &Client, bucket: &str, partition: &str, tags: &BT
                 .rules(
                     ServerSideEncryptionRule::builder()
                         .apply_server_side_encryption_by_default(
-                            ServerSideEncryptionByDefault::builder().sse_algorithm(ServerSideEncryption::Aes256).build()?,
+                            ServerSideEncryptionByDefault::builder()
+                                .sse_algorithm(ServerSideEncryption::Aes256)
+                                .build()?,
                         )
                         .bucket_key_enabled(true)
                         .build(),
@@ -152,10 +163,7 @@ pub async fn configure(client: &Client, bucket: &str, partition: &str, tags: &BT
 
 /// Replaces the bucket's tags.
 pub async fn put_tags(client: &Client, bucket: &str, tags: &BTreeMap<String, String>) -> AwsResult<()> {
-    let tag_set = tags
-        .iter()
-        .map(|(k, v)| Tag::builder().key(k).value(v).build())
-        .collect::<Result<Vec<_>, _>>()?;
+    let tag_set = tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect::<Result<Vec<_>, _>>()?;
     client
         .put_bucket_tagging()
         .bucket(bucket)
@@ -263,10 +271,20 @@ pub async fn empty(client: &Client, bucket: &str) -> AwsResult<u64> {
             .map_err(|e| AwsError::from_sdk("ListObjectVersions", e))?;
         let mut objects = Vec::new();
         for v in out.versions() {
-            objects.push(ObjectIdentifier::builder().key(v.key().unwrap_or_default()).set_version_id(v.version_id().map(str::to_string)).build()?);
+            objects.push(
+                ObjectIdentifier::builder()
+                    .key(v.key().unwrap_or_default())
+                    .set_version_id(v.version_id().map(str::to_string))
+                    .build()?,
+            );
         }
         for m in out.delete_markers() {
-            objects.push(ObjectIdentifier::builder().key(m.key().unwrap_or_default()).set_version_id(m.version_id().map(str::to_string)).build()?);
+            objects.push(
+                ObjectIdentifier::builder()
+                    .key(m.key().unwrap_or_default())
+                    .set_version_id(m.version_id().map(str::to_string))
+                    .build()?,
+            );
         }
         if objects.is_empty() {
             return Ok(deleted);

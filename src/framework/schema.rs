@@ -210,10 +210,7 @@ mod tests {
             blocks: vec![NestedBlock {
                 name: "endpoints".into(),
                 nesting: Nesting::Single,
-                block: Block {
-                    attributes: vec![Attribute::optional("s3", Type::String, "S3.")],
-                    ..Block::default()
-                },
+                block: Block { attributes: vec![Attribute::optional("s3", Type::String, "S3.")], ..Block::default() },
             }],
             description: String::new(),
         };

@@ -75,7 +75,9 @@ impl FrameworkServer {
             let mut diags = Diagnostics::new();
             diags.error(
                 "Unknown Resource Type",
-                format!("This provider has no resource type {type_name:?}. This is a bug in Terraform or the provider."),
+                format!(
+                    "This provider has no resource type {type_name:?}. This is a bug in Terraform or the provider."
+                ),
             );
             diags
         })

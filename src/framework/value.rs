@@ -259,9 +259,9 @@ fn to_rmpv(value: &Value) -> rmpv::Value {
         Value::Number(n) => rmpv::Value::F64(*n),
         Value::String(s) => rmpv::Value::from(s.as_str()),
         Value::List(items) => rmpv::Value::Array(items.iter().map(to_rmpv).collect()),
-        Value::Map(entries) => rmpv::Value::Map(
-            entries.iter().map(|(k, v)| (rmpv::Value::from(k.as_str()), to_rmpv(v))).collect(),
-        ),
+        Value::Map(entries) => {
+            rmpv::Value::Map(entries.iter().map(|(k, v)| (rmpv::Value::from(k.as_str()), to_rmpv(v))).collect())
+        }
     }
 }
 

@@ -105,15 +105,15 @@ mod tests {
 
     #[test]
     fn refuses_clients_without_protocol_6() {
-        let err = from_env(env(&[(MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE), ("PLUGIN_PROTOCOL_VERSIONS", "4,5")]))
-            .unwrap_err();
+        let err =
+            from_env(env(&[(MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE), ("PLUGIN_PROTOCOL_VERSIONS", "4,5")])).unwrap_err();
         assert!(err.contains("speaks only version 6"));
     }
 
     #[test]
     fn requires_the_client_certificate() {
-        let err = from_env(env(&[(MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE), ("PLUGIN_PROTOCOL_VERSIONS", "5,6")]))
-            .unwrap_err();
+        let err =
+            from_env(env(&[(MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE), ("PLUGIN_PROTOCOL_VERSIONS", "5,6")])).unwrap_err();
         assert!(err.contains("PLUGIN_CLIENT_CERT"));
     }
 

@@ -290,7 +290,10 @@ impl tf::provider_server::Provider for ProviderService {
         &self,
         _: Request<tf::read_data_source::Request>,
     ) -> RpcResult<tf::read_data_source::Response> {
-        Ok(Response::new(tf::read_data_source::Response { diagnostics: unsupported("Data Sources"), ..Default::default() }))
+        Ok(Response::new(tf::read_data_source::Response {
+            diagnostics: unsupported("Data Sources"),
+            ..Default::default()
+        }))
     }
 
     async fn generate_resource_config(
@@ -359,7 +362,10 @@ impl tf::provider_server::Provider for ProviderService {
     async fn call_function(&self, _: Request<tf::call_function::Request>) -> RpcResult<tf::call_function::Response> {
         Ok(Response::new(tf::call_function::Response {
             result: None,
-            error: Some(tf::FunctionError { text: "the datavault provider offers no functions".into(), function_argument: None }),
+            error: Some(tf::FunctionError {
+                text: "the datavault provider offers no functions".into(),
+                function_argument: None,
+            }),
         }))
     }
 
@@ -374,12 +380,18 @@ impl tf::provider_server::Provider for ProviderService {
         &self,
         _: Request<tf::configure_state_store::Request>,
     ) -> RpcResult<tf::configure_state_store::Response> {
-        Ok(Response::new(tf::configure_state_store::Response { diagnostics: unsupported("State Stores"), ..Default::default() }))
+        Ok(Response::new(tf::configure_state_store::Response {
+            diagnostics: unsupported("State Stores"),
+            ..Default::default()
+        }))
     }
 
     type ReadStateBytesStream = BoxStream<tf::read_state_bytes::Response>;
 
-    async fn read_state_bytes(&self, _: Request<tf::read_state_bytes::Request>) -> RpcResult<Self::ReadStateBytesStream> {
+    async fn read_state_bytes(
+        &self,
+        _: Request<tf::read_state_bytes::Request>,
+    ) -> RpcResult<Self::ReadStateBytesStream> {
         Err(Status::unimplemented("the datavault provider offers no state stores"))
     }
 

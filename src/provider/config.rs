@@ -3,13 +3,13 @@
 
 use std::time::Duration;
 
-use aws_runtime::env_config::file::{EnvConfigFileKind as ProfileFileKind, EnvConfigFiles as ProfileFiles};
 use aws_config::retry::RetryConfig;
 use aws_config::sts::AssumeRoleProvider;
 use aws_config::web_identity_token::{StaticConfiguration, WebIdentityTokenCredentialsProvider};
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_runtime::env_config::file::{EnvConfigFileKind as ProfileFileKind, EnvConfigFiles as ProfileFiles};
 
 use crate::aws::{AwsContext, partition_of};
 use crate::framework::{AttributePath, Diagnostics, Value};
@@ -31,24 +31,24 @@ pub fn validate(config: &Value) -> Diagnostics {
              a profile or a role.",
         );
     }
-    if let Some(retries) = config.get("max_retries").as_f64() {
-        if !(0.0..=100.0).contains(&retries) || retries.fract() != 0.0 {
-            diags.attribute_error(
-                AttributePath::root("max_retries"),
-                "Invalid Retry Count",
-                format!("max_retries must be a whole number from 0 to 100, not {retries}."),
-            );
-        }
+    if let Some(retries) = config.get("max_retries").as_f64()
+        && (!(0.0..=100.0).contains(&retries) || retries.fract() != 0.0)
+    {
+        diags.attribute_error(
+            AttributePath::root("max_retries"),
+            "Invalid Retry Count",
+            format!("max_retries must be a whole number from 0 to 100, not {retries}."),
+        );
     }
     let duration = config.get("assume_role").get("duration");
-    if let Some(text) = duration.as_str() {
-        if parse_duration(text).is_none() {
-            diags.attribute_error(
-                AttributePath::root("assume_role").attribute("duration"),
-                "Invalid Duration",
-                format!("{text:?} is not a duration such as \"1h\", \"45m\" or \"900s\" (15m to 12h)."),
-            );
-        }
+    if let Some(text) = duration.as_str()
+        && parse_duration(text).is_none()
+    {
+        diags.attribute_error(
+            AttributePath::root("assume_role").attribute("duration"),
+            "Invalid Duration",
+            format!("{text:?} is not a duration such as \"1h\", \"45m\" or \"900s\" (15m to 12h)."),
+        );
     }
     diags
 }
@@ -94,11 +94,14 @@ pub async fn build(config: &Value) -> Result<AwsContext, Diagnostics> {
     Ok(AwsContext {
         s3: s3_client(&sdk, config),
         ecr: aws_sdk_ecr::Client::from_conf(
-            with_endpoint(aws_sdk_ecr::config::Builder::from(&sdk), config, "ecr", |b, url| b.endpoint_url(url)).build(),
+            with_endpoint(aws_sdk_ecr::config::Builder::from(&sdk), config, "ecr", |b, url| b.endpoint_url(url))
+                .build(),
         ),
         logs: aws_sdk_cloudwatchlogs::Client::from_conf(
-            with_endpoint(aws_sdk_cloudwatchlogs::config::Builder::from(&sdk), config, "logs", |b, url| b.endpoint_url(url))
-                .build(),
+            with_endpoint(aws_sdk_cloudwatchlogs::config::Builder::from(&sdk), config, "logs", |b, url| {
+                b.endpoint_url(url)
+            })
+            .build(),
         ),
         partition: partition_of(&region).to_string(),
         region,
@@ -118,9 +121,10 @@ fn with_endpoint<B>(builder: B, config: &Value, service: &str, set: impl FnOnce(
 }
 
 fn s3_client(sdk: &SdkConfig, config: &Value) -> aws_sdk_s3::Client {
-    let path_style = config.get("s3_use_path_style").as_bool().unwrap_or_else(|| {
-        std::env::var("AWS_S3_USE_PATH_STYLE").is_ok_and(|v| v.eq_ignore_ascii_case("true"))
-    });
+    let path_style = config
+        .get("s3_use_path_style")
+        .as_bool()
+        .unwrap_or_else(|| std::env::var("AWS_S3_USE_PATH_STYLE").is_ok_and(|v| v.eq_ignore_ascii_case("true")));
     let builder = aws_sdk_s3::config::Builder::from(sdk).force_path_style(path_style);
     aws_sdk_s3::Client::from_conf(with_endpoint(builder, config, "s3", |b, url| b.endpoint_url(url)).build())
 }
@@ -182,7 +186,8 @@ fn expand_home(path: &str) -> String {
 }
 
 fn assume_role_with_web_identity(base: SdkConfig, block: &Value) -> SdkConfig {
-    let (Some(role_arn), Some(token_file)) = (block.get("role_arn").as_str(), block.get("web_identity_token_file").as_str())
+    let (Some(role_arn), Some(token_file)) =
+        (block.get("role_arn").as_str(), block.get("web_identity_token_file").as_str())
     else {
         return base;
     };

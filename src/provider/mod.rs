@@ -49,6 +49,12 @@ impl DataVaultProvider {
     }
 }
 
+impl Default for DataVaultProvider {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 #[async_trait]
 impl Provider for DataVaultProvider {
     fn type_name(&self) -> &'static str {

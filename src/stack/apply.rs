@@ -46,7 +46,9 @@ pub fn state_with_outputs(planned: &Value, done: &BTreeMap<Part, PartState>) -> 
     let urls: BTreeMap<String, Value> = COMPONENTS
         .iter()
         .enumerate()
-        .filter_map(|(i, c)| done.get(&Part::Repository(i)).and_then(|s| s.url.clone()).map(|u| (c.to_string(), Value::string(u))))
+        .filter_map(|(i, c)| {
+            done.get(&Part::Repository(i)).and_then(|s| s.url.clone()).map(|u| (c.to_string(), Value::string(u)))
+        })
         .collect();
     state.set("ecr_repository_urls", Value::Map(urls));
     state.set("drift", Value::List(vec![]));
@@ -84,7 +86,10 @@ pub async fn delete(ctx: &RequestContext, aws: &AwsContext, prior: &Value) -> Di
         diagnostics.error(summary, format!("Stack {}: {part}: {error}", spec.name));
     }
     if report.cancelled {
-        diagnostics.error("Destroy Interrupted", "Terraform asked the provider to stop. Run destroy again to finish; parts already deleted are skipped.");
+        diagnostics.error(
+            "Destroy Interrupted",
+            "Terraform asked the provider to stop. Run destroy again to finish; parts already deleted are skipped.",
+        );
     }
     diagnostics
 }

@@ -131,20 +131,26 @@ mod tests {
     use super::*;
 
     fn diamond() -> BTreeMap<&'static str, Vec<&'static str>> {
-        BTreeMap::from([("network", vec![]), ("db", vec!["network"]), ("fs", vec!["network"]), ("service", vec!["db", "fs"])])
+        BTreeMap::from([
+            ("network", vec![]),
+            ("db", vec!["network"]),
+            ("fs", vec!["network"]),
+            ("service", vec!["db", "fs"]),
+        ])
     }
 
     #[tokio::test]
     async fn runs_dependencies_first_and_passes_their_outputs() {
         let order = Arc::new(Mutex::new(Vec::new()));
-        let report: Report<_, String, ()> = run(&diamond(), Direction::Forward, 4, &CancellationToken::new(), |node, inputs| {
-            let order = order.clone();
-            async move {
-                order.lock().unwrap().push(node);
-                Ok(format!("{node}<-{}", inputs.keys().cloned().collect::<Vec<_>>().join("+")))
-            }
-        })
-        .await;
+        let report: Report<_, String, ()> =
+            run(&diamond(), Direction::Forward, 4, &CancellationToken::new(), |node, inputs| {
+                let order = order.clone();
+                async move {
+                    order.lock().unwrap().push(node);
+                    Ok(format!("{node}<-{}", inputs.keys().cloned().collect::<Vec<_>>().join("+")))
+                }
+            })
+            .await;
         assert!(report.is_complete());
         let order = order.lock().unwrap().clone();
         assert_eq!(order.first(), Some(&"network"));
@@ -156,14 +162,15 @@ mod tests {
     #[tokio::test]
     async fn backward_runs_dependents_first() {
         let order = Arc::new(Mutex::new(Vec::new()));
-        let report: Report<_, (), ()> = run(&diamond(), Direction::Backward, 1, &CancellationToken::new(), |node, _| {
-            let order = order.clone();
-            async move {
-                order.lock().unwrap().push(node);
-                Ok(())
-            }
-        })
-        .await;
+        let report: Report<_, (), ()> =
+            run(&diamond(), Direction::Backward, 1, &CancellationToken::new(), |node, _| {
+                let order = order.clone();
+                async move {
+                    order.lock().unwrap().push(node);
+                    Ok(())
+                }
+            })
+            .await;
         assert!(report.is_complete());
         let order = order.lock().unwrap().clone();
         assert_eq!(order.first(), Some(&"service"));
@@ -172,17 +179,18 @@ mod tests {
 
     #[tokio::test]
     async fn a_failure_starts_nothing_new_but_lets_running_work_finish() {
-        let report: Report<_, (), &str> = run(&diamond(), Direction::Forward, 4, &CancellationToken::new(), |node, _| async move {
-            match node {
-                "db" => Err("boom"),
-                "fs" => {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    Ok(())
+        let report: Report<_, (), &str> =
+            run(&diamond(), Direction::Forward, 4, &CancellationToken::new(), |node, _| async move {
+                match node {
+                    "db" => Err("boom"),
+                    "fs" => {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        Ok(())
+                    }
+                    _ => Ok(()),
                 }
-                _ => Ok(()),
-            }
-        })
-        .await;
+            })
+            .await;
         assert_eq!(report.failed, vec![("db", "boom")]);
         assert!(report.done.iter().any(|(n, _)| *n == "fs"), "running work finishes");
         assert_eq!(report.skipped, vec!["service"]);

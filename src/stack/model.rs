@@ -72,9 +72,15 @@ impl StackSpec {
         let name = value.get("name").as_str().unwrap_or_default().to_string();
         let tags = value.get("tags").as_string_map().unwrap_or_default();
         StackSpec {
-            archive_bucket: value.get("archive_bucket_name").as_str().map_or_else(|| default_archive_bucket(&name), str::to_string),
+            archive_bucket: value
+                .get("archive_bucket_name")
+                .as_str()
+                .map_or_else(|| default_archive_bucket(&name), str::to_string),
             archive_force_destroy: value.get("archive_force_destroy").as_bool().unwrap_or(false),
-            state_bucket: value.get("state_bucket_name").as_str().map_or_else(|| default_state_bucket(&name), str::to_string),
+            state_bucket: value
+                .get("state_bucket_name")
+                .as_str()
+                .map_or_else(|| default_state_bucket(&name), str::to_string),
             log_group: log_group_name(&name),
             log_retention_days: value.get("log_retention_days").as_i64().unwrap_or(DEFAULT_LOG_RETENTION_DAYS),
             tags_all: merged_tags(&aws.default_tags, &tags),

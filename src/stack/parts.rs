@@ -126,7 +126,12 @@ pub async fn ensure(part: Part, spec: &StackSpec, aws: &AwsContext) -> Result<Pa
         }
         Part::LogGroup => {
             let group = aws::logs::ensure(&aws.logs, &spec.log_group, spec.log_retention_days, &tags).await?;
-            Ok(PartState { arn: Some(group.arn), retention_days: group.retention_days, tags: Some(tags), ..PartState::default() })
+            Ok(PartState {
+                arn: Some(group.arn),
+                retention_days: group.retention_days,
+                tags: Some(tags),
+                ..PartState::default()
+            })
         }
     }
 }
@@ -152,7 +157,12 @@ pub async fn observe(part: Part, spec: &StackSpec, aws: &AwsContext) -> Result<O
             // log_retention_days, so the plan shows it as a change of that attribute.
             let Some(group) = aws::logs::describe(&aws.logs, &spec.log_group).await? else { return Ok(None) };
             let tags = aws::logs::tags(&aws.logs, &group.arn).await?;
-            Ok(Some(PartState { arn: Some(group.arn), retention_days: group.retention_days, tags: Some(tags), ..PartState::default() }))
+            Ok(Some(PartState {
+                arn: Some(group.arn),
+                retention_days: group.retention_days,
+                tags: Some(tags),
+                ..PartState::default()
+            }))
         }
     }
 }

@@ -20,8 +20,22 @@ pub fn modify_plan(change: &mut PlannedChange, aws: &AwsContext) {
         Some(name) => {
             planned.set("id", Value::string(name));
             planned.set("log_group_name", Value::string(log_group_name(name)));
-            derive_bucket(planned, &change.config, "archive_bucket_name", "archive_bucket_arn", default_archive_bucket(name), aws);
-            derive_bucket(planned, &change.config, "state_bucket_name", "state_bucket_arn", default_state_bucket(name), aws);
+            derive_bucket(
+                planned,
+                &change.config,
+                "archive_bucket_name",
+                "archive_bucket_arn",
+                default_archive_bucket(name),
+                aws,
+            );
+            derive_bucket(
+                planned,
+                &change.config,
+                "state_bucket_name",
+                "state_bucket_arn",
+                default_state_bucket(name),
+                aws,
+            );
         }
         None => {
             for attribute in ["id", "log_group_name", "archive_bucket_arn", "state_bucket_arn"] {
@@ -33,13 +47,17 @@ pub fn modify_plan(change: &mut PlannedChange, aws: &AwsContext) {
         "tags_all",
         match planned.get("tags") {
             Value::Null => Value::string_map(&aws.default_tags),
-            tags => tags.as_string_map().map_or(Value::Unknown, |tags| Value::string_map(&merged_tags(&aws.default_tags, &tags))),
+            tags => tags
+                .as_string_map()
+                .map_or(Value::Unknown, |tags| Value::string_map(&merged_tags(&aws.default_tags, &tags))),
         },
     );
     if !change.prior.is_null() {
         // A part that went missing out of band left its outputs null: they come back on apply.
         for output in PART_OUTPUTS {
-            if planned.get(output).is_null() || (*output == "ecr_repository_urls" && !all_repositories(planned.get(output))) {
+            if planned.get(output).is_null()
+                || (*output == "ecr_repository_urls" && !all_repositories(planned.get(output)))
+            {
                 planned.set(output, Value::Unknown);
             }
         }
@@ -50,7 +68,14 @@ fn all_repositories(urls: &Value) -> bool {
     urls.as_map().is_some_and(|m| super::model::COMPONENTS.iter().all(|c| m.get(*c).is_some_and(|v| !v.is_null())))
 }
 
-fn derive_bucket(planned: &mut Value, config: &Value, name_attr: &str, arn_attr: &str, default: String, aws: &AwsContext) {
+fn derive_bucket(
+    planned: &mut Value,
+    config: &Value,
+    name_attr: &str,
+    arn_attr: &str,
+    default: String,
+    aws: &AwsContext,
+) {
     let bucket = match config.get(name_attr) {
         Value::Null => Value::string(default),
         configured => configured.clone(),
@@ -73,10 +98,16 @@ pub async fn plan_destroy(prior: &Value, aws: &AwsContext) -> Diagnostics {
                     Diagnostic::error("Archive Bucket Holds Data", archive_not_empty_message(&spec.archive_bucket))
                         .at(AttributePath::root("archive_force_destroy")),
                 ),
-                Err(e) => diags.warning("Archive Bucket Not Checked", format!("Could not check whether the archive bucket is empty ({e}); destroy will check again.")),
+                Err(e) => diags.warning(
+                    "Archive Bucket Not Checked",
+                    format!("Could not check whether the archive bucket is empty ({e}); destroy will check again."),
+                ),
             },
             Ok(false) => {}
-            Err(e) => diags.warning("Archive Bucket Not Checked", format!("Could not check the archive bucket ({e}); destroy will check again.")),
+            Err(e) => diags.warning(
+                "Archive Bucket Not Checked",
+                format!("Could not check the archive bucket ({e}); destroy will check again."),
+            ),
         }
     }
     diags.warning(

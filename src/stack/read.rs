@@ -50,7 +50,12 @@ pub async fn read(ctx: &RequestContext, aws: &AwsContext, state: &Value) -> Stat
     StateResult { state: Some(refreshed_state(&state, &spec, aws, &observed)), diagnostics }
 }
 
-fn refreshed_state(state: &Value, spec: &StackSpec, aws: &AwsContext, observed: &BTreeMap<Part, Option<PartState>>) -> Value {
+fn refreshed_state(
+    state: &Value,
+    spec: &StackSpec,
+    aws: &AwsContext,
+    observed: &BTreeMap<Part, Option<PartState>>,
+) -> Value {
     let existing: BTreeMap<Part, PartState> = observed.iter().filter_map(|(p, s)| s.clone().map(|s| (*p, s))).collect();
     let mut new = state_with_outputs(state, &existing);
     new.set("id", Value::string(&spec.name));
@@ -82,11 +87,17 @@ fn refreshed_state(state: &Value, spec: &StackSpec, aws: &AwsContext, observed: 
 /// Records the tags found on a part: `tags_all` is everything but the provider's markers; `tags` is what is
 /// not explained by the provider's default tags (null stays null when there are none).
 fn record_tags(state: &mut Value, found: &BTreeMap<String, String>, defaults: &BTreeMap<String, String>) {
-    let all: BTreeMap<String, String> = found.iter().filter(|(k, _)| !k.starts_with("datavault:")).map(|(k, v)| (k.clone(), v.clone())).collect();
-    let own: BTreeMap<String, String> = all.iter().filter(|(k, v)| defaults.get(*k) != Some(*v)).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let all: BTreeMap<String, String> =
+        found.iter().filter(|(k, _)| !k.starts_with("datavault:")).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let own: BTreeMap<String, String> =
+        all.iter().filter(|(k, v)| defaults.get(*k) != Some(*v)).map(|(k, v)| (k.clone(), v.clone())).collect();
     let prior_own = state.get("tags").as_string_map().unwrap_or_default();
     // A configured tag equal to a default tag is indistinguishable on AWS; keep it if the state had it.
-    let own: BTreeMap<String, String> = all.iter().filter(|(k, v)| own.contains_key(*k) || prior_own.get(*k) == Some(*v)).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let own: BTreeMap<String, String> = all
+        .iter()
+        .filter(|(k, v)| own.contains_key(*k) || prior_own.get(*k) == Some(*v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     if !(own.is_empty() && state.get("tags").is_null()) {
         state.set("tags", Value::string_map(&own));
     }
@@ -112,7 +123,9 @@ async fn complete_bucket_names(aws: &AwsContext, state: &Value) -> aws::AwsResul
 async fn find_bucket(aws: &AwsContext, stack: &str, part: &str, default: &str) -> aws::AwsResult<Option<String>> {
     if aws::s3::exists(&aws.s3, default).await? {
         let tags = aws::s3::tags(&aws.s3, default).await?;
-        if tags.get(STACK_TAG).map(String::as_str) == Some(stack) && tags.get(PART_TAG).map(String::as_str) == Some(part) {
+        if tags.get(STACK_TAG).map(String::as_str) == Some(stack)
+            && tags.get(PART_TAG).map(String::as_str) == Some(part)
+        {
             return Ok(Some(default.to_string()));
         }
     }
@@ -147,14 +160,21 @@ mod tests {
         ]);
         let defaults = BTreeMap::from([("Application".to_string(), "DataVault".to_string())]);
         record_tags(&mut state, &found, &defaults);
-        assert_eq!(state.get("tags").as_string_map().unwrap(), BTreeMap::from([("team".to_string(), "rdm".to_string())]));
+        assert_eq!(
+            state.get("tags").as_string_map().unwrap(),
+            BTreeMap::from([("team".to_string(), "rdm".to_string())])
+        );
         assert_eq!(state.get("tags_all").as_string_map().unwrap().len(), 2);
     }
 
     #[test]
     fn no_own_tags_keeps_null_tags_null() {
         let mut state = Value::Map([("tags".to_string(), Value::Null)].into());
-        record_tags(&mut state, &BTreeMap::from([("datavault:part".to_string(), "log_group".to_string())]), &BTreeMap::new());
+        record_tags(
+            &mut state,
+            &BTreeMap::from([("datavault:part".to_string(), "log_group".to_string())]),
+            &BTreeMap::new(),
+        );
         assert_eq!(state.get("tags"), &Value::Null);
     }
 

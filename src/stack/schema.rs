@@ -1,7 +1,7 @@
 //! The `datavault_stack` schema and the static checks of its configuration.
 
 use crate::aws::logs::ALLOWED_RETENTION_DAYS;
-use crate::framework::{AttributePath, Attribute, Block, Diagnostics, Schema, Type, Value};
+use crate::framework::{Attribute, AttributePath, Block, Diagnostics, Schema, Type, Value};
 
 /// Default log retention: one year, the AWS Foundational Security Best Practices minimum (CloudWatch.16).
 pub const DEFAULT_LOG_RETENTION_DAYS: i64 = 365;
@@ -81,47 +81,48 @@ pub fn bucket_name_problem(name: &str) -> Option<String> {
 /// Checks the known parts of a configuration.
 pub fn validate(config: &Value) -> Diagnostics {
     let mut diags = Diagnostics::new();
-    if let Some(name) = config.get("name").as_str() {
-        if let Some(problem) = name_problem(name) {
-            diags.attribute_error(
+    if let Some(name) = config.get("name").as_str()
+        && let Some(problem) = name_problem(name)
+    {
+        diags.attribute_error(
                 AttributePath::root("name"),
                 "Invalid Stack Name",
                 format!("The stack name {name:?} {problem}. It names S3 buckets, ECR repositories and other AWS resources, so it is restricted to what all of them accept."),
             );
-        }
     }
     for attribute in ["archive_bucket_name", "state_bucket_name"] {
-        if let Some(bucket) = config.get(attribute).as_str() {
-            if let Some(problem) = bucket_name_problem(bucket) {
-                diags.attribute_error(
-                    AttributePath::root(attribute),
-                    "Invalid Bucket Name",
-                    format!("The bucket name {bucket:?} {problem}."),
-                );
-            }
-        }
-    }
-    if let (Some(archive), Some(state)) = (config.get("archive_bucket_name").as_str(), config.get("state_bucket_name").as_str()) {
-        if archive == state {
+        if let Some(bucket) = config.get(attribute).as_str()
+            && let Some(problem) = bucket_name_problem(bucket)
+        {
             diags.attribute_error(
-                AttributePath::root("state_bucket_name"),
-                "Same Bucket For Archive And State",
-                "The archive bucket and the state bucket must be different buckets.",
+                AttributePath::root(attribute),
+                "Invalid Bucket Name",
+                format!("The bucket name {bucket:?} {problem}."),
             );
         }
+    }
+    if let (Some(archive), Some(state)) =
+        (config.get("archive_bucket_name").as_str(), config.get("state_bucket_name").as_str())
+        && archive == state
+    {
+        diags.attribute_error(
+            AttributePath::root("state_bucket_name"),
+            "Same Bucket For Archive And State",
+            "The archive bucket and the state bucket must be different buckets.",
+        );
     }
     let retention = config.get("log_retention_days");
-    if let Some(days) = retention.as_f64() {
-        if days.fract() != 0.0 || !ALLOWED_RETENTION_DAYS.contains(&(days as i64)) {
-            diags.attribute_error(
-                AttributePath::root("log_retention_days"),
-                "Invalid Log Retention",
-                format!(
-                    "CloudWatch Logs cannot keep logs for {days} days. Use one of: {}.",
-                    ALLOWED_RETENTION_DAYS.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
-                ),
-            );
-        }
+    if let Some(days) = retention.as_f64()
+        && (days.fract() != 0.0 || !ALLOWED_RETENTION_DAYS.contains(&(days as i64)))
+    {
+        diags.attribute_error(
+            AttributePath::root("log_retention_days"),
+            "Invalid Log Retention",
+            format!(
+                "CloudWatch Logs cannot keep logs for {days} days. Use one of: {}.",
+                ALLOWED_RETENTION_DAYS.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+            ),
+        );
     }
     if let Some(tags) = config.get("tags").as_map() {
         for key in tags.keys() {
@@ -169,7 +170,9 @@ mod tests {
 
     #[test]
     fn unknown_values_are_not_judged() {
-        let config = Value::Map([("name".to_string(), Value::Unknown), ("log_retention_days".to_string(), Value::Unknown)].into());
+        let config = Value::Map(
+            [("name".to_string(), Value::Unknown), ("log_retention_days".to_string(), Value::Unknown)].into(),
+        );
         assert!(!validate(&config).has_errors());
     }
 
