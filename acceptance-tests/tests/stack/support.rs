@@ -1,0 +1,141 @@
+//! Shared pieces of the `datavault_stack` tests: configuration builders and checks that look at each
+//! part of a stack in the emulator the way an auditor would.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_s3::types::{BucketVersioningStatus, ObjectOwnership};
+use datavault_acceptance_tests::emulator::describe;
+use datavault_acceptance_tests::{CheckResult, Emulator, STACK_TAG, ensure, ensure_eq};
+use serde_json::Value;
+
+/// The resource address every test uses.
+pub const ADDR: &str = "datavault_stack.main";
+/// The ECR repositories a stack owns, by their key in `ecr_repository_urls`.
+pub const REPOSITORIES: [&str; 3] = ["web", "broker", "worker"];
+/// A replacement, whichever order Terraform chooses.
+pub const REPLACE: &[&[&str]] = &[&["delete", "create"], &["create", "delete"]];
+
+/// `resource "datavault_stack" "main"` named `name`, with extra argument lines.
+pub fn stack_config(name: &str, extra: &str) -> String {
+    format!("resource \"datavault_stack\" \"main\" {{\n  name = \"{name}\"\n{extra}}}\n")
+}
+
+/// The region the provider and the checks work in (what `make acceptance` exports).
+pub fn region() -> String {
+    std::env::var("AWS_REGION").ok().filter(|r| !r.is_empty()).unwrap_or_else(|| "eu-west-2".into())
+}
+
+/// Checks a tag set carries the stack tag, plus `extra` tags.
+pub fn check_tags(what: &str, tags: &BTreeMap<String, String>, stack: &str, extra: &[(&str, &str)]) -> CheckResult {
+    ensure_eq!(tags.get(STACK_TAG).map(String::as_str), Some(stack), "{what} tag {STACK_TAG}");
+    for (key, value) in extra {
+        ensure_eq!(tags.get(*key).map(String::as_str), Some(*value), "{what} tag {key}");
+    }
+    Ok(())
+}
+
+/// A bucket with versioning, a full public access block, default encryption, enforced bucket ownership,
+/// a TLS-only policy and the stack tag.
+pub async fn check_bucket(emu: &Emulator, bucket: &str, stack: &str, extra_tags: &[(&str, &str)]) -> CheckResult {
+    let s3 = emu.s3();
+    let versioning = s3.get_bucket_versioning().bucket(bucket).send().await?;
+    ensure_eq!(versioning.status(), Some(&BucketVersioningStatus::Enabled), "{bucket} versioning");
+
+    let pab = s3.get_public_access_block().bucket(bucket).send().await?;
+    let pab = pab.public_access_block_configuration().ok_or(format!("{bucket} has no public access block"))?;
+    ensure_eq!(
+        [pab.block_public_acls(), pab.ignore_public_acls(), pab.block_public_policy(), pab.restrict_public_buckets()],
+        [Some(true); 4],
+        "{bucket} public access block (acls, ignore acls, policy, restrict)"
+    );
+
+    let encryption = s3.get_bucket_encryption().bucket(bucket).send().await?;
+    let rules = encryption.server_side_encryption_configuration().map(|c| c.rules()).unwrap_or_default();
+    ensure!(
+        rules.iter().any(|r| r.apply_server_side_encryption_by_default().is_some()),
+        "{bucket} has no default encryption rule: {rules:?}"
+    );
+
+    let ownership = s3.get_bucket_ownership_controls().bucket(bucket).send().await?;
+    let owners: Vec<&ObjectOwnership> = ownership
+        .ownership_controls()
+        .map(|c| c.rules().iter().map(|r| r.object_ownership()).collect())
+        .unwrap_or_default();
+    ensure_eq!(owners, vec![&ObjectOwnership::BucketOwnerEnforced], "{bucket} ownership controls");
+
+    let policy = s3.get_bucket_policy().bucket(bucket).send().await?;
+    let policy = policy.policy().unwrap_or_default();
+    ensure!(policy.contains("aws:SecureTransport"), "{bucket} policy does not deny plain HTTP: {policy}");
+    let parsed: Value = serde_json::from_str(policy)?;
+    ensure!(
+        parsed["Statement"].as_array().is_some_and(|s| s.iter().any(|st| st["Effect"] == "Deny")),
+        "{bucket} policy has no Deny statement: {policy}"
+    );
+
+    check_tags(&format!("bucket {bucket}"), &emu.bucket_tags(bucket).await?, stack, extra_tags)
+}
+
+/// The three repositories, each scanning on push, with a lifecycle policy for untagged images and the
+/// stack tag.
+pub async fn check_repositories(emu: &Emulator, stack: &str, extra_tags: &[(&str, &str)]) -> CheckResult {
+    for key in REPOSITORIES {
+        let name = format!("{stack}/{key}");
+        let out = emu
+            .ecr()
+            .describe_repositories()
+            .repository_names(&name)
+            .send()
+            .await
+            .map_err(|e| format!("DescribeRepositories {name}: {}", describe(&e)))?;
+        let repo = out.repositories().first().ok_or(format!("repository {name} does not exist"))?;
+        ensure!(
+            repo.image_scanning_configuration().is_some_and(|c| c.scan_on_push()),
+            "repository {name} does not scan on push: {:?}",
+            repo.image_scanning_configuration()
+        );
+        let lifecycle = emu
+            .ecr()
+            .get_lifecycle_policy()
+            .repository_name(&name)
+            .send()
+            .await
+            .map_err(|e| format!("GetLifecyclePolicy {name}: {}", describe(&e)))?;
+        let text = lifecycle.lifecycle_policy_text().unwrap_or_default();
+        ensure!(
+            text.to_ascii_lowercase().contains("untagged"),
+            "repository {name} lifecycle policy does not expire untagged images: {text}"
+        );
+        let arn = repo.repository_arn().ok_or(format!("repository {name} has no ARN"))?;
+        check_tags(&format!("repository {name}"), &emu.repository_tags(arn).await?, stack, extra_tags)?;
+    }
+    Ok(())
+}
+
+/// The stack's log group with `retention` days and the stack tag.
+pub async fn check_log_group(emu: &Emulator, stack: &str, retention: i32, extra_tags: &[(&str, &str)]) -> CheckResult {
+    let name = format!("/datavault/{stack}");
+    let group = emu.log_group(&name).await?.ok_or(format!("log group {name} does not exist"))?;
+    ensure_eq!(group.retention_in_days(), Some(retention), "log group {name} retention");
+    let arn = group.log_group_arn().or(group.arn()).ok_or(format!("log group {name} has no ARN"))?;
+    check_tags(&format!("log group {name}"), &emu.log_group_tags(arn).await?, stack, extra_tags)
+}
+
+/// Every part of a stack with default names.
+pub async fn check_stack(emu: &Emulator, stack: &str, retention: i32, extra_tags: &[(&str, &str)]) -> CheckResult {
+    check_bucket(emu, &format!("{stack}-archive"), stack, extra_tags).await?;
+    check_bucket(emu, &format!("{stack}-state"), stack, extra_tags).await?;
+    check_repositories(emu, stack, extra_tags).await?;
+    check_log_group(emu, stack, retention, extra_tags).await
+}
+
+/// The value of `path` in the plan's `change.before` for [`ADDR`]: the refreshed state the plan starts
+/// from.
+pub fn planned_before<'a>(plan: &'a Value, path: &str) -> Option<&'a Value> {
+    let before = datavault_acceptance_tests::resource_change(plan, ADDR)?.get("change")?.get("before")?;
+    datavault_acceptance_tests::state::lookup(before, path)
+}
+
+/// Whether the refreshed state the plan starts from lists some drift.
+pub fn plan_reports_drift(plan: &Value) -> bool {
+    planned_before(plan, "drift").and_then(Value::as_array).is_some_and(|d| !d.is_empty())
+}
