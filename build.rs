@@ -5,20 +5,13 @@
 
 use std::io;
 
-const PROTOS: &[&str] = &[
-    "proto/tfplugin6.proto",
-    "proto/grpc_controller.proto",
-    "proto/grpc_stdio.proto",
-    "proto/grpc_broker.proto",
-];
+const PROTOS: &[&str] =
+    &["proto/tfplugin6.proto", "proto/grpc_controller.proto", "proto/grpc_stdio.proto", "proto/grpc_broker.proto"];
 
 fn main() -> io::Result<()> {
     for proto in PROTOS {
         println!("cargo:rerun-if-changed={proto}");
     }
     let descriptors = protox::compile(PROTOS, ["proto"]).map_err(io::Error::other)?;
-    tonic_prost_build::configure()
-        .build_client(false)
-        .build_server(true)
-        .compile_fds(descriptors)
+    tonic_prost_build::configure().build_client(false).build_server(true).compile_fds(descriptors)
 }

@@ -69,8 +69,7 @@ pub async fn serve(provider: Arc<dyn Provider>) -> ExitCode {
     let incoming = accept_tls(listener, TlsAcceptor::from(tls.config), shutdown.clone());
 
     // Terraform reads this single line, then talks gRPC; nothing else may go to stdout.
-    println!("{}", handshake::handshake_line(addr, &tls.certificate_base64));
-    let _ = std::io::stdout().flush();
+    say(&handshake::handshake_line(addr, &tls.certificate_base64));
     tracing::info!(address = %addr, "serving Terraform plugin protocol 6 over mutual TLS");
 
     match router.serve_with_incoming_shutdown(incoming, shutdown.cancelled()).await {
@@ -104,10 +103,9 @@ pub async fn serve_debug(provider: Arc<dyn Provider>, address: &str) -> ExitCode
             "Addr": { "Network": "tcp", "String": addr.to_string() },
         }
     });
-    println!("Provider started in debug mode. To attach Terraform, set this in the shell running Terraform:\n");
-    println!("\tTF_REATTACH_PROVIDERS='{reattach}'\n");
-    println!("Press Ctrl-C to stop the provider.");
-    let _ = std::io::stdout().flush();
+    say("Provider started in debug mode. To attach Terraform, set this in the shell running Terraform:\n");
+    say(&format!("\tTF_REATTACH_PROVIDERS='{reattach}'\n"));
+    say("Press Ctrl-C to stop the provider.");
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     match router(provider, shutdown.clone()).await.serve_with_incoming_shutdown(incoming, shutdown.cancelled()).await {
         Ok(()) => ExitCode::SUCCESS,
@@ -116,6 +114,14 @@ pub async fn serve_debug(provider: Arc<dyn Provider>, address: &str) -> ExitCode
             ExitCode::FAILURE
         }
     }
+}
+
+/// Writes a line to stdout, ignoring a closed pipe: whoever started the plugin may stop reading stdout once
+/// it has what it needs, and that must not bring the server down.
+fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
 }
 
 async fn router(provider: Arc<dyn Provider>, shutdown: CancellationToken) -> Router {
