@@ -2,9 +2,18 @@
 //! functions that the stack's parts call. Absent is success for deletes; "already exists" is adoption for
 //! creates. Nothing here knows about Terraform.
 
+pub mod autoscaling;
+pub mod ec2;
 pub mod ecr;
+pub mod ecs;
+pub mod efs;
+pub mod iam;
 pub mod logs;
+pub mod rds;
 pub mod s3;
+pub mod secretsmanager;
+pub mod servicediscovery;
+pub mod ssm;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -26,6 +35,26 @@ pub struct AwsContext {
     pub ecr: aws_sdk_ecr::Client,
     /// Amazon CloudWatch Logs.
     pub logs: aws_sdk_cloudwatchlogs::Client,
+    /// Amazon EC2 (network lookup, security groups, launch templates).
+    pub ec2: aws_sdk_ec2::Client,
+    /// Amazon EC2 Auto Scaling.
+    pub autoscaling: aws_sdk_autoscaling::Client,
+    /// Amazon ECS.
+    pub ecs: aws_sdk_ecs::Client,
+    /// Amazon EFS.
+    pub efs: aws_sdk_efs::Client,
+    /// Elastic Load Balancing v2.
+    pub elbv2: aws_sdk_elasticloadbalancingv2::Client,
+    /// AWS IAM.
+    pub iam: aws_sdk_iam::Client,
+    /// Amazon RDS.
+    pub rds: aws_sdk_rds::Client,
+    /// AWS Secrets Manager.
+    pub secrets: aws_sdk_secretsmanager::Client,
+    /// AWS Cloud Map.
+    pub servicediscovery: aws_sdk_servicediscovery::Client,
+    /// AWS Systems Manager (public parameters such as the ECS-optimized AMI).
+    pub ssm: aws_sdk_ssm::Client,
     /// The region every part lives in.
     pub region: String,
     /// `aws`, `aws-cn` or `aws-us-gov`, for building ARNs.

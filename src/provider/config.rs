@@ -75,6 +75,16 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
     (number.is_empty() && (900..=43_200).contains(&total)).then(|| Duration::from_secs(total))
 }
 
+/// A service client from the shared SDK config, with the `endpoints` override for that service if set.
+macro_rules! client {
+    ($crate_name:ident, $sdk:expr, $config:expr, $service:literal) => {
+        $crate_name::Client::from_conf(
+            with_endpoint($crate_name::config::Builder::from($sdk), $config, $service, |b, url| b.endpoint_url(url))
+                .build(),
+        )
+    };
+}
+
 /// Builds the AWS context from the provider block and the environment.
 pub async fn build(config: &Value) -> Result<AwsContext, Diagnostics> {
     let sdk = load_sdk_config(config).await?;
@@ -93,16 +103,18 @@ pub async fn build(config: &Value) -> Result<AwsContext, Diagnostics> {
     }
     Ok(AwsContext {
         s3: s3_client(&sdk, config),
-        ecr: aws_sdk_ecr::Client::from_conf(
-            with_endpoint(aws_sdk_ecr::config::Builder::from(&sdk), config, "ecr", |b, url| b.endpoint_url(url))
-                .build(),
-        ),
-        logs: aws_sdk_cloudwatchlogs::Client::from_conf(
-            with_endpoint(aws_sdk_cloudwatchlogs::config::Builder::from(&sdk), config, "logs", |b, url| {
-                b.endpoint_url(url)
-            })
-            .build(),
-        ),
+        ecr: client!(aws_sdk_ecr, &sdk, config, "ecr"),
+        logs: client!(aws_sdk_cloudwatchlogs, &sdk, config, "logs"),
+        ec2: client!(aws_sdk_ec2, &sdk, config, "ec2"),
+        autoscaling: client!(aws_sdk_autoscaling, &sdk, config, "autoscaling"),
+        ecs: client!(aws_sdk_ecs, &sdk, config, "ecs"),
+        efs: client!(aws_sdk_efs, &sdk, config, "efs"),
+        elbv2: client!(aws_sdk_elasticloadbalancingv2, &sdk, config, "elbv2"),
+        iam: client!(aws_sdk_iam, &sdk, config, "iam"),
+        rds: client!(aws_sdk_rds, &sdk, config, "rds"),
+        secrets: client!(aws_sdk_secretsmanager, &sdk, config, "secretsmanager"),
+        servicediscovery: client!(aws_sdk_servicediscovery, &sdk, config, "servicediscovery"),
+        ssm: client!(aws_sdk_ssm, &sdk, config, "ssm"),
         partition: partition_of(&region).to_string(),
         region,
         default_tags: config.get("default_tags").as_string_map().unwrap_or_default(),

@@ -5,6 +5,8 @@
 //! web identity and `AWS_ENDPOINT_URL[_<SERVICE>]` all work the way they do for the AWS CLI.
 
 mod config;
+
+pub use config::build as build_aws_context;
 pub mod schema;
 
 use std::sync::{Arc, RwLock};

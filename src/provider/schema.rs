@@ -4,12 +4,21 @@ use crate::framework::{Attribute, Block, NestedBlock, Nesting, Schema, Type};
 
 /// AWS services the provider calls, each with an `endpoints` attribute of the same name.
 pub const ENDPOINT_SERVICES: &[(&str, &str)] = &[
+    ("autoscaling", "Amazon EC2 Auto Scaling"),
+    ("ec2", "Amazon EC2 (network, security groups, launch templates)"),
     ("ecr", "Amazon ECR (container image repositories)"),
+    ("ecs", "Amazon ECS"),
+    ("efs", "Amazon EFS"),
+    ("elbv2", "Elastic Load Balancing v2"),
+    ("iam", "AWS IAM"),
     ("logs", "Amazon CloudWatch Logs"),
+    ("rds", "Amazon RDS"),
     ("s3", "Amazon S3 (archive and state buckets)"),
+    ("secretsmanager", "AWS Secrets Manager"),
+    ("servicediscovery", "AWS Cloud Map"),
+    ("ssm", "AWS Systems Manager"),
     ("sts", "AWS STS (credential validation and role assumption)"),
 ];
-
 /// The provider configuration schema.
 pub fn provider_schema() -> Schema {
     let s = |name: &str, description: &str| Attribute::optional(name, Type::String, description);
@@ -78,9 +87,19 @@ pub fn provider_schema() -> Schema {
 /// The suffix of the SDK's per-service endpoint variable (`AWS_ENDPOINT_URL_<SUFFIX>`).
 pub fn endpoint_env_suffix(service: &str) -> &'static str {
     match service {
+        "autoscaling" => "AUTO_SCALING",
+        "ec2" => "EC2",
         "ecr" => "ECR",
+        "ecs" => "ECS",
+        "efs" => "EFS",
+        "elbv2" => "ELASTIC_LOAD_BALANCING_V2",
+        "iam" => "IAM",
         "logs" => "CLOUDWATCH_LOGS",
+        "rds" => "RDS",
         "s3" => "S3",
+        "secretsmanager" => "SECRETS_MANAGER",
+        "servicediscovery" => "SERVICEDISCOVERY",
+        "ssm" => "SSM",
         "sts" => "STS",
         _ => "",
     }

@@ -1,0 +1,1085 @@
+//! Amazon RDS: the stack's MySQL database and its DB subnet group.
+//!
+//! The instance is created encrypted, private, with backups, minor-version upgrades and tags copied to
+//! snapshots (FSBP RDS.2, RDS.3, RDS.8, RDS.11, RDS.13, RDS.17); its master password is either managed by
+//! RDS in Secrets Manager or given write-only by the user and never logged. Deleting takes a final
+//! snapshot with a deterministic, collision-free name unless told not to, and refuses (rather than
+//! silently switching it off) while deletion protection is on. Every function may be called again after a
+//! crash: ensures adopt what exists by identifier or name and converge it; deletes treat "not found" as
+//! done. Waits are bounded by the caller's timeout.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::future::Future;
+use std::time::Duration;
+
+use aws_sdk_rds::Client;
+use aws_sdk_rds::types::{DbInstance, DbSubnetGroup, Tag};
+use tokio::time::Instant;
+
+use super::{AwsError, AwsResult};
+
+/// How often [`delete_instance`] looks again while RDS works.
+pub const POLL_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The database engine.
+pub const ENGINE: &str = "mysql";
+
+/// The storage type of new instances: gp3 gives baseline IOPS independent of size, cheaper than gp2.
+pub const STORAGE_TYPE: &str = "gp3";
+
+/// A secret string (the master password) whose `Debug` never shows it; it has no `Display`, so it cannot
+/// end up in a log line by accident.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretString(String);
+
+impl SecretString {
+    /// Wraps a secret.
+    pub fn new(value: impl Into<String>) -> Self {
+        SecretString(value.into())
+    }
+
+    /// The secret itself, for the one request that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Where the master password comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MasterPassword {
+    /// RDS generates it and keeps it in Secrets Manager (`ManageMasterUserPassword`); the stack only
+    /// holds the secret's ARN.
+    Managed,
+    /// The user gave it (a write-only attribute); it is sent to RDS and nowhere else.
+    Given(SecretString),
+}
+
+/// The database as configured. It holds no password: see [`MasterPassword`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatabaseSpec {
+    /// The DB instance identifier (lowercase letters, digits and hyphens).
+    pub identifier: String,
+    /// The instance class, e.g. `db.t3.micro`.
+    pub instance_class: String,
+    /// Storage in GiB; it can grow in place but never shrink.
+    pub allocated_storage: i32,
+    /// The MySQL version, e.g. `8.0` (RDS picks the newest minor version).
+    pub engine_version: String,
+    /// The database created at launch, e.g. `datavault`.
+    pub db_name: String,
+    /// The master user, e.g. `datavault`.
+    pub master_username: String,
+    /// The DB subnet group to place it in.
+    pub subnet_group: String,
+    /// The VPC security groups guarding it.
+    pub security_group_ids: Vec<String>,
+    /// Days of automated backups (RDS.11 wants at least 7).
+    pub backup_retention_days: i32,
+    /// Whether RDS refuses to delete it (RDS.8).
+    pub deletion_protection: bool,
+    /// Whether it runs a standby in a second Availability Zone.
+    pub multi_az: bool,
+    /// Tags for the instance (copied to its snapshots).
+    pub tags: BTreeMap<String, String>,
+}
+
+/// A database instance as the stack needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Database {
+    /// Its identifier.
+    pub identifier: String,
+    /// Its ARN.
+    pub arn: String,
+    /// Its DNS name, once RDS has assigned one.
+    pub endpoint: Option<String>,
+    /// Its port, once known.
+    pub port: Option<i32>,
+    /// The Secrets Manager secret holding the master password, when RDS manages it.
+    pub master_secret_arn: Option<String>,
+    /// Its status, e.g. `creating` or `available`.
+    pub status: String,
+}
+
+/// What a database instance looks like now. Class, storage, backup retention and multi-AZ report the
+/// value being applied when a modification is pending, so a change in flight does not count as drift.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatabaseObservation {
+    /// Its identifier.
+    pub identifier: String,
+    /// Its ARN.
+    pub arn: String,
+    /// Its status.
+    pub status: String,
+    /// Its DNS name, once assigned.
+    pub endpoint: Option<String>,
+    /// Its port, once known.
+    pub port: Option<i32>,
+    /// The running engine version, e.g. `8.0.40`.
+    pub engine_version: String,
+    /// Its instance class.
+    pub instance_class: String,
+    /// Its storage in GiB.
+    pub allocated_storage: i32,
+    /// Whether it has a public address.
+    pub publicly_accessible: bool,
+    /// Whether its storage is encrypted.
+    pub storage_encrypted: bool,
+    /// Days of automated backups.
+    pub backup_retention_days: i32,
+    /// Whether deletion protection is on.
+    pub deletion_protection: bool,
+    /// Whether it is multi-AZ.
+    pub multi_az: bool,
+    /// Whether minor engine upgrades are applied automatically.
+    pub auto_minor_version_upgrade: bool,
+    /// Whether tags are copied to snapshots.
+    pub copy_tags_to_snapshot: bool,
+    /// Its VPC security groups.
+    pub security_group_ids: Vec<String>,
+    /// Its DB subnet group.
+    pub subnet_group: Option<String>,
+    /// The Secrets Manager secret of the master password, when RDS manages it.
+    pub master_secret_arn: Option<String>,
+    /// Its tags.
+    pub tags: BTreeMap<String, String>,
+}
+
+/// What a waiter should do after one look at the instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WaitDecision {
+    /// The awaited state is reached.
+    Done,
+    /// Still in transition: look again later.
+    Wait,
+    /// It will not get there by waiting; the reason says why and what to do.
+    Fail(String),
+}
+
+/// The changes `ModifyDBInstance` must make (everything `None` means nothing to do). Holds no password.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Modification {
+    /// New instance class.
+    pub instance_class: Option<String>,
+    /// New (larger) storage in GiB.
+    pub allocated_storage: Option<i32>,
+    /// New backup retention in days.
+    pub backup_retention_days: Option<i32>,
+    /// New deletion protection.
+    pub deletion_protection: Option<bool>,
+    /// New VPC security groups.
+    pub security_group_ids: Option<Vec<String>>,
+    /// New multi-AZ setting.
+    pub multi_az: Option<bool>,
+    /// Switch automatic minor upgrades back on.
+    pub auto_minor_version_upgrade: Option<bool>,
+    /// Switch copying tags to snapshots back on.
+    pub copy_tags_to_snapshot: Option<bool>,
+    /// Hand the master password to RDS (`true`) or take it back to set a given one (`false`).
+    pub manage_master_password: Option<bool>,
+}
+
+impl Modification {
+    /// Whether there is nothing to change.
+    pub fn is_empty(&self) -> bool {
+        *self == Modification::default()
+    }
+}
+
+/// What [`delete_instance`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeleteOutcome {
+    /// The final snapshot taken, if any (none when skipped or the instance was already gone).
+    pub final_snapshot: Option<String>,
+}
+
+fn tag_list(tags: &BTreeMap<String, String>) -> Vec<Tag> {
+    tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()
+}
+
+fn remaining(deadline: Instant) -> Duration {
+    deadline.saturating_duration_since(Instant::now())
+}
+
+async fn add_tags(client: &Client, arn: &str, tags: &BTreeMap<String, String>) -> AwsResult<()> {
+    if tags.is_empty() || arn.is_empty() {
+        return Ok(());
+    }
+    client
+        .add_tags_to_resource()
+        .resource_name(arn)
+        .set_tags(Some(tag_list(tags)))
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("AddTagsToResource", e))?;
+    Ok(())
+}
+
+/// Whether two subnet lists name different sets of subnets (order and duplicates do not matter).
+pub fn subnets_differ(current: &[String], wanted: &[String]) -> bool {
+    let current: BTreeSet<&String> = current.iter().collect();
+    let wanted: BTreeSet<&String> = wanted.iter().collect();
+    current != wanted
+}
+
+async fn describe_subnet_group(client: &Client, name: &str) -> AwsResult<Option<DbSubnetGroup>> {
+    match client.describe_db_subnet_groups().db_subnet_group_name(name).send().await {
+        Ok(out) => Ok(out.db_subnet_groups().first().cloned()),
+        Err(err) => {
+            let err = AwsError::from_sdk("DescribeDBSubnetGroups", err);
+            if err.is(&["DBSubnetGroupNotFoundFault"]) { Ok(None) } else { Err(err) }
+        }
+    }
+}
+
+async fn converge_subnet_group(
+    client: &Client,
+    group: &DbSubnetGroup,
+    description: &str,
+    subnet_ids: &[String],
+) -> AwsResult<()> {
+    let current: Vec<String> =
+        group.subnets().iter().filter_map(|s| s.subnet_identifier()).map(str::to_string).collect();
+    if !subnets_differ(&current, subnet_ids) && group.db_subnet_group_description() == Some(description) {
+        return Ok(());
+    }
+    client
+        .modify_db_subnet_group()
+        .db_subnet_group_name(group.db_subnet_group_name().unwrap_or_default())
+        .db_subnet_group_description(description)
+        .set_subnet_ids(Some(subnet_ids.to_vec()))
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("ModifyDBSubnetGroup", e))?;
+    Ok(())
+}
+
+/// Creates the DB subnet group or adopts the existing one, replaces its subnets (and description) when
+/// they differ, and applies the tags. May be called again after a crash; converges.
+pub async fn ensure_subnet_group(
+    client: &Client,
+    name: &str,
+    description: &str,
+    subnet_ids: &[String],
+    tags: &BTreeMap<String, String>,
+) -> AwsResult<()> {
+    let existing = match describe_subnet_group(client, name).await? {
+        Some(group) => Some(group),
+        None => {
+            let created = client
+                .create_db_subnet_group()
+                .db_subnet_group_name(name)
+                .db_subnet_group_description(description)
+                .set_subnet_ids(Some(subnet_ids.to_vec()))
+                .set_tags(Some(tag_list(tags)))
+                .send()
+                .await;
+            match created {
+                Ok(_) => None,
+                Err(err) => {
+                    let err = AwsError::from_sdk("CreateDBSubnetGroup", err);
+                    // Created by a concurrent or interrupted run: adopt it.
+                    if !err.is(&["DBSubnetGroupAlreadyExists"]) {
+                        return Err(err);
+                    }
+                    describe_subnet_group(client, name).await?
+                }
+            }
+        }
+    };
+    if let Some(group) = &existing {
+        converge_subnet_group(client, group, description, subnet_ids).await?;
+        add_tags(client, group.db_subnet_group_arn().unwrap_or_default(), tags).await?;
+    }
+    Ok(())
+}
+
+/// Deletes the DB subnet group; absent is success. RDS refuses while an instance still uses it.
+pub async fn delete_subnet_group(client: &Client, name: &str) -> AwsResult<()> {
+    match client.delete_db_subnet_group().db_subnet_group_name(name).send().await {
+        Ok(_) => Ok(()),
+        Err(err) => {
+            let err = AwsError::from_sdk("DeleteDBSubnetGroup", err);
+            if err.is(&["DBSubnetGroupNotFoundFault"]) { Ok(()) } else { Err(err) }
+        }
+    }
+}
+
+async fn describe_raw(client: &Client, identifier: &str) -> AwsResult<Option<DbInstance>> {
+    match client.describe_db_instances().db_instance_identifier(identifier).send().await {
+        Ok(out) => Ok(out.db_instances().first().cloned()),
+        Err(err) => {
+            let err = AwsError::from_sdk("DescribeDBInstances", err);
+            if err.is(&["DBInstanceNotFound", "DBInstanceNotFoundFault"]) { Ok(None) } else { Err(err) }
+        }
+    }
+}
+
+fn database_of(db: &DbInstance) -> Database {
+    Database {
+        identifier: db.db_instance_identifier().unwrap_or_default().to_string(),
+        arn: db.db_instance_arn().unwrap_or_default().to_string(),
+        endpoint: db.endpoint().and_then(|e| e.address()).map(str::to_string),
+        port: db.endpoint().and_then(|e| e.port()).or(db.db_instance_port().filter(|p| *p > 0)),
+        master_secret_arn: db.master_user_secret().and_then(|s| s.secret_arn()).map(str::to_string),
+        status: db.db_instance_status().unwrap_or_default().to_string(),
+    }
+}
+
+fn observation_of(db: &DbInstance) -> DatabaseObservation {
+    let base = database_of(db);
+    let pending = db.pending_modified_values();
+    DatabaseObservation {
+        identifier: base.identifier,
+        arn: base.arn,
+        status: base.status,
+        endpoint: base.endpoint,
+        port: base.port,
+        engine_version: db.engine_version().unwrap_or_default().to_string(),
+        instance_class: pending
+            .and_then(|p| p.db_instance_class())
+            .or(db.db_instance_class())
+            .unwrap_or_default()
+            .to_string(),
+        allocated_storage: pending.and_then(|p| p.allocated_storage()).or(db.allocated_storage()).unwrap_or(0),
+        publicly_accessible: db.publicly_accessible().unwrap_or(false),
+        storage_encrypted: db.storage_encrypted().unwrap_or(false),
+        backup_retention_days: pending
+            .and_then(|p| p.backup_retention_period())
+            .or(db.backup_retention_period())
+            .unwrap_or(0),
+        deletion_protection: db.deletion_protection().unwrap_or(false),
+        multi_az: pending.and_then(|p| p.multi_az()).or(db.multi_az()).unwrap_or(false),
+        auto_minor_version_upgrade: db.auto_minor_version_upgrade().unwrap_or(false),
+        copy_tags_to_snapshot: db.copy_tags_to_snapshot().unwrap_or(false),
+        security_group_ids: db
+            .vpc_security_groups()
+            .iter()
+            .filter(|g| !matches!(g.status(), Some("removing" | "inactive")))
+            .filter_map(|g| g.vpc_security_group_id())
+            .map(str::to_string)
+            .collect(),
+        subnet_group: db.db_subnet_group().and_then(|g| g.db_subnet_group_name()).map(str::to_string),
+        master_secret_arn: base.master_secret_arn,
+        tags: db
+            .tag_list()
+            .iter()
+            .filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string())))
+            .collect(),
+    }
+}
+
+/// Describes the instance; `None` when it does not exist.
+pub async fn describe_instance(client: &Client, identifier: &str) -> AwsResult<Option<DatabaseObservation>> {
+    Ok(describe_raw(client, identifier).await?.map(|db| observation_of(&db)))
+}
+
+fn on_off(value: bool) -> &'static str {
+    if value { "on" } else { "off" }
+}
+
+fn same_major_minor(running: &str, wanted: &str) -> bool {
+    running == wanted || running.starts_with(&format!("{wanted}."))
+}
+
+/// Human-readable differences between the instance and its spec, including the secure settings that
+/// ensure never changes (public access, encryption) so they are at least reported.
+pub fn drift(spec: &DatabaseSpec, obs: &DatabaseObservation) -> Vec<String> {
+    let mut drift = Vec::new();
+    if obs.publicly_accessible {
+        drift.push("publicly accessible".to_string());
+    }
+    if !obs.storage_encrypted {
+        drift.push("storage is not encrypted".to_string());
+    }
+    if obs.instance_class != spec.instance_class {
+        drift.push(format!("instance class is {}, expected {}", obs.instance_class, spec.instance_class));
+    }
+    if obs.allocated_storage != spec.allocated_storage {
+        drift.push(format!(
+            "allocated storage is {} GiB, expected {} GiB",
+            obs.allocated_storage, spec.allocated_storage
+        ));
+    }
+    if !same_major_minor(&obs.engine_version, &spec.engine_version) {
+        drift.push(format!("engine version is {}, expected {}", obs.engine_version, spec.engine_version));
+    }
+    if obs.backup_retention_days != spec.backup_retention_days {
+        drift.push(format!(
+            "backup retention is {} days, expected {}",
+            obs.backup_retention_days, spec.backup_retention_days
+        ));
+    }
+    if obs.deletion_protection != spec.deletion_protection {
+        drift.push(format!(
+            "deletion protection is {}, expected {}",
+            on_off(obs.deletion_protection),
+            on_off(spec.deletion_protection)
+        ));
+    }
+    if obs.multi_az != spec.multi_az {
+        drift.push(format!("multi-AZ is {}, expected {}", on_off(obs.multi_az), on_off(spec.multi_az)));
+    }
+    if subnets_differ(&obs.security_group_ids, &spec.security_group_ids) {
+        drift.push(format!(
+            "security groups are [{}], expected [{}]",
+            obs.security_group_ids.join(", "),
+            spec.security_group_ids.join(", ")
+        ));
+    }
+    if obs.subnet_group.as_deref().is_some_and(|g| !g.eq_ignore_ascii_case(&spec.subnet_group)) {
+        drift.push(format!(
+            "DB subnet group is {}, expected {}",
+            obs.subnet_group.as_deref().unwrap_or(""),
+            spec.subnet_group
+        ));
+    }
+    if !obs.auto_minor_version_upgrade {
+        drift.push("automatic minor version upgrades are off".to_string());
+    }
+    if !obs.copy_tags_to_snapshot {
+        drift.push("tags are not copied to snapshots".to_string());
+    }
+    drift
+}
+
+/// The `ModifyDBInstance` changes that bring the instance to its spec: class, storage growth, backup
+/// retention, deletion protection, security groups, multi-AZ, the secure defaults RDS.13/RDS.17, and the
+/// master password's management (`wants_managed`: the spec asks RDS to manage it; `sets_given`: a given
+/// password is being set now). A storage shrink is an error, since RDS cannot shrink storage. Public
+/// access and encryption are never changed here (see [`drift`]).
+pub fn plan_modification(
+    spec: &DatabaseSpec,
+    obs: &DatabaseObservation,
+    wants_managed: bool,
+    sets_given: bool,
+) -> Result<Modification, String> {
+    if spec.allocated_storage < obs.allocated_storage {
+        return Err(format!(
+            "database {} has {} GiB of storage and the configuration asks for {} GiB: RDS cannot shrink storage; \
+             set allocated_storage to at least {}",
+            obs.identifier, obs.allocated_storage, spec.allocated_storage, obs.allocated_storage
+        ));
+    }
+    let managed = obs.master_secret_arn.is_some();
+    Ok(Modification {
+        instance_class: (obs.instance_class != spec.instance_class).then(|| spec.instance_class.clone()),
+        allocated_storage: (obs.allocated_storage != spec.allocated_storage).then_some(spec.allocated_storage),
+        backup_retention_days: (obs.backup_retention_days != spec.backup_retention_days)
+            .then_some(spec.backup_retention_days),
+        deletion_protection: (obs.deletion_protection != spec.deletion_protection).then_some(spec.deletion_protection),
+        security_group_ids: subnets_differ(&obs.security_group_ids, &spec.security_group_ids)
+            .then(|| spec.security_group_ids.clone()),
+        multi_az: (obs.multi_az != spec.multi_az).then_some(spec.multi_az),
+        auto_minor_version_upgrade: (!obs.auto_minor_version_upgrade).then_some(true),
+        copy_tags_to_snapshot: (!obs.copy_tags_to_snapshot).then_some(true),
+        manage_master_password: if wants_managed && !managed {
+            Some(true)
+        } else if sets_given && managed {
+            Some(false)
+        } else {
+            None
+        },
+    })
+}
+
+async fn create_instance(client: &Client, spec: &DatabaseSpec, password: &MasterPassword) -> AwsResult<DbInstance> {
+    let mut request = client
+        .create_db_instance()
+        .db_instance_identifier(&spec.identifier)
+        .engine(ENGINE)
+        .engine_version(&spec.engine_version)
+        .db_instance_class(&spec.instance_class)
+        .allocated_storage(spec.allocated_storage)
+        .storage_type(STORAGE_TYPE)
+        .storage_encrypted(true)
+        .publicly_accessible(false)
+        .auto_minor_version_upgrade(true)
+        .copy_tags_to_snapshot(true)
+        .backup_retention_period(spec.backup_retention_days)
+        .deletion_protection(spec.deletion_protection)
+        .multi_az(spec.multi_az)
+        .set_vpc_security_group_ids(Some(spec.security_group_ids.clone()))
+        .db_subnet_group_name(&spec.subnet_group)
+        .db_name(&spec.db_name)
+        .master_username(&spec.master_username)
+        .set_tags(Some(tag_list(&spec.tags)));
+    request = match password {
+        MasterPassword::Managed => request.manage_master_user_password(true),
+        MasterPassword::Given(secret) => request.master_user_password(secret.expose()),
+    };
+    let out = request.send().await.map_err(|e| AwsError::from_sdk("CreateDBInstance", e))?;
+    out.db_instance().cloned().ok_or_else(|| AwsError::other("CreateDBInstance", "RDS returned no instance"))
+}
+
+async fn modify_instance(
+    client: &Client,
+    identifier: &str,
+    change: &Modification,
+    password: Option<&SecretString>,
+) -> AwsResult<DbInstance> {
+    let out = client
+        .modify_db_instance()
+        .db_instance_identifier(identifier)
+        .apply_immediately(true)
+        .set_db_instance_class(change.instance_class.clone())
+        .set_allocated_storage(change.allocated_storage)
+        .set_backup_retention_period(change.backup_retention_days)
+        .set_deletion_protection(change.deletion_protection)
+        .set_vpc_security_group_ids(change.security_group_ids.clone())
+        .set_multi_az(change.multi_az)
+        .set_auto_minor_version_upgrade(change.auto_minor_version_upgrade)
+        .set_copy_tags_to_snapshot(change.copy_tags_to_snapshot)
+        .set_manage_master_user_password(change.manage_master_password)
+        .set_master_user_password(password.map(|p| p.expose().to_string()))
+        .send()
+        .await
+        .map_err(|e| {
+            let mut err = AwsError::from_sdk("ModifyDBInstance", e);
+            if err.is(&["InvalidDBInstanceState"]) {
+                err.message =
+                    format!("{} (wait until database {identifier} is available, then apply again)", err.message);
+            }
+            err
+        })?;
+    out.db_instance().cloned().ok_or_else(|| AwsError::other("ModifyDBInstance", "RDS returned no instance"))
+}
+
+async fn converge_instance(
+    client: &Client,
+    spec: &DatabaseSpec,
+    db: DbInstance,
+    password: &MasterPassword,
+    set_password: bool,
+) -> AwsResult<Database> {
+    let given = match password {
+        MasterPassword::Given(secret) if set_password => Some(secret),
+        _ => None,
+    };
+    let obs = observation_of(&db);
+    if obs.status == "deleting" {
+        return Err(AwsError::other(
+            "ModifyDBInstance",
+            format!("database {} is being deleted; wait until it is gone, then apply again", obs.identifier),
+        ));
+    }
+    let change = plan_modification(spec, &obs, *password == MasterPassword::Managed, given.is_some())
+        .map_err(|message| AwsError::other("ModifyDBInstance", message))?;
+    let db = if change.is_empty() && given.is_none() {
+        db
+    } else {
+        modify_instance(client, &spec.identifier, &change, given).await?
+    };
+    add_tags(client, &obs.arn, &spec.tags).await?;
+    Ok(database_of(&db))
+}
+
+/// Creates the MySQL instance (encrypted, private, gp3, backups, minor upgrades, tags copied to snapshots,
+/// the given or an RDS-managed master password) or adopts the existing one, then converges what differs
+/// with `ModifyDBInstance` applied immediately: class, storage growth, backup retention, deletion
+/// protection, security groups, multi-AZ, minor upgrades, tag copying, and a switch to an RDS-managed
+/// password. A given password is sent only when `set_password` (the caller decides from the write-only
+/// attribute's version). Does not wait: follow with [`wait_available`]. An instance that is busy (e.g.
+/// still creating after an interrupted apply) cannot be modified; wait for it first. May be called again
+/// after a crash; converges.
+pub async fn ensure_instance(
+    client: &Client,
+    spec: &DatabaseSpec,
+    password: &MasterPassword,
+    set_password: bool,
+) -> AwsResult<Database> {
+    if let Some(db) = describe_raw(client, &spec.identifier).await? {
+        return converge_instance(client, spec, db, password, set_password).await;
+    }
+    match create_instance(client, spec, password).await {
+        Ok(db) => Ok(database_of(&db)),
+        Err(err) if err.is(&["DBInstanceAlreadyExists"]) => {
+            let db = describe_raw(client, &spec.identifier).await?.ok_or(err)?;
+            converge_instance(client, spec, db, password, set_password).await
+        }
+        Err(err) => Err(err),
+    }
+}
+
+/// Whether an instance in this status is available, on its way there, or stuck where waiting cannot help.
+pub fn assess_status(status: &str) -> WaitDecision {
+    let fail = |why: &str| WaitDecision::Fail(format!("the instance is {status}: {why}"));
+    match status {
+        "available" => WaitDecision::Done,
+        "creating"
+        | "modifying"
+        | "backing-up"
+        | "configuring-enhanced-monitoring"
+        | "configuring-iam-database-auth"
+        | "configuring-log-exports"
+        | "upgrading"
+        | "storage-optimization"
+        | "storage-initialization"
+        | "storage-config-upgrade"
+        | "rebooting"
+        | "resetting-master-credentials"
+        | "renaming"
+        | "maintenance"
+        | "starting"
+        | "converting-to-vpc"
+        | "moving-to-vpc" => WaitDecision::Wait,
+        "failed" => fail("RDS could not recover it; see its events in the RDS console, then delete or restore it"),
+        "incompatible-network" => fail("its subnets or security groups no longer fit; check the DB subnet group"),
+        "incompatible-option-group" | "incompatible-parameters" => {
+            fail("its option or parameter group cannot be applied; fix the group and reboot")
+        }
+        "incompatible-restore" => fail("a point-in-time restore failed"),
+        "incompatible-credentials" => fail("RDS cannot use the credentials it was given"),
+        "inaccessible-encryption-credentials" | "inaccessible-encryption-credentials-recoverable" => {
+            fail("its KMS key is disabled or its grant was removed; re-enable the key")
+        }
+        "storage-full" => fail("it ran out of storage; raise allocated_storage and apply"),
+        "stopped" | "stopping" => fail("it was stopped; start it and apply again"),
+        "deleting" | "deleted" => fail("it is being deleted"),
+        "insufficient-capacity" => fail("AWS has no capacity for this instance class here; choose another class"),
+        // Statuses introduced after this was written are transitions far more often than dead ends; the
+        // timeout still bounds the wait.
+        _ => WaitDecision::Wait,
+    }
+}
+
+fn decide_available(status: &Option<String>) -> WaitDecision {
+    match status {
+        Some(status) => assess_status(status),
+        None => WaitDecision::Fail("the instance does not exist".to_string()),
+    }
+}
+
+fn decide_gone(status: &Option<String>) -> WaitDecision {
+    if status.is_none() { WaitDecision::Done } else { WaitDecision::Wait }
+}
+
+/// Looks at the instance's status with `status` (`None` when it does not exist) until `decide` says done
+/// or failed, or `timeout` passes. The status source is injected so the loop is tested on recorded
+/// sequences.
+async fn wait_until<F, Fut>(
+    what: &str,
+    timeout: Duration,
+    poll: Duration,
+    mut status: F,
+    decide: fn(&Option<String>) -> WaitDecision,
+) -> AwsResult<()>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = AwsResult<Option<String>>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        let seen = status().await?;
+        match decide(&seen) {
+            WaitDecision::Done => return Ok(()),
+            WaitDecision::Fail(reason) => {
+                return Err(AwsError::other("DescribeDBInstances", format!("{what}: {reason}")));
+            }
+            WaitDecision::Wait if Instant::now() >= deadline => {
+                let last = seen.as_deref().unwrap_or("gone");
+                return Err(AwsError::other(
+                    "DescribeDBInstances",
+                    format!("timed out after {timeout:?} waiting for {what}; last status: {last}"),
+                ));
+            }
+            WaitDecision::Wait => tokio::time::sleep(poll.min(remaining(deadline))).await,
+        }
+    }
+}
+
+async fn current_status(client: &Client, identifier: &str) -> AwsResult<Option<String>> {
+    Ok(describe_raw(client, identifier).await?.map(|db| db.db_instance_status().unwrap_or_default().to_string()))
+}
+
+/// Waits until the instance is available (checking every `poll`, at most `timeout`) and returns it; fails
+/// early with an explanation when its status cannot resolve by waiting.
+pub async fn wait_available(
+    client: &Client,
+    identifier: &str,
+    timeout: Duration,
+    poll: Duration,
+) -> AwsResult<Database> {
+    let what = format!("RDS instance {identifier} to become available");
+    wait_until(&what, timeout, poll, || current_status(client, identifier), decide_available).await?;
+    let db = describe_raw(client, identifier)
+        .await?
+        .ok_or_else(|| AwsError::other("DescribeDBInstances", format!("RDS instance {identifier} vanished")))?;
+    Ok(database_of(&db))
+}
+
+/// The final snapshot's identifier: `<identifier>-final`, or `-final-2`, `-final-3`, ... when earlier
+/// ones are taken (compared case-insensitively, as RDS does; the result is lowercase, as RDS stores it).
+pub fn final_snapshot_identifier(identifier: &str, taken: &[String]) -> String {
+    let base = format!("{}-final", identifier.to_ascii_lowercase());
+    let is_taken = |candidate: &str| taken.iter().any(|t| t.eq_ignore_ascii_case(candidate));
+    if !is_taken(&base) {
+        return base;
+    }
+    (2..).map(|n| format!("{base}-{n}")).find(|candidate| !is_taken(candidate)).unwrap_or(base)
+}
+
+async fn manual_snapshot_ids(client: &Client, identifier: &str) -> AwsResult<Vec<String>> {
+    let pages = client
+        .describe_db_snapshots()
+        .db_instance_identifier(identifier)
+        .snapshot_type("manual")
+        .into_paginator()
+        .items()
+        .send();
+    let snapshots =
+        pages.collect::<Result<Vec<_>, _>>().await.map_err(|e| AwsError::from_sdk("DescribeDBSnapshots", e))?;
+    Ok(snapshots.iter().filter_map(|s| s.db_snapshot_identifier()).map(str::to_string).collect())
+}
+
+async fn snapshot_exists(client: &Client, snapshot_id: &str) -> AwsResult<bool> {
+    match client.describe_db_snapshots().db_snapshot_identifier(snapshot_id).send().await {
+        Ok(out) => Ok(!out.db_snapshots().is_empty()),
+        Err(err) => {
+            let err = AwsError::from_sdk("DescribeDBSnapshots", err);
+            if err.is(&["DBSnapshotNotFound", "DBSnapshotNotFoundFault"]) { Ok(false) } else { Err(err) }
+        }
+    }
+}
+
+/// Picks the first free final snapshot identifier: the instance's own manual snapshots are listed, and
+/// the candidate is checked once more because snapshot names are shared by every instance in the region.
+async fn choose_final_snapshot(client: &Client, identifier: &str) -> AwsResult<String> {
+    let mut taken = manual_snapshot_ids(client, identifier).await?;
+    for _ in 0..100 {
+        let candidate = final_snapshot_identifier(identifier, &taken);
+        if !snapshot_exists(client, &candidate).await? {
+            return Ok(candidate);
+        }
+        taken.push(candidate);
+    }
+    Err(AwsError::other("DescribeDBSnapshots", format!("no free final snapshot name for {identifier} after 100 tries")))
+}
+
+async fn wait_gone(client: &Client, identifier: &str, timeout: Duration) -> AwsResult<()> {
+    let what = format!("RDS instance {identifier} to be deleted");
+    wait_until(&what, timeout, POLL_INTERVAL, || current_status(client, identifier), decide_gone).await
+}
+
+fn deletion_protected(identifier: &str) -> AwsError {
+    AwsError::other(
+        "DeleteDBInstance",
+        format!(
+            "database {identifier} has deletion protection on; set database.deletion_protection = false and apply \
+             first, then destroy"
+        ),
+    )
+}
+
+/// Deletes the instance, taking a final snapshot named by [`final_snapshot_identifier`] unless
+/// `skip_final_snapshot`, keeping automated backups, and waits until it is gone. Refuses while deletion
+/// protection is on (never switches it off itself). A busy instance is first awaited, since RDS cannot
+/// snapshot it. Absent is success (no snapshot); one already being deleted is awaited (its snapshot name
+/// is not known then). May be called again after a crash.
+pub async fn delete_instance(
+    client: &Client,
+    identifier: &str,
+    skip_final_snapshot: bool,
+    timeout: Duration,
+) -> AwsResult<DeleteOutcome> {
+    let deadline = Instant::now() + timeout;
+    let none = DeleteOutcome { final_snapshot: None };
+    let Some(db) = describe_raw(client, identifier).await? else { return Ok(none) };
+    let status = db.db_instance_status().unwrap_or_default().to_string();
+    if status == "deleting" {
+        wait_gone(client, identifier, remaining(deadline)).await?;
+        return Ok(none);
+    }
+    if db.deletion_protection() == Some(true) {
+        return Err(deletion_protected(identifier));
+    }
+    if assess_status(&status) == WaitDecision::Wait {
+        wait_available(client, identifier, remaining(deadline), POLL_INTERVAL).await?;
+    }
+    let final_snapshot =
+        if skip_final_snapshot { None } else { Some(choose_final_snapshot(client, identifier).await?) };
+    let deleted = client
+        .delete_db_instance()
+        .db_instance_identifier(identifier)
+        .skip_final_snapshot(skip_final_snapshot)
+        .set_final_db_snapshot_identifier(final_snapshot.clone())
+        .delete_automated_backups(false)
+        .send()
+        .await;
+    if let Err(err) = deleted {
+        let err = AwsError::from_sdk("DeleteDBInstance", err);
+        return if err.is(&["DBInstanceNotFound", "DBInstanceNotFoundFault"]) { Ok(none) } else { Err(err) };
+    }
+    wait_gone(client, identifier, remaining(deadline)).await?;
+    Ok(DeleteOutcome { final_snapshot })
+}
+
+/// Whether the DB subnet group exists.
+pub async fn subnet_group_exists(client: &Client, name: &str) -> AwsResult<bool> {
+    match client.describe_db_subnet_groups().db_subnet_group_name(name).send().await {
+        Ok(out) => Ok(!out.db_subnet_groups().is_empty()),
+        Err(err) => {
+            let err = AwsError::from_sdk("DescribeDBSubnetGroups", err);
+            if err.is(&["DBSubnetGroupNotFoundFault"]) { Ok(false) } else { Err(err) }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use super::*;
+
+    fn spec() -> DatabaseSpec {
+        DatabaseSpec {
+            identifier: "vault-db".into(),
+            instance_class: "db.t3.micro".into(),
+            allocated_storage: 20,
+            engine_version: "8.0".into(),
+            db_name: "datavault".into(),
+            master_username: "datavault".into(),
+            subnet_group: "vault-db".into(),
+            security_group_ids: vec!["sg-db".into()],
+            backup_retention_days: 7,
+            deletion_protection: true,
+            multi_az: false,
+            tags: BTreeMap::new(),
+        }
+    }
+
+    fn matching() -> DatabaseObservation {
+        DatabaseObservation {
+            identifier: "vault-db".into(),
+            arn: "arn:aws:rds:eu-west-2:1:db:vault-db".into(),
+            status: "available".into(),
+            endpoint: Some("vault-db.x.rds.amazonaws.com".into()),
+            port: Some(3306),
+            engine_version: "8.0.40".into(),
+            instance_class: "db.t3.micro".into(),
+            allocated_storage: 20,
+            publicly_accessible: false,
+            storage_encrypted: true,
+            backup_retention_days: 7,
+            deletion_protection: true,
+            multi_az: false,
+            auto_minor_version_upgrade: true,
+            copy_tags_to_snapshot: true,
+            security_group_ids: vec!["sg-db".into()],
+            subnet_group: Some("vault-db".into()),
+            master_secret_arn: Some("arn:aws:secretsmanager:eu-west-2:1:secret:rds!db".into()),
+            tags: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn secret_string_never_shows_in_debug() {
+        let password = MasterPassword::Given(SecretString::new("hunter2"));
+        let printed = format!("{password:?}");
+        assert!(!printed.contains("hunter2"));
+        assert!(printed.contains("<redacted>"));
+    }
+
+    #[test]
+    fn a_matching_instance_has_no_drift_and_needs_no_change() {
+        assert!(drift(&spec(), &matching()).is_empty());
+        assert!(plan_modification(&spec(), &matching(), true, false).unwrap().is_empty());
+    }
+
+    #[test]
+    fn drift_reports_insecure_and_changed_settings() {
+        let obs = DatabaseObservation {
+            publicly_accessible: true,
+            storage_encrypted: false,
+            backup_retention_days: 0,
+            deletion_protection: false,
+            instance_class: "db.t3.small".into(),
+            engine_version: "5.7.44".into(),
+            security_group_ids: vec!["sg-other".into()],
+            auto_minor_version_upgrade: false,
+            ..matching()
+        };
+        let drift = drift(&spec(), &obs);
+        for expected in [
+            "publicly accessible",
+            "storage is not encrypted",
+            "instance class is db.t3.small, expected db.t3.micro",
+            "engine version is 5.7.44, expected 8.0",
+            "backup retention is 0 days, expected 7",
+            "deletion protection is off, expected on",
+            "security groups are [sg-other], expected [sg-db]",
+            "automatic minor version upgrades are off",
+        ] {
+            assert!(drift.iter().any(|d| d == expected), "missing {expected:?} in {drift:?}");
+        }
+    }
+
+    #[test]
+    fn engine_version_matches_by_major_minor_prefix() {
+        assert!(same_major_minor("8.0.40", "8.0"));
+        assert!(same_major_minor("8.0", "8.0"));
+        assert!(!same_major_minor("8.0.40", "8.4"));
+        assert!(!same_major_minor("8.01", "8.0"));
+    }
+
+    #[test]
+    fn plan_changes_only_what_differs_and_never_public_access_or_encryption() {
+        let obs = DatabaseObservation {
+            instance_class: "db.t3.small".into(),
+            allocated_storage: 10,
+            multi_az: true,
+            publicly_accessible: true,
+            storage_encrypted: false,
+            ..matching()
+        };
+        let change = plan_modification(&spec(), &obs, true, false).unwrap();
+        assert_eq!(
+            change,
+            Modification {
+                instance_class: Some("db.t3.micro".into()),
+                allocated_storage: Some(20),
+                multi_az: Some(false),
+                ..Modification::default()
+            }
+        );
+    }
+
+    #[test]
+    fn plan_refuses_to_shrink_storage() {
+        let obs = DatabaseObservation { allocated_storage: 50, ..matching() };
+        let err = plan_modification(&spec(), &obs, true, false).unwrap_err();
+        assert!(err.contains("cannot shrink") && err.contains("at least 50"), "{err}");
+    }
+
+    #[test]
+    fn plan_switches_password_management_only_when_needed() {
+        let unmanaged = DatabaseObservation { master_secret_arn: None, ..matching() };
+        assert_eq!(plan_modification(&spec(), &unmanaged, true, false).unwrap().manage_master_password, Some(true));
+        assert_eq!(plan_modification(&spec(), &unmanaged, false, true).unwrap().manage_master_password, None);
+        assert_eq!(plan_modification(&spec(), &unmanaged, false, false).unwrap().manage_master_password, None);
+        assert_eq!(plan_modification(&spec(), &matching(), false, true).unwrap().manage_master_password, Some(false));
+        assert_eq!(plan_modification(&spec(), &matching(), false, false).unwrap().manage_master_password, None);
+    }
+
+    #[test]
+    fn plan_restores_secure_defaults() {
+        let obs = DatabaseObservation { auto_minor_version_upgrade: false, copy_tags_to_snapshot: false, ..matching() };
+        let change = plan_modification(&spec(), &obs, true, false).unwrap();
+        assert_eq!(change.auto_minor_version_upgrade, Some(true));
+        assert_eq!(change.copy_tags_to_snapshot, Some(true));
+    }
+
+    #[test]
+    fn security_group_comparison_ignores_order() {
+        assert!(!subnets_differ(&["b".into(), "a".into()], &["a".into(), "b".into()]));
+        assert!(subnets_differ(&["a".into()], &["a".into(), "b".into()]));
+    }
+
+    #[test]
+    fn statuses_decide_the_wait() {
+        assert_eq!(assess_status("available"), WaitDecision::Done);
+        for status in [
+            "creating",
+            "modifying",
+            "backing-up",
+            "configuring-enhanced-monitoring",
+            "upgrading",
+            "storage-optimization",
+            "rebooting",
+            "resetting-master-credentials",
+            "some-future-status",
+        ] {
+            assert_eq!(assess_status(status), WaitDecision::Wait, "{status}");
+        }
+        for status in [
+            "failed",
+            "incompatible-network",
+            "incompatible-parameters",
+            "inaccessible-encryption-credentials",
+            "storage-full",
+            "stopped",
+        ] {
+            assert!(matches!(assess_status(status), WaitDecision::Fail(m) if m.contains(status)), "{status}");
+        }
+        assert!(matches!(assess_status("storage-full"), WaitDecision::Fail(m) if m.contains("allocated_storage")));
+    }
+
+    #[test]
+    fn final_snapshot_names_are_deterministic_and_skip_taken_ones() {
+        assert_eq!(final_snapshot_identifier("vault-db", &[]), "vault-db-final");
+        let taken = vec!["vault-db-final".to_string(), "other-final".to_string()];
+        assert_eq!(final_snapshot_identifier("vault-db", &taken), "vault-db-final-2");
+        let taken = vec!["Vault-DB-Final".to_string(), "vault-db-final-2".to_string(), "vault-db-final-4".to_string()];
+        assert_eq!(final_snapshot_identifier("vault-db", &taken), "vault-db-final-3");
+        assert_eq!(final_snapshot_identifier("Vault-DB", &[]), "vault-db-final");
+    }
+
+    fn recorded(statuses: &[Option<&str>]) -> impl FnMut() -> std::future::Ready<AwsResult<Option<String>>> {
+        let mut queue: VecDeque<Option<String>> = statuses.iter().map(|s| s.map(str::to_string)).collect();
+        move || {
+            // The last recorded status repeats forever, as a stuck instance would.
+            let next = if queue.len() > 1 { queue.pop_front().flatten() } else { queue.front().cloned().flatten() };
+            std::future::ready(Ok(next))
+        }
+    }
+
+    #[tokio::test]
+    async fn waiting_follows_a_recorded_creation_to_available() {
+        let statuses = [Some("creating"), Some("backing-up"), Some("modifying"), Some("available")];
+        wait_until("db", Duration::from_secs(5), Duration::ZERO, recorded(&statuses), decide_available).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn waiting_fails_fast_on_a_dead_end_status() {
+        let statuses = [Some("creating"), Some("incompatible-parameters")];
+        let err = wait_until("db x", Duration::from_secs(5), Duration::ZERO, recorded(&statuses), decide_available)
+            .await
+            .unwrap_err();
+        assert!(err.message.contains("db x") && err.message.contains("incompatible-parameters"), "{err}");
+        let err = wait_until("db y", Duration::from_secs(5), Duration::ZERO, recorded(&[None]), decide_available)
+            .await
+            .unwrap_err();
+        assert!(err.message.contains("does not exist"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn waiting_gives_up_at_the_timeout_naming_the_last_status() {
+        let started = Instant::now();
+        let err = wait_until(
+            "db z",
+            Duration::from_millis(40),
+            Duration::from_millis(5),
+            recorded(&[Some("modifying")]),
+            decide_available,
+        )
+        .await
+        .unwrap_err();
+        assert!(started.elapsed() >= Duration::from_millis(40));
+        assert!(
+            err.message.contains("timed out") && err.message.contains("db z") && err.message.contains("modifying"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn waiting_for_deletion_ends_when_the_instance_is_gone() {
+        let statuses = [Some("deleting"), Some("deleting"), None];
+        wait_until("db", Duration::from_secs(5), Duration::ZERO, recorded(&statuses), decide_gone).await.unwrap();
+        let err = wait_until(
+            "db w",
+            Duration::from_millis(20),
+            Duration::from_millis(5),
+            recorded(&[Some("deleting")]),
+            decide_gone,
+        )
+        .await
+        .unwrap_err();
+        assert!(err.message.contains("deleting"), "{err}");
+    }
+}

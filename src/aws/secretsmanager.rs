@@ -1,0 +1,253 @@
+//! AWS Secrets Manager: passwords the stack generates itself (the RabbitMQ password), which containers
+//! receive through ECS `secrets` and which never enter Terraform state or logs.
+//!
+//! A generated value is never overwritten: ensuring an existing secret only converges its description and
+//! tags. Deletion always keeps a recovery window, so a mistaken destroy can be undone, and a later ensure
+//! of the same name restores the secret (with its old value) instead of generating a new one.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_secretsmanager::Client;
+use aws_sdk_secretsmanager::operation::describe_secret::DescribeSecretOutput;
+use aws_sdk_secretsmanager::types::Tag;
+
+use super::{AwsError, AwsResult};
+
+/// Length of generated passwords.
+pub const GENERATED_PASSWORD_LENGTH: i64 = 32;
+/// The recovery window Secrets Manager allows, in days.
+pub const RECOVERY_WINDOW_DAYS: std::ops::RangeInclusive<i64> = 7..=30;
+
+/// A secret as the stack needs it (never its value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretInfo {
+    /// Its ARN (with the random suffix Secrets Manager adds).
+    pub arn: String,
+    /// Whether it is scheduled for deletion (restorable until the recovery window ends).
+    pub scheduled_for_deletion: bool,
+}
+
+fn tag_list(tags: &BTreeMap<String, String>) -> Vec<Tag> {
+    tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()
+}
+
+fn to_info(out: &DescribeSecretOutput) -> SecretInfo {
+    SecretInfo { arn: out.arn().unwrap_or_default().to_string(), scheduled_for_deletion: out.deleted_date().is_some() }
+}
+
+/// The raw description of the secret; `None` when it does not exist.
+async fn describe_raw(client: &Client, name: &str) -> AwsResult<Option<DescribeSecretOutput>> {
+    match client.describe_secret().secret_id(name).send().await {
+        Ok(out) => Ok(Some(out)),
+        Err(err) => {
+            let err = AwsError::from_sdk("DescribeSecret", err);
+            if err.is(&["ResourceNotFoundException"]) { Ok(None) } else { Err(err) }
+        }
+    }
+}
+
+/// Describes the secret (including one scheduled for deletion); `None` when it does not exist.
+pub async fn describe_secret(client: &Client, name: &str) -> AwsResult<Option<SecretInfo>> {
+    Ok(describe_raw(client, name).await?.as_ref().map(to_info))
+}
+
+/// Cancels a scheduled deletion, keeping the secret's value.
+async fn restore(client: &Client, name: &str) -> AwsResult<()> {
+    client.restore_secret().secret_id(name).send().await.map_err(|e| AwsError::from_sdk("RestoreSecret", e))?;
+    Ok(())
+}
+
+/// Generates a password of letters and digits only, so it needs no escaping in AMQP or JDBC URLs.
+async fn random_password(client: &Client) -> AwsResult<String> {
+    let out = client
+        .get_random_password()
+        .password_length(GENERATED_PASSWORD_LENGTH)
+        .exclude_punctuation(true)
+        .include_space(false)
+        .require_each_included_type(true)
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("GetRandomPassword", e))?;
+    out.random_password()
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+        .ok_or_else(|| AwsError::other("GetRandomPassword", "the reply held no password"))
+}
+
+/// Creates the secret with a fresh password. Returns `None` when a secret of that name appeared since we
+/// looked (a concurrent or interrupted run), which the caller then adopts.
+async fn create(
+    client: &Client,
+    name: &str,
+    description: &str,
+    tags: &BTreeMap<String, String>,
+) -> AwsResult<Option<String>> {
+    let created = client
+        .create_secret()
+        .name(name)
+        .description(description)
+        .secret_string(random_password(client).await?)
+        .set_tags(Some(tag_list(tags)))
+        .send()
+        .await;
+    match created {
+        Ok(out) => Ok(Some(out.arn().unwrap_or_default().to_string())),
+        Err(err) => {
+            let err = AwsError::from_sdk("CreateSecret", err);
+            if err.is(&["ResourceExistsException"]) { Ok(None) } else { Err(err) }
+        }
+    }
+}
+
+/// Restores an existing secret if it is scheduled for deletion; returns its ARN and description.
+async fn adopt(client: &Client, name: &str, existing: &DescribeSecretOutput) -> AwsResult<(String, String)> {
+    let info = to_info(existing);
+    if info.scheduled_for_deletion {
+        restore(client, name).await?;
+    }
+    Ok((info.arn, existing.description().unwrap_or_default().to_string()))
+}
+
+/// Makes sure the secret `name` exists and holds a generated password: adopts an existing secret (restoring
+/// it if scheduled for deletion) without ever changing its value, or creates it with a random 32-character
+/// alphanumeric password. Then converges description and tags. May be called again after a crash;
+/// converges. Returns the secret's ARN.
+pub async fn ensure_generated_secret(
+    client: &Client,
+    name: &str,
+    description: &str,
+    tags: &BTreeMap<String, String>,
+) -> AwsResult<String> {
+    let (arn, current_description) = match describe_raw(client, name).await? {
+        Some(existing) => adopt(client, name, &existing).await?,
+        None => match create(client, name, description, tags).await? {
+            Some(arn) => (arn, description.to_string()),
+            None => {
+                let existing = describe_raw(client, name).await?.ok_or_else(|| {
+                    AwsError::other("DescribeSecret", format!("secret {name} reported as existing but not found"))
+                })?;
+                adopt(client, name, &existing).await?
+            }
+        },
+    };
+    if current_description != description {
+        // Without SecretString, UpdateSecret changes metadata only and creates no new version.
+        client
+            .update_secret()
+            .secret_id(name)
+            .description(description)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("UpdateSecret", e))?;
+    }
+    if !tags.is_empty() {
+        client
+            .tag_resource()
+            .secret_id(name)
+            .set_tags(Some(tag_list(tags)))
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("TagResource", e))?;
+    }
+    Ok(arn)
+}
+
+/// The secret's tags; `None` when it does not exist.
+pub async fn secret_tags(client: &Client, name: &str) -> AwsResult<Option<BTreeMap<String, String>>> {
+    Ok(describe_raw(client, name).await?.map(|out| {
+        out.tags()
+            .iter()
+            .filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string())))
+            .collect()
+    }))
+}
+
+/// Schedules the secret for deletion after `recovery_window_days` (7 to 30), so a mistaken destroy can be
+/// undone with RestoreSecret or a new apply. Absent or already scheduled is success, so it may be called
+/// again after a crash.
+pub async fn delete_secret(client: &Client, name: &str, recovery_window_days: i64) -> AwsResult<()> {
+    if !RECOVERY_WINDOW_DAYS.contains(&recovery_window_days) {
+        return Err(AwsError::other(
+            "DeleteSecret",
+            format!("recovery window must be 7 to 30 days, got {recovery_window_days}"),
+        ));
+    }
+    match describe_secret(client, name).await? {
+        None => return Ok(()),
+        Some(info) if info.scheduled_for_deletion => return Ok(()),
+        Some(_) => {}
+    }
+    match client.delete_secret().secret_id(name).recovery_window_in_days(recovery_window_days).send().await {
+        Ok(_) => Ok(()),
+        Err(err) => {
+            let err = AwsError::from_sdk("DeleteSecret", err);
+            // Deleted or scheduled by someone else between our look and our call.
+            if err.is(&["ResourceNotFoundException"]) || is_already_scheduled(&err) { Ok(()) } else { Err(err) }
+        }
+    }
+}
+
+/// Whether Secrets Manager refused a call because the secret is already scheduled for deletion.
+fn is_already_scheduled(err: &AwsError) -> bool {
+    let message = err.message.to_ascii_lowercase();
+    err.is(&["InvalidRequestException"])
+        && (message.contains("marked deleted") || message.contains("marked for deletion"))
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_smithy_types::DateTime;
+
+    use super::*;
+
+    #[test]
+    fn a_deletion_date_means_scheduled_for_deletion() {
+        let live = DescribeSecretOutput::builder().arn("arn:aws:secretsmanager:eu-west-2:1:secret:mq-AbCdEf").build();
+        assert_eq!(
+            to_info(&live),
+            SecretInfo {
+                arn: "arn:aws:secretsmanager:eu-west-2:1:secret:mq-AbCdEf".into(),
+                scheduled_for_deletion: false
+            }
+        );
+        let doomed =
+            DescribeSecretOutput::builder().arn("arn:x").deleted_date(DateTime::from_secs(1_800_000_000)).build();
+        assert!(to_info(&doomed).scheduled_for_deletion);
+    }
+
+    #[test]
+    fn already_scheduled_refusals_are_recognised() {
+        let aws = AwsError {
+            operation: "DeleteSecret",
+            code: Some("InvalidRequestException".into()),
+            message: "You can't perform this operation on the secret because it was marked for deletion.".into(),
+        };
+        let moto = AwsError {
+            message: "You tried to perform the operation on a secret that's currently marked deleted.".into(),
+            ..aws.clone()
+        };
+        let other = AwsError { message: "You can't delete a secret that has replicas.".into(), ..aws.clone() };
+        assert!(is_already_scheduled(&aws));
+        assert!(is_already_scheduled(&moto));
+        assert!(!is_already_scheduled(&other));
+    }
+
+    #[test]
+    fn tags_become_secrets_manager_tags() {
+        let tags = tag_list(&[("datavault:stack".to_string(), "vault".to_string())].into());
+        assert_eq!(tags.len(), 1);
+        assert_eq!(tags[0].key(), Some("datavault:stack"));
+        assert_eq!(tags[0].value(), Some("vault"));
+    }
+
+    #[tokio::test]
+    async fn recovery_window_is_validated_before_any_call() {
+        let config = aws_sdk_secretsmanager::Config::builder()
+            .behavior_version(aws_sdk_secretsmanager::config::BehaviorVersion::latest())
+            .region(aws_sdk_secretsmanager::config::Region::new("eu-west-2"))
+            .build();
+        let client = Client::from_conf(config);
+        let err = delete_secret(&client, "mq", 3).await.unwrap_err();
+        assert!(err.message.contains("7 to 30"), "{err}");
+    }
+}

@@ -1,0 +1,36 @@
+//! Shared set-up for the service-module tests that talk to the local AWS emulator.
+//!
+//! They run under `make acceptance` (scripts/with-emulator.sh sets DATAVAULT_EMULATOR_URL and the AWS_*
+//! environment). Without an emulator they say so loudly and pass without asserting anything.
+
+#![allow(dead_code)]
+
+use terraform_provider_datavault::aws::AwsContext;
+use terraform_provider_datavault::framework::Value;
+
+/// An AWS context pointed at the emulator through the standard AWS environment, or `None` (with a loud
+/// SKIPPED line) when no emulator is running.
+pub async fn emulator() -> Option<AwsContext> {
+    if std::env::var("DATAVAULT_EMULATOR_URL").is_err() {
+        eprintln!("SKIPPED: no emulator (run `make acceptance`, which sets DATAVAULT_EMULATOR_URL)");
+        return None;
+    }
+    terraform_provider_datavault::plugin::tls::install_crypto_provider();
+    let config = Value::Map(
+        [
+            ("region".to_string(), Value::string("eu-west-2")),
+            ("skip_credentials_validation".to_string(), Value::Bool(true)),
+        ]
+        .into(),
+    );
+    match terraform_provider_datavault::provider::build_aws_context(&config).await {
+        Ok(aws) => Some(aws),
+        Err(diags) => panic!("cannot build an AWS context for the emulator: {diags:?}"),
+    }
+}
+
+/// A name unique to this test run, so tests sharing one emulator never collide.
+pub fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    format!("{prefix}-{}-{nanos:x}", std::process::id())
+}
