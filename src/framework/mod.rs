@@ -13,7 +13,7 @@ pub mod types;
 pub mod value;
 
 pub use diagnostics::{AttributePath, Diagnostic, Diagnostics, Severity};
-pub use resource::{PlannedChange, Provider, RequestContext, Resource, StateResult};
+pub use resource::{IdentityAttribute, IdentitySchema, PlannedChange, Provider, RequestContext, Resource, StateResult};
 pub use schema::{Attribute, Block, NestedBlock, Nesting, Schema};
 pub use types::Type;
 pub use value::Value;

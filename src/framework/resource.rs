@@ -91,4 +91,53 @@ pub trait Resource: Send + Sync + 'static {
 
     /// Turns an import id into a minimal state that a following read completes.
     async fn import(&self, ctx: &RequestContext, id: &str) -> StateResult;
+
+    /// The resource identity schema (Terraform >= 1.12), if the resource has one.
+    fn identity_schema(&self) -> Option<IdentitySchema> {
+        None
+    }
+
+    /// The identity of the object a state describes; `None` when it is not wholly known.
+    fn identity(&self, _state: &Value) -> Option<Value> {
+        None
+    }
+
+    /// Turns an identity (from an `import {}` block with `identity = {...}`) into a minimal state.
+    async fn import_by_identity(&self, ctx: &RequestContext, identity: &Value) -> StateResult {
+        let _ = (ctx, identity);
+        let mut diagnostics = Diagnostics::new();
+        diagnostics.error("Import By Identity Not Supported", "This resource can only be imported by id.");
+        StateResult { state: None, diagnostics }
+    }
+}
+
+/// A resource identity schema: the attributes that identify an object, for import and comparisons.
+#[derive(Debug, Clone)]
+pub struct IdentitySchema {
+    /// Bumped when the identity's shape changes.
+    pub version: i64,
+    /// The identifying attributes.
+    pub attributes: Vec<IdentityAttribute>,
+}
+
+/// One attribute of an identity.
+#[derive(Debug, Clone)]
+pub struct IdentityAttribute {
+    /// Its name.
+    pub name: String,
+    /// Its type.
+    pub ty: super::Type,
+    /// An identity import must give it.
+    pub required_for_import: bool,
+    /// An identity import may give it (the provider can fill it in).
+    pub optional_for_import: bool,
+    /// Markdown description.
+    pub description: String,
+}
+
+impl IdentitySchema {
+    /// The object type of an identity value.
+    pub fn value_type(&self) -> super::Type {
+        super::Type::Object(self.attributes.iter().map(|a| (a.name.clone(), a.ty.clone())).collect())
+    }
 }

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::diagnostics::{AttributePath, Diagnostics};
 use super::plan;
-use super::resource::{PlannedChange, Provider, RequestContext, Resource, StateResult};
+use super::resource::{IdentitySchema, PlannedChange, Provider, RequestContext, Resource, StateResult};
 use super::schema::Schema;
 use super::value::Value;
 
@@ -67,6 +67,46 @@ impl FrameworkServer {
     /// Every resource type with its schema.
     pub fn resource_schemas(&self) -> Vec<(&'static str, Schema)> {
         self.resources.iter().map(|(name, r)| (*name, r.schema())).collect()
+    }
+
+    /// Every resource type with an identity schema.
+    pub fn identity_schemas(&self) -> Vec<(&'static str, IdentitySchema)> {
+        self.resources.iter().filter_map(|(name, r)| r.identity_schema().map(|s| (*name, s))).collect()
+    }
+
+    /// The identity of the object `state` describes, for a resource type that has identities.
+    pub fn identity(&self, type_name: &str, state: Option<&Value>) -> Option<Value> {
+        let resource = self.resources.get(type_name)?;
+        let schema = resource.identity_schema()?;
+        resource.identity(state?).map(|v| v.conform(&schema.value_type())).filter(Value::is_wholly_known)
+    }
+
+    /// Upgrades a stored identity to the current identity schema.
+    pub fn upgrade_identity(&self, type_name: &str, json: &[u8]) -> StateResult {
+        let mut diagnostics = Diagnostics::new();
+        let Some(schema) = self.resources.get(type_name).and_then(|r| r.identity_schema()) else {
+            diagnostics.error("No Identity Schema", format!("Resource type {type_name:?} has no identity."));
+            return StateResult { state: None, diagnostics };
+        };
+        match Value::from_json(json) {
+            Ok(value) => StateResult { state: Some(value.conform(&schema.value_type())), diagnostics },
+            Err(e) => {
+                diagnostics.error("Unreadable Stored Identity", format!("The stored identity is not valid JSON: {e}."));
+                StateResult { state: None, diagnostics }
+            }
+        }
+    }
+
+    /// Imports by identity.
+    pub async fn import_by_identity(&self, ctx: &RequestContext, type_name: &str, identity: &Value) -> StateResult {
+        match self.resource(type_name) {
+            Ok(resource) => {
+                let mut result = resource.import_by_identity(ctx, identity).await;
+                result.state = result.state.map(|s| s.conform(&resource.schema().value_type()));
+                result
+            }
+            Err(diagnostics) => StateResult { state: None, diagnostics },
+        }
     }
 
     /// Looks a resource type up, or explains that it does not exist.

@@ -3,7 +3,7 @@
 use super::proto::tfplugin6 as tf;
 use crate::framework::diagnostics::PathStep;
 use crate::framework::schema::{Attribute, AttributeKind, Block, NestedBlock, Nesting};
-use crate::framework::{AttributePath, Diagnostic, Diagnostics, Schema, Severity, Type, Value};
+use crate::framework::{AttributePath, Diagnostic, Diagnostics, IdentitySchema, Schema, Severity, Type, Value};
 
 /// Decodes a wire value and shapes it to `ty`; a missing value is null.
 pub fn decode(value: Option<&tf::DynamicValue>, ty: &Type) -> Result<Value, Diagnostics> {
@@ -62,6 +62,29 @@ pub fn attribute_path(path: &AttributePath) -> tf::AttributePath {
         })
         .collect();
     tf::AttributePath { steps }
+}
+
+/// Converts an identity schema for the wire.
+pub fn identity_schema(schema: &IdentitySchema) -> tf::ResourceIdentitySchema {
+    tf::ResourceIdentitySchema {
+        version: schema.version,
+        identity_attributes: schema
+            .attributes
+            .iter()
+            .map(|a| tf::resource_identity_schema::IdentityAttribute {
+                name: a.name.clone(),
+                r#type: a.ty.to_json_bytes(),
+                required_for_import: a.required_for_import,
+                optional_for_import: a.optional_for_import,
+                description: a.description.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// Wraps an identity value for the wire.
+pub fn identity_data(identity: Option<Value>) -> Option<tf::ResourceIdentityData> {
+    identity.map(|v| tf::ResourceIdentityData { identity_data: Some(encode(&v)) })
 }
 
 /// Converts a schema for the wire.

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
-use super::convert::{decode, diagnostics, encode, schema as wire_schema};
+use super::convert::{decode, diagnostics, encode, identity_data, identity_schema, schema as wire_schema};
 use super::proto::tfplugin6 as tf;
 use crate::framework::server::FrameworkServer;
 use crate::framework::{Diagnostic, Diagnostics, Type, Value};
@@ -138,16 +138,21 @@ impl tf::provider_server::Provider for ProviderService {
         &self,
         _: Request<tf::get_resource_identity_schemas::Request>,
     ) -> RpcResult<tf::get_resource_identity_schemas::Response> {
-        Ok(Response::new(tf::get_resource_identity_schemas::Response::default()))
+        let identity_schemas =
+            self.server.identity_schemas().iter().map(|(name, s)| (name.to_string(), identity_schema(s))).collect();
+        Ok(Response::new(tf::get_resource_identity_schemas::Response { identity_schemas, diagnostics: vec![] }))
     }
 
     async fn upgrade_resource_identity(
         &self,
-        _: Request<tf::upgrade_resource_identity::Request>,
+        request: Request<tf::upgrade_resource_identity::Request>,
     ) -> RpcResult<tf::upgrade_resource_identity::Response> {
+        let req = request.get_ref();
+        let json = req.raw_identity.as_ref().map(|r| r.json.as_slice()).unwrap_or_default();
+        let result = self.server.upgrade_identity(&req.type_name, json);
         Ok(Response::new(tf::upgrade_resource_identity::Response {
-            upgraded_identity: None,
-            diagnostics: unsupported("Resource Identity"),
+            upgraded_identity: identity_data(result.state),
+            diagnostics: diagnostics(result.diagnostics),
         }))
     }
 
@@ -182,6 +187,7 @@ impl tf::provider_server::Provider for ProviderService {
         };
         let result = self.server.read(&ctx, &req.type_name, &current).await;
         Ok(Response::new(tf::read_resource::Response {
+            new_identity: identity_data(self.server.identity(&req.type_name, result.state.as_ref())),
             new_state: Some(encode(result.state.as_ref().unwrap_or(&Value::Null))),
             diagnostics: diagnostics(result.diagnostics),
             private: req.private.clone(),
@@ -212,7 +218,10 @@ impl tf::provider_server::Provider for ProviderService {
             }
         };
         let outcome = self.server.plan(&ctx, &req.type_name, &prior, &proposed, &config).await;
+        // A destroy plans no identity (Terraform allows it to go away with the object).
+        let planned_identity = identity_data(self.server.identity(&req.type_name, Some(&outcome.planned)));
         Ok(Response::new(tf::plan_resource_change::Response {
+            planned_identity,
             planned_state: Some(encode(&outcome.planned)),
             requires_replace: outcome.requires_replace.iter().map(super::convert::attribute_path).collect(),
             planned_private: req.prior_private.clone(),
@@ -246,6 +255,7 @@ impl tf::provider_server::Provider for ProviderService {
         };
         let result = self.server.apply(&ctx, &req.type_name, &prior, &planned, &config).await;
         Ok(Response::new(tf::apply_resource_change::Response {
+            new_identity: identity_data(self.server.identity(&req.type_name, result.state.as_ref())),
             new_state: Some(encode(result.state.as_ref().unwrap_or(&Value::Null))),
             private: req.planned_private.clone(),
             diagnostics: diagnostics(result.diagnostics),
@@ -259,13 +269,21 @@ impl tf::provider_server::Provider for ProviderService {
     ) -> RpcResult<tf::import_resource_state::Response> {
         let req = request.get_ref();
         let ctx = self.server.context(write_only_allowed(req.client_capabilities.as_ref()));
-        let result = self.server.import(&ctx, &req.type_name, &req.id).await;
+        let by_identity = req.identity.as_ref().and_then(|i| i.identity_data.as_ref());
+        let result = match (by_identity, self.server.identity_schemas().iter().find(|(n, _)| *n == req.type_name)) {
+            (Some(data), Some((_, schema))) if req.id.is_empty() => match decode(Some(data), &schema.value_type()) {
+                Ok(identity) => self.server.import_by_identity(&ctx, &req.type_name, &identity).await,
+                Err(diags) => crate::framework::StateResult { state: None, diagnostics: diags },
+            },
+            _ => self.server.import(&ctx, &req.type_name, &req.id).await,
+        };
         let imported_resources = result
             .state
             .iter()
             .map(|state| tf::import_resource_state::ImportedResource {
                 type_name: req.type_name.clone(),
                 state: Some(encode(state)),
+                identity: identity_data(self.server.identity(&req.type_name, Some(state))),
                 ..Default::default()
             })
             .collect();

@@ -1,24 +1,63 @@
 //! Applying a stack: converge every part forward through the graph (create and update are the same walk),
-//! or remove them backward on destroy. A failure returns the state of what exists, so nothing is orphaned.
+//! or observe everything and remove it backward on destroy. A failure returns the state of what exists, so
+//! nothing is orphaned and the next apply continues.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
 
 use crate::aws::AwsContext;
 use crate::framework::{Diagnostics, RequestContext, StateResult, Value};
 
 use super::graph::{self, Direction};
 use super::model::{COMPONENTS, StackSpec};
-use super::parts::{self, Part, PartState, Removal};
+use super::parts::{self, Group, Part, PartContext, PartError, PartState, Removal, group_key};
+use super::schema::SERVICES;
 
 /// How many AWS operations run at once: enough to overlap waits, few enough to stay clear of throttling.
-const CONCURRENCY: usize = 8;
+pub const CONCURRENCY: usize = 8;
+/// How often the steady-state wait polls ECS.
+const STEADY_STATE_POLL: Duration = Duration::from_secs(15);
+
+/// A token cancelled by Terraform's stop or when `limit` has passed, whichever comes first.
+fn deadline(cancel: &CancellationToken, limit: Duration) -> CancellationToken {
+    let token = cancel.child_token();
+    let timer = token.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            () = tokio::time::sleep(limit) => timer.cancel(),
+            () = timer.cancelled() => {}
+        }
+    });
+    token
+}
+
+/// The write-only database password, when it must be sent: on create, or when its version changed.
+fn password_to_send(prior: &Value, planned: &Value, config: &Value) -> Option<String> {
+    let password = config.get("database").get("password_wo").as_str()?;
+    let version = |v: &Value| v.get("database").get("password_wo_version").as_f64();
+    (prior.is_null() || version(prior) != version(planned)).then(|| password.to_string())
+}
 
 /// Creates or updates every part to match `planned`.
-pub async fn converge(ctx: &RequestContext, aws: &AwsContext, planned: &Value) -> StateResult {
+pub async fn converge(
+    ctx: &RequestContext,
+    aws: &AwsContext,
+    prior: &Value,
+    planned: &Value,
+    config: &Value,
+) -> StateResult {
     let spec = StackSpec::from_value(planned, aws);
-    let report = graph::run(&Part::graph(), Direction::Forward, CONCURRENCY, &ctx.cancel, |part, _| {
-        let spec = &spec;
-        async move { parts::ensure(part, spec, aws).await }
+    let limit = if prior.is_null() { spec.timeouts.create } else { spec.timeouts.update };
+    let stop = deadline(&ctx.cancel, limit);
+    let password = password_to_send(prior, planned, config);
+    let report = graph::run(&Part::graph(), Direction::Forward, CONCURRENCY, &stop, |part, inputs| {
+        let (spec, password) = (&spec, password.as_deref());
+        async move {
+            let pctx = PartContext { spec, aws, parts: &inputs, database_password: password };
+            parts::ensure(part, &pctx).await
+        }
     })
     .await;
     let done: BTreeMap<Part, PartState> = report.done.iter().cloned().collect();
@@ -26,11 +65,34 @@ pub async fn converge(ctx: &RequestContext, aws: &AwsContext, planned: &Value) -
     for (part, error) in &report.failed {
         diagnostics.error(
             format!("Failed To Apply Part {part}"),
-            format!("Stack {}: {part}: {error}. What was created is recorded in state; the next apply continues from there.", spec.name),
+            format!(
+                "Stack {}: {part}: {}. What was created is recorded in state; the next apply continues from there.",
+                spec.name,
+                error.to_string().trim_end_matches('.')
+            ),
         );
     }
-    if report.cancelled {
-        diagnostics.error("Apply Interrupted", "Terraform asked the provider to stop. What was created is recorded in state; the next apply continues from there.");
+    if report.cancelled && report.failed.is_empty() {
+        let why = if ctx.cancel.is_cancelled() {
+            "Terraform asked the provider to stop".to_string()
+        } else {
+            format!("the {limit:?} timeout passed")
+        };
+        diagnostics.error(
+            "Apply Interrupted",
+            format!("{why}. What was created is recorded in state; the next apply continues from there."),
+        );
+    }
+    if report.is_complete() && spec.wait_for_steady_state {
+        let names: Vec<String> = SERVICES.iter().map(|s| s.to_string()).collect();
+        if let Err(e) =
+            crate::aws::ecs::wait_steady(&aws.ecs, &spec.name, &names, limit, STEADY_STATE_POLL, &stop).await
+        {
+            diagnostics.error(
+                "Services Not Stable",
+                format!("Stack {}: {e}. Every part exists and is recorded in state; check the service events and task logs, then apply again (or set wait_for_steady_state = false).", spec.name),
+            );
+        }
     }
     StateResult { state: Some(state_with_outputs(planned, &done)), diagnostics }
 }
@@ -40,17 +102,67 @@ pub async fn converge(ctx: &RequestContext, aws: &AwsContext, planned: &Value) -
 pub fn state_with_outputs(planned: &Value, done: &BTreeMap<Part, PartState>) -> Value {
     let mut state = planned.clone();
     let arn = |part: Part| Value::opt_string(done.get(&part).and_then(|s| s.arn.clone()));
+    let id = |part: Part| Value::opt_string(done.get(&part).and_then(|s| s.id.clone()));
+    let url = |part: Part| Value::opt_string(done.get(&part).and_then(|s| s.url.clone()));
+    let map = |entries: Vec<(String, Option<String>)>| {
+        Value::Map(entries.into_iter().filter_map(|(k, v)| v.map(|v| (k, Value::string(v)))).collect())
+    };
     state.set("archive_bucket_arn", arn(Part::ArchiveBucket));
     state.set("state_bucket_arn", arn(Part::StateBucket));
     state.set("log_group_arn", arn(Part::LogGroup));
-    let urls: BTreeMap<String, Value> = COMPONENTS
-        .iter()
-        .enumerate()
-        .filter_map(|(i, c)| {
-            done.get(&Part::Repository(i)).and_then(|s| s.url.clone()).map(|u| (c.to_string(), Value::string(u)))
-        })
-        .collect();
-    state.set("ecr_repository_urls", Value::Map(urls));
+    state.set(
+        "ecr_repository_urls",
+        map(COMPONENTS
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.to_string(), done.get(&Part::Repository(i)).and_then(|s| s.url.clone())))
+            .collect()),
+    );
+    if let Some(network) = done.get(&Part::Network) {
+        state.set("vpc_id", Value::opt_string(network.id.clone()));
+        let subnets = parts::split_list(network.values.get("subnet_ids").map(String::as_str).unwrap_or_default());
+        state.set("subnet_ids", Value::string_list(subnets));
+    }
+    let groups = [Group::Instances, Group::Services, Group::Database, Group::FileSystem];
+    state.set(
+        "security_group_ids",
+        map(groups
+            .iter()
+            .map(|g| (group_key(*g).to_string(), done.get(&Part::SecurityGroup(*g)).and_then(|s| s.id.clone())))
+            .collect()),
+    );
+    state.set("cluster_arn", arn(Part::Cluster));
+    state.set("autoscaling_group_name", id(Part::AutoScalingGroup));
+    state.set("launch_template_id", id(Part::LaunchTemplate));
+    state.set(
+        "service_arns",
+        map((0..SERVICES.len())
+            .map(|s| (SERVICES[s].to_string(), done.get(&Part::Service(s)).and_then(|p| p.arn.clone())))
+            .collect()),
+    );
+    state.set(
+        "service_discovery_names",
+        map((0..SERVICES.len())
+            .filter(|s| parts::is_discoverable(*s))
+            .map(|s| (SERVICES[s].to_string(), done.get(&Part::Discovery(s)).and_then(|p| p.url.clone())))
+            .collect()),
+    );
+    state.set("database_endpoint", url(Part::Database));
+    state.set(
+        "database_secret_arn",
+        Value::opt_string(done.get(&Part::Database).and_then(|d| d.values.get("secret_arn").cloned())),
+    );
+    state.set("rabbitmq_secret_arn", arn(Part::RabbitmqSecret));
+    state.set("file_system_id", id(Part::FileSystem));
+    let web = parts::service_index("web");
+    state.set(
+        "web_url",
+        Value::opt_string(
+            done.get(&Part::Discovery(web))
+                .and_then(|d| d.url.clone())
+                .map(|host| format!("http://{host}:8080/datavault-webapp/")),
+        ),
+    );
     state.set("drift", Value::List(vec![]));
     null_unknowns(state)
 }
@@ -64,31 +176,75 @@ fn null_unknowns(value: Value) -> Value {
     }
 }
 
-/// Removes every part, dependents first. Retained parts are reported as warnings.
+/// Observes every part, forward through the graph, so each part is looked up with what it depends on.
+/// Parts that do not exist are absent from the result.
+pub async fn observe_all(
+    cancel: &CancellationToken,
+    aws: &AwsContext,
+    spec: &StackSpec,
+) -> graph::Report<Part, Option<PartState>, PartError> {
+    graph::run(
+        &Part::graph(),
+        Direction::Forward,
+        CONCURRENCY,
+        cancel,
+        |part, inputs: BTreeMap<Part, Option<PartState>>| async move {
+            let present: BTreeMap<Part, PartState> =
+                inputs.into_iter().filter_map(|(p, s)| s.map(|s| (p, s))).collect();
+            let pctx = PartContext { spec, aws, parts: &present, database_password: None };
+            parts::observe(part, &pctx).await
+        },
+    )
+    .await
+}
+
+/// Removes every part, dependents first, after observing what exists. Retained parts and final snapshots
+/// are reported as warnings.
 pub async fn delete(ctx: &RequestContext, aws: &AwsContext, prior: &Value) -> Diagnostics {
     let spec = StackSpec::from_value(prior, aws);
-    let report = graph::run(&Part::graph(), Direction::Backward, CONCURRENCY, &ctx.cancel, |part, _| {
-        let spec = &spec;
-        async move { parts::remove(part, spec, aws).await }
+    let stop = deadline(&ctx.cancel, spec.timeouts.delete);
+    let mut diagnostics = Diagnostics::new();
+    let observed = observe_all(&stop, aws, &spec).await;
+    if !observed.is_complete() {
+        for (part, error) in &observed.failed {
+            diagnostics.error(
+                format!("Failed To Read Part {part}"),
+                format!("Stack {}: {part}: {error}. Nothing was deleted.", spec.name),
+            );
+        }
+        if observed.failed.is_empty() {
+            diagnostics.error("Destroy Interrupted", "The destroy stopped before it started deleting; run it again.");
+        }
+        return diagnostics;
+    }
+    let existing: BTreeMap<Part, PartState> =
+        observed.done.into_iter().filter_map(|(p, s)| s.map(|s| (p, s))).collect();
+    let report = graph::run(&Part::graph(), Direction::Backward, CONCURRENCY, &stop, |part, _| {
+        let (spec, existing) = (&spec, &existing);
+        async move {
+            let pctx = PartContext { spec, aws, parts: existing, database_password: None };
+            parts::remove(part, &pctx).await
+        }
     })
     .await;
-    let mut diagnostics = Diagnostics::new();
     for (_, removal) in &report.done {
-        if let Removal::Retained(why) = removal {
-            diagnostics.warning("Part Retained", why.clone());
+        match removal {
+            Removal::Retained(why) => diagnostics.warning("Part Retained", why.clone()),
+            Removal::RemovedWithNote(note) => diagnostics.warning("Final Snapshot Kept", note.clone()),
+            Removal::Removed => {}
         }
     }
     for (part, error) in &report.failed {
         let summary = match error {
-            parts::PartError::Refused(_) => "Destroy Refused To Protect Data".to_string(),
-            parts::PartError::Aws(_) => format!("Failed To Delete Part {part}"),
+            PartError::Refused(_) => "Destroy Refused To Protect Data".to_string(),
+            _ => format!("Failed To Delete Part {part}"),
         };
         diagnostics.error(summary, format!("Stack {}: {part}: {error}", spec.name));
     }
-    if report.cancelled {
+    if report.cancelled && report.failed.is_empty() {
         diagnostics.error(
             "Destroy Interrupted",
-            "Terraform asked the provider to stop. Run destroy again to finish; parts already deleted are skipped.",
+            "The destroy was stopped or timed out. Run it again to finish; parts already deleted are skipped.",
         );
     }
     diagnostics
@@ -105,6 +261,7 @@ mod tests {
                 ("archive_bucket_arn".to_string(), Value::Unknown),
                 ("log_group_arn".to_string(), Value::Unknown),
                 ("ecr_repository_urls".to_string(), Value::Unknown),
+                ("vpc_id".to_string(), Value::Unknown),
             ]
             .into(),
         );
@@ -116,6 +273,29 @@ mod tests {
         assert!(state.is_wholly_known());
         assert_eq!(state.get("archive_bucket_arn"), &Value::string("arn:aws:s3:::a"));
         assert_eq!(state.get("log_group_arn"), &Value::Null);
+        assert_eq!(state.get("vpc_id"), &Value::Null);
         assert_eq!(state.get("ecr_repository_urls").as_string_map().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn the_write_only_password_is_sent_on_create_and_on_a_new_version_only() {
+        let with = |version: f64| {
+            Value::Map(
+                [(
+                    "database".to_string(),
+                    Value::Map(
+                        [
+                            ("password_wo".to_string(), Value::string("s3cret-pass")),
+                            ("password_wo_version".to_string(), Value::Number(version)),
+                        ]
+                        .into(),
+                    ),
+                )]
+                .into(),
+            )
+        };
+        assert!(password_to_send(&Value::Null, &with(1.0), &with(1.0)).is_some());
+        assert!(password_to_send(&with(1.0), &with(1.0), &with(1.0)).is_none());
+        assert!(password_to_send(&with(1.0), &with(2.0), &with(2.0)).is_some());
     }
 }

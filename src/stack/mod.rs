@@ -18,7 +18,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::framework::{Diagnostics, PlannedChange, RequestContext, Resource, Schema, StateResult, Value};
+use crate::framework::{
+    Diagnostics, IdentityAttribute, IdentitySchema, PlannedChange, RequestContext, Resource, Schema, StateResult, Type,
+    Value,
+};
 use crate::provider::ProviderData;
 
 /// The resource type.
@@ -51,10 +54,10 @@ impl Resource for StackResource {
         schema::validate(config)
     }
 
-    async fn modify_plan(&self, _ctx: &RequestContext, change: &mut PlannedChange) -> Diagnostics {
+    async fn modify_plan(&self, ctx: &RequestContext, change: &mut PlannedChange) -> Diagnostics {
         let mut diagnostics = schema::validate(&change.config);
         match self.data.aws() {
-            Ok(aws) => plan::modify_plan(change, &aws),
+            Ok(aws) => diagnostics.extend(plan::modify_plan(ctx, change, &aws)),
             Err(diags) => diagnostics.extend(diags),
         }
         diagnostics
@@ -67,9 +70,9 @@ impl Resource for StackResource {
         }
     }
 
-    async fn apply(&self, ctx: &RequestContext, _prior: &Value, planned: &Value, _config: &Value) -> StateResult {
+    async fn apply(&self, ctx: &RequestContext, prior: &Value, planned: &Value, config: &Value) -> StateResult {
         match self.data.aws() {
-            Ok(aws) => apply::converge(ctx, &aws, planned).await,
+            Ok(aws) => apply::converge(ctx, &aws, prior, planned, config).await,
             Err(diags) => failed(diags, None),
         }
     }
@@ -89,6 +92,49 @@ impl Resource for StackResource {
     }
 
     async fn import(&self, _ctx: &RequestContext, id: &str) -> StateResult {
-        read::import_state(id)
+        match self.data.aws() {
+            Ok(aws) => read::import_state(id, &aws.region),
+            Err(diags) => failed(diags, None),
+        }
+    }
+
+    fn identity_schema(&self) -> Option<IdentitySchema> {
+        let attribute = |name: &str, required: bool, description: &str| IdentityAttribute {
+            name: name.to_string(),
+            ty: Type::String,
+            required_for_import: required,
+            optional_for_import: !required,
+            description: description.to_string(),
+        };
+        Some(IdentitySchema {
+            version: 0,
+            attributes: vec![
+                attribute("name", true, "The stack's name."),
+                attribute("region", false, "The stack's AWS region; defaults to the provider's."),
+            ],
+        })
+    }
+
+    fn identity(&self, state: &Value) -> Option<Value> {
+        let (name, region) = (state.get("name").as_str()?, state.get("region").as_str()?);
+        Some(Value::Map(
+            [("name".to_string(), Value::string(name)), ("region".to_string(), Value::string(region))].into(),
+        ))
+    }
+
+    async fn import_by_identity(&self, _ctx: &RequestContext, identity: &Value) -> StateResult {
+        let aws = match self.data.aws() {
+            Ok(aws) => aws,
+            Err(diags) => return failed(diags, None),
+        };
+        if let Some(region) = identity.get("region").as_str().filter(|r| *r != aws.region) {
+            let mut diagnostics = Diagnostics::new();
+            diagnostics.error(
+                "Identity In Another Region",
+                format!("The identity names region {region}, but this provider works in {}. Use a provider configured for {region}.", aws.region),
+            );
+            return failed(diagnostics, None);
+        }
+        read::import_state(identity.get("name").as_str().unwrap_or_default(), &aws.region)
     }
 }

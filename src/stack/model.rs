@@ -2,14 +2,83 @@
 //! need, so no part reads Terraform values directly.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use crate::aws::{AwsContext, PART_TAG, STACK_TAG};
 use crate::framework::Value;
 
-use super::schema::DEFAULT_LOG_RETENTION_DAYS;
+use super::schema::{
+    DEFAULT_IMAGE_TAG, DEFAULT_LOG_RETENTION_DAYS, RABBITMQ_IMAGE, SERVICES, cluster_defaults, database_defaults,
+};
 
 /// The three DataVault images built by the project, one ECR repository each.
 pub const COMPONENTS: [&str; 3] = ["web", "broker", "worker"];
+/// How long create, update and delete may take unless `timeouts` says otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60 * 60);
+
+/// The EC2 capacity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterSettings {
+    /// Instance type.
+    pub instance_type: String,
+    /// Group minimum.
+    pub min_size: i64,
+    /// Group maximum.
+    pub max_size: i64,
+    /// Group desired capacity.
+    pub desired_capacity: i64,
+    /// AMI override.
+    pub ami_id: Option<String>,
+    /// CIDR blocks allowed to SSH to the instances.
+    pub admin_cidr_blocks: Vec<String>,
+}
+
+/// One service's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceSettings {
+    /// Image override.
+    pub image: Option<String>,
+    /// CPU units.
+    pub cpu: i64,
+    /// Memory in MiB.
+    pub memory: i64,
+    /// Tasks to run.
+    pub desired_count: i64,
+    /// Extra environment.
+    pub environment: BTreeMap<String, String>,
+}
+
+/// The database settings. The write-only password is not here: it is read from configuration at apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatabaseSettings {
+    /// RDS instance class.
+    pub instance_class: String,
+    /// Storage in GiB.
+    pub allocated_storage: i64,
+    /// MySQL version.
+    pub engine_version: String,
+    /// Days of backups.
+    pub backup_retention_days: i64,
+    /// Deletion protection.
+    pub deletion_protection: bool,
+    /// Skip the final snapshot on delete.
+    pub skip_final_snapshot: bool,
+    /// Multi-AZ standby.
+    pub multi_az: bool,
+    /// The version of the write-only password, if one is used.
+    pub password_version: Option<i64>,
+}
+
+/// Time limits per operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Create.
+    pub create: Duration,
+    /// Update.
+    pub update: Duration,
+    /// Delete.
+    pub delete: Duration,
+}
 
 /// Everything the parts need to know about the stack.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +101,22 @@ pub struct StackSpec {
     pub region: String,
     /// The partition, for ARNs.
     pub partition: String,
+    /// VPC override (else the default VPC).
+    pub vpc_id: Option<String>,
+    /// Subnet override (else the VPC's default subnets).
+    pub subnet_ids: Option<Vec<String>>,
+    /// Tag of the DataVault images.
+    pub image_tag: String,
+    /// EC2 capacity.
+    pub cluster: ClusterSettings,
+    /// Per service, keyed by the names in [`SERVICES`].
+    pub services: BTreeMap<String, ServiceSettings>,
+    /// The database.
+    pub database: DatabaseSettings,
+    /// Wait for services to become stable.
+    pub wait_for_steady_state: bool,
+    /// Time limits.
+    pub timeouts: Timeouts,
 }
 
 /// The default archive bucket name.
@@ -54,6 +139,11 @@ pub fn repository_name(name: &str, component: &str) -> String {
     format!("{name}/{component}")
 }
 
+/// The private DNS namespace the services find each other in.
+pub fn namespace_name(name: &str) -> String {
+    format!("{name}.datavault.internal")
+}
+
 /// An S3 bucket ARN.
 pub fn bucket_arn(partition: &str, bucket: &str) -> String {
     format!("arn:{partition}:s3:::{bucket}")
@@ -66,26 +156,121 @@ pub fn merged_tags(defaults: &BTreeMap<String, String>, tags: &BTreeMap<String, 
     all
 }
 
+/// Parses durations such as `60m`, `1h30m` or `90s`.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let mut total = 0u64;
+    let mut number = String::new();
+    for c in text.trim().chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let value: u64 = number.parse().ok()?;
+        number.clear();
+        total += value
+            * match c {
+                'h' => 3600,
+                'm' => 60,
+                's' => 1,
+                _ => return None,
+            };
+    }
+    (number.is_empty() && total > 0).then(|| Duration::from_secs(total))
+}
+
+fn string_or(value: &Value, default: &str) -> String {
+    value.as_str().map_or_else(|| default.to_string(), str::to_string)
+}
+
+fn int_or(value: &Value, default: i64) -> i64 {
+    value.as_i64().unwrap_or(default)
+}
+
+fn bool_or(value: &Value, default: bool) -> bool {
+    value.as_bool().unwrap_or(default)
+}
+
+impl ClusterSettings {
+    fn from_value(v: &Value) -> Self {
+        use cluster_defaults as d;
+        ClusterSettings {
+            instance_type: string_or(v.get("instance_type"), d::INSTANCE_TYPE),
+            min_size: int_or(v.get("min_size"), d::MIN_SIZE),
+            max_size: int_or(v.get("max_size"), d::MAX_SIZE),
+            desired_capacity: int_or(v.get("desired_capacity"), d::DESIRED_CAPACITY),
+            ami_id: v.get("ami_id").as_str().map(str::to_string),
+            admin_cidr_blocks: v.get("admin_cidr_blocks").as_string_list().unwrap_or_default(),
+        }
+    }
+}
+
+impl ServiceSettings {
+    fn from_value(v: &Value) -> Self {
+        ServiceSettings {
+            image: v.get("image").as_str().map(str::to_string),
+            cpu: int_or(v.get("cpu"), 256),
+            memory: int_or(v.get("memory"), 512),
+            desired_count: int_or(v.get("desired_count"), 1),
+            environment: v.get("environment").as_string_map().unwrap_or_default(),
+        }
+    }
+}
+
+impl DatabaseSettings {
+    fn from_value(v: &Value) -> Self {
+        use database_defaults as d;
+        DatabaseSettings {
+            instance_class: string_or(v.get("instance_class"), d::INSTANCE_CLASS),
+            allocated_storage: int_or(v.get("allocated_storage"), d::ALLOCATED_STORAGE),
+            engine_version: string_or(v.get("engine_version"), d::ENGINE_VERSION),
+            backup_retention_days: int_or(v.get("backup_retention_days"), d::BACKUP_RETENTION_DAYS),
+            deletion_protection: bool_or(v.get("deletion_protection"), true),
+            skip_final_snapshot: bool_or(v.get("skip_final_snapshot"), false),
+            multi_az: bool_or(v.get("multi_az"), false),
+            password_version: v.get("password_wo_version").as_i64(),
+        }
+    }
+}
+
+impl Timeouts {
+    fn from_value(v: &Value) -> Self {
+        let get = |name: &str| v.get(name).as_str().and_then(parse_duration).unwrap_or(DEFAULT_TIMEOUT);
+        Timeouts { create: get("create"), update: get("update"), delete: get("delete") }
+    }
+}
+
 impl StackSpec {
     /// Derives the spec from a wholly known planned or stored value.
     pub fn from_value(value: &Value, aws: &AwsContext) -> StackSpec {
         let name = value.get("name").as_str().unwrap_or_default().to_string();
         let tags = value.get("tags").as_string_map().unwrap_or_default();
+        let services = SERVICES
+            .iter()
+            .map(|s| (s.to_string(), ServiceSettings::from_value(value.get("services").get(s))))
+            .collect();
         StackSpec {
             archive_bucket: value
                 .get("archive_bucket_name")
                 .as_str()
                 .map_or_else(|| default_archive_bucket(&name), str::to_string),
-            archive_force_destroy: value.get("archive_force_destroy").as_bool().unwrap_or(false),
+            archive_force_destroy: bool_or(value.get("archive_force_destroy"), false),
             state_bucket: value
                 .get("state_bucket_name")
                 .as_str()
                 .map_or_else(|| default_state_bucket(&name), str::to_string),
             log_group: log_group_name(&name),
-            log_retention_days: value.get("log_retention_days").as_i64().unwrap_or(DEFAULT_LOG_RETENTION_DAYS),
+            log_retention_days: int_or(value.get("log_retention_days"), DEFAULT_LOG_RETENTION_DAYS),
             tags_all: merged_tags(&aws.default_tags, &tags),
             region: aws.region.clone(),
             partition: aws.partition.clone(),
+            vpc_id: value.get("vpc_id").as_str().map(str::to_string),
+            subnet_ids: value.get("subnet_ids").as_string_list().filter(|s| !s.is_empty()),
+            image_tag: string_or(value.get("image_tag"), DEFAULT_IMAGE_TAG),
+            cluster: ClusterSettings::from_value(value.get("cluster")),
+            services,
+            database: DatabaseSettings::from_value(value.get("database")),
+            wait_for_steady_state: bool_or(value.get("wait_for_steady_state"), true),
+            timeouts: Timeouts::from_value(value.get("timeouts")),
             name,
         }
     }
@@ -97,6 +282,28 @@ impl StackSpec {
         tags.insert(PART_TAG.to_string(), part.to_string());
         tags
     }
+
+    /// A service's settings.
+    pub fn service(&self, service: &str) -> &ServiceSettings {
+        &self.services[service]
+    }
+
+    /// The image a service runs: its override, else the stack's repository at `image_tag` (RabbitMQ: the
+    /// public management image).
+    pub fn image(&self, service: &str, repository_url: Option<&str>) -> String {
+        if let Some(image) = &self.service(service).image {
+            return image.clone();
+        }
+        match repository_url {
+            Some(url) => format!("{url}:{}", self.image_tag),
+            None => RABBITMQ_IMAGE.to_string(),
+        }
+    }
+
+    /// Total awsvpc tasks the services ask for.
+    pub fn total_tasks(&self) -> i64 {
+        self.services.values().map(|s| s.desired_count).sum()
+    }
 }
 
 #[cfg(test)]
@@ -104,23 +311,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn part_tags_mark_stack_and_part_over_user_tags() {
-        let spec = StackSpec {
-            name: "vault".into(),
-            archive_bucket: default_archive_bucket("vault"),
-            archive_force_destroy: false,
-            state_bucket: default_state_bucket("vault"),
-            log_group: log_group_name("vault"),
-            log_retention_days: 365,
-            tags_all: BTreeMap::from([("team".to_string(), "rdm".to_string())]),
-            region: "eu-west-2".into(),
-            partition: "aws".into(),
-        };
-        let tags = spec.part_tags("archive_bucket");
-        assert_eq!(tags["datavault:stack"], "vault");
-        assert_eq!(tags["datavault:part"], "archive_bucket");
-        assert_eq!(tags["team"], "rdm");
-        assert_eq!(spec.archive_bucket, "vault-archive");
+    fn durations_parse_like_terraform_timeouts() {
+        assert_eq!(parse_duration("60m"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("90s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("soon"), None);
+        assert_eq!(parse_duration("0s"), None);
+    }
+
+    #[test]
+    fn names_derive_from_the_stack_name() {
+        assert_eq!(default_archive_bucket("vault"), "vault-archive");
         assert_eq!(repository_name("vault", "web"), "vault/web");
+        assert_eq!(namespace_name("vault"), "vault.datavault.internal");
     }
 }

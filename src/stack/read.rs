@@ -6,10 +6,9 @@ use std::collections::BTreeMap;
 use crate::aws::{self, AwsContext, PART_TAG, STACK_TAG};
 use crate::framework::{Diagnostics, RequestContext, StateResult, Value};
 
-use super::apply::state_with_outputs;
-use super::graph::{self, Direction};
+use super::apply::{observe_all, state_with_outputs};
 use super::model::{StackSpec, default_archive_bucket, default_state_bucket, log_group_name};
-use super::parts::{self, Part, PartState, defining_parts};
+use super::parts::{Part, PartState, defining_parts};
 use super::schema::{DEFAULT_LOG_RETENTION_DAYS, name_problem};
 
 /// Refreshes `state` from AWS. `None` when the stack is gone (only the retained state bucket, or nothing,
@@ -24,12 +23,7 @@ pub async fn read(ctx: &RequestContext, aws: &AwsContext, state: &Value) -> Stat
         }
     };
     let spec = StackSpec::from_value(&state, aws);
-    let graph: BTreeMap<Part, Vec<Part>> = Part::all().into_iter().map(|p| (p, Vec::new())).collect();
-    let report = graph::run(&graph, Direction::Forward, 8, &ctx.cancel, |part, _| {
-        let spec = &spec;
-        async move { parts::observe(part, spec, aws).await }
-    })
-    .await;
+    let report = observe_all(&ctx.cancel, aws, &spec).await;
     if !report.is_complete() {
         for (part, error) in &report.failed {
             diagnostics.error(format!("Failed To Read Part {part}"), format!("Stack {}: {part}: {error}", spec.name));
@@ -67,6 +61,8 @@ fn refreshed_state(
     let mut drift = Vec::new();
     for (part, observation) in observed {
         match observation {
+            // The network is looked up, not managed: the VPC missing is reported by the parts in it.
+            None if *part == Part::Network => {}
             None => drift.push(format!("{part}: missing, will be recreated")),
             Some(s) => drift.extend(s.drift.iter().map(|d| format!("{part}: {d}"))),
         }
@@ -133,7 +129,7 @@ async fn find_bucket(aws: &AwsContext, stack: &str, part: &str, default: &str) -
 }
 
 /// The minimal state an import starts from; the read that Terraform runs next completes it.
-pub fn import_state(id: &str) -> StateResult {
+pub fn import_state(id: &str, region: &str) -> StateResult {
     let mut diagnostics = Diagnostics::new();
     if let Some(problem) = name_problem(id) {
         diagnostics.error(
@@ -142,7 +138,14 @@ pub fn import_state(id: &str) -> StateResult {
         );
         return StateResult { state: None, diagnostics };
     }
-    let state = Value::Map([("id".to_string(), Value::string(id)), ("name".to_string(), Value::string(id))].into());
+    let state = Value::Map(
+        [
+            ("id".to_string(), Value::string(id)),
+            ("name".to_string(), Value::string(id)),
+            ("region".to_string(), Value::string(region)),
+        ]
+        .into(),
+    );
     StateResult { state: Some(state), diagnostics }
 }
 
@@ -180,8 +183,8 @@ mod tests {
 
     #[test]
     fn import_ids_are_stack_names() {
-        assert!(import_state("Not A Name").diagnostics.has_errors());
-        let state = import_state("vault").state.unwrap();
+        assert!(import_state("Not A Name", "eu-west-2").diagnostics.has_errors());
+        let state = import_state("vault", "eu-west-2").state.unwrap();
         assert_eq!(state.get("name"), &Value::string("vault"));
     }
 }

@@ -1,0 +1,161 @@
+//! Compute parts: the ECS cluster, the container instances' launch template, and their Auto Scaling group.
+
+use std::time::Duration;
+
+use crate::aws;
+use crate::aws::autoscaling::GroupSpec;
+use crate::aws::ec2::LaunchTemplateSpec;
+
+use super::{Group, Part, PartContext, PartError, PartResult, PartState, Removal};
+
+/// How long a new instance profile may take to become usable by EC2 Auto Scaling.
+const IAM_PROPAGATION: Duration = Duration::from_secs(120);
+
+async fn launch_template_spec(ctx: &PartContext<'_>) -> PartResult<LaunchTemplateSpec> {
+    let image_id = match &ctx.spec.cluster.ami_id {
+        Some(ami) => ami.clone(),
+        None => aws::ssm::ecs_optimized_ami(&ctx.aws.ssm).await?,
+    };
+    let profile = ctx
+        .part(Part::InstanceRole)?
+        .values
+        .get("instance_profile_arn")
+        .cloned()
+        .ok_or_else(|| PartError::Missing("instance_role has no instance profile".into()))?;
+    Ok(LaunchTemplateSpec {
+        image_id,
+        instance_type: ctx.spec.cluster.instance_type.clone(),
+        instance_profile_arn: profile,
+        security_group_ids: vec![ctx.id_of(Part::SecurityGroup(Group::Instances))?.to_string()],
+        user_data: aws::ec2::ecs_user_data(&ctx.spec.name),
+        tags: ctx.tags(Part::LaunchTemplate),
+    })
+}
+
+fn group_spec(ctx: &PartContext<'_>, template_id: &str, version: i64) -> PartResult<GroupSpec> {
+    let c = &ctx.spec.cluster;
+    Ok(GroupSpec {
+        name: ctx.spec.name.clone(),
+        launch_template_id: template_id.to_string(),
+        launch_template_version: version.to_string(),
+        min_size: c.min_size as i32,
+        max_size: c.max_size as i32,
+        desired_capacity: c.desired_capacity as i32,
+        subnet_ids: ctx.subnet_ids()?,
+        tags: ctx.tags(Part::AutoScalingGroup),
+    })
+}
+
+fn template_of(ctx: &PartContext<'_>) -> PartResult<(String, i64)> {
+    let template = ctx.part(Part::LaunchTemplate)?;
+    let id = template.id.clone().ok_or_else(|| PartError::Missing("launch_template has no id".into()))?;
+    let version = template.values.get("version").and_then(|v| v.parse().ok()).unwrap_or(1);
+    Ok((id, version))
+}
+
+/// Ensures a compute part.
+pub async fn ensure(part: Part, ctx: &PartContext<'_>) -> PartResult<PartState> {
+    let (aws, spec) = (ctx.aws, ctx.spec);
+    match part {
+        Part::Cluster => {
+            let cluster = aws::ecs::ensure_cluster(&aws.ecs, &spec.name, &ctx.tags(part)).await?;
+            Ok(PartState { id: Some(cluster.name), arn: Some(cluster.arn), ..PartState::default() })
+        }
+        Part::LaunchTemplate => {
+            let template =
+                aws::ec2::ensure_launch_template(&aws.ec2, &spec.name, &launch_template_spec(ctx).await?).await?;
+            let mut state = PartState::with_id(template.id);
+            state.values.insert("version".into(), template.version.to_string());
+            Ok(state)
+        }
+        Part::AutoScalingGroup => {
+            let (id, version) = template_of(ctx)?;
+            let group_spec = group_spec(ctx, &id, version)?;
+            let group = aws::iam::retry_while_propagating(IAM_PROPAGATION, || {
+                aws::autoscaling::ensure_group(&aws.autoscaling, &group_spec)
+            })
+            .await?;
+            Ok(PartState { id: Some(group.name), arn: Some(group.arn), ..PartState::default() })
+        }
+        _ => unreachable!("not a compute part: {part}"),
+    }
+}
+
+/// Observes a compute part.
+pub async fn observe(part: Part, ctx: &PartContext<'_>) -> PartResult<Option<PartState>> {
+    let (aws, spec) = (ctx.aws, ctx.spec);
+    match part {
+        Part::Cluster => Ok(aws::ecs::describe_cluster(&aws.ecs, &spec.name).await?.map(|c| PartState {
+            id: Some(spec.name.clone()),
+            arn: Some(c.arn),
+            drift: c.drift,
+            ..PartState::default()
+        })),
+        Part::LaunchTemplate => {
+            let Ok(expected) = launch_template_spec(ctx).await else {
+                return Ok(aws::ec2::describe_launch_template(&aws.ec2, &spec.name, &placeholder_template())
+                    .await?
+                    .map(|t| template_state(t.id, t.default_version, Vec::new())));
+            };
+            Ok(aws::ec2::describe_launch_template(&aws.ec2, &spec.name, &expected)
+                .await?
+                .map(|t| template_state(t.id, t.default_version, t.drift)))
+        }
+        Part::AutoScalingGroup => {
+            let expected = template_of(ctx).and_then(|(id, version)| group_spec(ctx, &id, version));
+            let lookup = expected.clone().unwrap_or_else(|_| placeholder_group(&spec.name));
+            let Some(found) = aws::autoscaling::describe_group(&aws.autoscaling, &spec.name, &lookup).await? else {
+                return Ok(None);
+            };
+            let drift = if expected.is_ok() { found.drift } else { Vec::new() };
+            Ok(Some(PartState { id: Some(found.name), arn: Some(found.arn), drift, ..PartState::default() }))
+        }
+        _ => unreachable!("not a compute part: {part}"),
+    }
+}
+
+fn template_state(id: String, version: i64, drift: Vec<String>) -> PartState {
+    let mut state = PartState { id: Some(id), drift, ..PartState::default() };
+    state.values.insert("version".into(), version.to_string());
+    state
+}
+
+/// A spec used only to look a template up when the parts it refers to are gone (its drift is ignored).
+fn placeholder_template() -> LaunchTemplateSpec {
+    LaunchTemplateSpec {
+        image_id: String::new(),
+        instance_type: String::new(),
+        instance_profile_arn: String::new(),
+        security_group_ids: vec![],
+        user_data: String::new(),
+        tags: Default::default(),
+    }
+}
+
+fn placeholder_group(name: &str) -> GroupSpec {
+    GroupSpec {
+        name: name.to_string(),
+        launch_template_id: String::new(),
+        launch_template_version: String::new(),
+        min_size: 0,
+        max_size: 0,
+        desired_capacity: 0,
+        subnet_ids: vec![],
+        tags: Default::default(),
+    }
+}
+
+/// Removes a compute part: the group's instances are terminated before the group goes, and the cluster
+/// deregisters what is left of them.
+pub async fn remove(part: Part, ctx: &PartContext<'_>) -> PartResult<Removal> {
+    let (aws, spec) = (ctx.aws, ctx.spec);
+    match part {
+        Part::Cluster => aws::ecs::delete_cluster(&aws.ecs, &spec.name, spec.timeouts.delete).await?,
+        Part::LaunchTemplate => aws::ec2::delete_launch_template(&aws.ec2, &spec.name).await?,
+        Part::AutoScalingGroup => {
+            aws::autoscaling::delete_group(&aws.autoscaling, &spec.name, spec.timeouts.delete).await?
+        }
+        _ => unreachable!("not a compute part: {part}"),
+    }
+    Ok(Removal::Removed)
+}

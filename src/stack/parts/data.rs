@@ -1,0 +1,219 @@
+//! Data parts: the EFS file system (RabbitMQ's data and the shared /tmp/datavault working folder) with its
+//! mount targets and access points, and the MySQL database with its subnet group.
+
+use crate::aws;
+use crate::aws::efs::AccessPointSpec;
+use crate::aws::rds::{DatabaseSpec, MasterPassword, SecretString};
+
+use super::network::zone_subnet_ids;
+use super::{AccessPointKind, Group, Part, PartContext, PartResult, PartState, Removal};
+
+/// The database name and master user the DataVault images expect.
+const DATABASE_USER: &str = "datavault";
+
+/// The file system's creation token (its idempotency key).
+pub fn creation_token(stack: &str) -> String {
+    format!("datavault-{stack}")
+}
+
+/// What an access point exposes: a directory owned by the POSIX user every NFS call is made as.
+pub fn access_point_spec(stack: &str, kind: AccessPointKind) -> AccessPointSpec {
+    match kind {
+        // The rabbitmq Alpine image runs as rabbitmq (uid 100, gid 101).
+        AccessPointKind::Rabbitmq => AccessPointSpec {
+            name: format!("{stack}-rabbitmq"),
+            root_path: "/rabbitmq".into(),
+            uid: 100,
+            gid: 101,
+            permissions: "0750".into(),
+        },
+        AccessPointKind::Working => AccessPointSpec {
+            name: format!("{stack}-working"),
+            root_path: "/datavault".into(),
+            uid: 1000,
+            gid: 1000,
+            permissions: "0770".into(),
+        },
+    }
+}
+
+fn database_spec(ctx: &PartContext<'_>) -> PartResult<DatabaseSpec> {
+    let d = &ctx.spec.database;
+    Ok(DatabaseSpec {
+        identifier: ctx.spec.name.clone(),
+        instance_class: d.instance_class.clone(),
+        allocated_storage: d.allocated_storage as i32,
+        engine_version: d.engine_version.clone(),
+        db_name: DATABASE_USER.into(),
+        master_username: DATABASE_USER.into(),
+        subnet_group: ctx.spec.name.clone(),
+        security_group_ids: vec![ctx.id_of(Part::SecurityGroup(Group::Database))?.to_string()],
+        backup_retention_days: d.backup_retention_days as i32,
+        deletion_protection: d.deletion_protection,
+        multi_az: d.multi_az,
+        tags: ctx.tags(Part::Database),
+    })
+}
+
+fn database_state(identifier: &str, arn: String, endpoint: Option<String>, secret: Option<String>) -> PartState {
+    let mut state =
+        PartState { id: Some(identifier.to_string()), arn: Some(arn), url: endpoint, ..PartState::default() };
+    if let Some(secret) = secret {
+        state.values.insert("secret_arn".into(), secret);
+    }
+    state
+}
+
+/// Ensures a data part, waiting until it is usable.
+pub async fn ensure(part: Part, ctx: &PartContext<'_>) -> PartResult<PartState> {
+    let (aws, spec) = (ctx.aws, ctx.spec);
+    let timeout = spec.timeouts.create;
+    match part {
+        Part::FileSystem => {
+            let fs =
+                aws::efs::ensure_file_system(&aws.efs, &creation_token(&spec.name), &ctx.tags(part), timeout).await?;
+            Ok(PartState { id: Some(fs.id), arn: Some(fs.arn), ..PartState::default() })
+        }
+        Part::MountTargets => {
+            let fs_id = ctx.id_of(Part::FileSystem)?;
+            let group = ctx.id_of(Part::SecurityGroup(Group::FileSystem))?;
+            let targets =
+                aws::efs::ensure_mount_targets(&aws.efs, fs_id, &zone_subnet_ids(ctx)?, group, timeout).await?;
+            let mut state = PartState::with_id(fs_id);
+            state
+                .values
+                .insert("mount_target_ids".into(), targets.iter().map(|t| t.id.as_str()).collect::<Vec<_>>().join(","));
+            Ok(state)
+        }
+        Part::AccessPoint(kind) => {
+            let fs_id = ctx.id_of(Part::FileSystem)?;
+            let point =
+                aws::efs::ensure_access_point(&aws.efs, fs_id, &access_point_spec(&spec.name, kind), &ctx.tags(part))
+                    .await?;
+            Ok(PartState { id: Some(point.id), arn: Some(point.arn), ..PartState::default() })
+        }
+        Part::DbSubnetGroup => {
+            let subnets = ctx.subnet_ids()?;
+            aws::rds::ensure_subnet_group(
+                &aws.rds,
+                &spec.name,
+                "DataVault database subnets",
+                &subnets,
+                &ctx.tags(part),
+            )
+            .await?;
+            Ok(PartState::with_id(&spec.name))
+        }
+        Part::Database => {
+            let db_spec = database_spec(ctx)?;
+            let password = match ctx.database_password {
+                Some(p) => MasterPassword::Given(SecretString::new(p)),
+                None => MasterPassword::Managed,
+            };
+            // RDS refuses changes while an instance is busy (e.g. still creating after an interrupted apply).
+            if aws::rds::describe_instance(&aws.rds, &db_spec.identifier)
+                .await?
+                .is_some_and(|db| db.status != "available")
+            {
+                aws::rds::wait_available(&aws.rds, &db_spec.identifier, timeout, aws::rds::POLL_INTERVAL).await?;
+            }
+            aws::rds::ensure_instance(&aws.rds, &db_spec, &password, ctx.database_password.is_some()).await?;
+            let db = aws::rds::wait_available(&aws.rds, &db_spec.identifier, timeout, aws::rds::POLL_INTERVAL).await?;
+            Ok(database_state(&db.identifier, db.arn, db.endpoint, db.master_secret_arn))
+        }
+        _ => unreachable!("not a data part: {part}"),
+    }
+}
+
+/// Observes a data part.
+pub async fn observe(part: Part, ctx: &PartContext<'_>) -> PartResult<Option<PartState>> {
+    let (aws, spec) = (ctx.aws, ctx.spec);
+    match part {
+        Part::FileSystem => Ok(aws::efs::find_file_system(&aws.efs, &creation_token(&spec.name))
+            .await?
+            .map(|fs| PartState { id: Some(fs.id), arn: Some(fs.arn), drift: fs.drift, ..PartState::default() })),
+        Part::MountTargets => {
+            let Ok(fs_id) = ctx.id_of(Part::FileSystem) else { return Ok(None) };
+            let targets = aws::efs::describe_mount_targets(&aws.efs, fs_id).await?;
+            if targets.is_empty() {
+                return Ok(None);
+            }
+            let mut state = PartState::with_id(fs_id);
+            if let Ok(wanted) = zone_subnet_ids(ctx) {
+                let missing: Vec<&String> =
+                    wanted.iter().filter(|s| !targets.iter().any(|t| &t.subnet_id == *s)).collect();
+                state.drift.extend(missing.iter().map(|s| format!("no mount target in subnet {s}")));
+            }
+            if let Ok(group) = ctx.id_of(Part::SecurityGroup(Group::FileSystem)) {
+                for target in targets.iter().filter(|t| t.security_groups != [group.to_string()]) {
+                    state
+                        .drift
+                        .push(format!("mount target {} has security groups {:?}", target.id, target.security_groups));
+                }
+            }
+            Ok(Some(state))
+        }
+        Part::AccessPoint(kind) => {
+            let Ok(fs_id) = ctx.id_of(Part::FileSystem) else { return Ok(None) };
+            Ok(aws::efs::describe_access_point(&aws.efs, fs_id, &access_point_spec(&spec.name, kind))
+                .await?
+                .map(|p| PartState { id: Some(p.id), arn: Some(p.arn), drift: p.drift, ..PartState::default() }))
+        }
+        Part::DbSubnetGroup => {
+            Ok(aws::rds::subnet_group_exists(&aws.rds, &spec.name).await?.then(|| PartState::with_id(&spec.name)))
+        }
+        Part::Database => {
+            let Some(found) = aws::rds::describe_instance(&aws.rds, &spec.name).await? else { return Ok(None) };
+            let mut state = database_state(
+                &found.identifier,
+                found.arn.clone(),
+                found.endpoint.clone(),
+                found.master_secret_arn.clone(),
+            );
+            if let Ok(db_spec) = database_spec(ctx) {
+                state.drift = aws::rds::drift(&db_spec, &found);
+            }
+            Ok(Some(state))
+        }
+        _ => unreachable!("not a data part: {part}"),
+    }
+}
+
+/// Removes a data part. The database keeps a final snapshot unless told otherwise; deletion protection
+/// stops the destroy with a clear message.
+pub async fn remove(part: Part, ctx: &PartContext<'_>) -> PartResult<Removal> {
+    let (aws, spec) = (ctx.aws, ctx.spec);
+    let timeout = spec.timeouts.delete;
+    let observed_id = ctx.parts.get(&part).and_then(|s| s.id.clone());
+    match part {
+        Part::FileSystem => {
+            if let Some(fs_id) = observed_id {
+                aws::efs::delete_file_system(&aws.efs, &fs_id, timeout).await?;
+            }
+        }
+        Part::MountTargets => {
+            if let Some(fs_id) = observed_id {
+                aws::efs::delete_mount_targets(&aws.efs, &fs_id, timeout).await?;
+            }
+        }
+        Part::AccessPoint(_) => {
+            if let Some(id) = observed_id {
+                aws::efs::delete_access_point(&aws.efs, &id).await?;
+            }
+        }
+        Part::DbSubnetGroup => aws::rds::delete_subnet_group(&aws.rds, &spec.name).await?,
+        Part::Database => {
+            let outcome =
+                aws::rds::delete_instance(&aws.rds, &spec.name, spec.database.skip_final_snapshot, timeout).await?;
+            if let Some(snapshot) = outcome.final_snapshot {
+                return Ok(Removal::RemovedWithNote(format!(
+                    "The database {} was deleted after a final snapshot, {snapshot}, which is kept. Restore it with \
+                     `aws rds restore-db-instance-from-db-snapshot`, or delete it once it is no longer needed.",
+                    spec.name
+                )));
+            }
+        }
+        _ => unreachable!("not a data part: {part}"),
+    }
+    Ok(Removal::Removed)
+}

@@ -1,0 +1,463 @@
+//! The parts of a stack, on one screen: what each part is, what it depends on, and where its ensure,
+//! observe and remove live.
+//!
+//! Every operation may be called again after a crash and must converge: ensure finds the part by its
+//! deterministic name and adopts it before creating anything; remove treats "already gone" as done.
+//! Ensure and observe receive the outputs of the parts they depend on; remove receives what a refresh just
+//! observed of every part, because a backward walk runs before the parts it would otherwise read.
+
+mod compute;
+mod data;
+mod identity;
+mod network;
+mod services;
+mod storage;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use crate::aws::{AwsContext, AwsError};
+
+use super::model::{COMPONENTS, StackSpec};
+use super::schema::SERVICES;
+
+pub use storage::archive_not_empty_message;
+
+/// A security group of the stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Group {
+    /// The EC2 container instances.
+    Instances,
+    /// The awsvpc tasks of the four services.
+    Services,
+    /// The database: 3306 from services and instances only.
+    Database,
+    /// The file system: 2049 from services and instances only.
+    FileSystem,
+}
+
+/// An EFS access point of the stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum AccessPointKind {
+    /// RabbitMQ's data directory.
+    Rabbitmq,
+    /// The /tmp/datavault working folder shared by broker and workers.
+    Working,
+}
+
+/// One part of the stack. Services are indexed into [`SERVICES`], repositories into [`COMPONENTS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Part {
+    /// The VPC and subnets (looked up, never created).
+    Network,
+    /// A security group with its rules.
+    SecurityGroup(Group),
+    /// The S3 bucket for archived research data.
+    ArchiveBucket,
+    /// The S3 bucket for Terraform state (never deleted).
+    StateBucket,
+    /// An ECR repository.
+    Repository(usize),
+    /// The CloudWatch log group.
+    LogGroup,
+    /// The container instances' role and instance profile.
+    InstanceRole,
+    /// The tasks' execution role (image pulls, logs, secrets).
+    ExecutionRole,
+    /// The broker's and workers' task role (the archive bucket only).
+    TaskRole,
+    /// The generated RabbitMQ password.
+    RabbitmqSecret,
+    /// The EFS file system.
+    FileSystem,
+    /// One EFS mount target per availability zone.
+    MountTargets,
+    /// An EFS access point.
+    AccessPoint(AccessPointKind),
+    /// The RDS subnet group.
+    DbSubnetGroup,
+    /// The MySQL database.
+    Database,
+    /// The ECS cluster.
+    Cluster,
+    /// The instances' launch template.
+    LaunchTemplate,
+    /// The Auto Scaling group of container instances.
+    AutoScalingGroup,
+    /// The private DNS namespace.
+    Namespace,
+    /// A Cloud Map service (web, broker, rabbitmq).
+    Discovery(usize),
+    /// A task definition.
+    TaskDefinition(usize),
+    /// An ECS service.
+    Service(usize),
+}
+
+/// Services other services connect to, and so have a DNS name (workers only connect out).
+pub fn is_discoverable(service: usize) -> bool {
+    SERVICES[service] != "worker"
+}
+
+/// Index of a service by name.
+pub fn service_index(name: &str) -> usize {
+    SERVICES.iter().position(|s| *s == name).expect("known service")
+}
+
+impl Part {
+    /// Every part of a stack.
+    pub fn all() -> Vec<Part> {
+        let mut parts = vec![Part::Network];
+        parts.extend([Group::Instances, Group::Services, Group::Database, Group::FileSystem].map(Part::SecurityGroup));
+        parts.extend([Part::ArchiveBucket, Part::StateBucket, Part::LogGroup]);
+        parts.extend((0..COMPONENTS.len()).map(Part::Repository));
+        parts.extend([Part::InstanceRole, Part::ExecutionRole, Part::TaskRole, Part::RabbitmqSecret]);
+        parts.extend([Part::FileSystem, Part::MountTargets]);
+        parts.extend([AccessPointKind::Rabbitmq, AccessPointKind::Working].map(Part::AccessPoint));
+        parts.extend([
+            Part::DbSubnetGroup,
+            Part::Database,
+            Part::Cluster,
+            Part::LaunchTemplate,
+            Part::AutoScalingGroup,
+        ]);
+        parts.push(Part::Namespace);
+        parts.extend((0..SERVICES.len()).filter(|s| is_discoverable(*s)).map(Part::Discovery));
+        parts.extend((0..SERVICES.len()).map(Part::TaskDefinition));
+        parts.extend((0..SERVICES.len()).map(Part::Service));
+        parts
+    }
+
+    /// The parts this part needs before it can be ensured (and that must outlive it on delete).
+    pub fn depends_on(self) -> Vec<Part> {
+        use Part::*;
+        match self {
+            Network | ArchiveBucket | StateBucket | Repository(_) | LogGroup => vec![],
+            InstanceRole | TaskRole | RabbitmqSecret | FileSystem | Cluster => vec![],
+            SecurityGroup(Group::Instances | Group::Services) => vec![Network],
+            // Their rules name the groups allowed in.
+            SecurityGroup(Group::Database | Group::FileSystem) => {
+                vec![Network, SecurityGroup(Group::Services), SecurityGroup(Group::Instances)]
+            }
+            // Its policy names the exact secrets the tasks may read.
+            ExecutionRole => vec![Database, RabbitmqSecret],
+            MountTargets => vec![FileSystem, SecurityGroup(Group::FileSystem), Network],
+            AccessPoint(_) => vec![FileSystem],
+            DbSubnetGroup => vec![Network],
+            Database => vec![DbSubnetGroup, SecurityGroup(Group::Database)],
+            LaunchTemplate => vec![InstanceRole, SecurityGroup(Group::Instances), Cluster],
+            AutoScalingGroup => vec![LaunchTemplate, Network],
+            Namespace => vec![Network],
+            Discovery(_) => vec![Namespace],
+            TaskDefinition(_) => {
+                let mut deps = vec![ExecutionRole, TaskRole, LogGroup, Database, RabbitmqSecret, Namespace, FileSystem];
+                deps.extend([AccessPointKind::Rabbitmq, AccessPointKind::Working].map(AccessPoint));
+                deps.extend((0..COMPONENTS.len()).map(Repository));
+                deps
+            }
+            Service(s) => {
+                let mut deps = vec![
+                    TaskDefinition(s),
+                    Cluster,
+                    SecurityGroup(Group::Services),
+                    Network,
+                    MountTargets,
+                    AutoScalingGroup,
+                ];
+                if is_discoverable(s) {
+                    deps.push(Discovery(s));
+                }
+                deps
+            }
+        }
+    }
+
+    /// The dependency graph of all parts.
+    pub fn graph() -> BTreeMap<Part, Vec<Part>> {
+        Part::all().into_iter().map(|p| (p, p.depends_on())).collect()
+    }
+
+    /// The part's key, used in tags and messages.
+    pub fn key(self) -> String {
+        match self {
+            Part::Network => "network".into(),
+            Part::SecurityGroup(g) => format!("security_group_{}", group_key(g)),
+            Part::ArchiveBucket => "archive_bucket".into(),
+            Part::StateBucket => "state_bucket".into(),
+            Part::Repository(i) => format!("ecr_{}", COMPONENTS[i]),
+            Part::LogGroup => "log_group".into(),
+            Part::InstanceRole => "instance_role".into(),
+            Part::ExecutionRole => "execution_role".into(),
+            Part::TaskRole => "task_role".into(),
+            Part::RabbitmqSecret => "rabbitmq_secret".into(),
+            Part::FileSystem => "file_system".into(),
+            Part::MountTargets => "mount_targets".into(),
+            Part::AccessPoint(AccessPointKind::Rabbitmq) => "access_point_rabbitmq".into(),
+            Part::AccessPoint(AccessPointKind::Working) => "access_point_working".into(),
+            Part::DbSubnetGroup => "db_subnet_group".into(),
+            Part::Database => "database".into(),
+            Part::Cluster => "cluster".into(),
+            Part::LaunchTemplate => "launch_template".into(),
+            Part::AutoScalingGroup => "autoscaling_group".into(),
+            Part::Namespace => "namespace".into(),
+            Part::Discovery(s) => format!("discovery_{}", SERVICES[s]),
+            Part::TaskDefinition(s) => format!("task_definition_{}", SERVICES[s]),
+            Part::Service(s) => format!("service_{}", SERVICES[s]),
+        }
+    }
+}
+
+/// The key of a security group in names and outputs.
+pub fn group_key(group: Group) -> &'static str {
+    match group {
+        Group::Instances => "instances",
+        Group::Services => "services",
+        Group::Database => "database",
+        Group::FileSystem => "file_system",
+    }
+}
+
+impl fmt::Display for Part {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.key())
+    }
+}
+
+/// What is known about an existing part.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PartState {
+    /// Its id (group id, file system id, ...), where it has one.
+    pub id: Option<String>,
+    /// Its ARN, where it has one.
+    pub arn: Option<String>,
+    /// Its URL or address, where it has one (repositories, database endpoint).
+    pub url: Option<String>,
+    /// Other facts later parts need (e.g. the network's subnets).
+    pub values: BTreeMap<String, String>,
+    /// Settings that differ from the managed ones.
+    pub drift: Vec<String>,
+    /// Log retention in days, for the log group.
+    pub retention_days: Option<i64>,
+    /// The part's tags, where they were read.
+    pub tags: Option<BTreeMap<String, String>>,
+}
+
+impl PartState {
+    /// A state with just an id.
+    pub fn with_id(id: impl Into<String>) -> Self {
+        PartState { id: Some(id.into()), ..PartState::default() }
+    }
+}
+
+/// What removing a part did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Removal {
+    /// The part is gone.
+    Removed,
+    /// The part is gone, with something the user should know (e.g. the final snapshot's name).
+    RemovedWithNote(String),
+    /// The part was deliberately kept; the text says why.
+    Retained(String),
+}
+
+/// A part operation failed.
+#[derive(Debug, Clone)]
+pub enum PartError {
+    /// AWS refused or failed a call.
+    Aws(AwsError),
+    /// The provider refused, to protect data; the text says what the user can do.
+    Refused(String),
+    /// A part this one needs is missing or incomplete.
+    Missing(String),
+}
+
+impl fmt::Display for PartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PartError::Aws(e) => write!(f, "{e}"),
+            PartError::Refused(why) | PartError::Missing(why) => f.write_str(why),
+        }
+    }
+}
+
+impl From<AwsError> for PartError {
+    fn from(e: AwsError) -> Self {
+        PartError::Aws(e)
+    }
+}
+
+/// Result of a part operation.
+pub type PartResult<T> = Result<T, PartError>;
+
+/// What a part operation works with.
+pub struct PartContext<'a> {
+    /// The desired stack.
+    pub spec: &'a StackSpec,
+    /// AWS clients.
+    pub aws: &'a AwsContext,
+    /// Outputs of other parts: direct dependencies for ensure and observe, everything observed for remove.
+    pub parts: &'a BTreeMap<Part, PartState>,
+    /// The write-only database password from configuration, when given and due to be sent.
+    pub database_password: Option<&'a str>,
+}
+
+impl PartContext<'_> {
+    /// The output of another part, or a clear error if it is not there.
+    pub fn part(&self, part: Part) -> PartResult<&PartState> {
+        self.parts.get(&part).ok_or_else(|| PartError::Missing(format!("{part} is missing")))
+    }
+
+    /// The id of another part.
+    pub fn id_of(&self, part: Part) -> PartResult<&str> {
+        self.part(part)?.id.as_deref().ok_or_else(|| PartError::Missing(format!("{part} has no id")))
+    }
+
+    /// The ARN of another part.
+    pub fn arn_of(&self, part: Part) -> PartResult<&str> {
+        self.part(part)?.arn.as_deref().ok_or_else(|| PartError::Missing(format!("{part} has no ARN")))
+    }
+
+    /// The subnets the network part chose.
+    pub fn subnet_ids(&self) -> PartResult<Vec<String>> {
+        Ok(split_list(self.part(Part::Network)?.values.get("subnet_ids").map(String::as_str).unwrap_or_default()))
+    }
+
+    /// Tags for a part.
+    pub fn tags(&self, part: Part) -> BTreeMap<String, String> {
+        self.spec.part_tags(&part.key())
+    }
+}
+
+/// Splits a comma-separated list kept in [`PartState::values`].
+pub fn split_list(joined: &str) -> Vec<String> {
+    joined.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect()
+}
+
+/// Creates or adopts the part and converges its settings.
+pub async fn ensure(part: Part, ctx: &PartContext<'_>) -> PartResult<PartState> {
+    tracing::debug!(part = %part, stack = %ctx.spec.name, "ensuring part");
+    let result = match part {
+        Part::Network => network::ensure_network(ctx).await,
+        Part::SecurityGroup(group) => network::ensure_group(group, ctx).await,
+        Part::ArchiveBucket | Part::StateBucket | Part::Repository(_) | Part::LogGroup => {
+            storage::ensure(part, ctx).await
+        }
+        Part::InstanceRole | Part::ExecutionRole | Part::TaskRole | Part::RabbitmqSecret => {
+            identity::ensure(part, ctx).await
+        }
+        Part::FileSystem | Part::MountTargets | Part::AccessPoint(_) | Part::DbSubnetGroup | Part::Database => {
+            data::ensure(part, ctx).await
+        }
+        Part::Cluster | Part::LaunchTemplate | Part::AutoScalingGroup => compute::ensure(part, ctx).await,
+        Part::Namespace | Part::Discovery(_) | Part::TaskDefinition(_) | Part::Service(_) => {
+            services::ensure(part, ctx).await
+        }
+    };
+    if let Err(e) = &result {
+        tracing::warn!(part = %part, stack = %ctx.spec.name, error = %e, "part failed");
+    }
+    result
+}
+
+/// Describes the part as it exists now; `None` when it does not exist.
+pub async fn observe(part: Part, ctx: &PartContext<'_>) -> PartResult<Option<PartState>> {
+    match part {
+        Part::Network => network::observe_network(ctx).await,
+        Part::SecurityGroup(group) => network::observe_group(group, ctx).await,
+        Part::ArchiveBucket | Part::StateBucket | Part::Repository(_) | Part::LogGroup => {
+            storage::observe(part, ctx).await
+        }
+        Part::InstanceRole | Part::ExecutionRole | Part::TaskRole | Part::RabbitmqSecret => {
+            identity::observe(part, ctx).await
+        }
+        Part::FileSystem | Part::MountTargets | Part::AccessPoint(_) | Part::DbSubnetGroup | Part::Database => {
+            data::observe(part, ctx).await
+        }
+        Part::Cluster | Part::LaunchTemplate | Part::AutoScalingGroup => compute::observe(part, ctx).await,
+        Part::Namespace | Part::Discovery(_) | Part::TaskDefinition(_) | Part::Service(_) => {
+            services::observe(part, ctx).await
+        }
+    }
+}
+
+/// Removes the part, or keeps it where data must be protected.
+pub async fn remove(part: Part, ctx: &PartContext<'_>) -> PartResult<Removal> {
+    tracing::debug!(part = %part, stack = %ctx.spec.name, "removing part");
+    match part {
+        Part::Network => Ok(Removal::Removed),
+        Part::SecurityGroup(_) => network::remove_group(part, ctx).await,
+        Part::ArchiveBucket | Part::StateBucket | Part::Repository(_) | Part::LogGroup => {
+            storage::remove(part, ctx).await
+        }
+        Part::InstanceRole | Part::ExecutionRole | Part::TaskRole | Part::RabbitmqSecret => {
+            identity::remove(part, ctx).await
+        }
+        Part::FileSystem | Part::MountTargets | Part::AccessPoint(_) | Part::DbSubnetGroup | Part::Database => {
+            data::remove(part, ctx).await
+        }
+        Part::Cluster | Part::LaunchTemplate | Part::AutoScalingGroup => compute::remove(part, ctx).await,
+        Part::Namespace | Part::Discovery(_) | Part::TaskDefinition(_) | Part::Service(_) => {
+            services::remove(part, ctx).await
+        }
+    }
+}
+
+/// Parts that count as "the stack exists" on read: everything but the looked-up network and the retained
+/// state bucket.
+pub fn defining_parts() -> BTreeSet<Part> {
+    Part::all().into_iter().filter(|p| !matches!(p, Part::StateBucket | Part::Network)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_part_has_a_distinct_key_and_known_dependencies() {
+        let all = Part::all();
+        let keys: BTreeSet<String> = all.iter().map(|p| p.key()).collect();
+        assert_eq!(keys.len(), all.len());
+        for part in &all {
+            for dep in part.depends_on() {
+                assert!(all.contains(&dep), "{part} depends on {dep}, which is not a part");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn the_graph_is_acyclic_and_services_come_last() {
+        let graph = Part::graph();
+        let order = std::sync::Mutex::new(Vec::new());
+        let report: super::super::graph::Report<Part, (), ()> = super::super::graph::run(
+            &graph,
+            super::super::graph::Direction::Forward,
+            1,
+            &tokio_util::sync::CancellationToken::new(),
+            |part, _| {
+                order.lock().unwrap().push(part);
+                async { Ok(()) }
+            },
+        )
+        .await;
+        assert!(report.is_complete());
+        let order = order.into_inner().unwrap();
+        let position = |p: Part| order.iter().position(|x| *x == p).unwrap();
+        assert!(position(Part::Database) > position(Part::SecurityGroup(Group::Database)));
+        assert!(position(Part::Service(0)) > position(Part::AutoScalingGroup));
+        assert!(position(Part::Service(3)) > position(Part::MountTargets));
+    }
+
+    #[test]
+    fn workers_have_no_dns_name() {
+        assert!(!is_discoverable(service_index("worker")));
+        assert!(is_discoverable(service_index("rabbitmq")));
+    }
+
+    #[test]
+    fn neither_network_nor_state_bucket_defines_existence() {
+        let defining = defining_parts();
+        assert!(!defining.contains(&Part::StateBucket));
+        assert!(!defining.contains(&Part::Network));
+        assert!(defining.contains(&Part::Database));
+    }
+}

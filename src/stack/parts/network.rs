@@ -1,0 +1,143 @@
+//! Network parts: the VPC and subnets the stack uses (looked up, never created), and its security groups,
+//! each allowing only what the next part needs.
+
+use crate::aws;
+use crate::aws::ec2::{IngressRule, RuleSource};
+
+use super::{Group, Part, PartContext, PartError, PartResult, PartState, Removal, group_key, split_list};
+
+/// Ports the services listen on for each other: web and broker (Tomcat), RabbitMQ AMQP and management.
+const SERVICE_PORTS: [(i32, &str); 3] =
+    [(8080, "web and broker HTTP"), (5672, "RabbitMQ AMQP"), (15672, "RabbitMQ management")];
+
+/// The security group's name.
+pub fn group_name(stack: &str, group: Group) -> String {
+    format!("{stack}-{}", group_key(group).replace('_', "-"))
+}
+
+fn group_description(group: Group) -> &'static str {
+    match group {
+        Group::Instances => "DataVault ECS container instances",
+        Group::Services => "DataVault service tasks (web, broker, worker, rabbitmq)",
+        Group::Database => "DataVault MySQL database: 3306 from the services and instances only",
+        Group::FileSystem => "DataVault EFS file system: NFS from the services and instances only",
+    }
+}
+
+/// Looks up the VPC and subnets: the configured ones, else the region's default VPC and its subnets.
+pub async fn ensure_network(ctx: &PartContext<'_>) -> PartResult<PartState> {
+    observe_network(ctx).await?.ok_or_else(|| {
+        PartError::Missing(match &ctx.spec.vpc_id {
+            Some(vpc) => format!("VPC {vpc} does not exist in {}", ctx.spec.region),
+            None => format!(
+                "{} has no default VPC: set vpc_id and subnet_ids to the network the stack should use",
+                ctx.spec.region
+            ),
+        })
+    })
+}
+
+/// Observes the network; `None` when the VPC is gone.
+pub async fn observe_network(ctx: &PartContext<'_>) -> PartResult<Option<PartState>> {
+    let client = &ctx.aws.ec2;
+    let vpc = match &ctx.spec.vpc_id {
+        Some(id) => aws::ec2::vpc(client, id).await?,
+        None => aws::ec2::default_vpc(client).await?,
+    };
+    let Some(vpc) = vpc else { return Ok(None) };
+    let subnets = match &ctx.spec.subnet_ids {
+        Some(ids) => aws::ec2::subnets(client, ids).await?,
+        None => aws::ec2::subnets_in_vpc(client, &vpc.id).await?,
+    };
+    if let Some(stray) = subnets.iter().find(|s| s.vpc_id != vpc.id) {
+        return Err(PartError::Missing(format!("subnet {} is not in VPC {}", stray.id, vpc.id)));
+    }
+    if subnets.is_empty() {
+        return Err(PartError::Missing(format!("VPC {} has no subnets to use", vpc.id)));
+    }
+    let per_zone = aws::ec2::one_subnet_per_zone(&subnets);
+    let mut state = PartState::with_id(&vpc.id);
+    state.values.insert("cidr".into(), vpc.cidr);
+    state.values.insert("subnet_ids".into(), subnets.iter().map(|s| s.id.as_str()).collect::<Vec<_>>().join(","));
+    state.values.insert("zone_subnet_ids".into(), per_zone.iter().map(|s| s.id.as_str()).collect::<Vec<_>>().join(","));
+    Ok(Some(state))
+}
+
+/// One subnet per availability zone (EFS allows one mount target per zone).
+pub fn zone_subnet_ids(ctx: &PartContext<'_>) -> PartResult<Vec<String>> {
+    Ok(split_list(ctx.part(Part::Network)?.values.get("zone_subnet_ids").map(String::as_str).unwrap_or_default()))
+}
+
+/// The rules a group should have, given the ids of the groups it admits; `own_id` is the group itself.
+fn expected_rules(group: Group, ctx: &PartContext<'_>, own_id: &str) -> PartResult<Vec<IngressRule>> {
+    let from =
+        |g: Group| -> PartResult<RuleSource> { Ok(RuleSource::Group(ctx.id_of(Part::SecurityGroup(g))?.to_string())) };
+    Ok(match group {
+        Group::Instances => ctx
+            .spec
+            .cluster
+            .admin_cidr_blocks
+            .iter()
+            .map(|cidr| IngressRule::tcp(22, RuleSource::Cidr(cidr.clone()), "SSH from admin_cidr_blocks"))
+            .collect(),
+        Group::Services => SERVICE_PORTS
+            .iter()
+            .map(|(port, why)| IngressRule::tcp(*port, RuleSource::Group(own_id.to_string()), *why))
+            .collect(),
+        Group::Database => vec![
+            IngressRule::tcp(3306, from(Group::Services)?, "MySQL from the services"),
+            IngressRule::tcp(3306, from(Group::Instances)?, "MySQL from the container instances"),
+        ],
+        Group::FileSystem => vec![
+            IngressRule::tcp(2049, from(Group::Services)?, "NFS from the services"),
+            IngressRule::tcp(2049, from(Group::Instances)?, "NFS from the container instances"),
+        ],
+    })
+}
+
+/// Only instances and tasks start connections (image pulls, AWS APIs, the database, the queue).
+fn allows_egress(group: Group) -> bool {
+    matches!(group, Group::Instances | Group::Services)
+}
+
+/// Ensures a security group and converges its rules.
+pub async fn ensure_group(group: Group, ctx: &PartContext<'_>) -> PartResult<PartState> {
+    let client = &ctx.aws.ec2;
+    let vpc_id = ctx.id_of(Part::Network)?;
+    let name = group_name(&ctx.spec.name, group);
+    let id = aws::ec2::ensure_security_group(
+        client,
+        vpc_id,
+        &name,
+        group_description(group),
+        &ctx.tags(Part::SecurityGroup(group)),
+    )
+    .await?;
+    let rules = expected_rules(group, ctx, &id)?;
+    aws::ec2::set_ingress(client, &id, &rules).await?;
+    aws::ec2::set_egress_all(client, &id, allows_egress(group)).await?;
+    Ok(PartState::with_id(id))
+}
+
+/// Observes a security group and how its rules differ.
+pub async fn observe_group(group: Group, ctx: &PartContext<'_>) -> PartResult<Option<PartState>> {
+    let Ok(vpc_id) = ctx.id_of(Part::Network) else { return Ok(None) };
+    let name = group_name(&ctx.spec.name, group);
+    let Some(found) = aws::ec2::describe_security_group(&ctx.aws.ec2, vpc_id, &name).await? else { return Ok(None) };
+    let mut state = PartState::with_id(&found.id);
+    // Rules naming other groups can only be judged while those groups exist.
+    if let Ok(expected) = expected_rules(group, ctx, &found.id) {
+        state.drift = aws::ec2::ingress_drift(&expected, &found.ingress);
+    }
+    state.drift.extend(aws::ec2::egress_drift(allows_egress(group), &found.egress));
+    Ok(Some(state))
+}
+
+/// Deletes a security group once nothing uses it (lingering network interfaces are waited out).
+pub async fn remove_group(part: Part, ctx: &PartContext<'_>) -> PartResult<Removal> {
+    let Some(id) = ctx.parts.get(&part).and_then(|s| s.id.clone()) else { return Ok(Removal::Removed) };
+    // Rules referencing other groups would block their deletion.
+    aws::ec2::revoke_all_ingress(&ctx.aws.ec2, &id).await?;
+    aws::ec2::delete_security_group(&ctx.aws.ec2, &id, ctx.spec.timeouts.delete).await?;
+    Ok(Removal::Removed)
+}
