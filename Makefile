@@ -15,7 +15,7 @@ PROVIDER_BIN := $(abspath $(CARGO_TARGET_DIR))/debug/$(PROVIDER)
 PROVIDER_VERSION := $(shell sed -n '/^\[package\]/,/^\[/s/^version *= *"\([^"]*\)".*/\1/p' Cargo.toml | head -n1)
 TF_ACC_TERRAFORM_PATH ?= $(DATAVAULT_TOOLCHAIN_DIR)/bin/terraform
 
-.PHONY: help toolchain build demo demo-env test unit acceptance emulator-start emulator-stop fmt lint clean distclean
+.PHONY: help toolchain build demo demo-env test unit acceptance emulator-start emulator-stop fmt lint docs docs-check clean distclean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t18
@@ -40,10 +40,10 @@ test: ## Unit tests, then acceptance tests
 unit: ## Unit tests (everything but the acceptance package)
 	cargo test --workspace --exclude $(ACC_PACKAGE)
 
-acceptance: toolchain build ## Acceptance tests: real Terraform + provider against a private emulator
+acceptance: toolchain build ## Acceptance tests: service modules, then real Terraform + provider, against a private emulator
 	DATAVAULT_PROVIDER_BIN=$(PROVIDER_BIN) DATAVAULT_PROVIDER_VERSION=$(PROVIDER_VERSION) \
 	TF_ACC_TERRAFORM_PATH=$(TF_ACC_TERRAFORM_PATH) TF_ACC=1 \
-	scripts/with-emulator.sh cargo test -p $(ACC_PACKAGE)
+	scripts/with-emulator.sh sh -c 'cargo test -p $(PROVIDER) --test "emulator_*" && cargo test -p $(ACC_PACKAGE)'
 
 emulator-start: ## Start the demo emulator (background)
 	scripts/emulator.sh start
@@ -54,9 +54,16 @@ emulator-stop: ## Stop the demo emulator
 fmt: ## Format the code
 	cargo fmt --all
 
-lint: ## rustfmt check + clippy with warnings as errors
+lint: ## rustfmt check + clippy with warnings as errors + docs match the schema
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	$(MAKE) --no-print-directory docs-check
+
+docs: ## Generate docs/ from the provider schema, templates/ and examples/ (validates the examples)
+	scripts/gen-docs.sh
+
+docs-check: ## Fail with a diff if docs/ disagrees with the provider schema, or an example is invalid
+	scripts/gen-docs.sh --check
 
 clean: ## Stop the demo emulator, remove build output and demo state (keeps the toolchain)
 	-scripts/emulator.sh stop

@@ -40,8 +40,10 @@ start() {
     mkdir -p "$RUN"
     local port i
     port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-    # moto_server is a console script, so $! is the Python process itself.
-    nohup "$MOTO" -H 127.0.0.1 -p "$port" >"$LOG" 2>&1 </dev/null &
+    # moto_server is a console script, so $! is the Python process itself. AWS managed IAM policies (such as
+    # AmazonEC2ContainerServiceforEC2Role, which the stack attaches) exist in every real account; moto only
+    # loads them when asked.
+    MOTO_IAM_LOAD_MANAGED_POLICIES=true nohup "$MOTO" -H 127.0.0.1 -p "$port" >"$LOG" 2>&1 </dev/null &
     echo $! >"$PIDF"
     echo "$port" >"$PORTF"
     for ((i = 0; i < 300; i++)); do

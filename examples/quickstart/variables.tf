@@ -3,3 +3,15 @@ variable "name" {
   type        = string
   default     = "quickstart"
 }
+
+variable "image_tag" {
+  description = "Tag of the web, broker and worker images pushed to the stack's ECR repositories."
+  type        = string
+  default     = "latest"
+}
+
+variable "wait_for_steady_state" {
+  description = "Wait for the services' tasks to run and pass their health checks (set true on real AWS)."
+  type        = bool
+  default     = false
+}
