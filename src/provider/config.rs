@@ -40,6 +40,15 @@ pub fn validate(config: &Value) -> Diagnostics {
             format!("max_retries must be a whole number from 0 to 100, not {retries}."),
         );
     }
+    if let Some(mode) = config.get("retry_mode").as_str()
+        && !matches!(mode, "standard" | "adaptive")
+    {
+        diags.attribute_error(
+            AttributePath::root("retry_mode"),
+            "Invalid Retry Mode",
+            format!("retry_mode must be \"standard\" or \"adaptive\", not {mode:?}."),
+        );
+    }
     let duration = config.get("assume_role").get("duration");
     if let Some(text) = duration.as_str()
         && parse_duration(text).is_none()
@@ -148,8 +157,12 @@ fn sts_client(sdk: &SdkConfig, config: &Value) -> aws_sdk_sts::Client {
 
 async fn load_sdk_config(config: &Value) -> Result<SdkConfig, Diagnostics> {
     let retries = config.get("max_retries").as_i64().map_or(DEFAULT_MAX_RETRIES, |n| n as u32);
-    let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .retry_config(RetryConfig::standard().with_max_attempts(retries + 1));
+    let mode = config.get("retry_mode").as_str().map(str::to_string).or_else(|| std::env::var("AWS_RETRY_MODE").ok());
+    let retry = match mode.as_deref() {
+        Some("adaptive") => RetryConfig::adaptive(),
+        _ => RetryConfig::standard(),
+    };
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).retry_config(retry.with_max_attempts(retries + 1));
     if let Some(region) = config.get("region").as_str() {
         loader = loader.region(Region::new(region.to_string()));
     }

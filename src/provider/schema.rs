@@ -31,6 +31,7 @@ pub fn provider_schema() -> Schema {
         s("secret_key", "Static secret access key, used with `access_key`.").sensitive(),
         s("token", "Session token for temporary static credentials.").sensitive(),
         Attribute::optional("max_retries", Type::Number, "Maximum retries of a throttled or failed AWS request (default 10). Retries use the SDK's standard mode with exponential backoff and jitter."),
+        Attribute::optional("retry_mode", Type::String, "How throttled and failed AWS requests are retried: `standard` (exponential backoff with jitter, the default) or `adaptive` (also slows down the client when AWS throttles). Also read from `AWS_RETRY_MODE`."),
         Attribute::optional("skip_credentials_validation", Type::Bool, "Skip the STS GetCallerIdentity check when the provider is configured."),
         Attribute::optional("s3_use_path_style", Type::Bool, "Address S3 buckets in the URL path instead of the host name (needed by some S3-compatible endpoints). Also read from `AWS_S3_USE_PATH_STYLE`."),
         Attribute::optional("default_tags", Type::map_of_strings(), "Tags added to every AWS resource the provider creates. Resource `tags` win on conflicts."),

@@ -1,9 +1,9 @@
 //! Runs work over a dependency graph of nodes: each node starts once every node it depends on has
 //! finished, independent nodes run concurrently, and a concurrency cap bounds the load on AWS.
 //!
-//! On the first failure (or cancellation) nothing new starts, work already running is allowed to finish,
-//! and the report says what finished, what failed and what never started: exactly what a half-created
-//! stack needs to record its partial state. Walking the graph `Backward` runs dependents first (delete).
+//! On the first failure nothing new starts, work already running is allowed to finish, and the report says
+//! what finished, what failed and what never started: exactly what a half-created stack needs to record its
+//! partial state. Cancellation (Terraform's stop, or a timeout) also interrupts the work in flight. Walking the graph `Backward` runs dependents first (delete).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -27,7 +27,7 @@ pub struct Report<N, T, E> {
     pub done: Vec<(N, T)>,
     /// Nodes that failed.
     pub failed: Vec<(N, E)>,
-    /// Nodes never started because of a failure or cancellation.
+    /// Nodes never started because of a failure or cancellation, or interrupted by cancellation.
     pub skipped: Vec<N>,
     /// Whether the run was cancelled.
     pub cancelled: bool,
@@ -62,6 +62,7 @@ where
     let mut outputs: BTreeMap<N, T> = BTreeMap::new();
     let mut report = Report { done: Vec::new(), failed: Vec::new(), skipped: Vec::new(), cancelled: false };
     let mut running = FuturesUnordered::new();
+    let mut interrupted = Vec::new();
     loop {
         let stopping = !report.failed.is_empty() || cancel.is_cancelled();
         if !stopping {
@@ -75,7 +76,16 @@ where
                 pending.remove(&node);
                 let inputs = waits_for[&node].iter().map(|d| (d.clone(), outputs[d].clone())).collect();
                 let future = work(node.clone(), inputs);
-                running.push(async move { (node, future.await) });
+                // Cancellation also interrupts work in flight (an AWS call or a long wait): every part's
+                // work is idempotent, so the next run picks it up again.
+                let cancel = cancel.clone();
+                running.push(async move {
+                    tokio::select! {
+                        biased;
+                        result = future => (node, Some(result)),
+                        () = cancel.cancelled() => (node, None),
+                    }
+                });
             }
         }
         let next = tokio::select! {
@@ -83,16 +93,17 @@ where
             () = cancel.cancelled(), if !stopping => continue,
         };
         match next {
-            Some((node, Ok(output))) => {
+            Some((node, Some(Ok(output)))) => {
                 outputs.insert(node.clone(), output.clone());
                 report.done.push((node, output));
             }
-            Some((node, Err(error))) => report.failed.push((node, error)),
+            Some((node, Some(Err(error)))) => report.failed.push((node, error)),
+            Some((node, None)) => interrupted.push(node),
             None => break,
         }
     }
     report.cancelled = cancel.is_cancelled();
-    report.skipped = pending.into_iter().collect();
+    report.skipped = pending.into_iter().chain(interrupted).collect();
     report
 }
 
@@ -233,6 +244,26 @@ mod tests {
         })
         .await;
         assert_eq!(live.lock().unwrap().1, 3);
+    }
+
+    #[tokio::test]
+    async fn cancellation_interrupts_work_in_flight() {
+        let cancel = CancellationToken::new();
+        let graph: BTreeMap<&str, Vec<&str>> = BTreeMap::from([("slow", vec![])]);
+        let stopper = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            stopper.cancel();
+        });
+        let started = std::time::Instant::now();
+        let report: Report<_, (), ()> = run(&graph, Direction::Forward, 1, &cancel, |_, _| async {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            Ok(())
+        })
+        .await;
+        assert!(started.elapsed() < Duration::from_secs(5), "the slow work was not interrupted");
+        assert!(report.cancelled);
+        assert_eq!(report.skipped, vec!["slow"]);
     }
 
     #[test]
