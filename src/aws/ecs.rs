@@ -883,6 +883,9 @@ pub async fn describe_task_definition(
     Ok(latest_revision(client, family).await?.map(|(td, _)| TaskDefinitionObservation {
         arn: td.task_definition_arn().unwrap_or_default().to_string(),
         revision: td.revision(),
+        image: td.container_definitions().first().and_then(|c| c.image()).map(str::to_string),
+        cpu: td.cpu().and_then(|c| c.parse().ok()),
+        memory: td.memory().and_then(|m| m.parse().ok()),
         drift: expected.map(|spec| task_definition_differences(spec, &td)).unwrap_or_default(),
     }))
 }
@@ -894,6 +897,12 @@ pub struct TaskDefinitionObservation {
     pub arn: String,
     /// The revision number.
     pub revision: i32,
+    /// The first container's image.
+    pub image: Option<String>,
+    /// Task CPU units, when set as a number.
+    pub cpu: Option<i64>,
+    /// Task memory in MiB, when set as a number.
+    pub memory: Option<i64>,
     /// Differences from the expected spec.
     pub drift: Vec<String>,
 }

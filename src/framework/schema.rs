@@ -124,6 +124,11 @@ impl Attribute {
         Attribute { optional: true, ..Self::new(name, AttributeKind::Nested(Nesting::Single, attributes), description) }
     }
 
+    /// An optional single nested object that the provider fills in (with what exists) when it is not set.
+    pub fn optional_computed_object(name: &str, attributes: Vec<Attribute>, description: &str) -> Self {
+        Attribute { computed: true, ..Self::optional_object(name, attributes, description) }
+    }
+
     /// Marks the attribute sensitive.
     pub fn sensitive(mut self) -> Self {
         self.sensitive = true;

@@ -94,7 +94,11 @@ pub async fn converge(
             );
         }
     }
-    StateResult { state: Some(state_with_outputs(planned, &done)), diagnostics }
+    let mut state = planned.clone();
+    for (attribute, value) in spec.settings_values() {
+        state.set(attribute, super::model::resolve_unknowns(planned.get(attribute), &value));
+    }
+    StateResult { state: Some(state_with_outputs(&state, &done)), diagnostics }
 }
 
 /// The planned value with every output filled from the parts that exist; outputs of parts that do not

@@ -178,6 +178,25 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
     (number.is_empty() && total > 0).then(|| Duration::from_secs(total))
 }
 
+fn object(entries: Vec<(&str, Value)>) -> Value {
+    Value::Map(entries.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+}
+
+/// Replaces every unknown inside `planned` with the value at the same place in `known` (unknowns the
+/// provider resolves at apply, where the configuration left a setting to it).
+pub fn resolve_unknowns(planned: &Value, known: &Value) -> Value {
+    match (planned, known) {
+        (Value::Unknown, known) => known.clone(),
+        (Value::Map(entries), Value::Map(known_entries)) => Value::Map(
+            entries
+                .iter()
+                .map(|(k, v)| (k.clone(), resolve_unknowns(v, known_entries.get(k).unwrap_or(&Value::Null))))
+                .collect(),
+        ),
+        (other, _) => other.clone(),
+    }
+}
+
 fn string_or(value: &Value, default: &str) -> String {
     value.as_str().map_or_else(|| default.to_string(), str::to_string)
 }
@@ -298,6 +317,55 @@ impl StackSpec {
             Some(url) => format!("{url}:{}", self.image_tag),
             None => RABBITMQ_IMAGE.to_string(),
         }
+    }
+
+    /// The `cluster`, `services` and `database` objects as this spec has them (defaults filled in), used to
+    /// record what apply made where the configuration left those objects to the provider.
+    pub fn settings_values(&self) -> [(&'static str, Value); 3] {
+        let n = |v: i64| Value::Number(v as f64);
+        let c = &self.cluster;
+        let cluster = object(vec![
+            ("instance_type", Value::string(&c.instance_type)),
+            ("min_size", n(c.min_size)),
+            ("max_size", n(c.max_size)),
+            ("desired_capacity", n(c.desired_capacity)),
+            ("ami_id", Value::opt_string(c.ami_id.clone())),
+            (
+                "admin_cidr_blocks",
+                if c.admin_cidr_blocks.is_empty() { Value::Null } else { Value::string_list(&c.admin_cidr_blocks) },
+            ),
+        ]);
+        let services = Value::Map(
+            self.services
+                .iter()
+                .map(|(name, s)| {
+                    let value = object(vec![
+                        ("image", Value::opt_string(s.image.clone())),
+                        ("cpu", n(s.cpu)),
+                        ("memory", n(s.memory)),
+                        ("desired_count", n(s.desired_count)),
+                        (
+                            "environment",
+                            if s.environment.is_empty() { Value::Null } else { Value::string_map(&s.environment) },
+                        ),
+                    ]);
+                    (name.clone(), value)
+                })
+                .collect(),
+        );
+        let d = &self.database;
+        let database = object(vec![
+            ("instance_class", Value::string(&d.instance_class)),
+            ("allocated_storage", n(d.allocated_storage)),
+            ("engine_version", Value::string(&d.engine_version)),
+            ("backup_retention_days", n(d.backup_retention_days)),
+            ("deletion_protection", Value::Bool(d.deletion_protection)),
+            ("skip_final_snapshot", Value::Bool(d.skip_final_snapshot)),
+            ("multi_az", Value::Bool(d.multi_az)),
+            ("password_wo", Value::Null),
+            ("password_wo_version", d.password_version.map_or(Value::Null, n)),
+        ]);
+        [("cluster", cluster), ("services", services), ("database", database)]
     }
 
     /// Total awsvpc tasks the services ask for.

@@ -83,9 +83,9 @@ pub fn modify_plan(ctx: &RequestContext, change: &mut PlannedChange, aws: &AwsCo
     if !change.prior.is_null() {
         mark_missing_outputs(planned);
     }
-    if planned.is_wholly_known()
-        || planned.get("cluster").is_wholly_known() && planned.get("services").is_wholly_known()
-    {
+    // Unknown settings here are ones the configuration leaves to the provider, which means defaults;
+    // settings the configuration itself does not know yet cannot be checked.
+    if change.config.get("cluster").is_wholly_known() && change.config.get("services").is_wholly_known() {
         check_capacity(&StackSpec::from_value(planned, aws), &mut diagnostics);
     }
     diagnostics

@@ -8,8 +8,8 @@ use crate::framework::{Diagnostics, RequestContext, StateResult, Value};
 
 use super::apply::{observe_all, state_with_outputs};
 use super::model::{StackSpec, default_archive_bucket, default_state_bucket, log_group_name};
-use super::parts::{Part, PartState, defining_parts};
-use super::schema::{DEFAULT_LOG_RETENTION_DAYS, name_problem};
+use super::parts::{Part, PartState, defining_parts, service_index};
+use super::schema::{DEFAULT_LOG_RETENTION_DAYS, SERVICES, name_problem};
 
 /// Refreshes `state` from AWS. `None` when the stack is gone (only the retained state bucket, or nothing,
 /// is left).
@@ -22,26 +22,42 @@ pub async fn read(ctx: &RequestContext, aws: &AwsContext, state: &Value) -> Stat
             return StateResult { state: Some(state.clone()), diagnostics };
         }
     };
-    let spec = StackSpec::from_value(&state, aws);
-    let report = observe_all(&ctx.cancel, aws, &spec).await;
-    if !report.is_complete() {
-        for (part, error) in &report.failed {
-            diagnostics.error(format!("Failed To Read Part {part}"), format!("Stack {}: {part}: {error}", spec.name));
+    let mut state = state;
+    // Settings the state leaves open (after an import, or where the configuration leaves them to the
+    // provider) are first read from AWS; drift is then judged against them in a second look.
+    for pass in 0..2 {
+        let spec = StackSpec::from_value(&state, aws);
+        let report = observe_all(&ctx.cancel, aws, &spec).await;
+        if !report.is_complete() {
+            for (part, error) in &report.failed {
+                diagnostics
+                    .error(format!("Failed To Read Part {part}"), format!("Stack {}: {part}: {error}", spec.name));
+            }
+            if report.cancelled {
+                diagnostics.error("Refresh Interrupted", "Terraform asked the provider to stop during refresh.");
+            }
+            return StateResult { state: Some(state), diagnostics };
         }
-        if report.cancelled {
-            diagnostics.error("Refresh Interrupted", "Terraform asked the provider to stop during refresh.");
+        let observed: BTreeMap<Part, Option<PartState>> = report.done.into_iter().collect();
+        if defining_parts().iter().all(|p| observed.get(p).is_none_or(Option::is_none)) {
+            diagnostics.warning(
+                "Stack Not Found",
+                format!(
+                    "No part of stack {} exists any more (apart from a retained state bucket), so it was removed \
+                     from the state. The next apply creates it again.",
+                    spec.name
+                ),
+            );
+            return StateResult { state: None, diagnostics };
         }
-        return StateResult { state: Some(state), diagnostics };
+        let refreshed = refreshed_state(&state, &spec, aws, &observed);
+        let settled = pass == 1 || StackSpec::from_value(&refreshed, aws) == spec;
+        state = refreshed;
+        if settled {
+            break;
+        }
     }
-    let observed: BTreeMap<Part, Option<PartState>> = report.done.into_iter().collect();
-    if defining_parts().iter().all(|p| observed.get(p).is_none_or(Option::is_none)) {
-        diagnostics.warning(
-            "Stack Not Found",
-            format!("No part of stack {} exists any more (apart from a retained state bucket), so it was removed from the state. The next apply creates it again.", spec.name),
-        );
-        return StateResult { state: None, diagnostics };
-    }
-    StateResult { state: Some(refreshed_state(&state, &spec, aws, &observed)), diagnostics }
+    StateResult { state: Some(state), diagnostics }
 }
 
 fn refreshed_state(
@@ -77,7 +93,69 @@ fn refreshed_state(
     } else if new.get("log_retention_days").is_null() {
         new.set("log_retention_days", Value::Number(DEFAULT_LOG_RETENTION_DAYS as f64));
     }
+    fill_settings(&mut new, &existing);
     new
+}
+
+/// Fills the settings the state leaves open (null) with what AWS has: after an import, or where the
+/// configuration leaves them to the provider. Settings the state has are kept: a difference from them is
+/// drift, which the plan repairs.
+fn fill_settings(state: &mut Value, existing: &BTreeMap<Part, PartState>) {
+    let value = |part: Part, key: &str| existing.get(&part).and_then(|s| s.values.get(key).cloned());
+    let number = |part: Part, key: &str| value(part, key).and_then(|v| v.parse::<f64>().ok()).map(Value::Number);
+    let boolean = |part: Part, key: &str| value(part, key).map(|v| Value::Bool(v == "true"));
+    let web = Part::TaskDefinition(service_index("web"));
+    if state.get("image_tag").is_null()
+        && let Some(tag) = value(web, "image").and_then(|i| i.rsplit_once(':').map(|(_, t)| t.to_string()))
+    {
+        state.set("image_tag", Value::string(tag));
+    }
+    if state.get("database").is_null() && existing.contains_key(&Part::Database) {
+        let db = |key: &str| value(Part::Database, key);
+        let fields = [
+            ("instance_class", db("instance_class").map(Value::string)),
+            ("allocated_storage", number(Part::Database, "allocated_storage")),
+            ("engine_version", db("engine_version").map(Value::string)),
+            ("backup_retention_days", number(Part::Database, "backup_retention_days")),
+            ("deletion_protection", boolean(Part::Database, "deletion_protection")),
+            // Not observable: the default (a final snapshot on delete).
+            ("skip_final_snapshot", Some(Value::Bool(false))),
+            ("multi_az", boolean(Part::Database, "multi_az")),
+        ];
+        state.set("database", object(fields));
+    }
+    if state.get("cluster").is_null()
+        && existing.contains_key(&Part::LaunchTemplate)
+        && existing.contains_key(&Part::AutoScalingGroup)
+    {
+        let fields = [
+            ("instance_type", value(Part::LaunchTemplate, "instance_type").map(Value::string)),
+            ("min_size", number(Part::AutoScalingGroup, "min_size")),
+            ("max_size", number(Part::AutoScalingGroup, "max_size")),
+            ("desired_capacity", number(Part::AutoScalingGroup, "desired_capacity")),
+        ];
+        state.set("cluster", object(fields));
+    }
+    let mut services = state.get("services").as_map().cloned().unwrap_or_default();
+    for (i, name) in SERVICES.iter().enumerate() {
+        let known = services.get(*name).is_some_and(|v| !v.is_null());
+        if known || !existing.contains_key(&Part::Service(i)) || !existing.contains_key(&Part::TaskDefinition(i)) {
+            continue;
+        }
+        let fields = [
+            ("cpu", number(Part::TaskDefinition(i), "cpu")),
+            ("memory", number(Part::TaskDefinition(i), "memory")),
+            ("desired_count", number(Part::Service(i), "desired_count")),
+        ];
+        services.insert(name.to_string(), object(fields));
+    }
+    if !services.is_empty() {
+        state.set("services", Value::Map(services));
+    }
+}
+
+fn object<const N: usize>(fields: [(&str, Option<Value>); N]) -> Value {
+    Value::Map(fields.into_iter().map(|(k, v)| (k.to_string(), v.unwrap_or(Value::Null))).collect())
 }
 
 /// Records the tags found on a part: `tags_all` is everything but the provider's markers; `tags` is what is

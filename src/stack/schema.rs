@@ -95,7 +95,7 @@ pub fn stack_schema() -> Schema {
         Attribute::optional_computed("vpc_id", Type::String, "VPC to deploy into. Defaults to the region's default VPC. Changing it replaces the stack.").requires_replace(),
         Attribute::optional_computed("subnet_ids", Type::list_of_strings(), "Subnets (of `vpc_id`) for instances, tasks, the database and the file system; use at least two availability zones. Defaults to the default VPC's default subnets."),
         Attribute::optional_computed("image_tag", Type::String, "Tag of the web, broker and worker images in the stack's ECR repositories. Defaults to `latest`; prefer a version: the repositories keep tags immutable.").default(Value::string(DEFAULT_IMAGE_TAG)),
-        Attribute::optional_object("cluster", vec![
+        Attribute::optional_computed_object("cluster", vec![
             Attribute::optional_computed("instance_type", Type::String, &format!("EC2 instance type of the ECS container instances. Defaults to `{}`. Changing it rolls the instances through a new launch template version.", c::INSTANCE_TYPE)).default(Value::string(c::INSTANCE_TYPE)),
             Attribute::optional_computed("min_size", Type::Number, &format!("Minimum number of instances. Defaults to {}.", c::MIN_SIZE)).default(n(c::MIN_SIZE)),
             Attribute::optional_computed("max_size", Type::Number, &format!("Maximum number of instances. Defaults to {}.", c::MAX_SIZE)).default(n(c::MAX_SIZE)),
@@ -103,8 +103,8 @@ pub fn stack_schema() -> Schema {
             Attribute::optional("ami_id", Type::String, "AMI of the instances. Defaults to the current ECS-optimized Amazon Linux 2023 AMI from the public SSM parameter."),
             Attribute::optional("admin_cidr_blocks", Type::list_of_strings(), "CIDR blocks allowed to reach the instances over SSH. Empty by default: no administrative port is open."),
         ], "The EC2 capacity the services run on: an Auto Scaling group of ECS container instances."),
-        Attribute::optional_object("services", SERVICES.iter().map(|s| Attribute::optional_object(s, service_attributes(s), &format!("Settings of the {s} service."))).collect(), "Per-service settings of the four DataVault services (web, broker, worker, rabbitmq)."),
-        Attribute::optional_object("database", vec![
+        Attribute::optional_computed_object("services", SERVICES.iter().map(|s| Attribute::optional_computed_object(s, service_attributes(s), &format!("Settings of the {s} service."))).collect(), "Per-service settings of the four DataVault services (web, broker, worker, rabbitmq)."),
+        Attribute::optional_computed_object("database", vec![
             Attribute::optional_computed("instance_class", Type::String, &format!("RDS instance class. Defaults to `{}`. Changed in place.", d::INSTANCE_CLASS)).default(Value::string(d::INSTANCE_CLASS)),
             Attribute::optional_computed("allocated_storage", Type::Number, &format!("Storage in GiB (can grow, never shrink). Defaults to {}.", d::ALLOCATED_STORAGE)).default(n(d::ALLOCATED_STORAGE)),
             Attribute::optional_computed("engine_version", Type::String, &format!("MySQL version. Defaults to `{}`; minor versions are upgraded automatically.", d::ENGINE_VERSION)).default(Value::string(d::ENGINE_VERSION)),

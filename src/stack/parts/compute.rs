@@ -97,9 +97,11 @@ pub async fn observe(part: Part, ctx: &PartContext<'_>) -> PartResult<Option<Par
                     .await?
                     .map(|t| template_state(t.id, t.default_version, Vec::new())));
             };
-            Ok(aws::ec2::describe_launch_template(&aws.ec2, &spec.name, &expected)
-                .await?
-                .map(|t| template_state(t.id, t.default_version, t.drift)))
+            Ok(aws::ec2::describe_launch_template(&aws.ec2, &spec.name, &expected).await?.map(|t| {
+                let mut state = template_state(t.id, t.default_version, t.drift);
+                state.values.insert("instance_type".into(), t.data.instance_type);
+                state
+            }))
         }
         Part::AutoScalingGroup => {
             let expected = template_of(ctx).and_then(|(id, version)| group_spec(ctx, &id, version));
@@ -108,7 +110,14 @@ pub async fn observe(part: Part, ctx: &PartContext<'_>) -> PartResult<Option<Par
                 return Ok(None);
             };
             let drift = if expected.is_ok() { found.drift } else { Vec::new() };
-            Ok(Some(PartState { id: Some(found.name), arn: Some(found.arn), drift, ..PartState::default() }))
+            let mut state = PartState { id: Some(found.name), arn: Some(found.arn), drift, ..PartState::default() };
+            let sizes = [
+                ("min_size", found.min_size),
+                ("max_size", found.max_size),
+                ("desired_capacity", found.desired_capacity),
+            ];
+            state.values.extend(sizes.into_iter().map(|(k, v)| (k.to_string(), v.to_string())));
+            Ok(Some(state))
         }
         _ => unreachable!("not a compute part: {part}"),
     }

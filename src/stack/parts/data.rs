@@ -173,6 +173,16 @@ pub async fn observe(part: Part, ctx: &PartContext<'_>) -> PartResult<Option<Par
             if let Ok(db_spec) = database_spec(ctx) {
                 state.drift = aws::rds::drift(&db_spec, &found);
             }
+            // What a refresh records where the configuration left the database settings to the provider.
+            let settings = [
+                ("instance_class", found.instance_class.clone()),
+                ("allocated_storage", found.allocated_storage.to_string()),
+                ("engine_version", found.engine_version.split('.').take(2).collect::<Vec<_>>().join(".")),
+                ("backup_retention_days", found.backup_retention_days.to_string()),
+                ("deletion_protection", found.deletion_protection.to_string()),
+                ("multi_az", found.multi_az.to_string()),
+            ];
+            state.values.extend(settings.into_iter().map(|(k, v)| (k.to_string(), v)));
             Ok(Some(state))
         }
         _ => unreachable!("not a data part: {part}"),

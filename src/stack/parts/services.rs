@@ -280,19 +280,30 @@ pub async fn observe(part: Part, ctx: &PartContext<'_>) -> PartResult<Option<Par
         }
         Part::TaskDefinition(s) => {
             let expected = task_definition_spec(ctx, s).ok();
-            Ok(aws::ecs::describe_task_definition(&aws.ecs, &family(&spec.name, s), expected.as_ref())
-                .await?
-                .map(|td| PartState { arn: Some(td.arn), drift: td.drift, ..PartState::default() }))
+            Ok(aws::ecs::describe_task_definition(&aws.ecs, &family(&spec.name, s), expected.as_ref()).await?.map(
+                |td| {
+                    let mut state = PartState { arn: Some(td.arn), drift: td.drift, ..PartState::default() };
+                    let facts = [
+                        ("image", td.image),
+                        ("cpu", td.cpu.map(|c| c.to_string())),
+                        ("memory", td.memory.map(|m| m.to_string())),
+                    ];
+                    state.values.extend(facts.into_iter().filter_map(|(k, v)| v.map(|v| (k.to_string(), v))));
+                    state
+                },
+            ))
         }
         Part::Service(s) => {
             let expected = service_spec(ctx, s).ok();
             Ok(aws::ecs::describe_service(&aws.ecs, &spec.name, SERVICES[s], expected.as_ref()).await?.map(|svc| {
-                PartState {
+                let mut state = PartState {
                     id: Some(SERVICES[s].to_string()),
                     arn: Some(svc.arn),
                     drift: svc.drift,
                     ..PartState::default()
-                }
+                };
+                state.values.insert("desired_count".into(), svc.desired_count.to_string());
+                state
             }))
         }
         _ => unreachable!("not a service part: {part}"),
