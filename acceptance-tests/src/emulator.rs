@@ -27,6 +27,14 @@ pub struct Emulator {
     s3: aws_sdk_s3::Client,
     ecr: aws_sdk_ecr::Client,
     logs: aws_sdk_cloudwatchlogs::Client,
+    ec2: aws_sdk_ec2::Client,
+    ecs: aws_sdk_ecs::Client,
+    efs: aws_sdk_efs::Client,
+    iam: aws_sdk_iam::Client,
+    rds: aws_sdk_rds::Client,
+    secrets: aws_sdk_secretsmanager::Client,
+    servicediscovery: aws_sdk_servicediscovery::Client,
+    autoscaling: aws_sdk_autoscaling::Client,
 }
 
 /// The error code of an SDK error, when the service sent one (`NoSuchTagSet`, `RepositoryNotFoundException`).
@@ -58,6 +66,14 @@ impl Emulator {
             s3: aws_sdk_s3::Client::from_conf(s3_config),
             ecr: aws_sdk_ecr::Client::new(&sdk),
             logs: aws_sdk_cloudwatchlogs::Client::new(&sdk),
+            ec2: aws_sdk_ec2::Client::new(&sdk),
+            ecs: aws_sdk_ecs::Client::new(&sdk),
+            efs: aws_sdk_efs::Client::new(&sdk),
+            iam: aws_sdk_iam::Client::new(&sdk),
+            rds: aws_sdk_rds::Client::new(&sdk),
+            secrets: aws_sdk_secretsmanager::Client::new(&sdk),
+            servicediscovery: aws_sdk_servicediscovery::Client::new(&sdk),
+            autoscaling: aws_sdk_autoscaling::Client::new(&sdk),
         }
     }
 
@@ -84,6 +100,46 @@ impl Emulator {
     /// CloudWatch Logs client.
     pub fn logs(&self) -> &aws_sdk_cloudwatchlogs::Client {
         &self.logs
+    }
+
+    /// EC2 client (security groups, launch templates, the default VPC).
+    pub fn ec2(&self) -> &aws_sdk_ec2::Client {
+        &self.ec2
+    }
+
+    /// ECS client.
+    pub fn ecs(&self) -> &aws_sdk_ecs::Client {
+        &self.ecs
+    }
+
+    /// EFS client.
+    pub fn efs(&self) -> &aws_sdk_efs::Client {
+        &self.efs
+    }
+
+    /// IAM client.
+    pub fn iam(&self) -> &aws_sdk_iam::Client {
+        &self.iam
+    }
+
+    /// RDS client.
+    pub fn rds(&self) -> &aws_sdk_rds::Client {
+        &self.rds
+    }
+
+    /// Secrets Manager client.
+    pub fn secrets(&self) -> &aws_sdk_secretsmanager::Client {
+        &self.secrets
+    }
+
+    /// Cloud Map (service discovery) client.
+    pub fn servicediscovery(&self) -> &aws_sdk_servicediscovery::Client {
+        &self.servicediscovery
+    }
+
+    /// EC2 Auto Scaling client.
+    pub fn autoscaling(&self) -> &aws_sdk_autoscaling::Client {
+        &self.autoscaling
     }
 
     /// Wipes every resource in the emulator (`POST /moto-api/reset`), so a test starts from nothing.

@@ -13,6 +13,8 @@ mod support;
 mod archive;
 #[path = "stack/drift.rs"]
 mod drift;
+#[path = "stack/full.rs"]
+mod full;
 #[path = "stack/harness.rs"]
 mod harness;
 #[path = "stack/import.rs"]

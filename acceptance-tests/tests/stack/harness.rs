@@ -89,17 +89,55 @@ fn harness_reports_import_verify_differences() {
 #[test]
 fn harness_reports_leftovers_of_a_stack() {
     const NAME: &str = "acc-selfcheck-leftover";
+    // Orphans of several kinds, found by tag or by the names the provider derives from the stack name; a
+    // secret scheduled for deletion is in its recovery window by design and must not count.
     let Some(report) = failure_of(TestCase::new().stack(NAME).step(Step::custom(|ctx| async move {
-        ctx.emulator()
-            .logs()
-            .create_log_group()
-            .log_group_name("/datavault/orphan")
-            .tags(STACK_TAG, NAME)
+        let emu = ctx.emulator();
+        emu.logs().create_log_group().log_group_name("/datavault/orphan").tags(STACK_TAG, NAME).send().await?;
+        let vpcs = emu
+            .ec2()
+            .describe_vpcs()
+            .filters(aws_sdk_ec2::types::Filter::builder().name("is-default").values("true").build())
             .send()
             .await?;
+        let vpc = vpcs.vpcs().first().and_then(|v| v.vpc_id()).ok_or("the emulator has no default VPC")?;
+        emu.ec2()
+            .create_security_group()
+            .group_name(format!("{NAME}-database"))
+            .description("orphan")
+            .vpc_id(vpc)
+            .send()
+            .await?;
+        emu.iam()
+            .create_role()
+            .role_name(format!("{NAME}-task"))
+            .assume_role_policy_document(r#"{"Version":"2012-10-17","Statement":[]}"#)
+            .send()
+            .await?;
+        emu.ecs().create_cluster().cluster_name(NAME).send().await?;
+        emu.secrets().create_secret().name(format!("{NAME}/rabbitmq")).secret_string("orphan-password").send().await?;
+        emu.secrets()
+            .create_secret()
+            .name(format!("{NAME}/deleted"))
+            .secret_string("x")
+            .tags(aws_sdk_secretsmanager::types::Tag::builder().key(STACK_TAG).value(NAME).build())
+            .send()
+            .await?;
+        emu.secrets().delete_secret().secret_id(format!("{NAME}/deleted")).recovery_window_in_days(7).send().await?;
         Ok(())
     }))) else {
         return;
     };
-    assert_contains(&report, &["stack acc-selfcheck-leftover left 1 object(s)", "log group /datavault/orphan"]);
+    assert_contains(
+        &report,
+        &[
+            "stack acc-selfcheck-leftover left 5 object(s)",
+            "log group /datavault/orphan",
+            "security group acc-selfcheck-leftover-database",
+            "IAM role acc-selfcheck-leftover-task",
+            "ECS cluster acc-selfcheck-leftover ",
+            "secret acc-selfcheck-leftover/rabbitmq",
+        ],
+    );
+    assert!(!report.contains("acc-selfcheck-leftover/deleted"), "{report}");
 }

@@ -1,16 +1,27 @@
 //! Import by stack name, with `terraform import` and with an `import {}` block.
 
 use datavault_acceptance_tests::{Step, TestCase, expect_attr_eq, run};
+use serde_json::json;
 
-use crate::support::{ADDR, stack_config};
+use crate::support::{ADDR, stack_config_with};
 
-/// Not observable in AWS (like hashicorp/aws's `force_destroy`), so an import cannot recover it.
-const NOT_IMPORTABLE: &[&str] = &["archive_force_destroy"];
+/// Not observable in AWS, so an import cannot recover them: whether destroy may empty the archive (like
+/// hashicorp/aws's `force_destroy`) and whether apply waits for the services.
+///
+/// Everything else, the database settings and `image_tag` included, can be read back from AWS (RDS, the
+/// task definitions), so the import must recover it: deliberately not listed here. For the same reason
+/// the configuration leaves `database.skip_final_snapshot` at its default (destroy keeps `<name>-final`).
+const NOT_IMPORTABLE: &[&str] = &["archive_force_destroy", "wait_for_steady_state"];
 
+// Non-default values below make sure an import that only filled in defaults could not pass.
 #[test]
 fn import_by_name_and_import_block() {
     const NAME: &str = "acc-import";
-    let config = stack_config(NAME, "  tags = {\n    team = \"import\"\n  }\n  log_retention_days = 60\n");
+    let config = stack_config_with(
+        NAME,
+        "deletion_protection = false, instance_class = \"db.t3.small\", backup_retention_days = 14",
+        "  tags = {\n    team = \"import\"\n  }\n  log_retention_days = 60\n  image_tag = \"2.0.0\"\n",
+    );
     run(TestCase::new()
         .stack(NAME)
         .step(Step::config(config))
@@ -19,7 +30,11 @@ fn import_by_name_and_import_block() {
                 |state| {
                     expect_attr_eq(state, ADDR, "name", NAME)?;
                     expect_attr_eq(state, ADDR, "log_retention_days", 60)?;
-                    expect_attr_eq(state, ADDR, "tags.team", "import")
+                    expect_attr_eq(state, ADDR, "tags.team", "import")?;
+                    expect_attr_eq(state, ADDR, "image_tag", "2.0.0")?;
+                    expect_attr_eq(state, ADDR, "database.instance_class", "db.t3.small")?;
+                    expect_attr_eq(state, ADDR, "database.backup_retention_days", 14)?;
+                    expect_attr_eq(state, ADDR, "drift", json!([]))
                 },
             ),
         )

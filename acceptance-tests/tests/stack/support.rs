@@ -15,9 +15,23 @@ pub const REPOSITORIES: [&str; 3] = ["web", "broker", "worker"];
 /// A replacement, whichever order Terraform chooses.
 pub const REPLACE: &[&[&str]] = &[&["delete", "create"], &["create", "delete"]];
 
-/// `resource "datavault_stack" "main"` named `name`, with extra argument lines.
+/// The `database` attributes most tests use against the emulator: no deletion protection (it defaults to
+/// true and, by design, blocks destroy) and no final snapshot (fast, and nothing retained).
+pub const EPHEMERAL_DATABASE: &str = "deletion_protection = false, skip_final_snapshot = true";
+
+/// `resource "datavault_stack" "main"` named `name`, with extra argument lines, set up for the emulator:
+/// see [`stack_config_with`], with [`EPHEMERAL_DATABASE`].
 pub fn stack_config(name: &str, extra: &str) -> String {
-    format!("resource \"datavault_stack\" \"main\" {{\n  name = \"{name}\"\n{extra}}}\n")
+    stack_config_with(name, EPHEMERAL_DATABASE, extra)
+}
+
+/// `resource "datavault_stack" "main"` named `name` with `database = { <database> }` (comma-separated
+/// attributes; against the emulator include `deletion_protection = false`, or destroy is refused) and
+/// extra argument lines. It never waits for a steady state: the emulator never starts tasks.
+pub fn stack_config_with(name: &str, database: &str, extra: &str) -> String {
+    format!(
+        "resource \"datavault_stack\" \"main\" {{\n  name = \"{name}\"\n  wait_for_steady_state = false\n  database = {{ {database} }}\n{extra}}}\n"
+    )
 }
 
 /// The region the provider and the checks work in (what `make acceptance` exports).
