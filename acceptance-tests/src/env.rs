@@ -40,10 +40,13 @@ pub fn acceptance_enabled() -> bool {
     env::var_os(TF_ACC).is_some_and(|v| !v.is_empty())
 }
 
-/// The workspace root: this package lives one directory below it.
+/// The workspace root: this package lives one directory below it. Cargo's run-time value wins over the
+/// compiled-in one, because a shared target directory can reuse a test binary built from another checkout.
 pub fn workspace_root() -> PathBuf {
-    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest_dir.parent().unwrap_or(manifest_dir).to_path_buf()
+    let manifest_dir = env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf());
+    manifest_dir.parent().map_or(manifest_dir.clone(), Path::to_path_buf)
 }
 
 /// Extracts `version = "..."` from the `[package]` table of a Cargo manifest.
