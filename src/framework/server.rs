@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::diagnostics::{AttributePath, Diagnostics};
 use super::plan;
 use super::resource::{IdentitySchema, PlannedChange, Provider, RequestContext, Resource, StateResult};
-use super::schema::Schema;
+use super::schema::{Attribute, AttributeKind, Schema};
 use super::value::Value;
 
 /// The result of planning one resource change.
@@ -133,10 +133,23 @@ impl FrameworkServer {
         self.provider.configure(ctx, config).await
     }
 
-    /// Validates one resource configuration.
-    pub fn validate_resource(&self, type_name: &str, config: &Value) -> Diagnostics {
+    /// Validates one resource configuration. A Terraform without write-only support (< 1.11) would store
+    /// write-only values in plan and state, so setting one is refused before anything is planned.
+    pub fn validate_resource(&self, type_name: &str, config: &Value, write_only_allowed: bool) -> Diagnostics {
         match self.resource(type_name) {
-            Ok(resource) => resource.validate(config),
+            Ok(resource) => {
+                let mut diags = Diagnostics::new();
+                if !write_only_allowed {
+                    refuse_write_only(
+                        &resource.schema().block.attributes,
+                        config,
+                        &AttributePath::default(),
+                        &mut diags,
+                    );
+                }
+                diags.extend(resource.validate(config));
+                diags
+            }
             Err(diags) => diags,
         }
     }
@@ -254,6 +267,27 @@ impl FrameworkServer {
     }
 }
 
+fn refuse_write_only(attributes: &[Attribute], config: &Value, path: &AttributePath, diags: &mut Diagnostics) {
+    for attribute in attributes {
+        let value = config.get(&attribute.name);
+        let here =
+            if path.steps.is_empty() { AttributePath::root(&attribute.name) } else { path.attribute(&attribute.name) };
+        if attribute.write_only && !value.is_null() {
+            diags.attribute_error(
+                here.clone(),
+                "Write-Only Attribute Needs Terraform 1.11",
+                format!(
+                    "{here} is write-only: Terraform 1.11 and later send it without storing it. This Terraform would \
+                     keep it in plan and state, so it is refused. Upgrade Terraform, or remove {here}."
+                ),
+            );
+        }
+        if let AttributeKind::Nested(_, nested) = &attribute.kind {
+            refuse_write_only(nested, value, &here, diags);
+        }
+    }
+}
+
 /// Terraform rejects an apply result that is missing or still unknown; say so with a clear diagnostic
 /// instead of letting Terraform report a provider bug.
 fn check_applied_state(result: &mut StateResult) {
@@ -270,5 +304,42 @@ fn check_applied_state(result: &mut StateResult) {
             "The provider returned a state with values still unknown. This is a bug in the provider.",
         ),
         Some(_) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::framework::Type;
+
+    #[test]
+    fn write_only_values_are_refused_for_terraform_without_support() {
+        let attributes = vec![Attribute::optional_object(
+            "database",
+            vec![
+                Attribute::optional("password_wo", Type::String, "p").write_only(),
+                Attribute::optional("size", Type::Number, "s"),
+            ],
+            "d",
+        )];
+        let database = |password: Value| {
+            Value::Map(
+                [(
+                    "database".to_string(),
+                    Value::Map(
+                        [("password_wo".to_string(), password), ("size".to_string(), Value::Number(1.0))].into(),
+                    ),
+                )]
+                .into(),
+            )
+        };
+        let mut diags = Diagnostics::new();
+        refuse_write_only(&attributes, &database(Value::string("secret")), &AttributePath::default(), &mut diags);
+        assert_eq!(diags.0.len(), 1);
+        assert_eq!(diags.0[0].path.as_ref().unwrap().to_string(), "database.password_wo");
+        assert!(!diags.0[0].detail.contains("secret"), "the value never appears in a message");
+        let mut none = Diagnostics::new();
+        refuse_write_only(&attributes, &database(Value::Null), &AttributePath::default(), &mut none);
+        assert!(none.0.is_empty());
     }
 }

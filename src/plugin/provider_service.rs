@@ -108,7 +108,11 @@ impl tf::provider_server::Provider for ProviderService {
     ) -> RpcResult<tf::validate_resource_config::Response> {
         let req = request.get_ref();
         let diags = match self.resource_type(&req.type_name).and_then(|ty| decode(req.config.as_ref(), ty)) {
-            Ok(config) => self.server.validate_resource(&req.type_name, &config),
+            Ok(config) => self.server.validate_resource(
+                &req.type_name,
+                &config,
+                write_only_allowed(req.client_capabilities.as_ref()),
+            ),
             Err(diags) => diags,
         };
         Ok(Response::new(tf::validate_resource_config::Response { diagnostics: diagnostics(diags) }))
