@@ -5,6 +5,7 @@
 //! `crate::provider` / `crate::stack` implement [`Provider`] and [`Resource`] on top of them.
 
 pub mod diagnostics;
+pub mod duration;
 pub mod plan;
 pub mod resource;
 pub mod schema;

@@ -64,24 +64,7 @@ pub fn validate(config: &Value) -> Diagnostics {
 
 /// Parses `1h`, `45m`, `900s` or combinations like `1h30m`, within STS's 15 minutes to 12 hours.
 pub fn parse_duration(text: &str) -> Option<Duration> {
-    let mut total = 0u64;
-    let mut number = String::new();
-    for c in text.trim().chars() {
-        if c.is_ascii_digit() {
-            number.push(c);
-            continue;
-        }
-        let value: u64 = number.parse().ok()?;
-        number.clear();
-        total += value
-            * match c {
-                'h' => 3600,
-                'm' => 60,
-                's' => 1,
-                _ => return None,
-            };
-    }
-    (number.is_empty() && (900..=43_200).contains(&total)).then(|| Duration::from_secs(total))
+    crate::framework::duration::parse(text).filter(|d| (900..=43_200).contains(&d.as_secs()))
 }
 
 /// A service client from the shared SDK config, with the `endpoints` override for that service if set.

@@ -158,24 +158,7 @@ pub fn merged_tags(defaults: &BTreeMap<String, String>, tags: &BTreeMap<String, 
 
 /// Parses durations such as `60m`, `1h30m` or `90s`.
 pub fn parse_duration(text: &str) -> Option<Duration> {
-    let mut total = 0u64;
-    let mut number = String::new();
-    for c in text.trim().chars() {
-        if c.is_ascii_digit() {
-            number.push(c);
-            continue;
-        }
-        let value: u64 = number.parse().ok()?;
-        number.clear();
-        total += value
-            * match c {
-                'h' => 3600,
-                'm' => 60,
-                's' => 1,
-                _ => return None,
-            };
-    }
-    (number.is_empty() && total > 0).then(|| Duration::from_secs(total))
+    crate::framework::duration::parse(text)
 }
 
 fn object(entries: Vec<(&str, Value)>) -> Value {
