@@ -414,6 +414,15 @@ pub fn egress_drift(allow_all: bool, actual: &[IngressRule]) -> Vec<String> {
     missing.chain(extra).collect()
 }
 
+/// How the actual egress rules differ from exactly `expected` (for groups whose traffic out is narrowed to
+/// named destinations, such as a load balancer's). Descriptions are ignored.
+pub fn egress_rules_drift(expected: &[IngressRule], actual: &[IngressRule]) -> Vec<String> {
+    let plan = plan_rules(expected, actual);
+    let missing = plan.authorize.iter().map(|r| format!("missing egress rule {}", egress_text(r)));
+    let extra = plan.revoke.iter().map(|r| format!("extra egress rule {}", egress_text(r)));
+    missing.chain(extra).collect()
+}
+
 fn egress_text(rule: &IngressRule) -> String {
     rule.to_string().replacen(" from ", " to ", 1)
 }
@@ -584,7 +593,19 @@ async fn revoke_ingress(client: &Client, group_id: &str, rule: &IngressRule) -> 
 /// egress at all. Any narrower egress rule added out of band is removed. Idempotent; converges.
 pub async fn set_egress_all(client: &Client, group_id: &str, allow_all: bool) -> AwsResult<()> {
     let group = existing_group(client, group_id).await?;
-    let plan = egress_plan(allow_all, &group.egress);
+    apply_egress_plan(client, group_id, &egress_plan(allow_all, &group.egress)).await
+}
+
+/// Makes the group's egress rules exactly `rules` (`source` is the destination): missing ones are
+/// authorized first, then every other rule, the default allow-all included, is revoked. Idempotent;
+/// converges.
+pub async fn set_egress_rules(client: &Client, group_id: &str, rules: &[IngressRule]) -> AwsResult<()> {
+    let group = existing_group(client, group_id).await?;
+    apply_egress_plan(client, group_id, &plan_rules(rules, &group.egress)).await
+}
+
+/// Authorizes, then revokes, the egress rules of `plan`; a rule already there (or already gone) is success.
+async fn apply_egress_plan(client: &Client, group_id: &str, plan: &RulePlan) -> AwsResult<()> {
     for rule in &plan.authorize {
         let result =
             client.authorize_security_group_egress().group_id(group_id).ip_permissions(permission(rule)).send().await;
@@ -604,6 +625,22 @@ pub async fn set_egress_all(client: &Client, group_id: &str, allow_all: bool) ->
                 return Err(err);
             }
         }
+    }
+    Ok(())
+}
+
+/// Adds one ingress rule to a group, leaving its other rules alone; already present is success. For a
+/// rule owned by another group's part (a load balancer's group letting itself into the services' group).
+pub async fn allow_ingress(client: &Client, group_id: &str, rule: &IngressRule) -> AwsResult<()> {
+    authorize_ingress(client, group_id, rule).await
+}
+
+/// Revokes every ingress rule of `group_id` whose source is the group `source_id`, so `source_id` can be
+/// deleted. Either group being gone already is success.
+pub async fn revoke_ingress_from_group(client: &Client, group_id: &str, source_id: &str) -> AwsResult<()> {
+    let Some(group) = group_by_id(client, group_id).await? else { return Ok(()) };
+    for rule in group.ingress.iter().filter(|r| r.source == RuleSource::Group(source_id.to_string())) {
+        revoke_ingress(client, group_id, rule).await?;
     }
     Ok(())
 }

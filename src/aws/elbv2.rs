@@ -1216,6 +1216,25 @@ pub async fn ensure_listeners(client: &Client, spec: &ListenerSpec) -> AwsResult
     Ok(arns)
 }
 
+/// Every listener of the load balancer, sorted by port; empty when the load balancer has none. Compare
+/// them with [`listener_drift`].
+pub async fn describe_listeners(client: &Client, load_balancer_arn: &str) -> AwsResult<Vec<ListenerSummary>> {
+    match list_listeners(client, load_balancer_arn).await {
+        Err(err) if err.is(&["LoadBalancerNotFound"]) => Ok(Vec::new()),
+        other => other,
+    }
+}
+
+/// Deletes every listener of the load balancer, so nothing forwards to its target group any more (the
+/// target group can then be deleted without waiting for the load balancer). Absent is success, so this may
+/// be called again after a crash.
+pub async fn delete_listeners(client: &Client, load_balancer_arn: &str) -> AwsResult<()> {
+    for listener in describe_listeners(client, load_balancer_arn).await? {
+        delete_listener(client, &listener.arn).await?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
