@@ -35,6 +35,7 @@ pub struct Emulator {
     secrets: aws_sdk_secretsmanager::Client,
     servicediscovery: aws_sdk_servicediscovery::Client,
     autoscaling: aws_sdk_autoscaling::Client,
+    elbv2: aws_sdk_elasticloadbalancingv2::Client,
 }
 
 /// The error code of an SDK error, when the service sent one (`NoSuchTagSet`, `RepositoryNotFoundException`).
@@ -74,6 +75,7 @@ impl Emulator {
             secrets: aws_sdk_secretsmanager::Client::new(&sdk),
             servicediscovery: aws_sdk_servicediscovery::Client::new(&sdk),
             autoscaling: aws_sdk_autoscaling::Client::new(&sdk),
+            elbv2: aws_sdk_elasticloadbalancingv2::Client::new(&sdk),
         }
     }
 
@@ -140,6 +142,11 @@ impl Emulator {
     /// EC2 Auto Scaling client.
     pub fn autoscaling(&self) -> &aws_sdk_autoscaling::Client {
         &self.autoscaling
+    }
+
+    /// Elastic Load Balancing v2 client (the optional public load balancer, its target group and listeners).
+    pub fn elbv2(&self) -> &aws_sdk_elasticloadbalancingv2::Client {
+        &self.elbv2
     }
 
     /// Wipes every resource in the emulator (`POST /moto-api/reset`), so a test starts from nothing.

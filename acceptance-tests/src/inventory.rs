@@ -1,5 +1,6 @@
 //! Lists what the emulator holds of every kind of AWS object a stack is made of (buckets, repositories,
-//! log groups, security groups, IAM roles, EFS, RDS, ECS, EC2 capacity, Cloud Map, secrets), with their
+//! log groups, security groups, IAM roles, EFS, RDS, ECS, EC2 capacity, Cloud Map, secrets, load
+//! balancing), with their
 //! tags, and decides what a destroyed stack may leave behind.
 //!
 //! Only live objects are listed: an ECS cluster, service or task definition that is no longer ACTIVE, a
@@ -24,7 +25,7 @@ pub const RDS_SECRET_TAG: &str = "aws:rds:primaryDBInstanceArn";
 pub const ASG_TAG: &str = "aws:autoscaling:groupName";
 
 /// Suffixes of a stack's security group names (`<stack>-instances`, ...).
-const GROUP_SUFFIXES: [&str; 4] = ["instances", "services", "database", "file-system"];
+const GROUP_SUFFIXES: [&str; 5] = ["instances", "services", "database", "file-system", "load-balancer"];
 /// Suffixes of a stack's IAM role names.
 const ROLE_SUFFIXES: [&str; 3] = ["instance", "execution", "task"];
 /// Suffixes of a stack's EFS access point names.
@@ -82,6 +83,10 @@ pub enum Kind {
     DiscoveryService,
     /// A Secrets Manager secret not scheduled for deletion.
     Secret,
+    /// An Elastic Load Balancing v2 load balancer.
+    LoadBalancer,
+    /// An Elastic Load Balancing v2 target group.
+    TargetGroup,
 }
 
 impl Kind {
@@ -107,6 +112,8 @@ impl Kind {
             Kind::Namespace => "Cloud Map namespace",
             Kind::DiscoveryService => "Cloud Map service",
             Kind::Secret => "secret",
+            Kind::LoadBalancer => "load balancer",
+            Kind::TargetGroup => "target group",
         }
     }
 }
@@ -126,6 +133,13 @@ impl fmt::Display for Item {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {} (tags {:?})", self.kind.label(), self.name, self.tags)
     }
+}
+
+/// `<stack><suffix>` as the provider names load balancers and target groups: at most 32 characters, the
+/// stack name shortened (and stripped of a trailing hyphen) to make room.
+fn load_balancing_name(stack: &str, suffix: &str) -> String {
+    let stem: String = stack.chars().take(32 - suffix.len()).collect();
+    format!("{}{suffix}", stem.trim_end_matches('-'))
 }
 
 fn suffixed(stack: &str, suffixes: &[&str], name: &str) -> bool {
@@ -171,6 +185,8 @@ impl Item {
             Kind::Instance => self.tags.get(ASG_TAG).is_some_and(|g| g == stack),
             Kind::Namespace => name == format!("{stack}.datavault.internal"),
             Kind::DiscoveryService => name.ends_with(&format!(".{stack}.datavault.internal")),
+            Kind::LoadBalancer => name == load_balancing_name(stack, "-web"),
+            Kind::TargetGroup => name == load_balancing_name(stack, "-web-tg"),
             Kind::Secret => {
                 name == format!("{stack}/rabbitmq")
                     // The database's master password, which RDS manages (and deletes with the database).
@@ -216,6 +232,7 @@ pub async fn list(emulator: &Emulator) -> Result<Vec<Item>, CheckError> {
     list_ecs(emulator, &mut items).await?;
     list_capacity(emulator, &mut items).await?;
     list_discovery(emulator, &mut items).await?;
+    list_load_balancing(emulator, &mut items).await?;
     Ok(items)
 }
 
@@ -695,6 +712,58 @@ async fn list_discovery(emulator: &Emulator, items: &mut Vec<Item>) -> CheckResu
     Ok(())
 }
 
+async fn list_load_balancing(emulator: &Emulator, items: &mut Vec<Item>) -> CheckResult {
+    let elb = emulator.elbv2();
+    let mut found: Vec<(Kind, String, String)> = Vec::new();
+    let mut marker: Option<String> = None;
+    loop {
+        let out = elb
+            .describe_load_balancers()
+            .set_marker(marker.take())
+            .send()
+            .await
+            .map_err(|e| format!("DescribeLoadBalancers: {}", describe(&e)))?;
+        for lb in out.load_balancers() {
+            if let (Some(name), Some(arn)) = (lb.load_balancer_name(), lb.load_balancer_arn()) {
+                found.push((Kind::LoadBalancer, name.to_string(), arn.to_string()));
+            }
+        }
+        match next(out.next_marker()) {
+            Some(m) => marker = Some(m),
+            None => break,
+        }
+    }
+    loop {
+        let out = elb
+            .describe_target_groups()
+            .set_marker(marker.take())
+            .send()
+            .await
+            .map_err(|e| format!("DescribeTargetGroups: {}", describe(&e)))?;
+        for tg in out.target_groups() {
+            if let (Some(name), Some(arn)) = (tg.target_group_name(), tg.target_group_arn()) {
+                found.push((Kind::TargetGroup, name.to_string(), arn.to_string()));
+            }
+        }
+        match next(out.next_marker()) {
+            Some(m) => marker = Some(m),
+            None => break,
+        }
+    }
+    for (kind, name, arn) in found {
+        let out = elb
+            .describe_tags()
+            .resource_arns(&arn)
+            .send()
+            .await
+            .map_err(|e| format!("ELB DescribeTags {arn}: {}", describe(&e)))?;
+        let tags =
+            out.tag_descriptions().iter().flat_map(|d| d.tags()).map(|t| (t.key(), t.value())).collect::<Vec<_>>();
+        items.push(Item { kind, name, tags: tag_map(tags) });
+    }
+    Ok(())
+}
+
 async fn discovery_tags(emulator: &Emulator, arn: &str) -> Result<BTreeMap<String, String>, CheckError> {
     let out = emulator
         .servicediscovery()
@@ -804,6 +873,9 @@ mod tests {
             (Kind::Namespace, "acc-x.datavault.internal", "acc-xy.datavault.internal"),
             (Kind::DiscoveryService, "broker.acc-x.datavault.internal", "broker.acc-xy.datavault.internal"),
             (Kind::Secret, "acc-x/rabbitmq", "acc-xy/rabbitmq"),
+            (Kind::SecurityGroup, "acc-x-load-balancer", "acc-xy-load-balancer"),
+            (Kind::LoadBalancer, "acc-x-web", "acc-xy-web"),
+            (Kind::TargetGroup, "acc-x-web-tg", "acc-x-y-web-tg"),
         ];
         for (kind, ours, theirs) in cases {
             assert!(item(kind, ours, None).belongs_to("acc-x"), "{kind:?} {ours}");

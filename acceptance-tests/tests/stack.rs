@@ -21,5 +21,7 @@ mod harness;
 mod import;
 #[path = "stack/lifecycle.rs"]
 mod lifecycle;
+#[path = "stack/load_balancer.rs"]
+mod load_balancer;
 #[path = "stack/validation.rs"]
 mod validation;

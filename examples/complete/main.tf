@@ -24,5 +24,12 @@ resource "datavault_stack" "main" {
   state_bucket_name     = "${var.name}-state"
   log_retention_days    = var.log_retention_days
 
+  # The public entry point: HTTPS with an ACM certificate of the stack's region (HTTP only redirects),
+  # reachable from the given address ranges. Without this block the web app stays private to the VPC.
+  load_balancer = {
+    certificate_arn     = var.web_certificate_arn
+    allowed_cidr_blocks = var.web_allowed_cidr_blocks
+  }
+
   tags = var.tags
 }

@@ -18,6 +18,16 @@ output "log_group_name" {
   value       = datavault_stack.main.log_group_name
 }
 
+output "web_url" {
+  description = "Where users reach the web app: the load balancer's HTTPS address."
+  value       = datavault_stack.main.web_url
+}
+
+output "load_balancer_dns_name" {
+  description = "Point a CNAME (or alias record) of the web app's domain here."
+  value       = datavault_stack.main.load_balancer.dns_name
+}
+
 output "drift" {
   description = "Differences from the managed settings found by the last refresh; empty after every apply."
   value       = datavault_stack.main.drift

@@ -28,6 +28,17 @@ variable "archive_force_destroy" {
   default     = false
 }
 
+variable "web_certificate_arn" {
+  description = "ARN of the ACM certificate (in var.region) for the web app's domain, served by the load balancer on HTTPS."
+  type        = string
+}
+
+variable "web_allowed_cidr_blocks" {
+  description = "IPv4 address ranges allowed to reach the web app through the load balancer, e.g. the institution's networks."
+  type        = list(string)
+  default     = ["0.0.0.0/0"]
+}
+
 variable "tags" {
   description = "Tags for every AWS resource of the stack, on top of the provider's default tags."
   type        = map(string)

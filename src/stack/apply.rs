@@ -1,6 +1,7 @@
-//! Applying a stack: converge every part forward through the graph (create and update are the same walk),
-//! or observe everything and remove it backward on destroy. A failure returns the state of what exists, so
-//! nothing is orphaned and the next apply continues.
+//! Applying a stack: converge every wanted part forward through the graph (create and update are the same
+//! walk), then remove backward the parts the spec no longer wants (a dropped load balancer); or observe
+//! everything and remove it backward on destroy. A failure returns the state of what exists, so nothing is
+//! orphaned and the next apply continues.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -12,7 +13,7 @@ use crate::framework::{Diagnostics, RequestContext, StateResult, Value};
 
 use super::graph::{self, Direction};
 use super::model::{COMPONENTS, StackSpec};
-use super::parts::{self, Group, Part, PartContext, PartError, PartState, Removal, group_key};
+use super::parts::{self, Group, Part, PartContext, PartError, PartState, Removal, WEB_PATH, WEB_PORT, group_key};
 use super::schema::SERVICES;
 
 /// How many AWS operations run at once: enough to overlap waits, few enough to stay clear of throttling.
@@ -52,7 +53,8 @@ pub async fn converge(
     let limit = if prior.is_null() { spec.timeouts.create } else { spec.timeouts.update };
     let stop = deadline(&ctx.cancel, limit);
     let password = password_to_send(prior, planned, config);
-    let report = graph::run(&Part::graph(), Direction::Forward, CONCURRENCY, &stop, |part, inputs| {
+    let wanted = Part::all(&spec);
+    let report = graph::run(&Part::graph(&wanted), Direction::Forward, CONCURRENCY, &stop, |part, inputs| {
         let (spec, password) = (&spec, password.as_deref());
         async move {
             let pctx = PartContext { spec, aws, parts: &inputs, database_password: password };
@@ -83,6 +85,11 @@ pub async fn converge(
             format!("{why}. What was created is recorded in state; the next apply continues from there."),
         );
     }
+    // Only once every wanted part is right (web no longer uses the target group, the services' group no
+    // longer admits the load balancer) can the unwanted ones go.
+    if report.is_complete() {
+        remove_unwanted(&stop, aws, &spec, &done, &mut diagnostics).await;
+    }
     if report.is_complete() && spec.wait_for_steady_state {
         let names: Vec<String> = SERVICES.iter().map(|s| s.to_string()).collect();
         if let Err(e) =
@@ -99,6 +106,59 @@ pub async fn converge(
         state.set(attribute, super::model::resolve_unknowns(planned.get(attribute), &value));
     }
     StateResult { state: Some(state_with_outputs(&state, &done)), diagnostics }
+}
+
+/// Removes, dependents first, the parts the spec does not want that exist (those of a load balancer the
+/// configuration dropped, or left by an interrupted apply). `done` holds the wanted parts as just ensured.
+async fn remove_unwanted(
+    stop: &CancellationToken,
+    aws: &AwsContext,
+    spec: &StackSpec,
+    done: &BTreeMap<Part, PartState>,
+    diagnostics: &mut Diagnostics,
+) {
+    let unwanted: Vec<Part> = Part::every().into_iter().filter(|p| !p.is_wanted(spec)).collect();
+    if unwanted.is_empty() {
+        return;
+    }
+    let observed = observe_parts(stop, aws, spec, &unwanted, done).await;
+    let complete = observed.is_complete();
+    let mut existing = done.clone();
+    existing.extend(observed.done.into_iter().filter_map(|(p, s)| s.map(|s| (p, s))));
+    let report = if complete {
+        let present: Vec<Part> = unwanted.into_iter().filter(|p| existing.contains_key(p)).collect();
+        graph::run(&Part::graph(&present), Direction::Backward, CONCURRENCY, stop, |part, _| {
+            let existing = &existing;
+            async move {
+                let pctx = PartContext { spec, aws, parts: existing, database_password: None };
+                parts::remove(part, &pctx).await
+            }
+        })
+        .await
+    } else {
+        graph::Report {
+            done: vec![],
+            failed: observed.failed,
+            skipped: observed.skipped,
+            cancelled: observed.cancelled,
+        }
+    };
+    for (part, error) in &report.failed {
+        diagnostics.error(
+            format!("Failed To Remove Part {part}"),
+            format!(
+                "Stack {}: {part} is no longer wanted, but removing it failed: {}. The next apply tries again.",
+                spec.name,
+                error.to_string().trim_end_matches('.')
+            ),
+        );
+    }
+    if report.cancelled && report.failed.is_empty() {
+        diagnostics.error(
+            "Apply Interrupted",
+            "The apply stopped while removing parts the configuration no longer wants; the next apply continues.",
+        );
+    }
 }
 
 /// The planned value with every output filled from the parts that exist; outputs of parts that do not
@@ -127,7 +187,7 @@ pub fn state_with_outputs(planned: &Value, done: &BTreeMap<Part, PartState>) -> 
         let subnets = parts::split_list(network.values.get("subnet_ids").map(String::as_str).unwrap_or_default());
         state.set("subnet_ids", Value::string_list(subnets));
     }
-    let groups = [Group::Instances, Group::Services, Group::Database, Group::FileSystem];
+    let groups = [Group::Instances, Group::Services, Group::Database, Group::FileSystem, Group::LoadBalancer];
     state.set(
         "security_group_ids",
         map(groups
@@ -159,16 +219,32 @@ pub fn state_with_outputs(planned: &Value, done: &BTreeMap<Part, PartState>) -> 
     state.set("rabbitmq_secret_arn", arn(Part::RabbitmqSecret));
     state.set("file_system_id", id(Part::FileSystem));
     let web = parts::service_index("web");
-    state.set(
-        "web_url",
-        Value::opt_string(
-            done.get(&Part::Discovery(web))
-                .and_then(|d| d.url.clone())
-                .map(|host| format!("http://{host}:8080/datavault-webapp/")),
-        ),
-    );
+    let load_balancer = state.get("load_balancer").clone();
+    let web_url = if load_balancer.is_null() {
+        done.get(&Part::Discovery(web)).and_then(|d| d.url.as_deref()).map(internal_web_url)
+    } else {
+        let https = load_balancer.get("certificate_arn").as_str().is_some_and(|a| !a.is_empty());
+        done.get(&Part::LoadBalancer).and_then(|lb| lb.url.as_deref()).map(|dns| public_web_url(dns, https))
+    };
+    state.set("web_url", Value::opt_string(web_url));
+    if let Value::Map(mut entries) = load_balancer {
+        // The configured settings stay as planned; only the outputs come from AWS.
+        entries.insert("dns_name".into(), url(Part::LoadBalancer));
+        entries.insert("arn".into(), arn(Part::LoadBalancer));
+        state.set("load_balancer", Value::Map(entries));
+    }
     state.set("drift", Value::List(vec![]));
     null_unknowns(state)
+}
+
+/// Where web answers inside the VPC, at its service discovery name.
+pub fn internal_web_url(host: &str) -> String {
+    format!("http://{host}:{WEB_PORT}{WEB_PATH}")
+}
+
+/// Where web answers through the public load balancer.
+pub fn public_web_url(dns_name: &str, https: bool) -> String {
+    format!("{}://{dns_name}{WEB_PATH}", if https { "https" } else { "http" })
 }
 
 fn null_unknowns(value: Value) -> Value {
@@ -180,21 +256,33 @@ fn null_unknowns(value: Value) -> Value {
     }
 }
 
-/// Observes every part, forward through the graph, so each part is looked up with what it depends on.
-/// Parts that do not exist are absent from the result.
+/// Observes every part a stack may have, wanted or not, forward through the graph, so each part is looked
+/// up with what it depends on. Parts that do not exist are `None` in the result.
 pub async fn observe_all(
     cancel: &CancellationToken,
     aws: &AwsContext,
     spec: &StackSpec,
 ) -> graph::Report<Part, Option<PartState>, PartError> {
+    observe_parts(cancel, aws, spec, &Part::every(), &BTreeMap::new()).await
+}
+
+/// Observes `parts` forward through their graph; a part's dependencies outside `parts` are taken from
+/// `known`.
+async fn observe_parts(
+    cancel: &CancellationToken,
+    aws: &AwsContext,
+    spec: &StackSpec,
+    parts: &[Part],
+    known: &BTreeMap<Part, PartState>,
+) -> graph::Report<Part, Option<PartState>, PartError> {
     graph::run(
-        &Part::graph(),
+        &Part::graph(parts),
         Direction::Forward,
         CONCURRENCY,
         cancel,
         |part, inputs: BTreeMap<Part, Option<PartState>>| async move {
-            let present: BTreeMap<Part, PartState> =
-                inputs.into_iter().filter_map(|(p, s)| s.map(|s| (p, s))).collect();
+            let mut present = known.clone();
+            present.extend(inputs.into_iter().filter_map(|(p, s)| s.map(|s| (p, s))));
             let pctx = PartContext { spec, aws, parts: &present, database_password: None };
             parts::observe(part, &pctx).await
         },
@@ -223,7 +311,7 @@ pub async fn delete(ctx: &RequestContext, aws: &AwsContext, prior: &Value) -> Di
     }
     let existing: BTreeMap<Part, PartState> =
         observed.done.into_iter().filter_map(|(p, s)| s.map(|s| (p, s))).collect();
-    let report = graph::run(&Part::graph(), Direction::Backward, CONCURRENCY, &stop, |part, _| {
+    let report = graph::run(&Part::graph(&Part::every()), Direction::Backward, CONCURRENCY, &stop, |part, _| {
         let (spec, existing) = (&spec, &existing);
         async move {
             let pctx = PartContext { spec, aws, parts: existing, database_password: None };
@@ -279,6 +367,53 @@ mod tests {
         assert_eq!(state.get("log_group_arn"), &Value::Null);
         assert_eq!(state.get("vpc_id"), &Value::Null);
         assert_eq!(state.get("ecr_repository_urls").as_string_map().unwrap().len(), 1);
+    }
+
+    fn object(entries: &[(&str, Value)]) -> Value {
+        Value::Map(entries.iter().map(|(k, v)| (k.to_string(), v.clone())).collect())
+    }
+
+    #[test]
+    fn the_web_address_follows_the_load_balancer() {
+        let lb = PartState {
+            arn: Some("arn:lb".into()),
+            url: Some("vault-web-1.eu-west-2.elb.amazonaws.com".into()),
+            ..PartState::default()
+        };
+        let web = parts::service_index("web");
+        let discovery = PartState { url: Some("web.vault.datavault.internal".into()), ..PartState::default() };
+        let done = BTreeMap::from([
+            (Part::LoadBalancer, lb),
+            (Part::Discovery(web), discovery),
+            (Part::SecurityGroup(Group::LoadBalancer), PartState::with_id("sg-lb")),
+        ]);
+        let planned = |lb: Value| object(&[("load_balancer", lb), ("web_url", Value::Unknown)]);
+        let https = object(&[
+            ("certificate_arn", Value::string("arn:aws:acm:eu-west-2:123456789012:certificate/1")),
+            ("dns_name", Value::Unknown),
+            ("arn", Value::Unknown),
+        ]);
+        let state = state_with_outputs(&planned(https), &done);
+        assert_eq!(
+            state.get("web_url"),
+            &Value::string("https://vault-web-1.eu-west-2.elb.amazonaws.com/datavault-webapp/")
+        );
+        assert_eq!(state.get("load_balancer").get("arn"), &Value::string("arn:lb"));
+        assert_eq!(state.get("security_group_ids").get("load_balancer"), &Value::string("sg-lb"));
+        let http = object(&[("certificate_arn", Value::Null), ("dns_name", Value::Unknown)]);
+        let state = state_with_outputs(&planned(http), &done);
+        assert_eq!(
+            state.get("web_url"),
+            &Value::string("http://vault-web-1.eu-west-2.elb.amazonaws.com/datavault-webapp/")
+        );
+        // Without one: the internal name, and a load balancer still there (about to go) changes nothing.
+        let state = state_with_outputs(&planned(Value::Null), &done);
+        assert_eq!(state.get("web_url"), &Value::string("http://web.vault.datavault.internal:8080/datavault-webapp/"));
+        assert_eq!(state.get("load_balancer"), &Value::Null);
+        // A load balancer that failed to be made leaves its outputs null, never unknown.
+        let state = state_with_outputs(&planned(object(&[("dns_name", Value::Unknown)])), &BTreeMap::new());
+        assert_eq!(state.get("load_balancer").get("dns_name"), &Value::Null);
+        assert_eq!(state.get("web_url"), &Value::Null);
     }
 
     #[test]

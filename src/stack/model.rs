@@ -9,6 +9,7 @@ use crate::framework::Value;
 
 use super::schema::{
     DEFAULT_IMAGE_TAG, DEFAULT_LOG_RETENTION_DAYS, RABBITMQ_IMAGE, SERVICES, cluster_defaults, database_defaults,
+    load_balancer_defaults,
 };
 
 /// The three DataVault images built by the project, one ECR repository each.
@@ -69,6 +70,15 @@ pub struct DatabaseSettings {
     pub password_version: Option<i64>,
 }
 
+/// The optional public entry point: an Application Load Balancer in front of web.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadBalancerSettings {
+    /// ACM (or IAM server) certificate for HTTPS; without one the load balancer speaks plain HTTP.
+    pub certificate_arn: Option<String>,
+    /// Who may reach the load balancer.
+    pub allowed_cidr_blocks: Vec<String>,
+}
+
 /// Time limits per operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
@@ -113,6 +123,8 @@ pub struct StackSpec {
     pub services: BTreeMap<String, ServiceSettings>,
     /// The database.
     pub database: DatabaseSettings,
+    /// The public entry point, when the configuration asks for one; without it web stays private.
+    pub load_balancer: Option<LoadBalancerSettings>,
     /// Wait for services to become stable.
     pub wait_for_steady_state: bool,
     /// Time limits.
@@ -234,6 +246,27 @@ impl DatabaseSettings {
     }
 }
 
+impl LoadBalancerSettings {
+    /// `None` for a null object: no load balancer.
+    fn from_value(v: &Value) -> Option<Self> {
+        if v.is_null() {
+            return None;
+        }
+        Some(LoadBalancerSettings {
+            certificate_arn: v.get("certificate_arn").as_str().filter(|a| !a.is_empty()).map(str::to_string),
+            allowed_cidr_blocks: v
+                .get("allowed_cidr_blocks")
+                .as_string_list()
+                .unwrap_or_else(|| load_balancer_defaults::ALLOWED_CIDR_BLOCKS.iter().map(|c| c.to_string()).collect()),
+        })
+    }
+
+    /// Whether the load balancer speaks HTTPS.
+    pub fn https(&self) -> bool {
+        self.certificate_arn.is_some()
+    }
+}
+
 impl Timeouts {
     fn from_value(v: &Value) -> Self {
         let get = |name: &str| v.get(name).as_str().and_then(parse_duration).unwrap_or(DEFAULT_TIMEOUT);
@@ -244,6 +277,16 @@ impl Timeouts {
 impl StackSpec {
     /// Derives the spec from a wholly known planned or stored value.
     pub fn from_value(value: &Value, aws: &AwsContext) -> StackSpec {
+        StackSpec::from_value_in(value, &aws.default_tags, &aws.region, &aws.partition)
+    }
+
+    /// [`StackSpec::from_value`] with the provider's settings given one by one (tests have no AWS clients).
+    pub fn from_value_in(
+        value: &Value,
+        default_tags: &BTreeMap<String, String>,
+        region: &str,
+        partition: &str,
+    ) -> StackSpec {
         let name = value.get("name").as_str().unwrap_or_default().to_string();
         let tags = value.get("tags").as_string_map().unwrap_or_default();
         let services = SERVICES
@@ -262,15 +305,16 @@ impl StackSpec {
                 .map_or_else(|| default_state_bucket(&name), str::to_string),
             log_group: log_group_name(&name),
             log_retention_days: int_or(value.get("log_retention_days"), DEFAULT_LOG_RETENTION_DAYS),
-            tags_all: merged_tags(&aws.default_tags, &tags),
-            region: aws.region.clone(),
-            partition: aws.partition.clone(),
+            tags_all: merged_tags(default_tags, &tags),
+            region: region.to_string(),
+            partition: partition.to_string(),
             vpc_id: value.get("vpc_id").as_str().map(str::to_string),
             subnet_ids: value.get("subnet_ids").as_string_list().filter(|s| !s.is_empty()),
             image_tag: string_or(value.get("image_tag"), DEFAULT_IMAGE_TAG),
             cluster: ClusterSettings::from_value(value.get("cluster")),
             services,
             database: DatabaseSettings::from_value(value.get("database")),
+            load_balancer: LoadBalancerSettings::from_value(value.get("load_balancer")),
             wait_for_steady_state: bool_or(value.get("wait_for_steady_state"), true),
             timeouts: Timeouts::from_value(value.get("timeouts")),
             name,
@@ -368,6 +412,24 @@ mod tests {
         assert_eq!(parse_duration("90s"), Some(Duration::from_secs(90)));
         assert_eq!(parse_duration("soon"), None);
         assert_eq!(parse_duration("0s"), None);
+    }
+
+    #[test]
+    fn a_load_balancer_is_wanted_only_when_configured() {
+        let spec = |value: Value| StackSpec::from_value_in(&value, &BTreeMap::new(), "eu-west-2", "aws");
+        let stack = |lb: Value| object(vec![("name", Value::string("vault")), ("load_balancer", lb)]);
+        assert_eq!(spec(stack(Value::Null)).load_balancer, None);
+        let default = spec(stack(object(vec![]))).load_balancer.unwrap();
+        assert_eq!(default.allowed_cidr_blocks, ["0.0.0.0/0"]);
+        assert!(!default.https());
+        let narrowed = spec(stack(object(vec![
+            ("certificate_arn", Value::string("arn:aws:acm:eu-west-2:123456789012:certificate/1")),
+            ("allowed_cidr_blocks", Value::string_list(["192.0.2.0/24"])),
+        ])))
+        .load_balancer
+        .unwrap();
+        assert_eq!(narrowed.allowed_cidr_blocks, ["192.0.2.0/24"]);
+        assert!(narrowed.https());
     }
 
     #[test]

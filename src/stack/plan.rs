@@ -5,10 +5,11 @@
 use crate::aws::{self, AwsContext};
 use crate::framework::{AttributePath, Diagnostic, Diagnostics, PlannedChange, RequestContext, Value};
 
+use super::apply::{internal_web_url, public_web_url};
 use super::model::{
     COMPONENTS, StackSpec, bucket_arn, default_archive_bucket, default_state_bucket, log_group_name, merged_tags,
 };
-use super::parts::archive_not_empty_message;
+use super::parts::{archive_not_empty_message, dns_name, service_index};
 use super::schema::SERVICES;
 
 /// Outputs that exist once their part exists: null in state means the part went missing.
@@ -26,11 +27,16 @@ const PART_OUTPUTS: &[&str] = &[
     "web_url",
 ];
 
-/// Map outputs with the keys they have once every part of theirs exists.
-fn map_outputs() -> Vec<(&'static str, Vec<&'static str>)> {
+/// Map outputs with the keys they have once every part of theirs exists (`load_balancer`: whether the
+/// stack has one).
+fn map_outputs(load_balancer: bool) -> Vec<(&'static str, Vec<&'static str>)> {
+    let mut groups = vec!["instances", "services", "database", "file_system"];
+    if load_balancer {
+        groups.push("load_balancer");
+    }
     vec![
         ("ecr_repository_urls", COMPONENTS.to_vec()),
-        ("security_group_ids", vec!["instances", "services", "database", "file_system"]),
+        ("security_group_ids", groups),
         ("service_arns", SERVICES.to_vec()),
         ("service_discovery_names", SERVICES.iter().copied().filter(|s| *s != "worker").collect()),
     ]
@@ -81,6 +87,7 @@ pub fn modify_plan(ctx: &RequestContext, change: &mut PlannedChange, aws: &AwsCo
         },
     );
     if !change.prior.is_null() {
+        plan_entry_point(planned);
         mark_missing_outputs(planned);
     }
     // Unknown settings here are ones the configuration leaves to the provider, which means defaults;
@@ -99,12 +106,50 @@ fn mark_missing_outputs(planned: &mut Value) {
             planned.set(output, Value::Unknown);
         }
     }
-    for (output, keys) in map_outputs() {
+    let load_balancer = planned.get("load_balancer");
+    if !load_balancer.is_null() && !load_balancer.is_unknown() {
+        let mut load_balancer = load_balancer.clone();
+        for output in ["dns_name", "arn"] {
+            if load_balancer.get(output).is_null() {
+                load_balancer.set(output, Value::Unknown);
+            }
+        }
+        planned.set("load_balancer", load_balancer);
+    }
+    for (output, keys) in map_outputs(!planned.get("load_balancer").is_null()) {
         let complete =
             planned.get(output).as_map().is_some_and(|m| keys.iter().all(|k| m.get(*k).is_some_and(|v| !v.is_null())));
         if !complete {
             planned.set(output, Value::Unknown);
         }
+    }
+}
+
+/// On update, what adding, changing or removing the load balancer does to the outputs: the web address
+/// moves between the public DNS name and the internal one, and the load balancer's security group joins or
+/// leaves `security_group_ids`. (On create every output is unknown anyway.)
+fn plan_entry_point(planned: &mut Value) {
+    let load_balancer = planned.get("load_balancer").clone();
+    if load_balancer.is_unknown() {
+        planned.set("web_url", Value::Unknown);
+        planned.set("security_group_ids", Value::Unknown);
+        return;
+    }
+    let web_url = if load_balancer.is_null() {
+        planned.get("name").as_str().map(|name| internal_web_url(&dns_name(name, service_index("web"))))
+    } else {
+        match (load_balancer.get("dns_name"), load_balancer.get("certificate_arn")) {
+            (Value::String(dns), Value::Null) => Some(public_web_url(dns, false)),
+            (Value::String(dns), Value::String(certificate)) => Some(public_web_url(dns, !certificate.is_empty())),
+            _ => None,
+        }
+    };
+    planned.set("web_url", web_url.map_or(Value::Unknown, Value::string));
+    if load_balancer.is_null()
+        && let Value::Map(mut groups) = planned.get("security_group_ids").clone()
+        && groups.remove("load_balancer").is_some()
+    {
+        planned.set("security_group_ids", Value::Map(groups));
     }
 }
 
@@ -229,4 +274,82 @@ pub async fn plan_destroy(prior: &Value, aws: &AwsContext) -> Diagnostics {
         ),
     );
     diags
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object(entries: &[(&str, Value)]) -> Value {
+        Value::Map(entries.iter().map(|(k, v)| (k.to_string(), v.clone())).collect())
+    }
+
+    fn groups(keys: &[&str]) -> Value {
+        object(&keys.iter().map(|k| (*k, Value::string(format!("sg-{k}")))).collect::<Vec<_>>())
+    }
+
+    const GROUPS: [&str; 4] = ["instances", "services", "database", "file_system"];
+
+    #[test]
+    fn removing_the_load_balancer_plans_the_internal_address_and_drops_its_group() {
+        let mut all = GROUPS.to_vec();
+        all.push("load_balancer");
+        let mut planned = object(&[
+            ("name", Value::string("vault")),
+            ("load_balancer", Value::Null),
+            ("web_url", Value::string("https://vault-web-1.elb.amazonaws.com/datavault-webapp/")),
+            ("security_group_ids", groups(&all)),
+        ]);
+        plan_entry_point(&mut planned);
+        mark_missing_outputs(&mut planned);
+        assert_eq!(
+            planned.get("web_url"),
+            &Value::string("http://web.vault.datavault.internal:8080/datavault-webapp/")
+        );
+        assert_eq!(planned.get("security_group_ids"), &groups(&GROUPS));
+    }
+
+    #[test]
+    fn adding_a_load_balancer_leaves_its_outputs_to_apply() {
+        let mut planned = object(&[
+            ("name", Value::string("vault")),
+            ("load_balancer", object(&[("dns_name", Value::Null), ("arn", Value::Null)])),
+            ("web_url", Value::string("http://web.vault.datavault.internal:8080/datavault-webapp/")),
+            ("security_group_ids", groups(&GROUPS)),
+        ]);
+        plan_entry_point(&mut planned);
+        mark_missing_outputs(&mut planned);
+        assert_eq!(planned.get("web_url"), &Value::Unknown);
+        assert_eq!(planned.get("load_balancer").get("dns_name"), &Value::Unknown);
+        assert_eq!(planned.get("load_balancer").get("arn"), &Value::Unknown);
+        assert_eq!(planned.get("security_group_ids"), &Value::Unknown);
+    }
+
+    #[test]
+    fn a_certificate_added_later_moves_the_address_to_https() {
+        let dns = "vault-web-1.elb.amazonaws.com";
+        let mut all = GROUPS.to_vec();
+        all.push("load_balancer");
+        let load_balancer = |certificate: Value| {
+            object(&[
+                ("certificate_arn", certificate),
+                ("dns_name", Value::string(dns)),
+                ("arn", Value::string("arn:lb")),
+            ])
+        };
+        let mut planned = object(&[
+            ("name", Value::string("vault")),
+            ("load_balancer", load_balancer(Value::string("arn:aws:acm:eu-west-2:123456789012:certificate/1"))),
+            ("web_url", Value::string(format!("http://{dns}/datavault-webapp/"))),
+            ("security_group_ids", groups(&all)),
+        ]);
+        plan_entry_point(&mut planned);
+        mark_missing_outputs(&mut planned);
+        assert_eq!(planned.get("web_url"), &Value::string(format!("https://{dns}/datavault-webapp/")));
+        assert_eq!(planned.get("security_group_ids"), &groups(&all), "nothing else changes");
+        // A certificate only known at apply (made in the same run) leaves the address to apply.
+        planned.set("load_balancer", load_balancer(Value::Unknown));
+        plan_entry_point(&mut planned);
+        assert_eq!(planned.get("web_url"), &Value::Unknown);
+    }
 }

@@ -79,6 +79,12 @@ fn refreshed_state(
         match observation {
             // The network is looked up, not managed: the VPC missing is reported by the parts in it.
             None if *part == Part::Network => {}
+            // A part the stack does not want is not missed...
+            None if !part.is_wanted(spec) => {}
+            // ...and one that exists anyway (left by an interrupted apply, or by a removal that failed) is
+            // reported, so the plan shows an update and apply removes it.
+            Some(_) if !part.is_wanted(spec) => drift
+                .push(format!("{part}: exists without load_balancer in the state: removed on apply unless configured")),
             None => drift.push(format!("{part}: missing, will be recreated")),
             Some(s) => drift.extend(s.drift.iter().map(|d| format!("{part}: {d}"))),
         }

@@ -32,6 +32,13 @@ pub mod database_defaults {
     pub const BACKUP_RETENTION_DAYS: i64 = 7;
 }
 
+/// Defaults of the `load_balancer` object.
+pub mod load_balancer_defaults {
+    /// Who may reach a public entry point unless the configuration narrows it: everyone, which is what
+    /// "public" means; institutions usually narrow it to their own ranges.
+    pub const ALLOWED_CIDR_BLOCKS: [&str; 1] = ["0.0.0.0/0"];
+}
+
 /// Image tag deployed when none is given.
 pub const DEFAULT_IMAGE_TAG: &str = "latest";
 /// The public RabbitMQ image the reference deployment used (management plugin included).
@@ -115,6 +122,12 @@ pub fn stack_schema() -> Schema {
             Attribute::optional("password_wo", Type::String, "Master password, write-only: sent to RDS, never stored in plan or state (Terraform >= 1.11). Without it, RDS generates and rotates the password in Secrets Manager.").sensitive().write_only(),
             Attribute::optional("password_wo_version", Type::Number, "Change this number to send a new `password_wo` to RDS (write-only values cannot be compared)."),
         ], "The MySQL database (RDS): encrypted, private, backed up."),
+        Attribute::optional_object("load_balancer", vec![
+            Attribute::optional("certificate_arn", Type::String, "ARN of the ACM certificate (an IAM server certificate also works) for HTTPS on port 443, with a TLS 1.2+ policy; port 80 then only redirects to HTTPS. Without it the load balancer serves plain HTTP on port 80, which is meant for trials only."),
+            Attribute::optional_computed("allowed_cidr_blocks", Type::list_of_strings(), "IPv4 CIDR blocks allowed to reach the load balancer. Defaults to `[\"0.0.0.0/0\"]`: a public entry point is open to everyone unless narrowed, e.g. to the institution's address ranges.").default(Value::string_list(load_balancer_defaults::ALLOWED_CIDR_BLOCKS)),
+            Attribute::computed("dns_name", Type::String, "Public DNS name of the load balancer: point a CNAME or alias record of the web app's domain at it."),
+            Attribute::computed("arn", Type::String, "ARN of the load balancer."),
+        ], "Optional public entry point: an internet-facing Application Load Balancer in front of the web service, in one subnet per availability zone of `subnet_ids` (which must then be public subnets, routed to an internet gateway). Only the load balancer may reach web's port 8080. Without `load_balancer` the web app stays private, reachable only inside the VPC; removing it deletes the load balancer."),
         Attribute::optional_computed("wait_for_steady_state", Type::Bool, "Wait for the services to reach a steady state (tasks running and healthy) before finishing apply. Defaults to `true`.").default(Value::Bool(true)),
         Attribute::optional_object("timeouts", vec![
             Attribute::optional("create", Type::String, "How long create may take, e.g. `60m`. Defaults to 60m."),
@@ -129,7 +142,7 @@ pub fn stack_schema() -> Schema {
         Attribute::computed("ecr_repository_urls", Type::map_of_strings(), "Repository URLs to push the DataVault images to, keyed by `web`, `broker` and `worker`."),
         Attribute::computed("log_group_name", Type::String, "Name of the CloudWatch log group (`/datavault/<name>`)."),
         Attribute::computed("log_group_arn", Type::String, "ARN of the CloudWatch log group."),
-        Attribute::computed("security_group_ids", Type::map_of_strings(), "Security group ids, keyed by `instances`, `services`, `database` and `file_system`."),
+        Attribute::computed("security_group_ids", Type::map_of_strings(), "Security group ids, keyed by `instances`, `services`, `database` and `file_system`, and `load_balancer` with a load balancer."),
         Attribute::computed("cluster_arn", Type::String, "ARN of the ECS cluster."),
         Attribute::computed("autoscaling_group_name", Type::String, "Name of the Auto Scaling group of container instances."),
         Attribute::computed("launch_template_id", Type::String, "Id of the instances' launch template."),
@@ -139,7 +152,7 @@ pub fn stack_schema() -> Schema {
         Attribute::computed("database_secret_arn", Type::String, "ARN of the Secrets Manager secret holding the database master password (managed by RDS unless `password_wo` is used). The password itself is never in state."),
         Attribute::computed("rabbitmq_secret_arn", Type::String, "ARN of the Secrets Manager secret holding the generated RabbitMQ password."),
         Attribute::computed("file_system_id", Type::String, "Id of the EFS file system (RabbitMQ data and the shared /tmp/datavault working folder)."),
-        Attribute::computed("web_url", Type::String, "Where the web app answers inside the VPC: its service discovery name and path."),
+        Attribute::computed("web_url", Type::String, "Where the web app answers: with `load_balancer`, `https://<dns_name>/datavault-webapp/` (`http://` without a certificate); without, its service discovery name and path, inside the VPC only."),
         Attribute::computed("drift", Type::list_of_strings(), "Differences between the stack's AWS resources and their managed settings, found by the last refresh. Empty after every apply, which repairs them."),
     ];
     Schema {
@@ -242,6 +255,7 @@ pub fn validate(config: &Value) -> Diagnostics {
     validate_cluster(config.get("cluster"), &mut diags);
     validate_database(config.get("database"), &mut diags);
     validate_services(config.get("services"), &mut diags);
+    validate_load_balancer(config.get("load_balancer"), &mut diags);
     let timeouts = config.get("timeouts");
     for operation in ["create", "update", "delete"] {
         if let Some(text) = timeouts.get(operation).as_str()
@@ -361,6 +375,73 @@ fn validate_database(database: &Value, diags: &mut Diagnostics) {
             path.attribute("instance_class"),
             "Invalid Instance Class",
             format!("{class:?} is not an RDS instance class such as \"db.t3.micro\"."),
+        );
+    }
+}
+
+/// Why a certificate ARN cannot be one a load balancer listener accepts, if it cannot: an ACM certificate
+/// (`arn:<partition>:acm:<region>:<account>:certificate/<id>`) or an IAM server certificate
+/// (`arn:<partition>:iam::<account>:server-certificate/<name>`).
+pub fn certificate_arn_problem(arn: &str) -> Option<String> {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let account_ok = |a: &str| a.len() == 12 && a.chars().all(|c| c.is_ascii_digit());
+    let ok = match parts[..] {
+        ["arn", partition, "acm", region, account, resource] => {
+            !partition.is_empty()
+                && !region.is_empty()
+                && account_ok(account)
+                && resource.strip_prefix("certificate/").is_some_and(|id| !id.is_empty())
+        }
+        ["arn", partition, "iam", "", account, resource] => {
+            !partition.is_empty()
+                && account_ok(account)
+                && resource.strip_prefix("server-certificate/").is_some_and(|name| !name.is_empty())
+        }
+        _ => false,
+    };
+    (!ok).then(|| {
+        format!(
+            "{arn:?} is not a certificate ARN such as \"arn:aws:acm:eu-west-2:123456789012:certificate/<id>\" (ACM) or \
+             \"arn:aws:iam::123456789012:server-certificate/<name>\""
+        )
+    })
+}
+
+fn validate_load_balancer(load_balancer: &Value, diags: &mut Diagnostics) {
+    let path = AttributePath::root("load_balancer");
+    if let Some(arn) = load_balancer.get("certificate_arn").as_str()
+        && let Some(problem) = certificate_arn_problem(arn)
+    {
+        diags.attribute_error(
+            path.attribute("certificate_arn"),
+            "Invalid Certificate ARN",
+            format!(
+                "{problem}. The HTTPS listener needs the ARN of a certificate in ACM (or IAM) of the stack's region."
+            ),
+        );
+    }
+    let Some(blocks) = load_balancer.get("allowed_cidr_blocks").as_list() else { return };
+    if blocks.is_empty() {
+        diags.attribute_error(
+            path.attribute("allowed_cidr_blocks"),
+            "No One Allowed In",
+            "An empty allowed_cidr_blocks lets nobody reach the load balancer. List the address ranges allowed in, \
+             or remove load_balancer to keep the web app private.",
+        );
+    }
+    for (i, block) in blocks.iter().enumerate() {
+        let Some(text) = block.as_str() else { continue };
+        let problem = if !is_cidr(text) {
+            format!("{text:?} is not a CIDR block such as \"192.0.2.0/24\".")
+        } else if text.contains(':') {
+            format!("{text:?} is an IPv6 block, but the load balancer has IPv4 addresses only. Use IPv4 blocks.")
+        } else {
+            continue;
+        };
+        diags.attribute_error(
+            path.attribute("allowed_cidr_blocks").index(i as i64),
+            "Invalid Allowed CIDR Block",
+            problem,
         );
     }
 }
@@ -505,6 +586,50 @@ mod tests {
     }
 
     #[test]
+    fn load_balancer_settings_are_checked_at_their_paths() {
+        let object =
+            |entries: &[(&str, Value)]| Value::Map(entries.iter().map(|(k, v)| (k.to_string(), v.clone())).collect());
+        let config = object(&[
+            ("name", Value::string("vault")),
+            (
+                "load_balancer",
+                object(&[
+                    ("certificate_arn", Value::string("arn:aws:s3:::not-a-certificate")),
+                    ("allowed_cidr_blocks", Value::string_list(["192.0.2.0/24", "10.0.0.300/8", "2001:db8::/32"])),
+                ]),
+            ),
+        ]);
+        let diags = validate(&config);
+        let paths: Vec<String> = diags.0.iter().map(|d| d.path.as_ref().unwrap().to_string()).collect();
+        assert_eq!(
+            paths,
+            vec![
+                "load_balancer.certificate_arn",
+                "load_balancer.allowed_cidr_blocks[1]",
+                "load_balancer.allowed_cidr_blocks[2]",
+            ]
+        );
+        let empty = object(&[("load_balancer", object(&[("allowed_cidr_blocks", Value::List(vec![]))]))]);
+        let diags = validate(&empty);
+        assert_eq!(diags.0[0].path.as_ref().unwrap().to_string(), "load_balancer.allowed_cidr_blocks");
+        // A load balancer with every setting left to its default is valid; so is none at all.
+        assert!(!validate(&object(&[("load_balancer", object(&[]))])).has_errors());
+        assert!(!validate(&object(&[("load_balancer", Value::Null)])).has_errors());
+    }
+
+    #[test]
+    fn certificates_come_from_acm_or_iam() {
+        assert_eq!(certificate_arn_problem("arn:aws:acm:eu-west-2:123456789012:certificate/1111-2222-3333"), None);
+        assert_eq!(certificate_arn_problem("arn:aws-us-gov:acm:us-gov-west-1:123456789012:certificate/x"), None);
+        assert_eq!(certificate_arn_problem("arn:aws:iam::123456789012:server-certificate/web/vault"), None);
+        assert!(certificate_arn_problem("arn:aws:acm:eu-west-2:1234:certificate/x").is_some());
+        assert!(certificate_arn_problem("arn:aws:acm:eu-west-2:123456789012:certificate/").is_some());
+        assert!(certificate_arn_problem("arn:aws:acm::123456789012:certificate/x").is_some());
+        assert!(certificate_arn_problem("arn:aws:iam::123456789012:role/web").is_some());
+        assert!(certificate_arn_problem("my-certificate").is_some());
+    }
+
+    #[test]
     fn unknown_values_are_not_judged() {
         let config = Value::Map(
             [("name".to_string(), Value::Unknown), ("log_retention_days".to_string(), Value::Unknown)].into(),
@@ -514,8 +639,16 @@ mod tests {
 
     #[test]
     fn every_attribute_is_documented() {
-        for attribute in stack_schema().block.attributes {
-            assert!(attribute.description.ends_with('.'), "{} needs a full-sentence description", attribute.name);
+        // Nested attributes too: the docs list them as well.
+        fn check(attributes: &[Attribute], prefix: &str) {
+            for attribute in attributes {
+                let name = format!("{prefix}{}", attribute.name);
+                assert!(attribute.description.ends_with('.'), "{name} needs a full-sentence description");
+                if let crate::framework::schema::AttributeKind::Nested(_, nested) = &attribute.kind {
+                    check(nested, &format!("{name}."));
+                }
+            }
         }
+        check(&stack_schema().block.attributes, "");
     }
 }

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 use std::time::Instant;
 
-use aws_sdk_ec2::types::{Filter, IpPermission, LaunchTemplateHttpTokensState};
+use aws_sdk_ec2::types::{Filter, LaunchTemplateHttpTokensState};
 use aws_sdk_ecs::types::{
     AssignPublicIp, ClusterField, ClusterSettingName, ContainerDefinition, EfsTransitEncryption, NetworkMode,
     ServiceField, TaskDefinition,
@@ -24,7 +24,7 @@ use datavault_acceptance_tests::{
 };
 use serde_json::{Value, json};
 
-use crate::support::{ADDR, check_stack, check_tags, stack_config, stack_config_with};
+use crate::support::{ADDR, Rule, check_stack, check_tags, rules, stack_config, stack_config_with};
 
 const NAME: &str = "acc-full";
 /// The image tag of the update step.
@@ -277,31 +277,6 @@ impl Groups {
             ("file_system", self.file_system.as_str()),
         ])
     }
-}
-
-/// One ingress or egress rule, flattened: (protocol, from port, to port, source).
-type Rule = (String, i32, i32, String);
-
-fn rules(permissions: &[IpPermission]) -> BTreeSet<Rule> {
-    let mut out = BTreeSet::new();
-    for p in permissions {
-        let (protocol, from, to) =
-            (p.ip_protocol().unwrap_or_default().to_string(), p.from_port().unwrap_or(-1), p.to_port().unwrap_or(-1));
-        let mut add = |source: String| out.insert((protocol.clone(), from, to, source));
-        p.ip_ranges().iter().for_each(|r| {
-            add(format!("cidr {}", r.cidr_ip().unwrap_or_default()));
-        });
-        p.ipv6_ranges().iter().for_each(|r| {
-            add(format!("cidr {}", r.cidr_ipv6().unwrap_or_default()));
-        });
-        p.prefix_list_ids().iter().for_each(|r| {
-            add(format!("prefix list {}", r.prefix_list_id().unwrap_or_default()));
-        });
-        p.user_id_group_pairs().iter().for_each(|r| {
-            add(format!("group {}", r.group_id().unwrap_or_default()));
-        });
-    }
-    out
 }
 
 fn tcp_from(port: i32, sources: &[&str]) -> BTreeSet<Rule> {

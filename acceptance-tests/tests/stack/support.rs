@@ -1,8 +1,9 @@
 //! Shared pieces of the `datavault_stack` tests: configuration builders and checks that look at each
 //! part of a stack in the emulator the way an auditor would.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
+use aws_sdk_ec2::types::IpPermission;
 use aws_sdk_s3::types::{BucketVersioningStatus, ObjectOwnership};
 use datavault_acceptance_tests::emulator::describe;
 use datavault_acceptance_tests::{CheckResult, Emulator, STACK_TAG, ensure, ensure_eq};
@@ -152,4 +153,30 @@ pub fn planned_before<'a>(plan: &'a Value, path: &str) -> Option<&'a Value> {
 /// Whether the refreshed state the plan starts from lists some drift.
 pub fn plan_reports_drift(plan: &Value) -> bool {
     planned_before(plan, "drift").and_then(Value::as_array).is_some_and(|d| !d.is_empty())
+}
+
+/// One ingress or egress rule, flattened: (protocol, from port, to port, source).
+pub type Rule = (String, i32, i32, String);
+
+/// Every rule of `permissions`, one per source (`cidr ...`, `prefix list ...`, `group ...`).
+pub fn rules(permissions: &[IpPermission]) -> BTreeSet<Rule> {
+    let mut out = BTreeSet::new();
+    for p in permissions {
+        let (protocol, from, to) =
+            (p.ip_protocol().unwrap_or_default().to_string(), p.from_port().unwrap_or(-1), p.to_port().unwrap_or(-1));
+        let mut add = |source: String| out.insert((protocol.clone(), from, to, source));
+        p.ip_ranges().iter().for_each(|r| {
+            add(format!("cidr {}", r.cidr_ip().unwrap_or_default()));
+        });
+        p.ipv6_ranges().iter().for_each(|r| {
+            add(format!("cidr {}", r.cidr_ipv6().unwrap_or_default()));
+        });
+        p.prefix_list_ids().iter().for_each(|r| {
+            add(format!("prefix list {}", r.prefix_list_id().unwrap_or_default()));
+        });
+        p.user_id_group_pairs().iter().for_each(|r| {
+            add(format!("group {}", r.group_id().unwrap_or_default()));
+        });
+    }
+    out
 }

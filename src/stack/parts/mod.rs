@@ -1,6 +1,11 @@
 //! The parts of a stack, on one screen: what each part is, what it depends on, and where its ensure,
 //! observe and remove live.
 //!
+//! Most parts belong to every stack; the public entry point (the load balancer's security group, the load
+//! balancer, its target group and listeners) only to a stack whose spec asks for one. [`Part::all`] is what
+//! a spec wants; [`Part::every`] is everything a stack may have, which read and destroy look for, so a part
+//! left by an interrupted apply or by a removed setting is found and never orphaned.
+//!
 //! Every operation may be called again after a crash and must converge: ensure finds the part by its
 //! deterministic name and adopts it before creating anything; remove treats "already gone" as done.
 //! Ensure and observe receive the outputs of the parts they depend on; remove receives what a refresh just
@@ -8,6 +13,7 @@
 
 mod compute;
 mod data;
+mod entry;
 mod identity;
 mod network;
 mod services;
@@ -21,6 +27,9 @@ use crate::aws::{AwsContext, AwsError};
 use super::model::{COMPONENTS, StackSpec};
 use super::schema::SERVICES;
 
+pub use entry::WEB_PATH;
+pub use network::WEB_PORT;
+pub use services::dns_name;
 pub use storage::archive_not_empty_message;
 
 /// A security group of the stack.
@@ -34,6 +43,8 @@ pub enum Group {
     Database,
     /// The file system: 2049 from services and instances only.
     FileSystem,
+    /// The public load balancer: web ports from the allowed CIDR blocks, out to web's 8080 only.
+    LoadBalancer,
 }
 
 /// An EFS access point of the stack.
@@ -92,7 +103,17 @@ pub enum Part {
     TaskDefinition(usize),
     /// An ECS service.
     Service(usize),
+    /// The public Application Load Balancer in front of web (optional).
+    LoadBalancer,
+    /// The load balancer's target group, in which ECS registers web's tasks (optional).
+    TargetGroup,
+    /// The load balancer's listeners: HTTPS plus a redirect from HTTP, or plain HTTP (optional).
+    Listeners,
 }
+
+/// The parts of the optional public entry point, in creation order.
+pub const ENTRY_PARTS: [Part; 4] =
+    [Part::SecurityGroup(Group::LoadBalancer), Part::LoadBalancer, Part::TargetGroup, Part::Listeners];
 
 /// Services other services connect to, and so have a DNS name (workers only connect out).
 pub fn is_discoverable(service: usize) -> bool {
@@ -105,8 +126,18 @@ pub fn service_index(name: &str) -> usize {
 }
 
 impl Part {
-    /// Every part of a stack.
-    pub fn all() -> Vec<Part> {
+    /// Every part this spec wants: the parts of every stack, plus the entry point when it asks for one.
+    pub fn all(spec: &StackSpec) -> Vec<Part> {
+        Part::every().into_iter().filter(|p| p.is_wanted(spec)).collect()
+    }
+
+    /// Whether the spec wants this part.
+    pub fn is_wanted(self, spec: &StackSpec) -> bool {
+        !ENTRY_PARTS.contains(&self) || spec.load_balancer.is_some()
+    }
+
+    /// Every part any stack may have, wanted or not: what read observes and destroy removes.
+    pub fn every() -> Vec<Part> {
         let mut parts = vec![Part::Network];
         parts.extend([Group::Instances, Group::Services, Group::Database, Group::FileSystem].map(Part::SecurityGroup));
         parts.extend([Part::ArchiveBucket, Part::StateBucket, Part::LogGroup]);
@@ -125,6 +156,7 @@ impl Part {
         parts.extend((0..SERVICES.len()).filter(|s| is_discoverable(*s)).map(Part::Discovery));
         parts.extend((0..SERVICES.len()).map(Part::TaskDefinition));
         parts.extend((0..SERVICES.len()).map(Part::Service));
+        parts.extend(ENTRY_PARTS);
         parts
     }
 
@@ -135,6 +167,9 @@ impl Part {
             Network | ArchiveBucket | StateBucket | Repository(_) | LogGroup => vec![],
             InstanceRole | TaskRole | RabbitmqSecret | FileSystem | Cluster => vec![],
             SecurityGroup(Group::Instances | Group::Services) => vec![Network],
+            // Its egress names the services' group. The services' group admits it in turn, but cannot wait
+            // for it (that would be a cycle): this part adds that rule, and the services' group keeps it.
+            SecurityGroup(Group::LoadBalancer) => vec![Network, SecurityGroup(Group::Services)],
             // Their rules name the groups allowed in.
             SecurityGroup(Group::Database | Group::FileSystem) => {
                 vec![Network, SecurityGroup(Group::Services), SecurityGroup(Group::Instances)]
@@ -167,14 +202,25 @@ impl Part {
                 if is_discoverable(s) {
                     deps.push(Discovery(s));
                 }
+                // ECS registers tasks only in a target group a load balancer forwards to; and on delete
+                // the service lets go of the target group before the listeners and the group go.
+                if s == service_index("web") {
+                    deps.extend([Listeners, TargetGroup]);
+                }
                 deps
             }
+            LoadBalancer => vec![SecurityGroup(Group::LoadBalancer), Network],
+            // Independent of the load balancer until the listeners join them, so both are made (and,
+            // once the listeners are gone, deleted) side by side.
+            TargetGroup => vec![Network],
+            Listeners => vec![LoadBalancer, TargetGroup],
         }
     }
 
-    /// The dependency graph of all parts.
-    pub fn graph() -> BTreeMap<Part, Vec<Part>> {
-        Part::all().into_iter().map(|p| (p, p.depends_on())).collect()
+    /// The dependency graph of `parts`: dependencies outside the set are dropped (web without a load
+    /// balancer does not wait for one).
+    pub fn graph(parts: &[Part]) -> BTreeMap<Part, Vec<Part>> {
+        parts.iter().map(|p| (*p, p.depends_on().into_iter().filter(|d| parts.contains(d)).collect())).collect()
     }
 
     /// The part's key, used in tags and messages.
@@ -203,6 +249,9 @@ impl Part {
             Part::Discovery(s) => format!("discovery_{}", SERVICES[s]),
             Part::TaskDefinition(s) => format!("task_definition_{}", SERVICES[s]),
             Part::Service(s) => format!("service_{}", SERVICES[s]),
+            Part::LoadBalancer => "load_balancer".into(),
+            Part::TargetGroup => "target_group".into(),
+            Part::Listeners => "listeners".into(),
         }
     }
 }
@@ -214,6 +263,7 @@ pub fn group_key(group: Group) -> &'static str {
         Group::Services => "services",
         Group::Database => "database",
         Group::FileSystem => "file_system",
+        Group::LoadBalancer => "load_balancer",
     }
 }
 
@@ -352,6 +402,7 @@ pub async fn ensure(part: Part, ctx: &PartContext<'_>) -> PartResult<PartState> 
         Part::Namespace | Part::Discovery(_) | Part::TaskDefinition(_) | Part::Service(_) => {
             services::ensure(part, ctx).await
         }
+        Part::LoadBalancer | Part::TargetGroup | Part::Listeners => entry::ensure(part, ctx).await,
     };
     if let Err(e) = &result {
         tracing::warn!(part = %part, stack = %ctx.spec.name, error = %e, "part failed");
@@ -377,6 +428,7 @@ pub async fn observe(part: Part, ctx: &PartContext<'_>) -> PartResult<Option<Par
         Part::Namespace | Part::Discovery(_) | Part::TaskDefinition(_) | Part::Service(_) => {
             services::observe(part, ctx).await
         }
+        Part::LoadBalancer | Part::TargetGroup | Part::Listeners => entry::observe(part, ctx).await,
     }
 }
 
@@ -399,22 +451,53 @@ pub async fn remove(part: Part, ctx: &PartContext<'_>) -> PartResult<Removal> {
         Part::Namespace | Part::Discovery(_) | Part::TaskDefinition(_) | Part::Service(_) => {
             services::remove(part, ctx).await
         }
+        Part::LoadBalancer | Part::TargetGroup | Part::Listeners => entry::remove(part, ctx).await,
     }
 }
 
 /// Parts that count as "the stack exists" on read: everything but the looked-up network and the retained
 /// state bucket.
 pub fn defining_parts() -> BTreeSet<Part> {
-    Part::all().into_iter().filter(|p| !matches!(p, Part::StateBucket | Part::Network)).collect()
+    Part::every().into_iter().filter(|p| !matches!(p, Part::StateBucket | Part::Network)).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::framework::Value;
+    use crate::stack::graph::{self, Direction};
+
+    /// A stack with every default, with or without a load balancer.
+    fn spec(load_balancer: bool) -> StackSpec {
+        let lb = if load_balancer { Value::Map(BTreeMap::new()) } else { Value::Null };
+        let value =
+            Value::Map([("name".to_string(), Value::string("vault")), ("load_balancer".to_string(), lb)].into());
+        StackSpec::from_value_in(&value, &BTreeMap::new(), "eu-west-2", "aws")
+    }
+
+    /// The order a walk of `parts` in `direction` runs them in, one at a time.
+    async fn walk(parts: &[Part], direction: Direction) -> Vec<Part> {
+        let order = std::sync::Mutex::new(Vec::new());
+        let report: graph::Report<Part, (), ()> =
+            graph::run(&Part::graph(parts), direction, 1, &tokio_util::sync::CancellationToken::new(), |part, _| {
+                order.lock().unwrap().push(part);
+                async { Ok(()) }
+            })
+            .await;
+        assert!(report.is_complete());
+        order.into_inner().unwrap()
+    }
+
+    fn assert_order(order: &[Part], chain: &[Part]) {
+        let position = |p: &Part| order.iter().position(|x| x == p).unwrap_or_else(|| panic!("{p} not walked"));
+        for pair in chain.windows(2) {
+            assert!(position(&pair[0]) < position(&pair[1]), "{} must come before {} in {order:?}", pair[0], pair[1]);
+        }
+    }
 
     #[test]
     fn every_part_has_a_distinct_key_and_known_dependencies() {
-        let all = Part::all();
+        let all = Part::every();
         let keys: BTreeSet<String> = all.iter().map(|p| p.key()).collect();
         assert_eq!(keys.len(), all.len());
         for part in &all {
@@ -426,25 +509,38 @@ mod tests {
 
     #[tokio::test]
     async fn the_graph_is_acyclic_and_services_come_last() {
-        let graph = Part::graph();
-        let order = std::sync::Mutex::new(Vec::new());
-        let report: super::super::graph::Report<Part, (), ()> = super::super::graph::run(
-            &graph,
-            super::super::graph::Direction::Forward,
-            1,
-            &tokio_util::sync::CancellationToken::new(),
-            |part, _| {
-                order.lock().unwrap().push(part);
-                async { Ok(()) }
-            },
-        )
-        .await;
-        assert!(report.is_complete());
-        let order = order.into_inner().unwrap();
-        let position = |p: Part| order.iter().position(|x| *x == p).unwrap();
-        assert!(position(Part::Database) > position(Part::SecurityGroup(Group::Database)));
-        assert!(position(Part::Service(0)) > position(Part::AutoScalingGroup));
-        assert!(position(Part::Service(3)) > position(Part::MountTargets));
+        let order = walk(&Part::all(&spec(false)), Direction::Forward).await;
+        assert_order(&order, &[Part::SecurityGroup(Group::Database), Part::Database]);
+        assert_order(&order, &[Part::AutoScalingGroup, Part::Service(0)]);
+        assert_order(&order, &[Part::MountTargets, Part::Service(3)]);
+    }
+
+    #[test]
+    fn load_balancer_parts_exist_only_when_wanted() {
+        let private = Part::all(&spec(false));
+        assert!(ENTRY_PARTS.iter().all(|p| !private.contains(p)), "{private:?}");
+        let web = Part::Service(service_index("web"));
+        assert!(Part::graph(&private)[&web].iter().all(|d| !ENTRY_PARTS.contains(d)));
+        let public = Part::all(&spec(true));
+        assert!(ENTRY_PARTS.iter().all(|p| public.contains(p)));
+        assert_eq!(public.len(), private.len() + ENTRY_PARTS.len());
+        assert!(Part::graph(&public)[&web].contains(&Part::TargetGroup));
+        // Read and destroy look for them either way.
+        assert!(ENTRY_PARTS.iter().all(|p| Part::every().contains(p)));
+    }
+
+    #[tokio::test]
+    async fn the_entry_point_is_created_before_web_and_deleted_after_it() {
+        let web = Part::Service(service_index("web"));
+        let lb_group = Part::SecurityGroup(Group::LoadBalancer);
+        let services_group = Part::SecurityGroup(Group::Services);
+        let public = Part::all(&spec(true));
+        let created = walk(&public, Direction::Forward).await;
+        assert_order(&created, &[services_group, lb_group, Part::LoadBalancer, Part::Listeners, web]);
+        assert_order(&created, &[Part::TargetGroup, Part::Listeners]);
+        let deleted = walk(&Part::every(), Direction::Backward).await;
+        assert_order(&deleted, &[web, Part::Listeners, Part::LoadBalancer, lb_group, services_group]);
+        assert_order(&deleted, &[Part::Listeners, Part::TargetGroup, Part::Network]);
     }
 
     #[test]
@@ -459,5 +555,7 @@ mod tests {
         assert!(!defining.contains(&Part::StateBucket));
         assert!(!defining.contains(&Part::Network));
         assert!(defining.contains(&Part::Database));
+        // A load balancer left behind still means the stack exists, so it is found and removed.
+        assert!(defining.contains(&Part::LoadBalancer));
     }
 }

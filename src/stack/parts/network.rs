@@ -1,5 +1,10 @@
 //! Network parts: the VPC and subnets the stack uses (looked up, never created), and its security groups,
 //! each allowing only what the next part needs.
+//!
+//! The load balancer's group and the services' group name each other (the load balancer may only reach
+//! web's 8080; the services admit only the load balancer on it), which a dependency graph cannot express
+//! both ways. The load balancer's group comes second and adds the services' rule for itself; the services'
+//! group, when ensured again, finds the load balancer's group by name and keeps that rule.
 
 use crate::aws;
 use crate::aws::ec2::{IngressRule, RuleSource};
@@ -21,8 +26,12 @@ fn group_description(group: Group) -> &'static str {
         Group::Services => "DataVault service tasks (web, broker, worker, rabbitmq)",
         Group::Database => "DataVault MySQL database: 3306 from the services and instances only",
         Group::FileSystem => "DataVault EFS file system: NFS from the services and instances only",
+        Group::LoadBalancer => "DataVault public load balancer: web ports from allowed CIDR blocks, out to web only",
     }
 }
+
+/// The port web's Tomcat listens on, the only one the load balancer may reach.
+pub const WEB_PORT: i32 = 8080;
 
 /// Looks up the VPC and subnets: the configured ones, else the region's default VPC and its subnets.
 pub async fn ensure_network(ctx: &PartContext<'_>) -> PartResult<PartState> {
@@ -68,8 +77,35 @@ pub fn zone_subnet_ids(ctx: &PartContext<'_>) -> PartResult<Vec<String>> {
     Ok(split_list(ctx.part(Part::Network)?.values.get("zone_subnet_ids").map(String::as_str).unwrap_or_default()))
 }
 
-/// The rules a group should have, given the ids of the groups it admits; `own_id` is the group itself.
-fn expected_rules(group: Group, ctx: &PartContext<'_>, own_id: &str) -> PartResult<Vec<IngressRule>> {
+/// The ports the public load balancer listens on: HTTPS and HTTP (which only redirects) with a
+/// certificate, HTTP alone without.
+fn load_balancer_ports(https: bool) -> &'static [i32] {
+    if https { &[443, 80] } else { &[80] }
+}
+
+/// The rule that lets the load balancer's group into the services' group.
+fn web_from_load_balancer(load_balancer_group: &str) -> IngressRule {
+    IngressRule::tcp(WEB_PORT, RuleSource::Group(load_balancer_group.to_string()), "web from the load balancer")
+}
+
+/// The load balancer's group when the spec wants a load balancer and the group exists (see the module
+/// comment for why it is looked up rather than waited for).
+async fn wanted_load_balancer_group(ctx: &PartContext<'_>, vpc_id: &str) -> PartResult<Option<String>> {
+    if ctx.spec.load_balancer.is_none() {
+        return Ok(None);
+    }
+    let name = group_name(&ctx.spec.name, Group::LoadBalancer);
+    Ok(aws::ec2::describe_security_group(&ctx.aws.ec2, vpc_id, &name).await?.map(|g| g.id))
+}
+
+/// The rules a group should have, given the ids of the groups it admits; `own_id` is the group itself and
+/// `load_balancer_group` the load balancer's, for the services' group when there is one.
+fn expected_rules(
+    group: Group,
+    ctx: &PartContext<'_>,
+    own_id: &str,
+    load_balancer_group: Option<&str>,
+) -> PartResult<Vec<IngressRule>> {
     let from =
         |g: Group| -> PartResult<RuleSource> { Ok(RuleSource::Group(ctx.id_of(Part::SecurityGroup(g))?.to_string())) };
     Ok(match group {
@@ -83,6 +119,7 @@ fn expected_rules(group: Group, ctx: &PartContext<'_>, own_id: &str) -> PartResu
         Group::Services => SERVICE_PORTS
             .iter()
             .map(|(port, why)| IngressRule::tcp(*port, RuleSource::Group(own_id.to_string()), *why))
+            .chain(load_balancer_group.map(web_from_load_balancer))
             .collect(),
         Group::Database => vec![
             IngressRule::tcp(3306, from(Group::Services)?, "MySQL from the services"),
@@ -92,7 +129,25 @@ fn expected_rules(group: Group, ctx: &PartContext<'_>, own_id: &str) -> PartResu
             IngressRule::tcp(2049, from(Group::Services)?, "NFS from the services"),
             IngressRule::tcp(2049, from(Group::Instances)?, "NFS from the container instances"),
         ],
+        Group::LoadBalancer => {
+            let Some(lb) = &ctx.spec.load_balancer else {
+                return Err(PartError::Missing("the stack has no load balancer".into()));
+            };
+            let mut rules = Vec::new();
+            for port in load_balancer_ports(lb.https()) {
+                for cidr in &lb.allowed_cidr_blocks {
+                    rules.push(IngressRule::tcp(*port, RuleSource::Cidr(cidr.clone()), "web from allowed_cidr_blocks"));
+                }
+            }
+            rules
+        }
     })
+}
+
+/// The load balancer's only way out: web's port in the services' group (its health checks included).
+fn load_balancer_egress(ctx: &PartContext<'_>) -> PartResult<Vec<IngressRule>> {
+    let services = ctx.id_of(Part::SecurityGroup(Group::Services))?;
+    Ok(vec![IngressRule::tcp(WEB_PORT, RuleSource::Group(services.to_string()), "to web's tasks")])
 }
 
 /// Only instances and tasks start connections (image pulls, AWS APIs, the database, the queue).
@@ -113,9 +168,17 @@ pub async fn ensure_group(group: Group, ctx: &PartContext<'_>) -> PartResult<Par
         &ctx.tags(Part::SecurityGroup(group)),
     )
     .await?;
-    let rules = expected_rules(group, ctx, &id)?;
+    let load_balancer_group =
+        if group == Group::Services { wanted_load_balancer_group(ctx, vpc_id).await? } else { None };
+    let rules = expected_rules(group, ctx, &id, load_balancer_group.as_deref())?;
     aws::ec2::set_ingress(client, &id, &rules).await?;
-    aws::ec2::set_egress_all(client, &id, allows_egress(group)).await?;
+    if group == Group::LoadBalancer {
+        aws::ec2::set_egress_rules(client, &id, &load_balancer_egress(ctx)?).await?;
+        let services = ctx.id_of(Part::SecurityGroup(Group::Services))?;
+        aws::ec2::allow_ingress(client, services, &web_from_load_balancer(&id)).await?;
+    } else {
+        aws::ec2::set_egress_all(client, &id, allows_egress(group)).await?;
+    }
     Ok(PartState::with_id(id))
 }
 
@@ -125,11 +188,22 @@ pub async fn observe_group(group: Group, ctx: &PartContext<'_>) -> PartResult<Op
     let name = group_name(&ctx.spec.name, group);
     let Some(found) = aws::ec2::describe_security_group(&ctx.aws.ec2, vpc_id, &name).await? else { return Ok(None) };
     let mut state = PartState::with_id(&found.id);
-    // Rules naming other groups can only be judged while those groups exist.
-    if let Ok(expected) = expected_rules(group, ctx, &found.id) {
+    let load_balancer_group =
+        if group == Group::Services { wanted_load_balancer_group(ctx, vpc_id).await? } else { None };
+    // Rules naming other groups can only be judged while those groups exist; a load balancer's group the
+    // spec no longer wants is not judged at all (it is about to go).
+    if let Ok(expected) = expected_rules(group, ctx, &found.id, load_balancer_group.as_deref()) {
         state.drift = aws::ec2::ingress_drift(&expected, &found.ingress);
     }
-    state.drift.extend(aws::ec2::egress_drift(allows_egress(group), &found.egress));
+    if group == Group::LoadBalancer {
+        if ctx.spec.load_balancer.is_some()
+            && let Ok(expected) = load_balancer_egress(ctx)
+        {
+            state.drift.extend(aws::ec2::egress_rules_drift(&expected, &found.egress));
+        }
+    } else {
+        state.drift.extend(aws::ec2::egress_drift(allows_egress(group), &found.egress));
+    }
     Ok(Some(state))
 }
 
@@ -138,6 +212,12 @@ pub async fn remove_group(part: Part, ctx: &PartContext<'_>) -> PartResult<Remov
     let Some(id) = ctx.parts.get(&part).and_then(|s| s.id.clone()) else { return Ok(Removal::Removed) };
     // Rules referencing other groups would block their deletion.
     aws::ec2::revoke_all_ingress(&ctx.aws.ec2, &id).await?;
+    if part == Part::SecurityGroup(Group::LoadBalancer)
+        && let Some(services) = ctx.parts.get(&Part::SecurityGroup(Group::Services)).and_then(|s| s.id.as_deref())
+    {
+        // The services' group admits this one: that rule goes with it, or this group cannot be deleted.
+        aws::ec2::revoke_ingress_from_group(&ctx.aws.ec2, services, &id).await?;
+    }
     aws::ec2::delete_security_group(&ctx.aws.ec2, &id, ctx.spec.timeouts.delete).await?;
     Ok(Removal::Removed)
 }

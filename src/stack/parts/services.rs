@@ -5,10 +5,13 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::aws;
-use crate::aws::ecs::{ContainerSpec, EfsVolume, HealthCheck, LogSpec, MountPoint, ServiceSpec, TaskDefinitionSpec};
+use crate::aws::ecs::{
+    ContainerSpec, EfsVolume, HealthCheck, LoadBalancerTarget, LogSpec, MountPoint, ServiceSpec, TaskDefinitionSpec,
+};
 
 use super::super::model::{COMPONENTS, namespace_name};
 use super::super::schema::SERVICES;
+use super::network::WEB_PORT;
 use super::{AccessPointKind, Group, Part, PartContext, PartError, PartResult, PartState, Removal, is_discoverable};
 
 /// How long a new role may take to become usable by ECS.
@@ -17,6 +20,10 @@ const IAM_PROPAGATION: Duration = Duration::from_secs(120);
 const RABBITMQ_USER: &str = "datavault";
 /// The database user and schema (see the data parts).
 const DATABASE_USER: &str = "datavault";
+/// How long ECS ignores load balancer health checks of a new web task: Tomcat deploys the app in about
+/// the container health check's start period, and tasks failing the target group's checks before that
+/// would be stopped and replaced forever.
+const WEB_STARTUP_GRACE_SECONDS: i32 = 120;
 
 /// The ECS task family of a service.
 pub fn family(stack: &str, service: usize) -> String {
@@ -194,8 +201,25 @@ pub fn task_definition_spec(ctx: &PartContext<'_>, service: usize) -> PartResult
     })
 }
 
+/// Where a service receives load-balanced traffic: web, when the stack has a load balancer.
+///
+/// Adding or removing it later is an UpdateService with `loadBalancers`, which ECS supports for rolling
+/// deployments (a new deployment registers the tasks in, or takes them out of, the target group). The
+/// moto emulator accepts and records it but registers no targets, since it runs no tasks.
+fn load_balancer_target(ctx: &PartContext<'_>, service: usize) -> PartResult<Option<LoadBalancerTarget>> {
+    if ctx.spec.load_balancer.is_none() || service != super::service_index("web") {
+        return Ok(None);
+    }
+    Ok(Some(LoadBalancerTarget {
+        target_group_arn: ctx.arn_of(Part::TargetGroup)?.to_string(),
+        container_name: SERVICES[service].to_string(),
+        container_port: WEB_PORT,
+    }))
+}
+
 fn service_spec(ctx: &PartContext<'_>, service: usize) -> PartResult<ServiceSpec> {
     let name = SERVICES[service];
+    let load_balancer = load_balancer_target(ctx, service)?;
     // One RabbitMQ at a time: two brokers must never share its data directory.
     let (minimum_healthy_percent, maximum_percent) = if name == "rabbitmq" { (0, 100) } else { (100, 200) };
     Ok(ServiceSpec {
@@ -210,8 +234,8 @@ fn service_spec(ctx: &PartContext<'_>, service: usize) -> PartResult<ServiceSpec
         } else {
             None
         },
-        health_check_grace_seconds: None,
-        load_balancer: None,
+        health_check_grace_seconds: load_balancer.as_ref().map(|_| WEB_STARTUP_GRACE_SECONDS),
+        load_balancer,
         minimum_healthy_percent,
         maximum_percent,
         tags: ctx.tags(Part::Service(service)),
