@@ -26,6 +26,41 @@ pub struct PlanOutcome {
     pub diagnostics: Diagnostics,
 }
 
+/// The oldest Terraform this framework's schemas work with. Terraform 1.0.0-1.0.8 panic in core
+/// (`objchange.proposedNewNestedType`, hashicorp/terraform#29701) when planning a new resource whose schema
+/// has nested attributes, before the provider is asked anything about the resource; configuring the
+/// provider is the last point where a clear error can still be given instead of that crash.
+pub const MINIMUM_TERRAFORM: (u64, u64, u64) = (1, 0, 9);
+
+/// An error diagnostic when `terraform_version` is older than [`MINIMUM_TERRAFORM`]; `None` for newer
+/// versions and for versions that cannot be parsed (a client that does not say is given the benefit of the
+/// doubt rather than locked out).
+pub fn refuse_old_terraform(terraform_version: &str) -> Option<Diagnostics> {
+    let version = parse_version(terraform_version)?;
+    if version >= MINIMUM_TERRAFORM {
+        return None;
+    }
+    let (major, minor, patch) = MINIMUM_TERRAFORM;
+    let mut diags = Diagnostics::new();
+    diags.error(
+        format!("Terraform {major}.{minor}.{patch} Or Later Required"),
+        format!(
+            "This provider needs Terraform {major}.{minor}.{patch} or later; this is Terraform {terraform_version}. \
+             Terraform 1.0.0 to 1.0.8 crash while planning resources with nested attributes, which this \
+             provider's resources have (hashicorp/terraform#29701). Upgrade Terraform, and consider \
+             `required_version = \">= {major}.{minor}.{patch}\"` in the terraform block."
+        ),
+    );
+    Some(diags)
+}
+
+/// `MAJOR.MINOR.PATCH` from a Terraform version string such as `1.0.3` or `1.11.0-beta1`.
+fn parse_version(version: &str) -> Option<(u64, u64, u64)> {
+    let core = version.trim().trim_start_matches('v').split(['-', '+']).next()?;
+    let mut numbers = core.split('.').map(|n| n.parse::<u64>().ok());
+    Some((numbers.next()??, numbers.next()??, numbers.next().unwrap_or(Some(0))?))
+}
+
 /// Runs a provider for the protocol layer.
 pub struct FrameworkServer {
     provider: Arc<dyn Provider>,
@@ -128,8 +163,12 @@ impl FrameworkServer {
         self.provider.validate(config)
     }
 
-    /// Configures the provider.
-    pub async fn configure(&self, ctx: &RequestContext, config: &Value) -> Diagnostics {
+    /// Configures the provider, first refusing a Terraform too old to plan this framework's schemas.
+    /// `terraform_version` is what ConfigureProvider carries (empty from a client that does not say).
+    pub async fn configure(&self, ctx: &RequestContext, terraform_version: &str, config: &Value) -> Diagnostics {
+        if let Some(diags) = refuse_old_terraform(terraform_version) {
+            return diags;
+        }
         self.provider.configure(ctx, config).await
     }
 
@@ -311,6 +350,17 @@ fn check_applied_state(result: &mut StateResult) {
 mod tests {
     use super::*;
     use crate::framework::Type;
+
+    #[test]
+    fn terraform_older_than_the_minimum_is_refused_with_the_reason() {
+        let refused = refuse_old_terraform("1.0.3").expect("1.0.3 is too old");
+        let text = format!("{refused:?}");
+        assert!(text.contains("1.0.9 or later") && text.contains("29701"), "{text}");
+        assert!(refuse_old_terraform("0.15.5").is_some());
+        for fine in ["1.0.9", "1.1.0", "1.11.0-beta1", "v1.15.5", "2.0", "", "dev"] {
+            assert!(refuse_old_terraform(fine).is_none(), "{fine} should be accepted");
+        }
+    }
 
     #[test]
     fn write_only_values_are_refused_for_terraform_without_support() {

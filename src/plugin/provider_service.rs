@@ -167,7 +167,7 @@ impl tf::provider_server::Provider for ProviderService {
         let req = request.get_ref();
         let ctx = self.server.context(write_only_allowed(req.client_capabilities.as_ref()));
         let diags = match decode(req.config.as_ref(), &self.provider_type) {
-            Ok(config) => self.server.configure(&ctx, &config).await,
+            Ok(config) => self.server.configure(&ctx, &req.terraform_version, &config).await,
             Err(diags) => diags,
         };
         Ok(Response::new(tf::configure_provider::Response { diagnostics: diagnostics(diags) }))
