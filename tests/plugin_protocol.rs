@@ -251,6 +251,53 @@ async fn stop_provider_leaves_the_server_running_and_shutdown_ends_it() {
     assert!(status.success());
 }
 
+/// Whether process `pid` has ended: gone, or a zombie nobody reaped yet.
+fn has_exited(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesised command name: "PID (comm) S ...".
+        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => true,
+    }
+}
+
+#[test]
+fn the_plugin_exits_when_terraform_dies_without_a_word() {
+    let client = identity();
+    // A shell stands in for Terraform: it starts the plugin in the background, says its pid, and waits.
+    let mut terraform = Command::new("sh")
+        .args(["-c", "\"$0\" & echo \"pid $!\"; wait", BINARY])
+        .env(COOKIE.0, COOKIE.1)
+        .env("PLUGIN_PROTOCOL_VERSIONS", "6")
+        .env("PLUGIN_CLIENT_CERT", &client.cert_pem)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (mut pid, mut serving) = (None, false);
+    let mut lines = BufReader::new(terraform.stdout.take().unwrap()).lines();
+    while pid.is_none() || !serving {
+        let line = lines.next().expect("the plugin's pid and handshake").unwrap();
+        match line.strip_prefix("pid ") {
+            Some(number) => pid = Some(number.trim().parse::<u32>().unwrap()),
+            None => serving |= line.starts_with("1|6|tcp|"),
+        }
+    }
+    let pid = pid.unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!has_exited(pid), "the plugin must keep serving while Terraform lives");
+    terraform.kill().unwrap();
+    terraform.wait().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !has_exited(pid) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let exited = has_exited(pid);
+    if !exited {
+        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+    }
+    assert!(exited, "the plugin (pid {pid}) was still running 20 s after Terraform died");
+}
+
 #[test]
 fn run_by_hand_it_explains_itself_and_exits_1() {
     let out = Command::new(BINARY).output().unwrap();

@@ -23,6 +23,7 @@ use std::pin::Pin;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -65,6 +66,7 @@ pub async fn serve(provider: Arc<dyn Provider>) -> ExitCode {
     let addr = listener.local_addr().expect("bound listener has an address");
     let shutdown = CancellationToken::new();
     ignore_interrupts(shutdown.clone(), false);
+    exit_when_orphaned(shutdown.clone());
     let router = router(provider, shutdown.clone()).await;
     let incoming = accept_tls(listener, TlsAcceptor::from(tls.config), shutdown.clone());
 
@@ -167,6 +169,37 @@ fn ignore_interrupts(shutdown: CancellationToken, stop_on_interrupt: bool) {
             }
             tracing::debug!("interrupt received; waiting for Terraform to send StopProvider");
         }
+    });
+}
+
+/// How often the plugin checks that Terraform is still its parent.
+const PARENT_POLL: Duration = Duration::from_secs(1);
+/// How long in-flight work gets to end once Terraform is gone, before the process exits regardless.
+const ORPHAN_GRACE: Duration = Duration::from_secs(5);
+
+/// Ends the plugin when the Terraform that started it dies without saying so (a crash, SIGKILL, an OOM
+/// kill): nobody will ever call or stop this process again, and a provider left running on a CI runner holds
+/// memory and AWS credentials. A dead parent shows as re-parenting (to init or a subreaper); where the
+/// plugin was started by init to begin with, there is nothing to watch.
+fn exit_when_orphaned(shutdown: CancellationToken) {
+    let parent = std::os::unix::process::parent_id();
+    if parent <= 1 {
+        return;
+    }
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(PARENT_POLL) => {}
+            }
+            if std::os::unix::process::parent_id() != parent {
+                break;
+            }
+        }
+        tracing::warn!(parent, "Terraform (the parent process) is gone; stopping the plugin");
+        shutdown.cancel();
+        tokio::time::sleep(ORPHAN_GRACE).await;
+        std::process::exit(1);
     });
 }
 
