@@ -1,0 +1,138 @@
+//! Changes made through the AWS SDK straight to the emulator, behind Terraform's back: the web service
+//! deleted, an EFS access point deleted, a rule of the database security group revoked, the archive
+//! bucket's policy deleted. The refreshed plan must update the stack in place and list each in `drift`;
+//! the apply repairs them; both plans are empty after.
+
+use aws_sdk_ec2::types::{Filter, IpPermission};
+use datavault_acceptance_tests::emulator::describe;
+use datavault_acceptance_tests::runner::announce;
+use datavault_acceptance_tests::{Emulator, change_actions, resource_change, state};
+use serde_json::Value;
+
+use crate::support::{ADDR, OkOrPanic, Shape, expect_clean_apply, expected_shape, orphans, setup, stack_config};
+
+const NAME: &str = "rb-drift";
+/// The drift entries (`<part>: ...`) the changes below must produce.
+const DRIFTED_PARTS: [&str; 4] = ["service_web", "access_point_working", "security_group_database", "archive_bucket"];
+
+async fn database_group(emu: &Emulator) -> Result<aws_sdk_ec2::types::SecurityGroup, String> {
+    let out = emu
+        .ec2()
+        .describe_security_groups()
+        .filters(Filter::builder().name("group-name").values(format!("{NAME}-database")).build())
+        .send()
+        .await
+        .map_err(|e| describe(&e))?;
+    out.security_groups().first().cloned().ok_or_else(|| format!("no security group {NAME}-database"))
+}
+
+async fn working_access_point(emu: &Emulator) -> Result<Option<String>, String> {
+    let out = emu.efs().describe_access_points().send().await.map_err(|e| describe(&e))?;
+    Ok(out
+        .access_points()
+        .iter()
+        .find(|ap| {
+            ap.name() == Some(&format!("{NAME}-working"))
+                || ap.tags().iter().any(|t| t.key() == "Name" && t.value() == format!("{NAME}-working"))
+        })
+        .and_then(|ap| ap.access_point_id().map(str::to_string)))
+}
+
+async fn web_service_active(emu: &Emulator) -> Result<bool, String> {
+    let out = emu.ecs().describe_services().cluster(NAME).services("web").send().await.map_err(|e| describe(&e))?;
+    Ok(out.services().iter().any(|s| s.status() == Some("ACTIVE")))
+}
+
+/// Makes the four changes; returns the rule it revoked, for the messages.
+async fn drift(emu: Emulator) -> Result<String, String> {
+    emu.ecs().delete_service().cluster(NAME).service("web").force(true).send().await.map_err(|e| describe(&e))?;
+
+    let ap = working_access_point(&emu).await?.ok_or("no working access point")?;
+    emu.efs().delete_access_point().access_point_id(&ap).send().await.map_err(|e| describe(&e))?;
+
+    let group = database_group(&emu).await?;
+    let permission = group.ip_permissions().first().ok_or("the database group has no ingress rule")?;
+    let pair = permission.user_id_group_pairs().first().ok_or("the database rule names no group")?;
+    let one = IpPermission::builder()
+        .set_ip_protocol(permission.ip_protocol().map(str::to_string))
+        .set_from_port(permission.from_port())
+        .set_to_port(permission.to_port())
+        .user_id_group_pairs(pair.clone())
+        .build();
+    emu.ec2()
+        .revoke_security_group_ingress()
+        .set_group_id(group.group_id().map(str::to_string))
+        .ip_permissions(one)
+        .send()
+        .await
+        .map_err(|e| describe(&e))?;
+
+    emu.s3().delete_bucket_policy().bucket(format!("{NAME}-archive")).send().await.map_err(|e| describe(&e))?;
+    Ok(format!("port {:?} from {}", permission.from_port(), pair.group_id().unwrap_or_default()))
+}
+
+/// Checks each change was undone.
+async fn repaired(emu: Emulator, rules_before: usize) -> Result<(), String> {
+    if !web_service_active(&emu).await? {
+        return Err("the web service was not recreated".into());
+    }
+    if working_access_point(&emu).await?.is_none() {
+        return Err("the working access point was not recreated".into());
+    }
+    let group = database_group(&emu).await?;
+    let rules: usize = group.ip_permissions().iter().map(|p| p.user_id_group_pairs().len()).sum();
+    if rules != rules_before {
+        return Err(format!("the database group has {rules} group rules, it had {rules_before}"));
+    }
+    let policy =
+        emu.s3().get_bucket_policy().bucket(format!("{NAME}-archive")).send().await.map_err(|e| describe(&e))?;
+    if !policy.policy().unwrap_or_default().contains("aws:SecureTransport") {
+        return Err(format!("the archive bucket policy was not restored: {:?}", policy.policy()));
+    }
+    Ok(())
+}
+
+#[test]
+fn drift_made_through_the_sdk_is_planned_as_an_update_and_repaired() {
+    let Some(ctx) = setup("drift") else { return };
+    let tf = ctx.workdir("work", &stack_config(NAME, ""));
+    expect_clean_apply(tf.apply()).unwrap_or_else(|e| panic!("{e}"));
+    let group = ctx.block_on(database_group(&ctx.emulator)).unwrap_or_else(|e| panic!("{e}"));
+    let rules_before: usize = group.ip_permissions().iter().map(|p| p.user_id_group_pairs().len()).sum();
+
+    let revoked = ctx.block_on(drift(ctx.emulator.clone())).unwrap_or_else(|e| panic!("making the drift: {e}"));
+
+    let plan = tf.run(&["plan", "-input=false", "-no-color", "-detailed-exitcode", "-out=tfplan"]);
+    assert_eq!(plan.code, Some(2), "the drift must be planned as a change:\n{plan}");
+    let json = tf.run(&["show", "-json", "-no-color", "tfplan"]).ok_or_panic();
+    let json: Value = serde_json::from_str(&json.stdout).unwrap_or_else(|e| panic!("plan JSON: {e}"));
+    assert_eq!(change_actions(&json, ADDR), Some(vec!["update".to_string()]), "drift is repaired in place:\n{plan}");
+    let drift: Vec<String> = resource_change(&json, ADDR)
+        .and_then(|c| c.get("change")?.get("before"))
+        .and_then(|before| state::lookup(before, "drift"))
+        .and_then(Value::as_array)
+        .map(|d| d.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .unwrap_or_default();
+    let missing: Vec<&str> = DRIFTED_PARTS
+        .iter()
+        .copied()
+        .filter(|part| !drift.iter().any(|d| d.starts_with(&format!("{part}:"))))
+        .collect();
+    assert!(missing.is_empty(), "the refreshed `drift` does not list {missing:?}; it is {drift:#?}");
+    announce(&format!(
+        "robustness/drift: deleted web service, working access point, database rule ({revoked}), archive policy -> plan exit 2 with drift {drift:?}"
+    ));
+
+    tf.run(&["apply", "-input=false", "-no-color", "tfplan"]).ok_or_panic();
+    tf.expect_empty_plans().unwrap_or_else(|e| panic!("after repairing the drift: {e}"));
+    ctx.block_on(repaired(ctx.emulator.clone(), rules_before)).unwrap_or_else(|e| panic!("{e}"));
+    let shape = ctx.block_on(Shape::of(&ctx.emulator, NAME)).unwrap_or_else(|e| panic!("{e}"));
+    let problems = shape.problems(&expected_shape());
+    assert!(problems.is_empty(), "after repairing the drift:\n  {}", problems.join("\n  "));
+
+    tf.destroy().ok_or_panic();
+    let left = ctx.block_on(orphans(&ctx.emulator, NAME)).unwrap_or_else(|e| panic!("{e}"));
+    announce(&format!("robustness/drift: repaired, plans empty; orphans found: {}", left.len()));
+    assert!(left.is_empty(), "destroy left orphans:\n  {}", left.join("\n  "));
+    ctx.finish();
+}
