@@ -1,7 +1,9 @@
 //! Changes made through the AWS SDK straight to the emulator, behind Terraform's back: the web service
 //! deleted, an EFS access point deleted, a rule of the database security group revoked, the archive
 //! bucket's policy deleted. The refreshed plan must update the stack in place and list each in `drift`;
-//! the apply repairs them; both plans are empty after.
+//! the apply repairs them; both plans are empty after. Settings changed out of band (a desired count, bucket
+//! versioning, a public access block) are reported and restored; a stack whose parts all vanished leaves the
+//! state with a warning and is planned for creation again.
 
 use aws_sdk_ec2::types::{Filter, IpPermission};
 use datavault_acceptance_tests::emulator::describe;
@@ -134,5 +136,110 @@ fn drift_made_through_the_sdk_is_planned_as_an_update_and_repaired() {
     let left = ctx.block_on(orphans(&ctx.emulator, NAME)).unwrap_or_else(|e| panic!("{e}"));
     announce(&format!("robustness/drift: repaired, plans empty; orphans found: {}", left.len()));
     assert!(left.is_empty(), "destroy left orphans:\n  {}", left.join("\n  "));
+    ctx.finish();
+}
+
+/// The stack of the settings test.
+const SETTINGS_NAME: &str = "rb-settings";
+
+/// Changes settings of existing parts out of band: the worker's desired count, the archive bucket's
+/// versioning and its public access block.
+async fn change_settings(emu: Emulator) -> Result<(), String> {
+    emu.ecs()
+        .update_service()
+        .cluster(SETTINGS_NAME)
+        .service("worker")
+        .desired_count(5)
+        .send()
+        .await
+        .map_err(|e| describe(&e))?;
+    let bucket = format!("{SETTINGS_NAME}-archive");
+    emu.s3()
+        .put_bucket_versioning()
+        .bucket(&bucket)
+        .versioning_configuration(
+            aws_sdk_s3::types::VersioningConfiguration::builder()
+                .status(aws_sdk_s3::types::BucketVersioningStatus::Suspended)
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| describe(&e))?;
+    emu.s3().delete_public_access_block().bucket(&bucket).send().await.map_err(|e| describe(&e))?;
+    Ok(())
+}
+
+/// Checks the three settings are back to what the configuration says.
+async fn settings_restored(emu: Emulator) -> Result<(), String> {
+    let services = emu
+        .ecs()
+        .describe_services()
+        .cluster(SETTINGS_NAME)
+        .services("worker")
+        .send()
+        .await
+        .map_err(|e| describe(&e))?;
+    let count = services.services().first().map(|s| s.desired_count()).ok_or("no worker service")?;
+    if count != 1 {
+        return Err(format!("the worker's desired count is {count}, the configuration says 1"));
+    }
+    let bucket = format!("{SETTINGS_NAME}-archive");
+    let versioning = emu.s3().get_bucket_versioning().bucket(&bucket).send().await.map_err(|e| describe(&e))?;
+    if versioning.status().map(|s| s.as_str()) != Some("Enabled") {
+        return Err(format!("archive versioning is {:?}, expected Enabled", versioning.status()));
+    }
+    let block = emu.s3().get_public_access_block().bucket(&bucket).send().await.map_err(|e| describe(&e))?;
+    let block = block.public_access_block_configuration().ok_or("no public access block")?;
+    let all = [
+        block.block_public_acls(),
+        block.ignore_public_acls(),
+        block.block_public_policy(),
+        block.restrict_public_buckets(),
+    ];
+    if !all.iter().all(|b| *b == Some(true)) {
+        return Err(format!("the public access block is not fully on: {block:?}"));
+    }
+    Ok(())
+}
+
+#[test]
+fn settings_changed_out_of_band_are_reported_and_restored_and_a_vanished_stack_leaves_state() {
+    let Some(ctx) = setup("settings") else { return };
+    let tf = ctx.workdir("work", &stack_config(SETTINGS_NAME, ""));
+    expect_clean_apply(tf.apply()).unwrap_or_else(|e| panic!("{e}"));
+
+    ctx.block_on(change_settings(ctx.emulator.clone())).unwrap_or_else(|e| panic!("changing settings: {e}"));
+    let plan = tf.run(&["plan", "-input=false", "-no-color", "-detailed-exitcode", "-out=tfplan"]);
+    assert_eq!(plan.code, Some(2), "settings changed out of band must be planned as a change:\n{plan}");
+    let json = tf.run(&["show", "-json", "-no-color", "tfplan"]).ok_or_panic();
+    let json: Value = serde_json::from_str(&json.stdout).unwrap_or_else(|e| panic!("plan JSON: {e}"));
+    assert_eq!(change_actions(&json, ADDR), Some(vec!["update".to_string()]), "restored in place:\n{plan}");
+    let before = resource_change(&json, ADDR).and_then(|c| c.get("change")?.get("before")).cloned();
+    let before = before.unwrap_or_else(|| panic!("no prior state in the plan:\n{plan}"));
+    let drift = state::lookup(&before, "drift").map(Value::to_string).unwrap_or_default();
+    for expected in ["versioning is Suspended", "public access block is missing"] {
+        assert!(drift.contains(expected), "the refreshed `drift` should say \"{expected}\"; it is {drift}");
+    }
+    let worker_count = state::lookup(&before, "services.worker.desired_count").cloned();
+    assert!(
+        worker_count == Some(Value::from(5)) || drift.contains("service_worker"),
+        "the refreshed state shows neither the worker's desired count 5 ({worker_count:?}) nor drift for it ({drift})"
+    );
+    announce(&format!("robustness/settings: desired count, versioning, public access block changed -> drift {drift}"));
+
+    tf.run(&["apply", "-input=false", "-no-color", "tfplan"]).ok_or_panic();
+    ctx.block_on(settings_restored(ctx.emulator.clone())).unwrap_or_else(|e| panic!("after apply: {e}"));
+    tf.expect_empty_plans().unwrap_or_else(|e| panic!("after restoring the settings: {e}"));
+
+    // Every part gone (the emulator wiped): refresh drops the stack from state with a warning, and the plan
+    // creates it again rather than failing on parts that are not there.
+    ctx.reset();
+    let plan = tf.run(&["plan", "-input=false", "-no-color", "-detailed-exitcode", "-out=tfplan"]);
+    assert_eq!(plan.code, Some(2), "a vanished stack must be planned for creation:\n{plan}");
+    assert!(plan.stdout.contains("Stack Not Found") || plan.stderr.contains("Stack Not Found"), "no warning:\n{plan}");
+    let json = tf.run(&["show", "-json", "-no-color", "tfplan"]).ok_or_panic();
+    let json: Value = serde_json::from_str(&json.stdout).unwrap_or_else(|e| panic!("plan JSON: {e}"));
+    assert_eq!(change_actions(&json, ADDR), Some(vec!["create".to_string()]), "recreated:\n{plan}");
+    announce("robustness/settings: all parts gone -> \"Stack Not Found\" warning, plan creates the stack again");
     ctx.finish();
 }
