@@ -107,6 +107,9 @@ pub enum ImportMode {
     Command,
     /// An `import { to = ADDRESS id = ID }` block, planned and applied.
     Block,
+    /// An `import { to = ADDRESS identity = { ... } }` block (Terraform >= 1.12, resource identity),
+    /// planned and applied; the identity's attributes come from [`Step::import_identity`].
+    Identity,
 }
 
 pub(crate) struct ImportSpec {
@@ -116,6 +119,7 @@ pub(crate) struct ImportSpec {
     pub(crate) verify: bool,
     pub(crate) verify_ignore: Vec<String>,
     pub(crate) mode: ImportMode,
+    pub(crate) identity: Vec<(String, String)>,
 }
 
 pub(crate) enum StepKind {
@@ -170,6 +174,7 @@ impl Step {
             verify: false,
             verify_ignore: Vec::new(),
             mode: ImportMode::Command,
+            identity: Vec::new(),
         }))
     }
 
@@ -292,6 +297,16 @@ impl Step {
         self
     }
 
+    /// Imports through an `import {}` block naming the resource by its identity (these attribute/value
+    /// pairs) instead of an import ID, as Terraform >= 1.12 allows for providers with resource identity.
+    #[track_caller]
+    pub fn import_identity(mut self, identity: &[(&str, &str)]) -> Self {
+        let spec = self.import_spec("import_identity");
+        spec.mode = ImportMode::Identity;
+        spec.identity = identity.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        self
+    }
+
     /// A short name for messages: `config`, `plan-only config`, `import`, `import block`, `refresh`,
     /// `custom`.
     pub fn describe(&self) -> String {
@@ -300,6 +315,9 @@ impl Step {
             StepKind::Config(_) => "config".into(),
             StepKind::Import(spec) if spec.mode == ImportMode::Block => {
                 format!("import block {}", spec.resource)
+            }
+            StepKind::Import(spec) if spec.mode == ImportMode::Identity => {
+                format!("import by identity {}", spec.resource)
             }
             StepKind::Import(spec) => format!("import {}", spec.resource),
             StepKind::Refresh => "refresh".into(),

@@ -66,9 +66,25 @@ pub fn import_block(to: &str, id: &str) -> String {
     format!("import {{\n  to = {to}\n  id = {}\n}}\n", quote(id))
 }
 
+/// An `import` block bringing the object with this resource identity under the resource address `to`.
+pub fn import_identity_block(to: &str, identity: &[(String, String)]) -> String {
+    let fields: String = identity.iter().map(|(k, v)| format!("    {k} = {}\n", quote(v))).collect();
+    format!("import {{\n  to = {to}\n  identity = {{\n{fields}  }}\n}}\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn renders_an_identity_import_block() {
+        let identity =
+            [("name".to_string(), "acc-import".to_string()), ("region".to_string(), "eu-west-2".to_string())];
+        assert_eq!(
+            import_identity_block("datavault_stack.main", &identity),
+            "import {\n  to = datavault_stack.main\n  identity = {\n    name = \"acc-import\"\n    region = \"eu-west-2\"\n  }\n}\n"
+        );
+    }
 
     #[test]
     fn prepends_both_blocks_to_a_bare_resource() {

@@ -300,7 +300,7 @@ impl Runner {
         checks: Vec<JsonCheck>,
         emulator_checks: Vec<EmulatorCheck>,
     ) -> Result<(), String> {
-        let ImportSpec { resource, id, config, verify, verify_ignore, mode } = spec;
+        let ImportSpec { resource, id, config, verify, verify_ignore, mode, identity } = spec;
         let config = config
             .or_else(|| self.last_config.clone())
             .ok_or("an import step needs a configuration: give it one or put a config step before it")?;
@@ -329,8 +329,12 @@ impl Runner {
                 };
                 unexpected_success(expect_error, "the import")?;
             }
-            ImportMode::Block => {
-                wd.write_file(crate::workdir::IMPORTS_FILE, &hcl::import_block(&resource, &id))?;
+            ImportMode::Block | ImportMode::Identity => {
+                let block = match mode {
+                    ImportMode::Identity => hcl::import_identity_block(&resource, &identity),
+                    _ => hcl::import_block(&resource, &id),
+                };
+                wd.write_file(crate::workdir::IMPORTS_FILE, &block)?;
                 wd.init()?;
                 let out_arg = format!("-out={PLAN_FILE}");
                 let plan = tf.run(&["plan", "-input=false", "-no-color", &out_arg]);

@@ -1,9 +1,10 @@
-//! Import by stack name, with `terraform import` and with an `import {}` block.
+//! Import by stack name, with `terraform import` and with an `import {}` block, and by resource identity
+//! (an `import {}` block with `identity = { name, region }`, Terraform >= 1.12).
 
 use datavault_acceptance_tests::{Step, TestCase, expect_attr_eq, run};
 use serde_json::json;
 
-use crate::support::{ADDR, stack_config_with};
+use crate::support::{ADDR, region, stack_config_with};
 
 /// Not observable in AWS, so an import cannot recover them: whether destroy may empty the archive (like
 /// hashicorp/aws's `force_destroy`) and whether apply waits for the services.
@@ -15,7 +16,7 @@ const NOT_IMPORTABLE: &[&str] = &["archive_force_destroy", "wait_for_steady_stat
 
 // Non-default values below make sure an import that only filled in defaults could not pass.
 #[test]
-fn import_by_name_and_import_block() {
+fn import_by_name_import_block_and_identity() {
     const NAME: &str = "acc-import";
     let config = stack_config_with(
         NAME,
@@ -42,6 +43,12 @@ fn import_by_name_and_import_block() {
             Step::import(ADDR)
                 .import_id(NAME)
                 .import_block()
+                .import_state_verify()
+                .import_state_verify_ignore(NOT_IMPORTABLE),
+        )
+        .step(
+            Step::import(ADDR)
+                .import_identity(&[("name", NAME), ("region", &region())])
                 .import_state_verify()
                 .import_state_verify_ignore(NOT_IMPORTABLE),
         ));
