@@ -8,7 +8,7 @@ use crate::framework::{Diagnostics, RequestContext, StateResult, Value};
 
 use super::apply::{observe_all, state_with_outputs};
 use super::model::{StackSpec, default_archive_bucket, default_state_bucket, log_group_name};
-use super::parts::{Part, PartState, defining_parts, service_index};
+use super::parts::{Group, Part, PartState, defining_parts, service_index, split_list};
 use super::schema::{DEFAULT_LOG_RETENTION_DAYS, SERVICES, name_problem};
 
 /// Refreshes `state` from AWS. `None` when the stack is gone (only the retained state bucket, or nothing,
@@ -100,7 +100,29 @@ fn refreshed_state(
         new.set("log_retention_days", Value::Number(DEFAULT_LOG_RETENTION_DAYS as f64));
     }
     fill_settings(&mut new, &existing);
+    // Only a state that was never read or applied (an import) takes over a load balancer it finds: for any
+    // other state, no `load_balancer` means the configuration does not want one, and the plan removes it.
+    if state.get("drift").is_null() {
+        fill_load_balancer(&mut new, &existing);
+    }
     new
+}
+
+/// Fills `load_balancer` from the entry-point parts found, when the state has none.
+fn fill_load_balancer(state: &mut Value, existing: &BTreeMap<Part, PartState>) {
+    if !state.get("load_balancer").is_null() || !existing.contains_key(&Part::LoadBalancer) {
+        return;
+    }
+    let value = |part: Part, key: &str| existing.get(&part).and_then(|s| s.values.get(key).cloned());
+    let cidrs = value(Part::SecurityGroup(Group::LoadBalancer), "allowed_cidr_blocks").unwrap_or_default();
+    let load_balancer = existing.get(&Part::LoadBalancer);
+    let fields = [
+        ("certificate_arn", value(Part::Listeners, "certificate_arn").map(Value::string)),
+        ("allowed_cidr_blocks", Some(Value::string_list(split_list(&cidrs)))),
+        ("dns_name", load_balancer.and_then(|lb| lb.url.clone()).map(Value::string)),
+        ("arn", load_balancer.and_then(|lb| lb.arn.clone()).map(Value::string)),
+    ];
+    state.set("load_balancer", object(fields));
 }
 
 /// Fills the settings the state leaves open (null) with what AWS has: after an import, or where the
@@ -263,6 +285,31 @@ mod tests {
             &BTreeMap::new(),
         );
         assert_eq!(state.get("tags"), &Value::Null);
+    }
+
+    #[test]
+    fn an_import_takes_over_the_load_balancer_it_finds() {
+        let lb =
+            PartState { arn: Some("arn:lb".into()), url: Some("vault-web.elb.example".into()), ..PartState::default() };
+        let mut group = PartState::with_id("sg-lb");
+        group.values.insert("allowed_cidr_blocks".into(), "10.0.0.0/8,192.0.2.0/24".into());
+        let mut listeners = PartState::default();
+        listeners.values.insert("certificate_arn".into(), "arn:aws:acm:eu-west-2:1:certificate/x".into());
+        let existing = BTreeMap::from([
+            (Part::LoadBalancer, lb),
+            (Part::SecurityGroup(Group::LoadBalancer), group),
+            (Part::Listeners, listeners),
+        ]);
+        let mut state = Value::Map([("load_balancer".to_string(), Value::Null)].into());
+        fill_load_balancer(&mut state, &existing);
+        let filled = state.get("load_balancer");
+        assert_eq!(filled.get("allowed_cidr_blocks"), &Value::string_list(["10.0.0.0/8", "192.0.2.0/24"]));
+        assert_eq!(filled.get("certificate_arn"), &Value::string("arn:aws:acm:eu-west-2:1:certificate/x"));
+        assert_eq!(filled.get("dns_name"), &Value::string("vault-web.elb.example"));
+        // Nothing found, nothing filled.
+        let mut state = Value::Map([("load_balancer".to_string(), Value::Null)].into());
+        fill_load_balancer(&mut state, &BTreeMap::new());
+        assert_eq!(state.get("load_balancer"), &Value::Null);
     }
 
     #[test]

@@ -111,6 +111,12 @@ fn public_entry_point_comes_and_goes() {
                 .check(|state| check_state(state, &ALLOWED))
                 .check_emulator(|emu| async move { check_entry_point(&emu, &ALLOWED).await }),
         )
+        // An import finds the load balancer and takes over its settings (CIDRs from its security group).
+        .step(Step::import(ADDR).import_id(NAME).import_state_verify().import_state_verify_ignore(&[
+            "archive_force_destroy",
+            "wait_for_steady_state",
+            "database.skip_final_snapshot",
+        ]))
         .step(
             Step::config(config(None))
                 .plan_check(|plan| check_actions(plan, ADDR, &[&["update"]]))

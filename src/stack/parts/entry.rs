@@ -105,6 +105,10 @@ pub async fn observe(part: Part, ctx: &PartContext<'_>) -> PartResult<Option<Par
                 return Ok(None);
             }
             let mut state = PartState { id: current.first().map(|l| l.arn.clone()), ..PartState::default() };
+            // The HTTPS listener's certificate is the load balancer's `certificate_arn`, for an import.
+            if let Some(certificate) = current.iter().find_map(|l| l.config.certificate_arn.clone()) {
+                state.values.insert("certificate_arn".into(), certificate);
+            }
             if let Some(spec) = expected(ctx, listener_spec) {
                 state.drift = aws::elbv2::listener_drift(&spec, &current);
             }

@@ -196,6 +196,19 @@ pub async fn observe_group(group: Group, ctx: &PartContext<'_>) -> PartResult<Op
         state.drift = aws::ec2::ingress_drift(&expected, &found.ingress);
     }
     if group == Group::LoadBalancer {
+        // What the group admits is the load balancer's `allowed_cidr_blocks`, for an import to take over.
+        let mut cidrs: Vec<&str> = found
+            .ingress
+            .iter()
+            .filter_map(|rule| match &rule.source {
+                aws::ec2::RuleSource::Cidr(cidr) => Some(cidr.as_str()),
+                _ => None,
+            })
+            .collect();
+        // One rule per port and block (80 and 443 with a certificate): each block once, in a stable order.
+        cidrs.sort_unstable();
+        cidrs.dedup();
+        state.values.insert("allowed_cidr_blocks".into(), cidrs.join(","));
         if ctx.spec.load_balancer.is_some()
             && let Ok(expected) = load_balancer_egress(ctx)
         {
