@@ -44,7 +44,7 @@ unit: ## Unit tests (everything but the acceptance package)
 acceptance: toolchain build ## Acceptance tests: service modules, then real Terraform + provider, against a private emulator
 	DATAVAULT_PROVIDER_BIN=$(PROVIDER_BIN) DATAVAULT_PROVIDER_VERSION=$(PROVIDER_VERSION) \
 	TF_ACC_TERRAFORM_PATH=$(TF_ACC_TERRAFORM_PATH) TF_ACC=1 \
-	scripts/with-emulator.sh sh -c 'cargo test -p $(PROVIDER) --test "emulator_*" && cargo test -p $(ACC_PACKAGE)'
+	scripts/with-emulator.sh sh -c 'cargo test -p $(PROVIDER) --test emulator && cargo test -p $(ACC_PACKAGE)'
 
 emulator-start: ## Start the demo emulator (background)
 	scripts/emulator.sh start

@@ -1,7 +1,7 @@
 //! The Auto Scaling module against the local emulator: create, adopt, repair an out-of-band change, update
 //! sizes and the launch template version, delete.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! The EC2 module against the local emulator: network lookup, security groups (create, adopt, converge,
 //! teardown of groups that reference each other) and launch templates (create, adopt, new versions).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

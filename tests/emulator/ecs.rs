@@ -4,7 +4,7 @@
 //!
 //! moto never starts tasks, so the steady-state wait is covered by the unit tests in src/aws/ecs.rs.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! EFS helpers against the local emulator: file system create/adopt, mount targets in the default VPC's
 //! subnets (one per zone), access points with root directory and POSIX user, and deletion in order.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

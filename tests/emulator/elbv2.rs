@@ -5,7 +5,7 @@
 //! The HTTPS certificate is an IAM server certificate (a throwaway self-signed one): the emulator insists
 //! that a listener's certificate exists in ACM or IAM, and this crate has no ACM client.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! The IAM module against the local emulator: roles converge to their spec (out-of-band policies are
 //! reported and removed), instance profiles hold exactly their role, and deletes are idempotent.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 

@@ -2,7 +2,7 @@
 //! an RDS-managed or given password, drift, the deletion-protection refusal, and deletion with
 //! deterministic final snapshots (`-final`, then `-final-2` when a second incarnation is deleted).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! afterwards without its value ever changing, scheduled for deletion with a recovery window, and restored
 //! by the next ensure.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 

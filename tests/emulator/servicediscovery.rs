@@ -4,7 +4,7 @@
 //! Each test works in a VPC of its own because moto refuses a second private namespace in a VPC that already
 //! has one (ConflictingDomainExists), where AWS only refuses conflicting names.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -1,6 +1,6 @@
 //! The SSM module against the local emulator: the public ECS-optimized AMI parameter resolves to an AMI id.
 
-mod common;
+use crate::common;
 
 use terraform_provider_datavault::aws::ssm;
 
