@@ -2,6 +2,7 @@
 //! everything it prints so a failure can show the whole story.
 
 use regex::Regex;
+use std::ffi::OsString;
 use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -15,8 +16,12 @@ use std::time::{Duration, Instant};
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Variables from the developer's shell that would change what the test exercises, so Terraform never
-/// sees them: extra CLI arguments, another data dir or workspace, or a plugin cache bypassing the mirror.
-const SCRUBBED_VARS: &[&str] = &["TF_DATA_DIR", "TF_WORKSPACE", "TF_PLUGIN_CACHE_DIR"];
+/// sees them: extra CLI arguments, another data dir or workspace, a plugin cache bypassing the mirror, or
+/// CA settings (a test that needs one passes it with [`Terraform::env`]).
+const SCRUBBED_VARS: &[&str] = &["TF_DATA_DIR", "TF_WORKSPACE", "TF_PLUGIN_CACHE_DIR", "SSL_CERT_FILE", "SSL_CERT_DIR"];
+/// How long a finished Terraform's output pipes may stay open (held by a provider it left behind) before
+/// that provider is stopped.
+const ORPHAN_GRACE: Duration = Duration::from_secs(10);
 
 /// A Terraform CLI bound to one working directory and one CLI configuration file.
 #[derive(Debug, Clone)]
@@ -24,6 +29,7 @@ pub struct Terraform {
     bin: PathBuf,
     cli_config: PathBuf,
     dir: PathBuf,
+    env: Vec<(OsString, OsString)>,
 }
 
 /// What a finished (or killed) Terraform command left behind.
@@ -122,7 +128,13 @@ fn drain(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<String> {
 impl Terraform {
     /// A CLI that runs `bin` in `dir` with the CLI configuration at `cli_config`.
     pub fn new(bin: impl Into<PathBuf>, cli_config: impl Into<PathBuf>, dir: impl Into<PathBuf>) -> Self {
-        Terraform { bin: bin.into(), cli_config: cli_config.into(), dir: dir.into() }
+        Terraform { bin: bin.into(), cli_config: cli_config.into(), dir: dir.into(), env: Vec::new() }
+    }
+
+    /// The same CLI with one more environment variable for every command.
+    pub fn env(mut self, name: impl Into<OsString>, value: impl Into<OsString>) -> Self {
+        self.env.push((name.into(), value.into()));
+        self
     }
 
     /// The working directory commands run in.
@@ -157,6 +169,7 @@ impl Terraform {
             }
         }
         // TF_LOG and TF_LOG_PROVIDER are inherited untouched, so a developer can turn on provider logs.
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
 
         let mut child =
             cmd.spawn().unwrap_or_else(|e| panic!("could not start {} for `{command}`: {e}", self.bin.display()));
@@ -177,6 +190,16 @@ impl Terraform {
                 Err(e) => panic!("waiting for `{command}`: {e}"),
             }
         };
+        // A Terraform that crashed can leave its provider running, holding our pipes open; stop such an
+        // orphan (started by this command, in this directory) so the output can be read to its end.
+        let grace = Instant::now() + ORPHAN_GRACE;
+        while !(stdout.is_finished() && stderr.is_finished()) {
+            if Instant::now() >= grace {
+                kill_providers_in(&self.dir);
+                break;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
         CommandOutput {
             command,
             dir: self.dir.clone(),
@@ -191,6 +214,26 @@ impl Terraform {
     #[track_caller]
     pub fn run_ok(&self, args: &[&str]) -> CommandOutput {
         self.run(args).expect_success()
+    }
+}
+
+/// Kills provider processes left running in `dir` (their working directory) by a Terraform that is gone.
+pub fn kill_providers_in(dir: &Path) {
+    let Ok(dir) = dir.canonicalize() else {
+        return;
+    };
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        let proc_dir = entry.path();
+        let in_dir = std::fs::read_link(proc_dir.join("cwd")).is_ok_and(|cwd| cwd == dir);
+        let cmdline = std::fs::read(proc_dir.join("cmdline")).unwrap_or_default();
+        let is_provider = String::from_utf8_lossy(&cmdline).contains("terraform-provider-datavault");
+        if in_dir && is_provider {
+            eprintln!("stopping provider pid {pid} orphaned by a Terraform that exited in {}", dir.display());
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+        }
     }
 }
 
