@@ -150,6 +150,26 @@ pub async fn subnets(client: &Client, ids: &[String]) -> AwsResult<Vec<Subnet>> 
     })
 }
 
+/// The subnets among `ids` that exist, in any order; unknown ids are simply absent. Reads only.
+pub async fn existing_subnets(client: &Client, ids: &[String]) -> AwsResult<Vec<Subnet>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    describe_subnets(client, vec![filter("subnet-id", ids.iter().cloned())]).await
+}
+
+/// Whether the region offers the instance type at all. Reads only.
+pub async fn instance_type_offered(client: &Client, instance_type: &str) -> AwsResult<bool> {
+    let out = client
+        .describe_instance_type_offerings()
+        .location_type(aws_sdk_ec2::types::LocationType::Region)
+        .filters(filter("instance-type", [instance_type]))
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("DescribeInstanceTypeOfferings", e))?;
+    Ok(!out.instance_type_offerings().is_empty())
+}
+
 /// Puts found subnets in the requested order, or returns the ids that were not found.
 fn order_subnets(ids: &[String], found: Vec<Subnet>) -> Result<Vec<Subnet>, Vec<String>> {
     let by_id: BTreeMap<String, Subnet> = found.into_iter().map(|s| (s.id.clone(), s)).collect();

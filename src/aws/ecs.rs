@@ -240,7 +240,7 @@ async fn deregister_container_instances(client: &Client, cluster: &str) -> AwsRe
 /// still draining) are retried for up to `timeout`. Absent or INACTIVE is success. May be called again after a
 /// crash; converges.
 pub async fn delete_cluster(client: &Client, name: &str, timeout: Duration) -> AwsResult<()> {
-    let deadline = Instant::now() + timeout;
+    let deadline = super::deadline_after(timeout);
     loop {
         match find_cluster(client, name).await? {
             None => return Ok(()),
@@ -880,13 +880,14 @@ pub async fn describe_task_definition(
     family: &str,
     expected: Option<&TaskDefinitionSpec>,
 ) -> AwsResult<Option<TaskDefinitionObservation>> {
-    Ok(latest_revision(client, family).await?.map(|(td, _)| TaskDefinitionObservation {
+    Ok(latest_revision(client, family).await?.map(|(td, tags)| TaskDefinitionObservation {
         arn: td.task_definition_arn().unwrap_or_default().to_string(),
         revision: td.revision(),
         image: td.container_definitions().first().and_then(|c| c.image()).map(str::to_string),
         cpu: td.cpu().and_then(|c| c.parse().ok()),
         memory: td.memory().and_then(|m| m.parse().ok()),
         drift: expected.map(|spec| task_definition_differences(spec, &td)).unwrap_or_default(),
+        tags,
     }))
 }
 
@@ -905,6 +906,8 @@ pub struct TaskDefinitionObservation {
     pub memory: Option<i64>,
     /// Differences from the expected spec.
     pub drift: Vec<String>,
+    /// The revision's tags, which say whose the family is.
+    pub tags: BTreeMap<String, String>,
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -1300,7 +1303,7 @@ async fn create_service(
     spec: &ServiceSpec,
     retry_for: Duration,
 ) -> AwsResult<aws_sdk_ecs::types::Service> {
-    let deadline = Instant::now() + retry_for;
+    let deadline = super::deadline_after(retry_for);
     let mut pause = IAM_RETRY_INITIAL;
     loop {
         let created = client
@@ -1329,7 +1332,7 @@ async fn create_service(
             }
             Err(err) => AwsError::from_sdk("CreateService", err),
         };
-        if !is_propagation_error(&err) || Instant::now() + pause > deadline {
+        if !is_propagation_error(&err) || super::deadline_after(pause) > deadline {
             return Err(err);
         }
         tracing::debug!(service = %spec.name, error = %err, "IAM not ready yet; retrying CreateService");
@@ -1362,7 +1365,7 @@ pub async fn describe_service(
 }
 
 async fn wait_service_gone(client: &Client, cluster: &str, name: &str, timeout: Duration) -> AwsResult<()> {
-    let deadline = Instant::now() + timeout;
+    let deadline = super::deadline_after(timeout);
     loop {
         let svc = find_service(client, cluster, name).await?;
         if service_gone(svc.as_ref()) {
@@ -1518,7 +1521,7 @@ where
     Fut: Future<Output = AwsResult<Vec<aws_sdk_ecs::types::Service>>>,
 {
     let cancelled = || AwsError::other("DescribeServices", "waiting for ECS services to become stable was cancelled");
-    let deadline = Instant::now() + timeout;
+    let deadline = super::deadline_after(timeout);
     loop {
         if cancel.is_cancelled() {
             return Err(cancelled());

@@ -142,6 +142,8 @@ pub struct AccessPointObservation {
     /// Differences from the spec (empty when none); access points are immutable, so any drift means
     /// replacement.
     pub drift: Vec<String>,
+    /// Its tags, which say whose it is.
+    pub tags: BTreeMap<String, String>,
 }
 
 fn tag_list(tags: &BTreeMap<String, String>) -> AwsResult<Vec<Tag>> {
@@ -172,7 +174,7 @@ where
     Fut: Future<Output = AwsResult<T>>,
     D: Fn(&T) -> WaitDecision,
 {
-    let deadline = Instant::now() + timeout;
+    let deadline = super::deadline_after(timeout);
     loop {
         let seen = observe().await?;
         match decide(&seen) {
@@ -502,7 +504,7 @@ pub async fn ensure_mount_targets(
     security_group_id: &str,
     timeout: Duration,
 ) -> AwsResult<Vec<MountTarget>> {
-    let deadline = Instant::now() + timeout;
+    let deadline = super::deadline_after(timeout);
     let plan = plan_mount_targets(&describe_mount_targets(client, fs_id).await?, subnet_ids, security_group_id);
     if !plan.delete.is_empty() {
         for id in &plan.delete {
@@ -624,6 +626,7 @@ fn observe_access_point(ap: &AccessPointDescription, spec: &AccessPointSpec) -> 
             .map(|c| (c.owner_uid(), c.owner_gid(), c.permissions().to_string())),
         state: ap.life_cycle_state().map(|s| s.as_str().to_string()).unwrap_or_default(),
         drift: Vec::new(),
+        tags: tag_map(ap.tags()),
     };
     observed.drift = access_point_drift(spec, &observed);
     observed
@@ -764,7 +767,7 @@ async fn delete_all_access_points(client: &Client, fs_id: &str) -> AwsResult<()>
 /// EFS still reports it in use; absent is success. All data on it is lost. May be called again after a
 /// crash.
 pub async fn delete_file_system(client: &Client, fs_id: &str, timeout: Duration) -> AwsResult<()> {
-    let deadline = Instant::now() + timeout;
+    let deadline = super::deadline_after(timeout);
     if describe_by_id(client, fs_id).await?.is_none() {
         return Ok(());
     }
@@ -833,6 +836,7 @@ mod tests {
             posix_user: user,
             creation_info: info.map(|(u, g, p)| (u, g, p.to_string())),
             state: "available".into(),
+            tags: BTreeMap::new(),
             drift: Vec::new(),
         }
     }

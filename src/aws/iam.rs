@@ -63,6 +63,8 @@ pub struct Role {
 pub struct RoleObservation {
     /// Its ARN.
     pub arn: String,
+    /// Its tags, which say whose it is.
+    pub tags: BTreeMap<String, String>,
     /// Human-readable differences from the spec (empty when none).
     pub drift: Vec<String>,
 }
@@ -71,6 +73,7 @@ pub struct RoleObservation {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct RoleState {
     arn: String,
+    tags: BTreeMap<String, String>,
     trust_policy: String,
     description: String,
     managed_policy_arns: BTreeSet<String>,
@@ -350,6 +353,7 @@ async fn fetch_role(client: &Client, name: &str) -> AwsResult<Option<RoleState>>
     let role = out.role().ok_or_else(|| AwsError::other("GetRole", format!("no role in the reply for {name}")))?;
     Ok(Some(RoleState {
         arn: role.arn().to_string(),
+        tags: role.tags().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect(),
         trust_policy: role.assume_role_policy_document().map(decode_policy).unwrap_or_default(),
         description: role.description().unwrap_or_default().to_string(),
         managed_policy_arns: attached_policies(client, name).await?,
@@ -466,7 +470,7 @@ pub async fn ensure_role(client: &Client, spec: &RoleSpec) -> AwsResult<Role> {
 pub async fn observe_role(client: &Client, spec: &RoleSpec) -> AwsResult<Option<RoleObservation>> {
     let Some(current) = fetch_role(client, &spec.name).await? else { return Ok(None) };
     let drift = plan_role(spec, &current).describe(&current);
-    Ok(Some(RoleObservation { arn: current.arn, drift }))
+    Ok(Some(RoleObservation { arn: current.arn, tags: current.tags, drift }))
 }
 
 /// Names of the instance profiles holding the role (every page).
@@ -518,7 +522,19 @@ pub async fn delete_role(client: &Client, name: &str) -> AwsResult<()> {
 }
 
 /// The instance profile's ARN and the names of the roles it holds; `None` when it does not exist.
-async fn get_profile(client: &Client, name: &str) -> AwsResult<Option<(String, Vec<String>)>> {
+/// An instance profile as found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceProfile {
+    /// Its ARN.
+    pub arn: String,
+    /// The roles it holds (at most one).
+    pub roles: Vec<String>,
+    /// Its tags, which say whose it is.
+    pub tags: BTreeMap<String, String>,
+}
+
+/// The instance profile; `None` when it does not exist. Reads only.
+pub async fn instance_profile(client: &Client, name: &str) -> AwsResult<Option<InstanceProfile>> {
     let out = client
         .get_instance_profile()
         .instance_profile_name(name)
@@ -529,8 +545,15 @@ async fn get_profile(client: &Client, name: &str) -> AwsResult<Option<(String, V
     let profile = out
         .instance_profile()
         .ok_or_else(|| AwsError::other("GetInstanceProfile", format!("no instance profile in the reply for {name}")))?;
-    let roles = profile.roles().iter().map(|r| r.role_name().to_string()).collect();
-    Ok(Some((profile.arn().to_string(), roles)))
+    Ok(Some(InstanceProfile {
+        arn: profile.arn().to_string(),
+        roles: profile.roles().iter().map(|r| r.role_name().to_string()).collect(),
+        tags: profile.tags().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect(),
+    }))
+}
+
+async fn get_profile(client: &Client, name: &str) -> AwsResult<Option<(String, Vec<String>)>> {
+    Ok(instance_profile(client, name).await?.map(|p| (p.arn, p.roles)))
 }
 
 /// Creates the instance profile; if it appeared since we looked, reads it instead.
@@ -707,6 +730,7 @@ mod tests {
     fn matching_state(spec: &RoleSpec) -> RoleState {
         RoleState {
             arn: "arn:aws:iam::123456789012:role/vault-task".into(),
+            tags: spec.tags.clone(),
             trust_policy: spec.assume_role_policy.clone(),
             description: spec.description.clone(),
             managed_policy_arns: spec.managed_policy_arns.iter().cloned().collect(),

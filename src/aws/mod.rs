@@ -123,6 +123,14 @@ impl From<aws_smithy_types::error::operation::BuildError> for AwsError {
 /// Result of an AWS helper.
 pub type AwsResult<T> = Result<T, AwsError>;
 
+/// The instant `timeout` from now. A timeout too large to add (a user's `"3000000000000000h"` got past
+/// validation, say) waits as good as forever instead of panicking the plugin.
+/// (Tokio's clock, so tests can pause time.)
+pub fn deadline_after(timeout: std::time::Duration) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    now.checked_add(timeout).unwrap_or_else(|| now + std::time::Duration::from_secs(100 * 365 * 24 * 3600))
+}
+
 /// The partition of a region, for ARNs.
 pub fn partition_of(region: &str) -> &'static str {
     if region.starts_with("cn-") {
@@ -139,6 +147,11 @@ pub fn partition_of(region: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn huge_deadlines_do_not_overflow() {
+        assert!(deadline_after(std::time::Duration::MAX) > tokio::time::Instant::now());
+    }
 
     #[test]
     fn partitions_follow_region_prefixes() {

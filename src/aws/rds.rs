@@ -228,7 +228,7 @@ pub fn subnets_differ(current: &[String], wanted: &[String]) -> bool {
     current != wanted
 }
 
-async fn describe_subnet_group(client: &Client, name: &str) -> AwsResult<Option<DbSubnetGroup>> {
+async fn find_subnet_group(client: &Client, name: &str) -> AwsResult<Option<DbSubnetGroup>> {
     match client.describe_db_subnet_groups().db_subnet_group_name(name).send().await {
         Ok(out) => Ok(out.db_subnet_groups().first().cloned()),
         Err(err) => {
@@ -269,7 +269,7 @@ pub async fn ensure_subnet_group(
     subnet_ids: &[String],
     tags: &BTreeMap<String, String>,
 ) -> AwsResult<()> {
-    let existing = match describe_subnet_group(client, name).await? {
+    let existing = match find_subnet_group(client, name).await? {
         Some(group) => Some(group),
         None => {
             let created = client
@@ -288,7 +288,7 @@ pub async fn ensure_subnet_group(
                     if !err.is(&["DBSubnetGroupAlreadyExists"]) {
                         return Err(err);
                     }
-                    describe_subnet_group(client, name).await?
+                    find_subnet_group(client, name).await?
                 }
             }
         }
@@ -674,7 +674,7 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = AwsResult<Option<String>>>,
 {
-    let deadline = Instant::now() + timeout;
+    let deadline = super::deadline_after(timeout);
     loop {
         let seen = status().await?;
         match decide(&seen) {
@@ -788,7 +788,7 @@ pub async fn delete_instance(
     skip_final_snapshot: bool,
     timeout: Duration,
 ) -> AwsResult<DeleteOutcome> {
-    let deadline = Instant::now() + timeout;
+    let deadline = super::deadline_after(timeout);
     let none = DeleteOutcome { final_snapshot: None };
     let Some(db) = describe_raw(client, identifier).await? else { return Ok(none) };
     let status = db.db_instance_status().unwrap_or_default().to_string();
@@ -820,15 +820,33 @@ pub async fn delete_instance(
     Ok(DeleteOutcome { final_snapshot })
 }
 
-/// Whether the DB subnet group exists.
-pub async fn subnet_group_exists(client: &Client, name: &str) -> AwsResult<bool> {
-    match client.describe_db_subnet_groups().db_subnet_group_name(name).send().await {
-        Ok(out) => Ok(!out.db_subnet_groups().is_empty()),
-        Err(err) => {
-            let err = AwsError::from_sdk("DescribeDBSubnetGroups", err);
-            if err.is(&["DBSubnetGroupNotFoundFault"]) { Ok(false) } else { Err(err) }
-        }
-    }
+/// A DB subnet group as found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubnetGroupObservation {
+    /// Its ARN.
+    pub arn: String,
+    /// Its subnets.
+    pub subnet_ids: Vec<String>,
+    /// Its tags, which say whose it is.
+    pub tags: BTreeMap<String, String>,
+}
+
+/// The DB subnet group with its tags; `None` when it does not exist.
+pub async fn describe_subnet_group(client: &Client, name: &str) -> AwsResult<Option<SubnetGroupObservation>> {
+    let Some(group) = find_subnet_group(client, name).await? else { return Ok(None) };
+    let arn = group.db_subnet_group_arn().unwrap_or_default().to_string();
+    let tags = client
+        .list_tags_for_resource()
+        .resource_name(&arn)
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("ListTagsForResource", e))?
+        .tag_list()
+        .iter()
+        .filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string())))
+        .collect();
+    let subnet_ids = group.subnets().iter().filter_map(|s| s.subnet_identifier().map(str::to_string)).collect();
+    Ok(Some(SubnetGroupObservation { arn, subnet_ids, tags }))
 }
 
 #[cfg(test)]

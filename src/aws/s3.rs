@@ -41,6 +41,39 @@ pub fn tls_only_policy(partition: &str, bucket: &str) -> String {
     .to_string()
 }
 
+/// Who can use a bucket name, as HeadBucket tells it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BucketAccess {
+    /// No bucket has the name (in any account): it can be created.
+    Absent,
+    /// The bucket exists and this account can reach it (whose it is, its tags tell).
+    Reachable,
+    /// The bucket exists in another account, or this account may not see it.
+    Forbidden,
+    /// The bucket exists in another region (named when S3 said which).
+    ElsewhereIn(Option<String>),
+}
+
+/// Which of [`BucketAccess`] a bucket name is in. Reads only.
+pub async fn access(client: &Client, bucket: &str) -> AwsResult<BucketAccess> {
+    match client.head_bucket().bucket(bucket).send().await {
+        Ok(_) => Ok(BucketAccess::Reachable),
+        Err(err) => {
+            let region = err.raw_response().and_then(|r| r.headers().get("x-amz-bucket-region")).map(str::to_string);
+            let err = AwsError::from_sdk("HeadBucket", err);
+            if err.is(&["NotFound", "NoSuchBucket", "404"]) {
+                Ok(BucketAccess::Absent)
+            } else if err.is(&["Forbidden", "AccessDenied", "403"]) {
+                Ok(BucketAccess::Forbidden)
+            } else if err.is(&["PermanentRedirect", "MovedPermanently", "301"]) || region.is_some() {
+                Ok(BucketAccess::ElsewhereIn(region))
+            } else {
+                Err(err)
+            }
+        }
+    }
+}
+
 /// Whether the bucket exists and is ours. A bucket owned by another account is an error.
 pub async fn exists(client: &Client, bucket: &str) -> AwsResult<bool> {
     match client.head_bucket().bucket(bucket).send().await {
@@ -289,14 +322,29 @@ pub async fn empty(client: &Client, bucket: &str) -> AwsResult<u64> {
         if objects.is_empty() {
             return Ok(deleted);
         }
-        deleted += objects.len() as u64;
-        client
+        let count = objects.len() as u64;
+        let out = client
             .delete_objects()
             .bucket(bucket)
             .delete(Delete::builder().set_objects(Some(objects)).quiet(true).build()?)
             .send()
             .await
             .map_err(|e| AwsError::from_sdk("DeleteObjects", e))?;
+        // Quiet mode reports only failures. Versions S3 refuses to delete (object lock, a legal hold, a
+        // denying policy) would be listed again forever: stop at the first refusal instead.
+        if let Some(refused) = out.errors().first() {
+            return Err(AwsError {
+                operation: "DeleteObjects",
+                code: refused.code().map(str::to_string),
+                message: format!(
+                    "{} of {count} object versions in {bucket} could not be deleted; the first, {}, because: {}",
+                    out.errors().len(),
+                    refused.key().unwrap_or("?"),
+                    refused.message().unwrap_or("no reason given")
+                ),
+            });
+        }
+        deleted += count;
     }
 }
 

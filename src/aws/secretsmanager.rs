@@ -25,6 +25,8 @@ pub struct SecretInfo {
     pub arn: String,
     /// Whether it is scheduled for deletion (restorable until the recovery window ends).
     pub scheduled_for_deletion: bool,
+    /// Its tags, which say whose it is.
+    pub tags: BTreeMap<String, String>,
 }
 
 fn tag_list(tags: &BTreeMap<String, String>) -> Vec<Tag> {
@@ -32,7 +34,15 @@ fn tag_list(tags: &BTreeMap<String, String>) -> Vec<Tag> {
 }
 
 fn to_info(out: &DescribeSecretOutput) -> SecretInfo {
-    SecretInfo { arn: out.arn().unwrap_or_default().to_string(), scheduled_for_deletion: out.deleted_date().is_some() }
+    SecretInfo {
+        arn: out.arn().unwrap_or_default().to_string(),
+        scheduled_for_deletion: out.deleted_date().is_some(),
+        tags: out
+            .tags()
+            .iter()
+            .filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string())))
+            .collect(),
+    }
 }
 
 /// The raw description of the secret; `None` when it does not exist.
@@ -207,7 +217,8 @@ mod tests {
             to_info(&live),
             SecretInfo {
                 arn: "arn:aws:secretsmanager:eu-west-2:1:secret:mq-AbCdEf".into(),
-                scheduled_for_deletion: false
+                scheduled_for_deletion: false,
+                tags: BTreeMap::new(),
             }
         );
         let doomed =

@@ -164,7 +164,7 @@ pub async fn ensure_private_namespace(
     tags: &BTreeMap<String, String>,
     timeout: Duration,
 ) -> AwsResult<Namespace> {
-    let deadline = Instant::now() + timeout;
+    let deadline = super::deadline_after(timeout);
     let namespace = match describe_namespace(client, name).await? {
         Some(found) => found,
         None => create_private_namespace(client, name, vpc_id, tags, deadline, timeout).await?,
@@ -401,7 +401,7 @@ async fn deregister_instances(client: &Client, service_id: &str) -> AwsResult<()
 /// reports it in use (deregistration is asynchronous) for up to `timeout`; absent is success. May be called
 /// again after a crash; converges.
 pub async fn delete_service(client: &Client, id: &str, timeout: Duration) -> AwsResult<()> {
-    let deadline = Instant::now() + timeout;
+    let deadline = super::deadline_after(timeout);
     loop {
         deregister_instances(client, id).await?;
         let err = match client.delete_service().id(id).send().await {
@@ -427,7 +427,7 @@ pub async fn delete_service(client: &Client, id: &str, timeout: Duration) -> Aws
 /// Deletes the namespace and waits for the deletion to finish, up to `timeout`; retries while it still holds
 /// services being deleted; absent is success. May be called again after a crash; converges.
 pub async fn delete_namespace(client: &Client, id: &str, timeout: Duration) -> AwsResult<()> {
-    let deadline = Instant::now() + timeout;
+    let deadline = super::deadline_after(timeout);
     let operation_id = loop {
         let err = match client.delete_namespace().id(id).send().await {
             Ok(out) => break out.operation_id().unwrap_or_default().to_string(),

@@ -32,3 +32,54 @@ async fn parameter_value(client: &Client, name: &str, hint: &str) -> AwsResult<S
 pub async fn ecs_optimized_ami(client: &Client) -> AwsResult<String> {
     parameter_value(client, ECS_OPTIMIZED_AMI_PARAMETER, "set cluster.ami_id to choose an AMI explicitly").await
 }
+
+/// Writes a claim: a private String parameter, tagged, recording that its writer is about to create a
+/// resource that cannot be tagged in the call that creates it, so a crash between the create and the
+/// tagging leaves proof of who made it. Overwrites an earlier claim of the same name. Idempotent.
+pub async fn put_claim(
+    client: &Client,
+    name: &str,
+    value: &str,
+    description: &str,
+    tags: &std::collections::BTreeMap<String, String>,
+) -> AwsResult<()> {
+    // Tags can only be given when a parameter is created, so a claim left by a crash is replaced whole.
+    delete_claim(client, name).await?;
+    let tags = tags
+        .iter()
+        .map(|(k, v)| aws_sdk_ssm::types::Tag::builder().key(k).value(v).build().map_err(AwsError::from))
+        .collect::<AwsResult<Vec<_>>>()?;
+    client
+        .put_parameter()
+        .name(name)
+        .value(value)
+        .description(description)
+        .r#type(aws_sdk_ssm::types::ParameterType::String)
+        .set_tags(Some(tags))
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("PutParameter", e))?;
+    Ok(())
+}
+
+/// The value of a claim; `None` when there is none. Reads only.
+pub async fn claim(client: &Client, name: &str) -> AwsResult<Option<String>> {
+    match client.get_parameter().name(name).send().await {
+        Ok(out) => Ok(out.parameter().and_then(|p| p.value()).map(str::to_string)),
+        Err(err) => {
+            let err = AwsError::from_sdk("GetParameter", err);
+            if err.is(&["ParameterNotFound"]) { Ok(None) } else { Err(err) }
+        }
+    }
+}
+
+/// Deletes a claim; absent is success.
+pub async fn delete_claim(client: &Client, name: &str) -> AwsResult<()> {
+    match client.delete_parameter().name(name).send().await {
+        Ok(_) => Ok(()),
+        Err(err) => {
+            let err = AwsError::from_sdk("DeleteParameter", err);
+            if err.is(&["ParameterNotFound"]) { Ok(()) } else { Err(err) }
+        }
+    }
+}

@@ -24,6 +24,19 @@ pub fn parse(text: &str) -> Option<Duration> {
     (number.is_empty() && total > 0).then(|| Duration::from_secs(total))
 }
 
+/// Writes a duration the way it is configured: `1h30m`, `90s`, `45m`.
+pub fn format(duration: Duration) -> String {
+    let secs = duration.as_secs();
+    let (hours, minutes, seconds) = (secs / 3600, secs % 3600 / 60, secs % 60);
+    let mut text = String::new();
+    for (value, unit) in [(hours, 'h'), (minutes, 'm'), (seconds, 's')] {
+        if value > 0 {
+            text.push_str(&format!("{value}{unit}"));
+        }
+    }
+    if text.is_empty() { "0s".into() } else { text }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -35,5 +48,12 @@ mod tests {
         assert_eq!(parse("10"), None, "a unit is required");
         assert_eq!(parse("1d"), None);
         assert_eq!(parse("0m"), None);
+    }
+
+    #[test]
+    fn durations_print_as_configured() {
+        assert_eq!(format(Duration::from_secs(5400)), "1h30m");
+        assert_eq!(format(Duration::from_secs(90)), "1m30s");
+        assert_eq!(format(Duration::from_secs(3600)), "1h");
     }
 }

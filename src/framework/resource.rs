@@ -50,6 +50,8 @@ pub struct PlannedChange {
     pub planned: Value,
     /// Top-level attributes whose change forces replacement.
     pub requires_replace: Vec<String>,
+    /// The private state the last read or apply left (empty when none).
+    pub prior_private: Vec<u8>,
 }
 
 /// The outcome of creating, updating or reading: the state to record (possibly partial) and diagnostics.
@@ -59,6 +61,9 @@ pub struct StateResult {
     pub state: Option<Value>,
     /// What happened.
     pub diagnostics: Diagnostics,
+    /// The resource's private state for Terraform to keep and hand back on the next plan, read and apply;
+    /// `None` keeps what Terraform sent.
+    pub private: Option<Vec<u8>>,
 }
 
 /// A managed resource type.
@@ -107,7 +112,7 @@ pub trait Resource: Send + Sync + 'static {
         let _ = (ctx, identity);
         let mut diagnostics = Diagnostics::new();
         diagnostics.error("Import By Identity Not Supported", "This resource can only be imported by id.");
-        StateResult { state: None, diagnostics }
+        StateResult { state: None, diagnostics, private: None }
     }
 }
 

@@ -121,13 +121,13 @@ impl FrameworkServer {
         let mut diagnostics = Diagnostics::new();
         let Some(schema) = self.resources.get(type_name).and_then(|r| r.identity_schema()) else {
             diagnostics.error("No Identity Schema", format!("Resource type {type_name:?} has no identity."));
-            return StateResult { state: None, diagnostics };
+            return StateResult { state: None, diagnostics, private: None };
         };
         match Value::from_json(json) {
-            Ok(value) => StateResult { state: Some(value.conform(&schema.value_type())), diagnostics },
+            Ok(value) => StateResult { state: Some(value.conform(&schema.value_type())), diagnostics, private: None },
             Err(e) => {
                 diagnostics.error("Unreadable Stored Identity", format!("The stored identity is not valid JSON: {e}."));
-                StateResult { state: None, diagnostics }
+                StateResult { state: None, diagnostics, private: None }
             }
         }
     }
@@ -140,7 +140,7 @@ impl FrameworkServer {
                 result.state = result.state.map(|s| s.conform(&resource.schema().value_type()));
                 result
             }
-            Err(diagnostics) => StateResult { state: None, diagnostics },
+            Err(diagnostics) => StateResult { state: None, diagnostics, private: None },
         }
     }
 
@@ -197,7 +197,7 @@ impl FrameworkServer {
     pub fn upgrade_state(&self, type_name: &str, version: i64, json: &[u8]) -> StateResult {
         let resource = match self.resource(type_name) {
             Ok(resource) => resource,
-            Err(diagnostics) => return StateResult { state: None, diagnostics },
+            Err(diagnostics) => return StateResult { state: None, diagnostics, private: None },
         };
         let schema = resource.schema();
         let mut diagnostics = Diagnostics::new();
@@ -209,18 +209,19 @@ impl FrameworkServer {
                     schema.version
                 ),
             );
-            return StateResult { state: None, diagnostics };
+            return StateResult { state: None, diagnostics, private: None };
         }
         match Value::from_json(json) {
-            Ok(value) => StateResult { state: Some(value.conform(&schema.value_type())), diagnostics },
+            Ok(value) => StateResult { state: Some(value.conform(&schema.value_type())), diagnostics, private: None },
             Err(e) => {
                 diagnostics.error("Unreadable Stored State", format!("The stored state is not valid JSON: {e}."));
-                StateResult { state: None, diagnostics }
+                StateResult { state: None, diagnostics, private: None }
             }
         }
     }
 
-    /// Plans a change: create or update when `proposed` is not null, destroy otherwise.
+    /// Plans a change: create or update when `proposed` is not null, destroy otherwise. `prior_private` is
+    /// what the last read or apply left in the resource's private state.
     pub async fn plan(
         &self,
         ctx: &RequestContext,
@@ -228,6 +229,7 @@ impl FrameworkServer {
         prior: &Value,
         proposed: &Value,
         config: &Value,
+        prior_private: &[u8],
     ) -> PlanOutcome {
         let resource = match self.resource(type_name) {
             Ok(resource) => resource,
@@ -244,6 +246,7 @@ impl FrameworkServer {
             config: config.clone(),
             planned: generic.planned,
             requires_replace: generic.requires_replace,
+            prior_private: prior_private.to_vec(),
         };
         let diagnostics = resource.modify_plan(ctx, &mut change).await;
         let mut requires_replace: Vec<String> = change.requires_replace;
@@ -268,12 +271,12 @@ impl FrameworkServer {
     ) -> StateResult {
         let resource = match self.resource(type_name) {
             Ok(resource) => resource,
-            Err(diagnostics) => return StateResult { state: Some(prior.clone()), diagnostics },
+            Err(diagnostics) => return StateResult { state: Some(prior.clone()), diagnostics, private: None },
         };
         if planned.is_null() {
             let diagnostics = resource.delete(ctx, prior).await;
             let state = diagnostics.has_errors().then(|| prior.clone());
-            return StateResult { state, diagnostics };
+            return StateResult { state, diagnostics, private: None };
         }
         let mut result = resource.apply(ctx, prior, planned, config).await;
         check_applied_state(&mut result);
@@ -289,7 +292,7 @@ impl FrameworkServer {
                 result.state = result.state.map(|s| s.conform(&resource.schema().value_type()));
                 result
             }
-            Err(diagnostics) => StateResult { state: Some(state.clone()), diagnostics },
+            Err(diagnostics) => StateResult { state: Some(state.clone()), diagnostics, private: None },
         }
     }
 
@@ -301,7 +304,7 @@ impl FrameworkServer {
                 result.state = result.state.map(|s| s.conform(&resource.schema().value_type()));
                 result
             }
-            Err(diagnostics) => StateResult { state: None, diagnostics },
+            Err(diagnostics) => StateResult { state: None, diagnostics, private: None },
         }
     }
 }

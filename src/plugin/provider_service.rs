@@ -194,7 +194,7 @@ impl tf::provider_server::Provider for ProviderService {
             new_identity: identity_data(self.server.identity(&req.type_name, result.state.as_ref())),
             new_state: Some(encode(result.state.as_ref().unwrap_or(&Value::Null))),
             diagnostics: diagnostics(result.diagnostics),
-            private: req.private.clone(),
+            private: result.private.unwrap_or_else(|| req.private.clone()),
             ..Default::default()
         }))
     }
@@ -221,7 +221,7 @@ impl tf::provider_server::Provider for ProviderService {
                 }));
             }
         };
-        let outcome = self.server.plan(&ctx, &req.type_name, &prior, &proposed, &config).await;
+        let outcome = self.server.plan(&ctx, &req.type_name, &prior, &proposed, &config, &req.prior_private).await;
         // A destroy plans no identity (Terraform allows it to go away with the object).
         let planned_identity = identity_data(self.server.identity(&req.type_name, Some(&outcome.planned)));
         Ok(Response::new(tf::plan_resource_change::Response {
@@ -261,7 +261,7 @@ impl tf::provider_server::Provider for ProviderService {
         Ok(Response::new(tf::apply_resource_change::Response {
             new_identity: identity_data(self.server.identity(&req.type_name, result.state.as_ref())),
             new_state: Some(encode(result.state.as_ref().unwrap_or(&Value::Null))),
-            private: req.planned_private.clone(),
+            private: result.private.unwrap_or_else(|| req.planned_private.clone()),
             diagnostics: diagnostics(result.diagnostics),
             ..Default::default()
         }))
@@ -277,7 +277,7 @@ impl tf::provider_server::Provider for ProviderService {
         let result = match (by_identity, self.server.identity_schemas().iter().find(|(n, _)| *n == req.type_name)) {
             (Some(data), Some((_, schema))) if req.id.is_empty() => match decode(Some(data), &schema.value_type()) {
                 Ok(identity) => self.server.import_by_identity(&ctx, &req.type_name, &identity).await,
-                Err(diags) => crate::framework::StateResult { state: None, diagnostics: diags },
+                Err(diags) => crate::framework::StateResult { state: None, diagnostics: diags, private: None },
             },
             _ => self.server.import(&ctx, &req.type_name, &req.id).await,
         };

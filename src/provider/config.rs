@@ -145,7 +145,9 @@ async fn load_sdk_config(config: &Value) -> Result<SdkConfig, Diagnostics> {
         Some("adaptive") => RetryConfig::adaptive(),
         _ => RetryConfig::standard(),
     };
-    let mut loader = aws_config::defaults(BehaviorVersion::latest()).retry_config(retry.with_max_attempts(retries + 1));
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(retry.with_max_attempts(retries + 1))
+        .timeout_config(call_timeouts());
     if let Some(region) = config.get("region").as_str() {
         loader = loader.region(Region::new(region.to_string()));
     }
@@ -162,6 +164,20 @@ async fn load_sdk_config(config: &Value) -> Result<SdkConfig, Diagnostics> {
     let base = loader.load().await;
     let with_web_identity = assume_role_with_web_identity(base, config.get("assume_role_with_web_identity"));
     Ok(assume_role(with_web_identity, config.get("assume_role")).await)
+}
+
+/// Bounds on every AWS call, so an endpoint that stops answering fails the call instead of hanging plan or
+/// apply: a connection must open within 10 s, one attempt may take a minute (the slowest calls the stack
+/// makes, such as deleting a thousand object versions, take seconds), and a call with all its retries five
+/// minutes. Waits for AWS to finish something (a database becoming available) are loops of short calls,
+/// bounded by the resource's `timeouts`, not by these.
+fn call_timeouts() -> aws_config::timeout::TimeoutConfig {
+    aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .read_timeout(Duration::from_secs(60))
+        .operation_attempt_timeout(Duration::from_secs(60))
+        .operation_timeout(Duration::from_secs(300))
+        .build()
 }
 
 fn profile_files(config: &Value) -> Option<ProfileFiles> {

@@ -12,17 +12,17 @@ use crate::aws::AwsContext;
 use crate::framework::{Diagnostics, RequestContext, StateResult, Value};
 
 use super::graph::{self, Direction};
+use super::guard;
 use super::model::{COMPONENTS, StackSpec};
+use super::ownership::{self, PrivateState, any_blocking, conflict_diagnostics};
 use super::parts::{self, Group, Part, PartContext, PartError, PartState, Removal, WEB_PATH, WEB_PORT, group_key};
 use super::schema::SERVICES;
-
-/// How many AWS operations run at once: enough to overlap waits, few enough to stay clear of throttling.
-pub const CONCURRENCY: usize = 8;
+use super::survey::{CONCURRENCY, Survey, survey};
 /// How often the steady-state wait polls ECS.
 const STEADY_STATE_POLL: Duration = Duration::from_secs(15);
 
 /// A token cancelled by Terraform's stop or when `limit` has passed, whichever comes first.
-fn deadline(cancel: &CancellationToken, limit: Duration) -> CancellationToken {
+fn cancelled_after(cancel: &CancellationToken, limit: Duration) -> CancellationToken {
     let token = cancel.child_token();
     let timer = token.clone();
     tokio::spawn(async move {
@@ -41,7 +41,9 @@ fn password_to_send(prior: &Value, planned: &Value, config: &Value) -> Option<St
     (prior.is_null() || version(prior) != version(planned)).then(|| password.to_string())
 }
 
-/// Creates or updates every part to match `planned`.
+/// Creates or updates every part to match `planned`. Nothing is written before a survey has shown that
+/// every wanted part's name is free or the stack's own (or an unmarked resource the configuration takes
+/// over); a failure afterwards returns the state of what exists, so the next apply continues.
 pub async fn converge(
     ctx: &RequestContext,
     aws: &AwsContext,
@@ -51,7 +53,18 @@ pub async fn converge(
 ) -> StateResult {
     let spec = StackSpec::from_value(planned, aws);
     let limit = if prior.is_null() { spec.timeouts.create } else { spec.timeouts.update };
-    let stop = deadline(&ctx.cancel, limit);
+    let stop = cancelled_after(&ctx.cancel, limit);
+    let unchanged =
+        |diagnostics| StateResult { state: (!prior.is_null()).then(|| prior.clone()), diagnostics, private: None };
+    let found = match survey(&stop, aws, &spec, &Part::every(), &BTreeMap::new(), "Nothing was changed.").await {
+        Ok(found) => found,
+        Err(diagnostics) => return unchanged(diagnostics),
+    };
+    let conflicts = found.conflicts(&spec);
+    let mut diagnostics = conflict_diagnostics(&conflicts, &spec.name, spec.adopt_untagged, ownership::Report::Refuse);
+    if any_blocking(&conflicts, spec.adopt_untagged) {
+        return unchanged(diagnostics);
+    }
     let password = password_to_send(prior, planned, config);
     let wanted = Part::all(&spec);
     let report = graph::run(&Part::graph(&wanted), Direction::Forward, CONCURRENCY, &stop, |part, inputs| {
@@ -63,32 +76,11 @@ pub async fn converge(
     })
     .await;
     let done: BTreeMap<Part, PartState> = report.done.iter().cloned().collect();
-    let mut diagnostics = Diagnostics::new();
-    for (part, error) in &report.failed {
-        diagnostics.error(
-            format!("Failed To Apply Part {part}"),
-            format!(
-                "Stack {}: {part}: {}. What was created is recorded in state; the next apply continues from there.",
-                spec.name,
-                error.to_string().trim_end_matches('.')
-            ),
-        );
-    }
-    if report.cancelled && report.failed.is_empty() {
-        let why = if ctx.cancel.is_cancelled() {
-            "Terraform asked the provider to stop".to_string()
-        } else {
-            format!("the {limit:?} timeout passed")
-        };
-        diagnostics.error(
-            "Apply Interrupted",
-            format!("{why}. What was created is recorded in state; the next apply continues from there."),
-        );
-    }
+    diagnostics.extend(run_diagnostics(&report, &spec.name, &ctx.cancel, limit, "apply"));
     // Only once every wanted part is right (web no longer uses the target group, the services' group no
     // longer admits the load balancer) can the unwanted ones go.
     if report.is_complete() {
-        remove_unwanted(&stop, aws, &spec, &done, &mut diagnostics).await;
+        remove_unwanted(&stop, aws, &spec, &done, &found, &mut diagnostics).await;
     }
     if report.is_complete() && spec.wait_for_steady_state {
         let names: Vec<String> = SERVICES.iter().map(|s| s.to_string()).collect();
@@ -105,44 +97,89 @@ pub async fn converge(
     for (attribute, value) in spec.settings_values() {
         state.set(attribute, super::model::resolve_unknowns(planned.get(attribute), &value));
     }
-    StateResult { state: Some(state_with_outputs(&state, &done)), diagnostics }
+    if password.is_some() && !done.contains_key(&Part::Database) {
+        // The new password never reached RDS: keep the version that did, so the next apply sends it again.
+        let mut database = state.get("database").clone();
+        database.set("password_wo_version", prior.get("database").get("password_wo_version").clone());
+        state.set("database", database);
+    }
+    let private = PrivateState::default().encode();
+    StateResult { state: Some(state_with_outputs(&state, &done)), diagnostics, private: Some(private) }
 }
 
-/// Removes, dependents first, the parts the spec does not want that exist (those of a load balancer the
-/// configuration dropped, or left by an interrupted apply). `done` holds the wanted parts as just ensured.
+/// The diagnostics of a forward or backward walk that did not finish: each failed part, or why the walk
+/// stopped. `what` is the operation (`apply`, `destroy`).
+fn run_diagnostics<T>(
+    report: &graph::Report<Part, T, PartError>,
+    stack: &str,
+    cancel: &CancellationToken,
+    limit: Duration,
+    what: &str,
+) -> Diagnostics {
+    let mut diagnostics = Diagnostics::new();
+    let next = match what {
+        "destroy" => "Parts already deleted are skipped when destroy runs again.",
+        _ => "What was created is recorded in state; the next apply continues from there.",
+    };
+    for (part, error) in &report.failed {
+        let summary = match error {
+            PartError::Refused(_) => format!("{} Refused To Protect Data", capitalised(what)),
+            _ => format!("Failed To {} Part {part}", if what == "destroy" { "Delete" } else { "Apply" }),
+        };
+        diagnostics
+            .error(summary, format!("Stack {stack}: {part}: {}. {next}", error.to_string().trim_end_matches('.')));
+    }
+    if report.cancelled && report.failed.is_empty() {
+        let why = if cancel.is_cancelled() {
+            "Terraform asked the provider to stop".to_string()
+        } else {
+            format!("the {} timeout passed", crate::framework::duration::format(limit))
+        };
+        diagnostics.error(format!("{} Interrupted", capitalised(what)), format!("Stack {stack}: {why}. {next}"));
+    }
+    diagnostics
+}
+
+fn capitalised(word: &str) -> String {
+    let mut chars = word.chars();
+    chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default()
+}
+
+/// Removes, dependents first, the stack's own parts that the spec does not want (those of a load balancer
+/// the configuration dropped, or left by an interrupted apply). `done` holds the wanted parts as just
+/// ensured; `found` is the survey taken before. Look-alikes that are not the stack's are never touched.
 async fn remove_unwanted(
     stop: &CancellationToken,
     aws: &AwsContext,
     spec: &StackSpec,
     done: &BTreeMap<Part, PartState>,
+    found: &Survey,
     diagnostics: &mut Diagnostics,
 ) {
-    let unwanted: Vec<Part> = Part::every().into_iter().filter(|p| !p.is_wanted(spec)).collect();
+    let unwanted: Vec<Part> = found.own.keys().filter(|p| !p.is_wanted(spec)).copied().collect();
     if unwanted.is_empty() {
         return;
     }
-    let observed = observe_parts(stop, aws, spec, &unwanted, done).await;
-    let complete = observed.is_complete();
     let mut existing = done.clone();
-    existing.extend(observed.done.into_iter().filter_map(|(p, s)| s.map(|s| (p, s))));
-    let report = if complete {
-        let present: Vec<Part> = unwanted.into_iter().filter(|p| existing.contains_key(p)).collect();
-        graph::run(&Part::graph(&present), Direction::Backward, CONCURRENCY, stop, |part, _| {
-            let existing = &existing;
-            async move {
-                let pctx = PartContext { spec, aws, parts: existing, database_password: None };
-                parts::remove(part, &pctx).await
-            }
-        })
-        .await
-    } else {
-        graph::Report {
-            done: vec![],
-            failed: observed.failed,
-            skipped: observed.skipped,
-            cancelled: observed.cancelled,
+    existing.extend(unwanted.iter().map(|p| (*p, found.own[p].clone())));
+    match guard::blockers(aws, spec, &existing, &unwanted).await {
+        Ok(blockers) if blockers.is_empty() => {}
+        Ok(blockers) => return diagnostics.extend(guard::refusal(&blockers, &spec.name)),
+        Err(e) => {
+            return diagnostics.error(
+                "Failed To Check Removal",
+                format!("Stack {}: {e}. Parts the configuration no longer wants were left in place.", spec.name),
+            );
         }
-    };
+    }
+    let report = graph::run(&Part::graph(&unwanted), Direction::Backward, CONCURRENCY, stop, |part, _| {
+        let existing = &existing;
+        async move {
+            let pctx = PartContext { spec, aws, parts: existing, database_password: None };
+            parts::remove(part, &pctx).await
+        }
+    })
+    .await;
     for (part, error) in &report.failed {
         diagnostics.error(
             format!("Failed To Remove Part {part}"),
@@ -256,69 +293,38 @@ fn null_unknowns(value: Value) -> Value {
     }
 }
 
-/// Observes every part a stack may have, wanted or not, forward through the graph, so each part is looked
-/// up with what it depends on. Parts that do not exist are `None` in the result.
-pub async fn observe_all(
-    cancel: &CancellationToken,
-    aws: &AwsContext,
-    spec: &StackSpec,
-) -> graph::Report<Part, Option<PartState>, PartError> {
-    observe_parts(cancel, aws, spec, &Part::every(), &BTreeMap::new()).await
-}
-
-/// Observes `parts` forward through their graph; a part's dependencies outside `parts` are taken from
-/// `known`.
-async fn observe_parts(
-    cancel: &CancellationToken,
-    aws: &AwsContext,
-    spec: &StackSpec,
-    parts: &[Part],
-    known: &BTreeMap<Part, PartState>,
-) -> graph::Report<Part, Option<PartState>, PartError> {
-    graph::run(
-        &Part::graph(parts),
-        Direction::Forward,
-        CONCURRENCY,
-        cancel,
-        |part, inputs: BTreeMap<Part, Option<PartState>>| async move {
-            let mut present = known.clone();
-            present.extend(inputs.into_iter().filter_map(|(p, s)| s.map(|s| (p, s))));
-            let pctx = PartContext { spec, aws, parts: &present, database_password: None };
-            parts::observe(part, &pctx).await
-        },
-    )
-    .await
-}
-
-/// Removes every part, dependents first, after observing what exists. Retained parts and final snapshots
-/// are reported as warnings.
+/// Removes every part of the stack, dependents first. Nothing is deleted unless the survey succeeds and
+/// no part's removal is forbidden (see [`guard`]); resources that only share the stack's names are left
+/// alone and reported. Retained parts and final snapshots are reported as warnings.
 pub async fn delete(ctx: &RequestContext, aws: &AwsContext, prior: &Value) -> Diagnostics {
     let spec = StackSpec::from_value(prior, aws);
-    let stop = deadline(&ctx.cancel, spec.timeouts.delete);
-    let mut diagnostics = Diagnostics::new();
-    let observed = observe_all(&stop, aws, &spec).await;
-    if !observed.is_complete() {
-        for (part, error) in &observed.failed {
-            diagnostics.error(
-                format!("Failed To Read Part {part}"),
-                format!("Stack {}: {part}: {error}. Nothing was deleted.", spec.name),
-            );
+    let stop = cancelled_after(&ctx.cancel, spec.timeouts.delete);
+    let found = match survey(&stop, aws, &spec, &Part::every(), &BTreeMap::new(), "Nothing was deleted.").await {
+        Ok(found) => found,
+        Err(diagnostics) => return diagnostics,
+    };
+    match guard::blockers(aws, &spec, &found.own, &Part::every()).await {
+        Ok(blockers) if blockers.is_empty() => {}
+        Ok(blockers) => return guard::refusal(&blockers, &spec.name),
+        Err(e) => {
+            let mut diagnostics = Diagnostics::new();
+            diagnostics.error("Failed To Check Destroy", format!("Stack {}: {e}. Nothing was deleted.", spec.name));
+            return diagnostics;
         }
-        if observed.failed.is_empty() {
-            diagnostics.error("Destroy Interrupted", "The destroy stopped before it started deleting; run it again.");
-        }
-        return diagnostics;
     }
-    let existing: BTreeMap<Part, PartState> =
-        observed.done.into_iter().filter_map(|(p, s)| s.map(|s| (p, s))).collect();
+    let own = &found.own;
     let report = graph::run(&Part::graph(&Part::every()), Direction::Backward, CONCURRENCY, &stop, |part, _| {
-        let (spec, existing) = (&spec, &existing);
+        let spec = &spec;
         async move {
-            let pctx = PartContext { spec, aws, parts: existing, database_password: None };
+            if !own.contains_key(&part) {
+                return Ok(Removal::Removed);
+            }
+            let pctx = PartContext { spec, aws, parts: own, database_password: None };
             parts::remove(part, &pctx).await
         }
     })
     .await;
+    let mut diagnostics = Diagnostics::new();
     for (_, removal) in &report.done {
         match removal {
             Removal::Retained(why) => diagnostics.warning("Part Retained", why.clone()),
@@ -326,18 +332,23 @@ pub async fn delete(ctx: &RequestContext, aws: &AwsContext, prior: &Value) -> Di
             Removal::Removed => {}
         }
     }
-    for (part, error) in &report.failed {
-        let summary = match error {
-            PartError::Refused(_) => "Destroy Refused To Protect Data".to_string(),
-            _ => format!("Failed To Delete Part {part}"),
-        };
-        diagnostics.error(summary, format!("Stack {}: {part}: {error}", spec.name));
-    }
-    if report.cancelled && report.failed.is_empty() {
-        diagnostics.error(
-            "Destroy Interrupted",
-            "The destroy was stopped or timed out. Run it again to finish; parts already deleted are skipped.",
+    let look_alikes = found.look_alikes(&spec);
+    if !look_alikes.is_empty() {
+        diagnostics.warning(
+            "Resources Left Alone",
+            format!(
+                "Stack {}: these resources have the names of the stack's parts but are not its own, so destroy did not \
+                 touch them:\n{}",
+                spec.name,
+                ownership::bullets(look_alikes.iter().map(|c| format!("{}: {}", c.identified(), c.owner)))
+            ),
         );
+    }
+    diagnostics.extend(run_diagnostics(&report, &spec.name, &ctx.cancel, spec.timeouts.delete, "destroy"));
+    if report.is_complete()
+        && let Err(e) = parts::storage::remove_claims(&spec, aws).await
+    {
+        diagnostics.warning("Claims Not Removed", format!("Stack {}: {e}.", spec.name));
     }
     diagnostics
 }

@@ -1,18 +1,28 @@
 //! The `datavault_stack` resource: a whole DataVault deployment managed as a graph of parts.
 //!
-//! - [`schema`]: attributes and static validation;
+//! - [`schema`]: attributes and their defaults;
+//! - [`validation`]: static checks of a configuration, with attribute paths;
+//! - [`checks`]: plan-time checks that ask AWS (read-only), for a new stack or a changed setting;
 //! - [`model`]: the desired shape derived from a plan or state (names, tags);
 //! - [`parts`]: the part list with ensure / observe / remove for each part;
+//! - [`ownership`]: which resources are the stack's own (its tags), and the conflicts with those that are not;
+//! - [`survey`]: observing every part and sorting what exists into own parts and look-alikes;
+//! - [`guard`]: what must hold before any part is deleted;
 //! - [`graph`]: the dependency-graph runner (concurrent, stops cleanly on failure or cancellation);
 //! - [`plan`], [`apply`], [`read`]: the lifecycle over the parts.
 
 pub mod apply;
+pub mod checks;
 pub mod graph;
+pub mod guard;
 pub mod model;
+pub mod ownership;
 pub mod parts;
 pub mod plan;
 pub mod read;
 pub mod schema;
+pub mod survey;
+pub mod validation;
 
 use std::sync::Arc;
 
@@ -37,7 +47,7 @@ impl StackResource {
 }
 
 fn failed(diagnostics: Diagnostics, state: Option<&Value>) -> StateResult {
-    StateResult { state: state.cloned(), diagnostics }
+    StateResult { state: state.cloned(), diagnostics, private: None }
 }
 
 #[async_trait]
@@ -51,21 +61,21 @@ impl Resource for StackResource {
     }
 
     fn validate(&self, config: &Value) -> Diagnostics {
-        schema::validate(config)
+        validation::validate(config)
     }
 
     async fn modify_plan(&self, ctx: &RequestContext, change: &mut PlannedChange) -> Diagnostics {
-        let mut diagnostics = schema::validate(&change.config);
+        let mut diagnostics = validation::validate(&change.config);
         match self.data.aws() {
-            Ok(aws) => diagnostics.extend(plan::modify_plan(ctx, change, &aws)),
+            Ok(aws) => diagnostics.extend(plan::modify_plan(ctx, change, &aws).await),
             Err(diags) => diagnostics.extend(diags),
         }
         diagnostics
     }
 
-    async fn plan_destroy(&self, _ctx: &RequestContext, prior: &Value) -> Diagnostics {
+    async fn plan_destroy(&self, ctx: &RequestContext, prior: &Value) -> Diagnostics {
         match self.data.aws() {
-            Ok(aws) => plan::plan_destroy(prior, &aws).await,
+            Ok(aws) => plan::plan_destroy(ctx, prior, &aws).await,
             Err(diags) => diags,
         }
     }

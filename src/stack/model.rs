@@ -125,6 +125,8 @@ pub struct StackSpec {
     pub database: DatabaseSettings,
     /// The public entry point, when the configuration asks for one; without it web stays private.
     pub load_balancer: Option<LoadBalancerSettings>,
+    /// Take over resources with the stack's names that carry no stack tag.
+    pub adopt_untagged: bool,
     /// Wait for services to become stable.
     pub wait_for_steady_state: bool,
     /// Time limits.
@@ -315,6 +317,7 @@ impl StackSpec {
             services,
             database: DatabaseSettings::from_value(value.get("database")),
             load_balancer: LoadBalancerSettings::from_value(value.get("load_balancer")),
+            adopt_untagged: bool_or(value.get("adopt_untagged_resources"), false),
             wait_for_steady_state: bool_or(value.get("wait_for_steady_state"), true),
             timeouts: Timeouts::from_value(value.get("timeouts")),
             name,

@@ -2,6 +2,8 @@
 //! checks that need the provider's context (capacity, Terraform features), and the checks that block a
 //! destroy before it starts.
 
+use std::collections::BTreeMap;
+
 use crate::aws::{self, AwsContext};
 use crate::framework::{AttributePath, Diagnostic, Diagnostics, PlannedChange, RequestContext, Value};
 
@@ -9,8 +11,11 @@ use super::apply::{internal_web_url, public_web_url};
 use super::model::{
     COMPONENTS, StackSpec, bucket_arn, default_archive_bucket, default_state_bucket, log_group_name, merged_tags,
 };
-use super::parts::{archive_not_empty_message, dns_name, service_index};
+use super::ownership::{PrivateState, Report, conflict_diagnostics};
+use super::parts::{Part, dns_name, service_index};
 use super::schema::SERVICES;
+use super::survey::survey;
+use super::{checks, guard};
 
 /// Outputs that exist once their part exists: null in state means the part went missing.
 const PART_OUTPUTS: &[&str] = &[
@@ -42,8 +47,40 @@ fn map_outputs(load_balancer: bool) -> Vec<(&'static str, Vec<&'static str>)> {
     ]
 }
 
-/// Fills in what the provider knows at plan time on top of the framework's generic plan.
-pub fn modify_plan(ctx: &RequestContext, change: &mut PlannedChange, aws: &AwsContext) -> Diagnostics {
+/// Fills in what the provider knows at plan time on top of the framework's generic plan, and refuses now,
+/// with read-only calls only, what apply would otherwise find out after writing: names taken by resources
+/// the stack does not own.
+pub async fn modify_plan(ctx: &RequestContext, change: &mut PlannedChange, aws: &AwsContext) -> Diagnostics {
+    let mut diagnostics = plan_settings(ctx, change, aws);
+    if diagnostics.has_errors() || !change.planned.get("name").is_wholly_known() {
+        return diagnostics;
+    }
+    let spec = StackSpec::from_value(&change.planned, aws);
+    diagnostics.extend(checks::plan_checks(aws, &spec, &change.prior, &change.planned, &change.config).await);
+    if diagnostics.has_errors() {
+        return diagnostics;
+    }
+    let (conflicts, report) = if change.prior.is_null() {
+        // A new stack: look for everything under its names first (a killed apply's parts are the stack's
+        // own and are adopted; anything else is not).
+        let consequence = "The plan could not check the stack's names.";
+        match survey(&ctx.cancel, aws, &spec, &Part::every(), &BTreeMap::new(), consequence).await {
+            Ok(found) => (found.conflicts(&spec), Report::Refuse),
+            Err(failed) => {
+                diagnostics.extend(failed);
+                return diagnostics;
+            }
+        }
+    } else {
+        // The refresh before this plan has just surveyed the stack and left what it met here.
+        (PrivateState::decode(&change.prior_private).conflicts, Report::Warn)
+    };
+    diagnostics.extend(conflict_diagnostics(&conflicts, &spec.name, spec.adopt_untagged, report));
+    diagnostics
+}
+
+/// The plan's values: everything the provider derives without asking AWS.
+fn plan_settings(ctx: &RequestContext, change: &mut PlannedChange, aws: &AwsContext) -> Diagnostics {
     let mut diagnostics = Diagnostics::new();
     check_write_only(ctx, &change.config, &mut diagnostics);
     let planned = &mut change.planned;
@@ -226,45 +263,23 @@ fn check_capacity(spec: &StackSpec, diagnostics: &mut Diagnostics) {
     }
 }
 
-/// Checks a planned destroy: archived data blocks it (unless force_destroy), deletion protection blocks it,
-/// and the retained state bucket is announced.
-pub async fn plan_destroy(prior: &Value, aws: &AwsContext) -> Diagnostics {
+/// Checks a planned destroy with the same rules destroy applies (see [`guard`]): archived data (unless
+/// force_destroy) and deletion protection block it, judged on the stack's own database and bucket only;
+/// the retained state bucket is announced.
+pub async fn plan_destroy(ctx: &RequestContext, prior: &Value, aws: &AwsContext) -> Diagnostics {
     let spec = StackSpec::from_value(prior, aws);
     let mut diags = Diagnostics::new();
-    if !spec.archive_force_destroy {
-        match aws::s3::exists(&aws.s3, &spec.archive_bucket).await {
-            Ok(true) => match aws::s3::is_empty(&aws.s3, &spec.archive_bucket).await {
-                Ok(true) => {}
-                Ok(false) => diags.push(
-                    Diagnostic::error("Archive Bucket Holds Data", archive_not_empty_message(&spec.archive_bucket))
-                        .at(AttributePath::root("archive_force_destroy")),
-                ),
-                Err(e) => diags.warning(
-                    "Archive Bucket Not Checked",
-                    format!("Could not check whether the archive bucket is empty ({e}); destroy will check again."),
-                ),
-            },
-            Ok(false) => {}
-            Err(e) => diags.warning(
-                "Archive Bucket Not Checked",
-                format!("Could not check the archive bucket ({e}); destroy will check again."),
-            ),
-        }
-    }
-    if spec.database.deletion_protection
-        && let Ok(Some(_)) = aws::rds::describe_instance(&aws.rds, &spec.name).await
-    {
-        diags.push(
-            Diagnostic::error(
-                "Database Deletion Protection Is On",
-                format!(
-                    "The database {} has deletion protection. To destroy the stack, set database.deletion_protection = \
-                         false and apply first; a final snapshot is still taken unless skip_final_snapshot is true.",
-                    spec.name
-                ),
-            )
-            .at(AttributePath::root("database").attribute("deletion_protection")),
-        );
+    let guarded = [Part::ArchiveBucket, Part::Database];
+    let checked = match survey(&ctx.cancel, aws, &spec, &guarded, &BTreeMap::new(), "").await {
+        Ok(found) => guard::blockers(aws, &spec, &found.own, &guarded).await.map_err(|e| e.to_string()),
+        Err(failed) => Err(failed.0.iter().map(|d| d.detail.clone()).collect::<Vec<_>>().join(" ")),
+    };
+    match checked {
+        Ok(blockers) => diags.extend(guard::refusal(&blockers, &spec.name)),
+        Err(why) => diags.warning(
+            "Destroy Not Checked",
+            format!("Could not check the database and archive bucket ({why}); destroy checks again before it deletes."),
+        ),
     }
     diags.warning(
         "State Bucket Will Be Retained",

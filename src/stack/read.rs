@@ -1,45 +1,46 @@
 //! Reading a stack: observe every part at once, record what exists and how it drifted, and complete the
 //! minimal state an import starts from.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::aws::{self, AwsContext, PART_TAG, STACK_TAG};
 use crate::framework::{Diagnostics, RequestContext, StateResult, Value};
 
-use super::apply::{observe_all, state_with_outputs};
+use super::apply::state_with_outputs;
 use super::model::{StackSpec, default_archive_bucket, default_state_bucket, log_group_name};
-use super::parts::{Group, Part, PartState, defining_parts, service_index, split_list};
-use super::schema::{DEFAULT_LOG_RETENTION_DAYS, SERVICES, name_problem};
+use super::ownership::{Conflict, PrivateState, bullets};
+use super::parts::{Group, Part, PartState, service_index, split_list};
+use super::schema::{DEFAULT_LOG_RETENTION_DAYS, SERVICES};
+use super::survey::{Survey, survey};
+use super::validation::name_problem;
 
 /// Refreshes `state` from AWS. `None` when the stack is gone (only the retained state bucket, or nothing,
-/// is left).
+/// is left). Resources that only share the stack's names are not recorded as its parts; the private state
+/// carries them to the plan, which refuses (or, where the configuration asks, takes them over).
 pub async fn read(ctx: &RequestContext, aws: &AwsContext, state: &Value) -> StateResult {
     let mut diagnostics = Diagnostics::new();
-    let state = match complete_bucket_names(aws, state).await {
+    let mut state = match complete_bucket_names(aws, state).await {
         Ok(state) => state,
         Err(e) => {
             diagnostics.error("Failed To Read Stack", format!("Looking up the stack's buckets failed: {e}."));
-            return StateResult { state: Some(state.clone()), diagnostics };
+            return StateResult { state: Some(state.clone()), diagnostics, private: None };
         }
     };
-    let mut state = state;
+    let importing = state.get("drift").is_null();
+    let mut conflicts = Vec::new();
     // Settings the state leaves open (after an import, or where the configuration leaves them to the
     // provider) are first read from AWS; drift is then judged against them in a second look.
     for pass in 0..2 {
         let spec = StackSpec::from_value(&state, aws);
-        let report = observe_all(&ctx.cancel, aws, &spec).await;
-        if !report.is_complete() {
-            for (part, error) in &report.failed {
-                diagnostics
-                    .error(format!("Failed To Read Part {part}"), format!("Stack {}: {part}: {error}", spec.name));
+        let consequence = "The state was left as it was.";
+        let found = match survey(&ctx.cancel, aws, &spec, &Part::every(), &BTreeMap::new(), consequence).await {
+            Ok(found) => found,
+            Err(failed) => {
+                diagnostics.extend(failed);
+                return StateResult { state: Some(state), diagnostics, private: None };
             }
-            if report.cancelled {
-                diagnostics.error("Refresh Interrupted", "Terraform asked the provider to stop during refresh.");
-            }
-            return StateResult { state: Some(state), diagnostics };
-        }
-        let observed: BTreeMap<Part, Option<PartState>> = report.done.into_iter().collect();
-        if defining_parts().iter().all(|p| observed.get(p).is_none_or(Option::is_none)) {
+        };
+        if !found.finds_stack() {
             diagnostics.warning(
                 "Stack Not Found",
                 format!(
@@ -48,48 +49,54 @@ pub async fn read(ctx: &RequestContext, aws: &AwsContext, state: &Value) -> Stat
                     spec.name
                 ),
             );
-            return StateResult { state: None, diagnostics };
+            diagnostics.extend(not_owned_warnings(&found.look_alikes(&spec), &spec.name));
+            return StateResult { state: None, diagnostics, private: None };
         }
-        let refreshed = refreshed_state(&state, &spec, aws, &observed);
+        conflicts = found.conflicts(&spec);
+        let refreshed = refreshed_state(&state, &spec, aws, &found);
         let settled = pass == 1 || StackSpec::from_value(&refreshed, aws) == spec;
         state = refreshed;
         if settled {
             break;
         }
     }
-    StateResult { state: Some(state), diagnostics }
+    if importing {
+        // An import ends here (no plan follows it), so it names what it did not take.
+        let name = state.get("name").as_str().unwrap_or_default().to_string();
+        diagnostics.extend(not_owned_warnings(&conflicts, &name));
+    }
+    StateResult { state: Some(state), diagnostics, private: Some(PrivateState { conflicts }.encode()) }
 }
 
-fn refreshed_state(
-    state: &Value,
-    spec: &StackSpec,
-    aws: &AwsContext,
-    observed: &BTreeMap<Part, Option<PartState>>,
-) -> Value {
-    let existing: BTreeMap<Part, PartState> = observed.iter().filter_map(|(p, s)| s.clone().map(|s| (*p, s))).collect();
-    let mut new = state_with_outputs(state, &existing);
+fn not_owned_warnings(conflicts: &[Conflict], stack: &str) -> Diagnostics {
+    let mut diagnostics = Diagnostics::new();
+    if !conflicts.is_empty() {
+        diagnostics.warning(
+            "Resources Not Owned By The Stack",
+            format!(
+                "Stack {stack}: these resources have the names of the stack's parts, but they are not its own. They \
+                 are not part of the stack and are never changed or deleted by it; an apply that needs a name \
+                 refuses until it is free (or, for an untagged resource, until adopt_untagged_resources = true takes \
+                 it over).\n{}",
+                bullets(conflicts.iter().map(|c| format!("{}: {}", c.identified(), c.owner)))
+            ),
+        );
+    }
+    diagnostics
+}
+
+fn refreshed_state(state: &Value, spec: &StackSpec, aws: &AwsContext, found: &Survey) -> Value {
+    let existing = &found.own;
+    let mut new = state_with_outputs(state, existing);
     new.set("id", Value::string(&spec.name));
     new.set("region", Value::string(&aws.region));
     new.set("log_group_name", Value::string(log_group_name(&spec.name)));
-    if new.get("archive_force_destroy").is_null() {
-        new.set("archive_force_destroy", Value::Bool(false));
-    }
-    let mut drift = Vec::new();
-    for (part, observation) in observed {
-        match observation {
-            // The network is looked up, not managed: the VPC missing is reported by the parts in it.
-            None if *part == Part::Network => {}
-            // A part the stack does not want is not missed...
-            None if !part.is_wanted(spec) => {}
-            // ...and one that exists anyway (left by an interrupted apply, or by a removal that failed) is
-            // reported, so the plan shows an update and apply removes it.
-            Some(_) if !part.is_wanted(spec) => drift
-                .push(format!("{part}: exists without load_balancer in the state: removed on apply unless configured")),
-            None => drift.push(format!("{part}: missing, will be recreated")),
-            Some(s) => drift.extend(s.drift.iter().map(|d| format!("{part}: {d}"))),
+    for (attribute, default) in [("archive_force_destroy", false), ("adopt_untagged_resources", false)] {
+        if new.get(attribute).is_null() {
+            new.set(attribute, Value::Bool(default));
         }
     }
-    new.set("drift", Value::string_list(drift));
+    new.set("drift", Value::string_list(drift(spec, found)));
     if let Some(log_group) = existing.get(&Part::LogGroup) {
         // Retention "never expire" is recorded as 0 so the plan shows the change back to a real value.
         new.set("log_retention_days", Value::Number(log_group.retention_days.unwrap_or(0) as f64));
@@ -99,13 +106,35 @@ fn refreshed_state(
     } else if new.get("log_retention_days").is_null() {
         new.set("log_retention_days", Value::Number(DEFAULT_LOG_RETENTION_DAYS as f64));
     }
-    fill_settings(&mut new, &existing);
+    fill_settings(&mut new, existing);
     // Only a state that was never read or applied (an import) takes over a load balancer it finds: for any
     // other state, no `load_balancer` means the configuration does not want one, and the plan removes it.
     if state.get("drift").is_null() {
-        fill_load_balancer(&mut new, &existing);
+        fill_load_balancer(&mut new, existing);
     }
     new
+}
+
+/// How what exists differs from what the spec wants, one line per difference.
+fn drift(spec: &StackSpec, found: &Survey) -> Vec<String> {
+    let mut drift = Vec::new();
+    for part in Part::every().into_iter().collect::<BTreeSet<_>>() {
+        let wanted = part.is_wanted(spec);
+        match (found.own.get(&part), found.foreign.get(&part)) {
+            // A part that exists although the stack does not want it (left by an interrupted apply, or by
+            // a removal that failed) is reported, so the plan shows an update and apply removes it.
+            (Some(_), _) if !wanted => drift
+                .push(format!("{part}: exists without load_balancer in the state: removed on apply unless configured")),
+            (Some(own), _) => drift.extend(own.drift.iter().map(|d| format!("{part}: {d}"))),
+            (None, Some(other)) if wanted => {
+                drift.push(format!("{part}: {} has the part's name but is {}", part.resource(spec), other.owner))
+            }
+            // The network is looked up, not managed: the VPC missing is reported by the parts in it.
+            (None, _) if wanted && part != Part::Network => drift.push(format!("{part}: missing, will be recreated")),
+            (None, _) => {}
+        }
+    }
+    drift
 }
 
 /// Fills `load_balancer` from the entry-point parts found, when the state has none.
@@ -242,7 +271,7 @@ pub fn import_state(id: &str, region: &str) -> StateResult {
             "Invalid Import Id",
             format!("The import id is the stack's name, and {id:?} {problem}. Example: terraform import datavault_stack.main rdss-datavault"),
         );
-        return StateResult { state: None, diagnostics };
+        return StateResult { state: None, diagnostics, private: None };
     }
     let state = Value::Map(
         [
@@ -252,7 +281,7 @@ pub fn import_state(id: &str, region: &str) -> StateResult {
         ]
         .into(),
     );
-    StateResult { state: Some(state), diagnostics }
+    StateResult { state: Some(state), diagnostics, private: None }
 }
 
 #[cfg(test)]

@@ -30,7 +30,7 @@ async fn generated_secret_is_created_once_and_never_overwritten() {
     let arn = secretsmanager::ensure_generated_secret(client, &name, "RabbitMQ password", &tags()).await.unwrap();
     assert!(arn.contains(&format!(":secret:{name}")), "{arn}");
     let info = secretsmanager::describe_secret(client, &name).await.unwrap();
-    assert_eq!(info, Some(SecretInfo { arn: arn.clone(), scheduled_for_deletion: false }));
+    assert_eq!(info, Some(SecretInfo { arn: arn.clone(), scheduled_for_deletion: false, tags: tags() }));
     let password = value(client, &name).await;
     assert_eq!(password.len(), 32);
     assert!(password.chars().all(|c| c.is_ascii_alphanumeric()), "password must be safe in URLs");
@@ -67,7 +67,7 @@ async fn a_deleted_secret_is_scheduled_then_restored_with_its_value() {
     assert_eq!(restored, arn);
     assert_eq!(
         secretsmanager::describe_secret(client, &name).await.unwrap(),
-        Some(SecretInfo { arn, scheduled_for_deletion: false })
+        Some(SecretInfo { arn, scheduled_for_deletion: false, tags: tags() })
     );
     assert!(value(client, &name).await == password, "restore keeps the old value");
 

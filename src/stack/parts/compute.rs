@@ -89,16 +89,18 @@ pub async fn observe(part: Part, ctx: &PartContext<'_>) -> PartResult<Option<Par
             id: Some(spec.name.clone()),
             arn: Some(c.arn),
             drift: c.drift,
+            tags: Some(c.tags),
             ..PartState::default()
         })),
         Part::LaunchTemplate => {
             let Ok(expected) = launch_template_spec(ctx).await else {
                 return Ok(aws::ec2::describe_launch_template(&aws.ec2, &spec.name, &placeholder_template())
                     .await?
-                    .map(|t| template_state(t.id, t.default_version, Vec::new())));
+                    .map(|t| PartState { tags: Some(t.tags), ..template_state(t.id, t.default_version, Vec::new()) }));
             };
             Ok(aws::ec2::describe_launch_template(&aws.ec2, &spec.name, &expected).await?.map(|t| {
                 let mut state = template_state(t.id, t.default_version, t.drift);
+                state.tags = Some(t.tags);
                 state.values.insert("instance_type".into(), t.data.instance_type);
                 state
             }))
@@ -110,7 +112,13 @@ pub async fn observe(part: Part, ctx: &PartContext<'_>) -> PartResult<Option<Par
                 return Ok(None);
             };
             let drift = if expected.is_ok() { found.drift } else { Vec::new() };
-            let mut state = PartState { id: Some(found.name), arn: Some(found.arn), drift, ..PartState::default() };
+            let mut state = PartState {
+                id: Some(found.name),
+                arn: Some(found.arn),
+                drift,
+                tags: Some(found.tags.clone()),
+                ..PartState::default()
+            };
             let sizes = [
                 ("min_size", found.min_size),
                 ("max_size", found.max_size),

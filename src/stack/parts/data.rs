@@ -129,9 +129,15 @@ pub async fn ensure(part: Part, ctx: &PartContext<'_>) -> PartResult<PartState> 
 pub async fn observe(part: Part, ctx: &PartContext<'_>) -> PartResult<Option<PartState>> {
     let (aws, spec) = (ctx.aws, ctx.spec);
     match part {
-        Part::FileSystem => Ok(aws::efs::find_file_system(&aws.efs, &creation_token(&spec.name))
-            .await?
-            .map(|fs| PartState { id: Some(fs.id), arn: Some(fs.arn), drift: fs.drift, ..PartState::default() })),
+        Part::FileSystem => {
+            Ok(aws::efs::find_file_system(&aws.efs, &creation_token(&spec.name)).await?.map(|fs| PartState {
+                id: Some(fs.id),
+                arn: Some(fs.arn),
+                drift: fs.drift,
+                tags: Some(fs.tags),
+                ..PartState::default()
+            }))
+        }
         Part::MountTargets => {
             let Ok(fs_id) = ctx.id_of(Part::FileSystem) else { return Ok(None) };
             let targets = aws::efs::describe_mount_targets(&aws.efs, fs_id).await?;
@@ -155,13 +161,19 @@ pub async fn observe(part: Part, ctx: &PartContext<'_>) -> PartResult<Option<Par
         }
         Part::AccessPoint(kind) => {
             let Ok(fs_id) = ctx.id_of(Part::FileSystem) else { return Ok(None) };
-            Ok(aws::efs::describe_access_point(&aws.efs, fs_id, &access_point_spec(&spec.name, kind))
-                .await?
-                .map(|p| PartState { id: Some(p.id), arn: Some(p.arn), drift: p.drift, ..PartState::default() }))
+            Ok(aws::efs::describe_access_point(&aws.efs, fs_id, &access_point_spec(&spec.name, kind)).await?.map(|p| {
+                PartState {
+                    id: Some(p.id),
+                    arn: Some(p.arn),
+                    drift: p.drift,
+                    tags: Some(p.tags),
+                    ..PartState::default()
+                }
+            }))
         }
-        Part::DbSubnetGroup => {
-            Ok(aws::rds::subnet_group_exists(&aws.rds, &spec.name).await?.then(|| PartState::with_id(&spec.name)))
-        }
+        Part::DbSubnetGroup => Ok(aws::rds::describe_subnet_group(&aws.rds, &spec.name)
+            .await?
+            .map(|group| PartState { arn: Some(group.arn), tags: Some(group.tags), ..PartState::with_id(&spec.name) })),
         Part::Database => {
             let Some(found) = aws::rds::describe_instance(&aws.rds, &spec.name).await? else { return Ok(None) };
             let mut state = database_state(
@@ -170,6 +182,7 @@ pub async fn observe(part: Part, ctx: &PartContext<'_>) -> PartResult<Option<Par
                 found.endpoint.clone(),
                 found.master_secret_arn.clone(),
             );
+            state.tags = Some(found.tags.clone());
             if let Ok(db_spec) = database_spec(ctx) {
                 state.drift = aws::rds::drift(&db_spec, &found);
             }

@@ -89,6 +89,7 @@ pub async fn observe(part: Part, ctx: &PartContext<'_>) -> PartResult<Option<Par
                 arn: Some(lb.arn),
                 url: Some(lb.dns_name),
                 drift: lb.drift,
+                tags: Some(lb.tags),
                 ..PartState::default()
             }))
         }
@@ -96,7 +97,13 @@ pub async fn observe(part: Part, ctx: &PartContext<'_>) -> PartResult<Option<Par
             let name = aws::elbv2::target_group_name(stack);
             let found =
                 aws::elbv2::describe_target_group(client, &name, expected(ctx, target_group_spec).as_ref()).await?;
-            Ok(found.map(|tg| PartState { id: Some(name), arn: Some(tg.arn), drift: tg.drift, ..PartState::default() }))
+            Ok(found.map(|tg| PartState {
+                id: Some(name),
+                arn: Some(tg.arn),
+                drift: tg.drift,
+                tags: Some(tg.tags),
+                ..PartState::default()
+            }))
         }
         Part::Listeners => {
             let Ok(load_balancer_arn) = ctx.arn_of(Part::LoadBalancer) else { return Ok(None) };

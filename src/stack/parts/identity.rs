@@ -95,9 +95,11 @@ pub async fn observe(part: Part, ctx: &PartContext<'_>) -> PartResult<Option<Par
     if part == Part::RabbitmqSecret {
         let info =
             aws::secretsmanager::describe_secret(&ctx.aws.secrets, &rabbitmq_secret_name(&ctx.spec.name)).await?;
-        return Ok(info
-            .filter(|s| !s.scheduled_for_deletion)
-            .map(|s| PartState { arn: Some(s.arn), ..PartState::default() }));
+        return Ok(info.filter(|s| !s.scheduled_for_deletion).map(|s| PartState {
+            arn: Some(s.arn),
+            tags: Some(s.tags),
+            ..PartState::default()
+        }));
     }
     // Without the secrets it names, the execution role's expected policy is unknown: report it as it is.
     let spec = match role_spec(part, ctx) {
@@ -105,12 +107,22 @@ pub async fn observe(part: Part, ctx: &PartContext<'_>) -> PartResult<Option<Par
         Err(_) => RoleSpec { inline_policies: BTreeMap::new(), ..role_spec_without_secrets(part, ctx) },
     };
     let Some(found) = iam::observe_role(&ctx.aws.iam, &spec).await? else { return Ok(None) };
-    let mut state =
-        PartState { id: Some(spec.name.clone()), arn: Some(found.arn), drift: found.drift, ..PartState::default() };
+    let mut state = PartState {
+        id: Some(spec.name.clone()),
+        arn: Some(found.arn),
+        drift: found.drift,
+        tags: Some(found.tags),
+        ..PartState::default()
+    };
     if part == Part::InstanceRole {
-        match iam::instance_profile_arn(&ctx.aws.iam, &spec.name).await? {
+        match iam::instance_profile(&ctx.aws.iam, &spec.name).await? {
             Some(profile) => {
-                state.values.insert("instance_profile_arn".into(), profile);
+                state.values.insert("instance_profile_arn".into(), profile.arn);
+                // The profile shares the role's name: one that is not the stack's makes the part not its own.
+                let role_stack = state.tags.as_ref().and_then(|t| t.get(aws::STACK_TAG));
+                if profile.tags.get(aws::STACK_TAG) != role_stack {
+                    state.tags = Some(profile.tags);
+                }
             }
             None => state.drift.push("instance profile is missing".into()),
         }

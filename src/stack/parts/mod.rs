@@ -17,14 +17,15 @@ mod entry;
 mod identity;
 mod network;
 mod services;
-mod storage;
+pub(crate) mod storage;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use crate::aws::{AwsContext, AwsError};
 
-use super::model::{COMPONENTS, StackSpec};
+use super::model::{COMPONENTS, StackSpec, namespace_name, repository_name};
+use super::ownership::{Conflict, Owner};
 use super::schema::SERVICES;
 
 pub use entry::WEB_PATH;
@@ -165,7 +166,10 @@ impl Part {
         use Part::*;
         match self {
             Network | ArchiveBucket | StateBucket | Repository(_) | LogGroup => vec![],
-            InstanceRole | TaskRole | RabbitmqSecret | FileSystem | Cluster => vec![],
+            InstanceRole | RabbitmqSecret | FileSystem | Cluster => vec![],
+            // Its policy names the bucket, and on delete the bucket must outlive everything that writes to
+            // it (broker and workers, through this role), so destroy takes it away last.
+            TaskRole => vec![ArchiveBucket],
             SecurityGroup(Group::Instances | Group::Services) => vec![Network],
             // Its egress names the services' group. The services' group admits it in turn, but cannot wait
             // for it (that would be a cycle): this part adds that rule, and the services' group keeps it.
@@ -256,6 +260,60 @@ impl Part {
     }
 }
 
+impl Part {
+    /// Judges whose a resource found under this part's name is. Mount targets and listeners cannot be
+    /// tagged: they are found only inside the stack's own file system and load balancer, so they are its
+    /// own. The network is looked up, never changed.
+    pub fn owner_from(self, spec: &StackSpec, tags: Option<&BTreeMap<String, String>>) -> Owner {
+        match self {
+            Part::Network | Part::MountTargets | Part::Listeners => Owner::Stack,
+            _ => tags.map_or(Owner::Unmarked, |tags| Owner::from_tags(tags, &spec.name, &self.key())),
+        }
+    }
+
+    /// What the resource under this part's name is, for messages: `S3 bucket shop-archive`.
+    pub fn resource(self, spec: &StackSpec) -> String {
+        let stack = &spec.name;
+        match self {
+            Part::Network => "the VPC and subnets".into(),
+            Part::SecurityGroup(g) => format!("security group {}", network::group_name(stack, g)),
+            Part::ArchiveBucket => format!("S3 bucket {}", spec.archive_bucket),
+            Part::StateBucket => format!("S3 bucket {}", spec.state_bucket),
+            Part::Repository(i) => format!("ECR repository {}", repository_name(stack, COMPONENTS[i])),
+            Part::LogGroup => format!("CloudWatch log group {}", spec.log_group),
+            Part::InstanceRole | Part::ExecutionRole | Part::TaskRole => {
+                format!("IAM role {}", identity::role_name(stack, self))
+            }
+            Part::RabbitmqSecret => format!("Secrets Manager secret {}", identity::rabbitmq_secret_name(stack)),
+            Part::FileSystem => format!("EFS file system with creation token {}", data::creation_token(stack)),
+            Part::MountTargets => "the file system's mount targets".into(),
+            Part::AccessPoint(kind) => format!("EFS access point {}", data::access_point_spec(stack, kind).name),
+            Part::DbSubnetGroup => format!("DB subnet group {stack}"),
+            Part::Database => format!("RDS DB instance {stack}"),
+            Part::Cluster => format!("ECS cluster {stack}"),
+            Part::LaunchTemplate => format!("EC2 launch template {stack}"),
+            Part::AutoScalingGroup => format!("Auto Scaling group {stack}"),
+            Part::Namespace => format!("Cloud Map namespace {}", namespace_name(stack)),
+            Part::Discovery(s) => format!("Cloud Map service {} in {}", SERVICES[s], namespace_name(stack)),
+            Part::TaskDefinition(s) => format!("ECS task definition family {}", services::family(stack, s)),
+            Part::Service(s) => format!("ECS service {} in cluster {stack}", SERVICES[s]),
+            Part::LoadBalancer => format!("load balancer {}", crate::aws::elbv2::load_balancer_name(stack)),
+            Part::TargetGroup => format!("target group {}", crate::aws::elbv2::target_group_name(stack)),
+            Part::Listeners => "the load balancer's listeners".into(),
+        }
+    }
+
+    /// The conflict a found resource makes when it is not the stack's own.
+    pub fn conflict(self, spec: &StackSpec, found: &PartState) -> Option<Conflict> {
+        (!found.owner.is_stack()).then(|| Conflict {
+            part: self.key(),
+            resource: self.resource(spec),
+            arn: found.arn.clone().or_else(|| found.id.clone()),
+            owner: found.owner.clone(),
+        })
+    }
+}
+
 /// The key of a security group in names and outputs.
 pub fn group_key(group: Group) -> &'static str {
     match group {
@@ -290,6 +348,8 @@ pub struct PartState {
     pub retention_days: Option<i64>,
     /// The part's tags, where they were read.
     pub tags: Option<BTreeMap<String, String>>,
+    /// Whose the resource found under the part's name is (an ensured part is always the stack's).
+    pub owner: Owner,
 }
 
 impl PartState {
@@ -410,8 +470,13 @@ pub async fn ensure(part: Part, ctx: &PartContext<'_>) -> PartResult<PartState> 
     result
 }
 
-/// Describes the part as it exists now; `None` when it does not exist.
+/// Describes the part as it exists now, and whose it is; `None` when nothing has its name.
 pub async fn observe(part: Part, ctx: &PartContext<'_>) -> PartResult<Option<PartState>> {
+    let found = observe_resource(part, ctx).await?;
+    Ok(found.map(|state| PartState { owner: part.owner_from(ctx.spec, state.tags.as_ref()), ..state }))
+}
+
+async fn observe_resource(part: Part, ctx: &PartContext<'_>) -> PartResult<Option<PartState>> {
     match part {
         Part::Network => network::observe_network(ctx).await,
         Part::SecurityGroup(group) => network::observe_group(group, ctx).await,

@@ -187,7 +187,7 @@ pub async fn observe_group(group: Group, ctx: &PartContext<'_>) -> PartResult<Op
     let Ok(vpc_id) = ctx.id_of(Part::Network) else { return Ok(None) };
     let name = group_name(&ctx.spec.name, group);
     let Some(found) = aws::ec2::describe_security_group(&ctx.aws.ec2, vpc_id, &name).await? else { return Ok(None) };
-    let mut state = PartState::with_id(&found.id);
+    let mut state = PartState { tags: Some(found.tags.clone()), ..PartState::with_id(&found.id) };
     let load_balancer_group =
         if group == Group::Services { wanted_load_balancer_group(ctx, vpc_id).await? } else { None };
     // Rules naming other groups can only be judged while those groups exist; a load balancer's group the

@@ -287,26 +287,40 @@ pub async fn observe(part: Part, ctx: &PartContext<'_>) -> PartResult<Option<Par
     let (aws, spec) = (ctx.aws, ctx.spec);
     match part {
         Part::Namespace => {
-            Ok(aws::servicediscovery::describe_namespace(&aws.servicediscovery, &namespace_name(&spec.name))
-                .await?
-                .map(|ns| PartState { id: Some(ns.id), arn: Some(ns.arn), url: Some(ns.name), ..PartState::default() }))
+            let client = &aws.servicediscovery;
+            let Some(ns) = aws::servicediscovery::describe_namespace(client, &namespace_name(&spec.name)).await? else {
+                return Ok(None);
+            };
+            let tags = aws::servicediscovery::tags(client, &ns.arn).await?;
+            Ok(Some(PartState {
+                id: Some(ns.id),
+                arn: Some(ns.arn),
+                url: Some(ns.name),
+                tags: Some(tags),
+                ..PartState::default()
+            }))
         }
         Part::Discovery(s) => {
             let Ok(ns_id) = ctx.id_of(Part::Namespace) else { return Ok(None) };
-            Ok(aws::servicediscovery::describe_service(&aws.servicediscovery, ns_id, SERVICES[s]).await?.map(|d| {
-                PartState {
-                    id: Some(d.id),
-                    arn: Some(d.arn),
-                    url: Some(dns_name(&spec.name, s)),
-                    ..PartState::default()
-                }
+            let client = &aws.servicediscovery;
+            let Some(found) = aws::servicediscovery::describe_service(client, ns_id, SERVICES[s]).await? else {
+                return Ok(None);
+            };
+            let tags = aws::servicediscovery::tags(client, &found.arn).await?;
+            Ok(Some(PartState {
+                id: Some(found.id),
+                arn: Some(found.arn),
+                url: Some(dns_name(&spec.name, s)),
+                tags: Some(tags),
+                ..PartState::default()
             }))
         }
         Part::TaskDefinition(s) => {
             let expected = task_definition_spec(ctx, s).ok();
             Ok(aws::ecs::describe_task_definition(&aws.ecs, &family(&spec.name, s), expected.as_ref()).await?.map(
                 |td| {
-                    let mut state = PartState { arn: Some(td.arn), drift: td.drift, ..PartState::default() };
+                    let mut state =
+                        PartState { arn: Some(td.arn), drift: td.drift, tags: Some(td.tags), ..PartState::default() };
                     let facts = [
                         ("image", td.image),
                         ("cpu", td.cpu.map(|c| c.to_string())),
@@ -324,6 +338,7 @@ pub async fn observe(part: Part, ctx: &PartContext<'_>) -> PartResult<Option<Par
                     id: Some(SERVICES[s].to_string()),
                     arn: Some(svc.arn),
                     drift: svc.drift,
+                    tags: Some(svc.tags),
                     ..PartState::default()
                 };
                 state.values.insert("desired_count".into(), svc.desired_count.to_string());

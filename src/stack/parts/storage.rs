@@ -1,5 +1,14 @@
 //! Storage, registry and logging parts: the archive and state buckets, the ECR repositories and the log
 //! group.
+//!
+//! S3 cannot tag a bucket in the call that creates it (the emulator ignores tags there, and callers may
+//! lack the newer permission), so a crash between CreateBucket and PutBucketTagging would leave a bucket
+//! with the stack's name and no mark, which the next run must not mistake for someone else's, nor someone
+//! else's for its own. Before creating a bucket the stack writes a claim, a tagged SSM parameter naming
+//! the bucket; a bucket found without tags but with the stack's claim is the stack's. The claim is written
+//! only after the bucket was seen not to exist, and removed once the bucket carries its tags.
+
+use std::collections::BTreeMap;
 
 use crate::aws;
 
@@ -10,6 +19,45 @@ fn bucket_name(part: Part, spec: &StackSpec) -> &str {
     if part == Part::ArchiveBucket { &spec.archive_bucket } else { &spec.state_bucket }
 }
 
+/// The SSM parameter that claims a bucket for the stack while it is being created.
+pub fn claim_name(stack: &str, part: Part) -> String {
+    format!("/datavault/{stack}/claims/{}", part.key())
+}
+
+/// Creates the bucket if it does not exist, claiming it first, and tags it; the claim goes once the tags
+/// are on. A bucket found without the stack's mark keeps its claim until then too.
+async fn create_and_mark(ctx: &PartContext<'_>, part: Part, tags: &BTreeMap<String, String>) -> PartResult<()> {
+    let (spec, aws) = (ctx.spec, ctx.aws);
+    let bucket = bucket_name(part, spec);
+    let claim = claim_name(&spec.name, part);
+    let marked = if aws::s3::exists(&aws.s3, bucket).await? {
+        aws::s3::tags(&aws.s3, bucket).await?.contains_key(aws::STACK_TAG)
+    } else {
+        let why = format!("Claims S3 bucket {bucket} for DataVault stack {} while it is created", spec.name);
+        aws::ssm::put_claim(&aws.ssm, &claim, bucket, &why, tags).await?;
+        aws::s3::create(&aws.s3, bucket, &spec.region).await?;
+        false
+    };
+    aws::s3::put_tags(&aws.s3, bucket, tags).await?;
+    if !marked {
+        aws::ssm::delete_claim(&aws.ssm, &claim).await?;
+    }
+    Ok(())
+}
+
+/// A bucket's marks: its tags, or, while it has none, the stack's claim on it.
+async fn bucket_marks(
+    ctx: &PartContext<'_>,
+    part: Part,
+    tags: BTreeMap<String, String>,
+) -> PartResult<BTreeMap<String, String>> {
+    if tags.contains_key(aws::STACK_TAG) {
+        return Ok(tags);
+    }
+    let claimed = aws::ssm::claim(&ctx.aws.ssm, &claim_name(&ctx.spec.name, part)).await?;
+    Ok(if claimed.as_deref() == Some(bucket_name(part, ctx.spec)) { ctx.tags(part) } else { tags })
+}
+
 /// Ensures a storage, registry or logging part.
 pub async fn ensure(part: Part, ctx: &PartContext<'_>) -> PartResult<PartState> {
     let (spec, aws) = (ctx.spec, ctx.aws);
@@ -17,9 +65,7 @@ pub async fn ensure(part: Part, ctx: &PartContext<'_>) -> PartResult<PartState> 
     match part {
         Part::ArchiveBucket | Part::StateBucket => {
             let bucket = bucket_name(part, spec);
-            if !aws::s3::exists(&aws.s3, bucket).await? {
-                aws::s3::create(&aws.s3, bucket, &spec.region).await?;
-            }
+            create_and_mark(ctx, part, &tags).await?;
             aws::s3::configure(&aws.s3, bucket, &spec.partition, &tags).await?;
             Ok(PartState {
                 id: Some(bucket.to_string()),
@@ -52,17 +98,27 @@ pub async fn observe(part: Part, ctx: &PartContext<'_>) -> PartResult<Option<Par
     match part {
         Part::ArchiveBucket | Part::StateBucket => {
             let bucket = bucket_name(part, spec);
-            Ok(aws::s3::observe(&aws.s3, bucket).await?.map(|b| PartState {
+            let Some(found) = aws::s3::observe(&aws.s3, bucket).await? else { return Ok(None) };
+            Ok(Some(PartState {
                 id: Some(bucket.to_string()),
                 arn: Some(bucket_arn(&spec.partition, bucket)),
-                drift: b.drift,
-                tags: Some(b.tags),
+                drift: found.drift,
+                tags: Some(bucket_marks(ctx, part, found.tags).await?),
                 ..PartState::default()
             }))
         }
         Part::Repository(i) => {
-            let repo = aws::ecr::describe(&aws.ecr, &repository_name(&spec.name, COMPONENTS[i])).await?;
-            Ok(repo.map(|r| PartState { arn: Some(r.arn), url: Some(r.uri), drift: r.drift, ..PartState::default() }))
+            let Some(repo) = aws::ecr::describe(&aws.ecr, &repository_name(&spec.name, COMPONENTS[i])).await? else {
+                return Ok(None);
+            };
+            let tags = aws::ecr::tags(&aws.ecr, &repo.arn).await?;
+            Ok(Some(PartState {
+                arn: Some(repo.arn),
+                url: Some(repo.uri),
+                drift: repo.drift,
+                tags: Some(tags),
+                ..PartState::default()
+            }))
         }
         Part::LogGroup => {
             // Retention drift is not listed here: read records the actual retention in
@@ -128,4 +184,16 @@ pub fn archive_not_empty_message(bucket: &str) -> String {
         "The archive bucket {bucket} still holds archived data, so it was not deleted. Move the data elsewhere, or \
          set archive_force_destroy = true and apply before destroying if the data may really be deleted."
     )
+}
+
+/// Deletes the stack's bucket claims that a crash before a bucket's tagging may have left. Absent is
+/// success, and a stack without leftover claims sees only reads.
+pub async fn remove_claims(spec: &StackSpec, aws: &aws::AwsContext) -> PartResult<()> {
+    for part in [Part::ArchiveBucket, Part::StateBucket] {
+        let claim = claim_name(&spec.name, part);
+        if aws::ssm::claim(&aws.ssm, &claim).await?.is_some() {
+            aws::ssm::delete_claim(&aws.ssm, &claim).await?;
+        }
+    }
+    Ok(())
 }

@@ -1,0 +1,167 @@
+//! Plan-time checks that need AWS: what AWS would otherwise refuse only at apply, after other parts were
+//! already made. Each asks with read-only calls, and only when the plan creates the stack or changes the
+//! setting concerned, so a plan that changes nothing asks nothing. Every refusal carries the path of the
+//! attribute to fix.
+
+use std::collections::BTreeSet;
+
+use crate::aws::s3::BucketAccess;
+use crate::aws::{self, AwsContext};
+use crate::framework::{AttributePath, Diagnostic, Diagnostics, Value};
+
+use super::model::StackSpec;
+
+/// Runs the checks the change calls for. `prior` is null when the stack is being created; a setting the
+/// configuration does not know yet (it comes from another resource) is not checked.
+pub async fn plan_checks(
+    aws: &AwsContext,
+    spec: &StackSpec,
+    prior: &Value,
+    planned: &Value,
+    config: &Value,
+) -> Diagnostics {
+    let changed = |path: &[&str]| prior.is_null() || at(prior, path) != at(planned, path);
+    let known = |path: &[&str]| !at(config, path).is_unknown() && !at(config, &path[..1]).is_unknown();
+    let (vpc, subnets, instance_type) = (["vpc_id"], ["subnet_ids"], ["cluster", "instance_type"]);
+    let mut diagnostics = Diagnostics::new();
+    let network = async {
+        let wanted = (changed(&vpc) || changed(&subnets)) && known(&vpc) && known(&subnets);
+        if wanted { check_network(aws, spec, planned).await } else { Ok(vec![]) }
+    };
+    let instance_type = async {
+        if changed(&instance_type) && known(&instance_type) { check_instance_type(aws, spec).await } else { Ok(vec![]) }
+    };
+    let buckets = async {
+        let wanted = prior.is_null() && known(&["archive_bucket_name"]) && known(&["state_bucket_name"]);
+        if wanted { check_buckets(aws, spec, planned).await } else { Ok(vec![]) }
+    };
+    let (network, instance_type, buckets) = tokio::join!(network, instance_type, buckets);
+    for result in [network, instance_type, buckets] {
+        match result {
+            Ok(found) => diagnostics.0.extend(found),
+            Err(e) => diagnostics.warning(
+                "Check Not Made",
+                format!("Stack {}: a plan-time check could not ask AWS ({e}); apply will find out instead.", spec.name),
+            ),
+        }
+    }
+    diagnostics
+}
+
+/// The value at `path` (attribute names, outermost first).
+fn at<'a>(value: &'a Value, path: &[&str]) -> &'a Value {
+    path.iter().fold(value, |v, name| v.get(name))
+}
+
+fn refuse(path: AttributePath, summary: &str, detail: String) -> Diagnostic {
+    Diagnostic::error(summary, detail).at(path)
+}
+
+/// The VPC exists; the subnets exist, belong to it and span at least two availability zones (RDS and the
+/// load balancer need two).
+async fn check_network(aws: &AwsContext, spec: &StackSpec, planned: &Value) -> aws::AwsResult<Vec<Diagnostic>> {
+    let client = &aws.ec2;
+    let vpc = match &spec.vpc_id {
+        Some(id) => aws::ec2::vpc(client, id).await?,
+        None => aws::ec2::default_vpc(client).await?,
+    };
+    let Some(vpc) = vpc else {
+        let detail = match &spec.vpc_id {
+            Some(id) => format!("VPC {id} does not exist in {}. Check vpc_id and the provider's region.", spec.region),
+            None => format!(
+                "{} has no default VPC, so the stack does not know where to go. Set vpc_id and subnet_ids.",
+                spec.region
+            ),
+        };
+        return Ok(vec![refuse(AttributePath::root("vpc_id"), "VPC Not Found", detail)]);
+    };
+    let (subnets, configured) = match &spec.subnet_ids {
+        Some(ids) => (aws::ec2::existing_subnets(client, ids).await?, ids.clone()),
+        None => (aws::ec2::subnets_in_vpc(client, &vpc.id).await?, Vec::new()),
+    };
+    let mut found = Vec::new();
+    let path = AttributePath::root("subnet_ids");
+    for (i, id) in configured.iter().enumerate() {
+        let problem = match subnets.iter().find(|s| &s.id == id) {
+            None => format!("Subnet {id} does not exist in {}.", spec.region),
+            Some(subnet) if subnet.vpc_id != vpc.id => {
+                format!("Subnet {id} belongs to {}, not to the stack's VPC {}.", subnet.vpc_id, vpc.id)
+            }
+            Some(_) => continue,
+        };
+        found.push(refuse(path.index(i as i64), "Invalid Subnet", problem));
+    }
+    let zones: BTreeSet<&str> =
+        subnets.iter().filter(|s| s.vpc_id == vpc.id).map(|s| s.availability_zone.as_str()).collect();
+    if found.is_empty() && zones.len() < 2 {
+        let whose =
+            if configured.is_empty() { format!("The default subnets of {}", vpc.id) } else { "subnet_ids".into() };
+        let attribute =
+            if planned.get("subnet_ids").is_unknown() || configured.is_empty() { "vpc_id" } else { "subnet_ids" };
+        found.push(refuse(
+            AttributePath::root(attribute),
+            "Subnets In Too Few Availability Zones",
+            format!(
+                "{whose} cover {} availability zone(s): {}. The database's subnet group and the load balancer need \
+                 subnets in at least two zones.",
+                zones.len(),
+                zones.into_iter().collect::<Vec<_>>().join(", ")
+            ),
+        ));
+    }
+    Ok(found)
+}
+
+/// The region offers the instance type.
+async fn check_instance_type(aws: &AwsContext, spec: &StackSpec) -> aws::AwsResult<Vec<Diagnostic>> {
+    let instance_type = &spec.cluster.instance_type;
+    if aws::ec2::instance_type_offered(&aws.ec2, instance_type).await? {
+        return Ok(vec![]);
+    }
+    Ok(vec![refuse(
+        AttributePath::root("cluster").attribute("instance_type"),
+        "Instance Type Not Offered",
+        format!("EC2 does not offer {instance_type} in {}. Choose an instance type the region offers.", spec.region),
+    )])
+}
+
+/// The bucket names are free or reachable by this account. S3 bucket names are global: a name another
+/// account holds can never be created here. Whether a reachable bucket is the stack's own is judged by the
+/// survey that follows.
+async fn check_buckets(aws: &AwsContext, spec: &StackSpec, planned: &Value) -> aws::AwsResult<Vec<Diagnostic>> {
+    let mut found = Vec::new();
+    for (bucket, attribute) in
+        [(&spec.archive_bucket, "archive_bucket_name"), (&spec.state_bucket, "state_bucket_name")]
+    {
+        let problem = match aws::s3::access(&aws.s3, bucket).await? {
+            BucketAccess::Absent | BucketAccess::Reachable => continue,
+            BucketAccess::Forbidden => format!(
+                "The S3 bucket name {bucket} is taken by another AWS account (or this account may not see it). \
+                 Bucket names are global across all accounts: choose another name."
+            ),
+            BucketAccess::ElsewhereIn(region) => format!(
+                "The S3 bucket {bucket} exists in {}, not in the stack's region {}. Choose another name, or deploy \
+                 the stack in that region.",
+                region.as_deref().unwrap_or("another region"),
+                spec.region
+            ),
+        };
+        // A name derived from the stack's name is fixed by changing `name`.
+        let path = if planned.get(attribute).is_null() || !is_configured(planned, attribute, bucket, &spec.name) {
+            AttributePath::root("name")
+        } else {
+            AttributePath::root(attribute)
+        };
+        found.push(refuse(path, "Bucket Name Not Available", problem));
+    }
+    Ok(found)
+}
+
+/// Whether the bucket name came from the configuration rather than from the stack's name.
+fn is_configured(planned: &Value, attribute: &str, bucket: &str, stack: &str) -> bool {
+    let derived = match attribute {
+        "archive_bucket_name" => super::model::default_archive_bucket(stack),
+        _ => super::model::default_state_bucket(stack),
+    };
+    planned.get(attribute).as_str() == Some(bucket) && bucket != derived
+}

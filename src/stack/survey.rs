@@ -1,0 +1,99 @@
+//! Surveying a stack: every part is observed forward through the graph, each with the parts it depends
+//! on, and what was found is sorted into the stack's own parts and look-alikes that merely share their
+//! names (see [`super::ownership`]). Read, plan, apply and destroy all start from a survey, so none of them
+//! ever acts on a resource it has not first judged. A survey only reads.
+
+use std::collections::BTreeMap;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::aws::AwsContext;
+use crate::framework::Diagnostics;
+
+use super::graph::{self, Direction};
+use super::model::StackSpec;
+use super::ownership::{Conflict, Owner};
+use super::parts::{self, Part, PartContext, PartState, defining_parts};
+
+/// How many AWS operations run at once: enough to overlap waits, few enough to stay clear of throttling.
+pub const CONCURRENCY: usize = 8;
+
+/// What exists under a stack's names.
+#[derive(Debug, Clone, Default)]
+pub struct Survey {
+    /// Parts that exist and are the stack's own.
+    pub own: BTreeMap<Part, PartState>,
+    /// Resources that have a part's name but are not the stack's (each judged in its `owner`).
+    pub foreign: BTreeMap<Part, PartState>,
+}
+
+impl Survey {
+    /// Parts the spec wants whose names are taken by resources the stack does not own: what a plan or
+    /// apply must refuse (or, where the configuration allows it, take over) before anything is written.
+    pub fn conflicts(&self, spec: &StackSpec) -> Vec<Conflict> {
+        self.foreign.iter().filter(|(p, _)| p.is_wanted(spec)).filter_map(|(p, s)| p.conflict(spec, s)).collect()
+    }
+
+    /// Look-alikes of every part, wanted or not, for notes about what was left alone.
+    pub fn look_alikes(&self, spec: &StackSpec) -> Vec<Conflict> {
+        self.foreign.iter().filter_map(|(p, s)| p.conflict(spec, s)).collect()
+    }
+
+    /// Whether anything says the stack exists: one of its defining parts, or an unmarked resource in a
+    /// defining part's place (a deployment made before the provider, which only an explicit choice in the
+    /// configuration takes over). Look-alikes marked for other stacks say nothing about this one.
+    pub fn finds_stack(&self) -> bool {
+        defining_parts()
+            .iter()
+            .any(|p| self.own.contains_key(p) || self.foreign.get(p).is_some_and(|s| s.owner == Owner::Unmarked))
+    }
+}
+
+/// Observes `parts` forward through their graph; a part's dependencies outside `parts` are taken from
+/// `known` (parts already ensured). Only the stack's own parts are handed to the parts that depend on
+/// them: a look-alike's id never ends up in a request. On failure or cancellation, the diagnostics say
+/// which part could not be read and end with `consequence` (what the caller therefore did not do).
+pub async fn survey(
+    cancel: &CancellationToken,
+    aws: &AwsContext,
+    spec: &StackSpec,
+    parts: &[Part],
+    known: &BTreeMap<Part, PartState>,
+    consequence: &str,
+) -> Result<Survey, Diagnostics> {
+    let report = graph::run(
+        &Part::graph(parts),
+        Direction::Forward,
+        CONCURRENCY,
+        cancel,
+        |part, inputs: BTreeMap<Part, Option<PartState>>| async move {
+            let mut present = known.clone();
+            present.extend(inputs.into_iter().filter_map(|(p, s)| s.filter(|s| s.owner.is_stack()).map(|s| (p, s))));
+            let pctx = PartContext { spec, aws, parts: &present, database_password: None };
+            parts::observe(part, &pctx).await
+        },
+    )
+    .await;
+    if !report.is_complete() {
+        let mut diagnostics = Diagnostics::new();
+        for (part, error) in &report.failed {
+            diagnostics.error(
+                format!("Failed To Read Part {part}"),
+                format!("Stack {}: {part}: {error}. {consequence}", spec.name),
+            );
+        }
+        if report.failed.is_empty() {
+            diagnostics.error("Interrupted", format!("The provider was stopped or timed out. {consequence}"));
+        }
+        return Err(diagnostics);
+    }
+    let mut found = Survey::default();
+    for (part, state) in report.done.into_iter().filter_map(|(p, s)| s.map(|s| (p, s))) {
+        if state.owner.is_stack() {
+            found.own.insert(part, state);
+        } else {
+            found.foreign.insert(part, state);
+        }
+    }
+    Ok(found)
+}
