@@ -7,6 +7,10 @@
 //! - `faults`: apply, plan and destroy under a mix of throttling, 5xx, connection resets and latency.
 //! - `drift`: changes made through the SDK behind Terraform's back are planned and repaired.
 //! - `locking`: two applies on one S3 backend with native locking; one wins, one is locked out.
+//! - `ownership`: look-alikes of the stack's resources (untagged, or another stack's) are never changed or
+//!   deleted by plan, apply, import, destroy or the removal of an unwanted part, and every refusal names them.
+//! - `refusals`: a forbidden destroy or replacement deletes nothing; bad inputs are refused at plan with their
+//!   attribute and no AWS write.
 //!
 //! Gated on `TF_ACC` like every acceptance test; run through `make acceptance` (or
 //! `scripts/with-emulator.sh`), which starts moto and sets `DATAVAULT_EMULATOR_URL`. Every figure the
@@ -25,5 +29,9 @@ mod faults;
 mod kill;
 #[path = "robustness/locking.rs"]
 mod locking;
+#[path = "robustness/ownership.rs"]
+mod ownership;
 #[path = "robustness/partial.rs"]
 mod partial;
+#[path = "robustness/refusals.rs"]
+mod refusals;

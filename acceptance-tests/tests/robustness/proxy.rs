@@ -67,6 +67,8 @@ pub struct Record {
     pub n: u64,
     /// The operation (`CreateDBInstance`), or `s3` / `efs` for REST requests.
     pub action: String,
+    /// The HTTP method (what tells a REST read from a write).
+    pub method: String,
     /// When it arrived, in seconds since the proxy started.
     pub start: f64,
     /// When the proxy finished with it.
@@ -75,6 +77,35 @@ pub struct Record {
     pub status: Option<u64>,
     /// The fault injected, if any.
     pub fault: Option<String>,
+}
+
+/// Operation name prefixes of calls that only read.
+const READ_PREFIXES: [&str; 8] = ["Describe", "Get", "List", "Head", "BatchGet", "Lookup", "Search", "Discover"];
+
+impl Record {
+    /// Whether the request could change anything in AWS: a REST request other than GET or HEAD, or an
+    /// operation that does not only describe, get or list.
+    pub fn is_write(&self) -> bool {
+        match self.action.as_str() {
+            "s3" | "efs" => !matches!(self.method.as_str(), "GET" | "HEAD"),
+            action => !READ_PREFIXES.iter().any(|p| action.starts_with(p)),
+        }
+    }
+
+    /// Whether the request deletes or takes something away.
+    pub fn is_delete(&self) -> bool {
+        match self.action.as_str() {
+            "s3" | "efs" => self.method == "DELETE",
+            action => ["Delete", "Deregister", "Remove", "Revoke", "Terminate", "Detach", "Untag"]
+                .iter()
+                .any(|p| action.starts_with(p)),
+        }
+    }
+}
+
+/// The writes among `records`, as `n action` lines (for messages).
+pub fn writes(records: &[Record]) -> Vec<String> {
+    records.iter().filter(|r| r.is_write()).map(|r| format!("#{} {} {}", r.n, r.method, r.action)).collect()
 }
 
 fn http(port: u16, method: &str, path: &str, body: &str) -> Result<Value, String> {
@@ -182,6 +213,7 @@ impl Proxy {
                     .map(|r| Record {
                         n: r["n"].as_u64().unwrap_or(0),
                         action: r["action"].as_str().unwrap_or_default().to_string(),
+                        method: r["method"].as_str().unwrap_or_default().to_string(),
                         start: r["start"].as_f64().unwrap_or(0.0),
                         end: r["end"].as_f64().unwrap_or(0.0),
                         status: r["status"].as_u64(),
