@@ -25,8 +25,8 @@ Runtime control, on the proxy's own port (never forwarded):
                          the defaults and zeroes the counters
   GET  /__proxy/config   the configuration
   GET  /__proxy/stats    counters: total, forwarded, faulted, by kind, by action, freeze progress
-  GET  /__proxy/log      one record per AWS request: n, action, method (the HTTP method, which tells S3 and
-                         EFS reads from writes), start/end (seconds since the proxy started), status, fault
+  GET  /__proxy/log      one record per AWS request: n, action, method and path (which tell S3 and EFS
+                         calls apart), start/end (seconds since the proxy started), status, fault
   POST /__proxy/clear    zero the counters and the log, keep the configuration
 
 Configuration keys (also from the environment: FAULT_PROXY_RATE, FAULT_PROXY_KINDS (comma-separated),
@@ -395,6 +395,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     "n": n,
                     "action": action,
                     "method": self.command,
+                    "path": self.path,
                     "start": start,
                     "end": self.state.now(),
                     "status": status,

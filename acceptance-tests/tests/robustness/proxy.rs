@@ -69,6 +69,8 @@ pub struct Record {
     pub action: String,
     /// The HTTP method (what tells a REST read from a write).
     pub method: String,
+    /// The request path with its query (what tells S3 calls apart: `/bucket?tagging`).
+    pub path: String,
     /// When it arrived, in seconds since the proxy started.
     pub start: f64,
     /// When the proxy finished with it.
@@ -214,6 +216,7 @@ impl Proxy {
                         n: r["n"].as_u64().unwrap_or(0),
                         action: r["action"].as_str().unwrap_or_default().to_string(),
                         method: r["method"].as_str().unwrap_or_default().to_string(),
+                        path: r["path"].as_str().unwrap_or_default().to_string(),
                         start: r["start"].as_f64().unwrap_or(0.0),
                         end: r["end"].as_f64().unwrap_or(0.0),
                         status: r["status"].as_u64(),
