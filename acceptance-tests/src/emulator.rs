@@ -234,6 +234,21 @@ impl Emulator {
         }
     }
 
+    /// Pushes a minimal image (a manifest with no layers, as `docker push` leaves one) to `repository` as
+    /// `tag`; the emulator's ECR keeps it as a real image.
+    pub async fn push_image(&self, repository: &str, tag: &str) -> Result<(), CheckError> {
+        const MANIFEST: &str = r#"{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{"mediaType":"application/vnd.docker.container.image.v1+json","size":2,"digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"},"layers":[]}"#;
+        self.ecr
+            .put_image()
+            .repository_name(repository)
+            .image_manifest(MANIFEST)
+            .image_tag(tag)
+            .send()
+            .await
+            .map_err(|e| format!("PutImage {repository}:{tag}: {}", describe(&e)))?;
+        Ok(())
+    }
+
     /// Puts an object into a bucket whose policy denies plain-HTTP requests.
     ///
     /// The stack's buckets deny `aws:SecureTransport = false` and moto enforces that for object writes,

@@ -27,7 +27,8 @@ pub const ASG_TAG: &str = "aws:autoscaling:groupName";
 /// Suffixes of a stack's security group names (`<stack>-instances`, ...).
 const GROUP_SUFFIXES: [&str; 5] = ["instances", "services", "database", "file-system", "load-balancer"];
 /// Suffixes of a stack's IAM role names.
-const ROLE_SUFFIXES: [&str; 3] = ["instance", "execution", "task"];
+const ROLE_SUFFIXES: [&str; 7] =
+    ["instance", "execution", "web-task", "broker-task", "worker-task", "rabbitmq-task", "task"];
 /// Suffixes of a stack's EFS access point names.
 const ACCESS_POINT_SUFFIXES: [&str; 2] = ["rabbitmq", "working"];
 /// The four services; task definition families are `<stack>-<service>`.
@@ -50,6 +51,8 @@ pub enum Kind {
     LogGroup,
     /// An EC2 security group (named by its group name).
     SecurityGroup,
+    /// A VPC endpoint that is not deleted (named by its id; whose it is, only its tags say).
+    VpcEndpoint,
     /// An IAM role.
     Role,
     /// An IAM instance profile.
@@ -62,6 +65,8 @@ pub enum Kind {
     DbInstance,
     /// An RDS DB subnet group.
     DbSubnetGroup,
+    /// An RDS DB parameter group (not the default ones RDS provides).
+    DbParameterGroup,
     /// An RDS DB snapshot, manual or automated.
     DbSnapshot,
     /// An ACTIVE ECS cluster.
@@ -96,12 +101,14 @@ impl Kind {
             Kind::Repository => "ECR repository",
             Kind::LogGroup => "log group",
             Kind::SecurityGroup => "security group",
+            Kind::VpcEndpoint => "VPC endpoint",
             Kind::Role => "IAM role",
             Kind::InstanceProfile => "IAM instance profile",
             Kind::FileSystem => "EFS file system",
             Kind::AccessPoint => "EFS access point",
             Kind::DbInstance => "RDS instance",
             Kind::DbSubnetGroup => "RDS subnet group",
+            Kind::DbParameterGroup => "RDS parameter group",
             Kind::DbSnapshot => "RDS snapshot",
             Kind::Cluster => "ECS cluster",
             Kind::Service => "ECS service",
@@ -170,11 +177,13 @@ impl Item {
             Kind::Repository => name.starts_with(&format!("{stack}/")),
             Kind::LogGroup => name == format!("/datavault/{stack}"),
             Kind::SecurityGroup => suffixed(stack, &GROUP_SUFFIXES, name),
+            Kind::VpcEndpoint => false,
             Kind::Role => suffixed(stack, &ROLE_SUFFIXES, name),
             Kind::InstanceProfile => name == format!("{stack}-instance"),
             Kind::FileSystem => name == format!("datavault-{stack}"),
             Kind::AccessPoint => suffixed(stack, &ACCESS_POINT_SUFFIXES, name),
             Kind::DbInstance | Kind::DbSubnetGroup | Kind::Cluster | Kind::LaunchTemplate => name == stack,
+            Kind::DbParameterGroup => name == format!("{stack}-db"),
             Kind::AutoScalingGroup => name == stack,
             Kind::DbSnapshot => is_final_snapshot(name, stack) || is_automated_snapshot(name, stack),
             Kind::Service => name.strip_prefix(stack).is_some_and(|rest| rest.starts_with('/')),
@@ -189,6 +198,7 @@ impl Item {
             Kind::TargetGroup => name == load_balancing_name(stack, "-web-tg"),
             Kind::Secret => {
                 name == format!("{stack}/rabbitmq")
+                    || name == format!("{stack}/database")
                     // The database's master password, which RDS manages (and deletes with the database).
                     || self.tags.get(RDS_SECRET_TAG).is_some_and(|arn| arn.ends_with(&format!(":db:{stack}")))
             }
@@ -354,6 +364,24 @@ async fn list_network(emulator: &Emulator, items: &mut Vec<Item>) -> CheckResult
             None => break,
         }
     }
+    let out = emulator
+        .ec2()
+        .describe_vpc_endpoints()
+        .send()
+        .await
+        .map_err(|e| format!("DescribeVpcEndpoints: {}", describe(&e)))?;
+    for endpoint in out.vpc_endpoints() {
+        let state = endpoint.state().map(|s| s.as_str().to_ascii_lowercase()).unwrap_or_default();
+        if state == "deleted" || state == "deleting" {
+            continue;
+        }
+        let tags = tag_map(endpoint.tags().iter().map(|t| (t.key(), t.value())));
+        items.push(Item {
+            kind: Kind::VpcEndpoint,
+            name: endpoint.vpc_endpoint_id().unwrap_or_default().to_string(),
+            tags,
+        });
+    }
     Ok(())
 }
 
@@ -468,6 +496,24 @@ async fn list_data(emulator: &Emulator, items: &mut Vec<Item>) -> CheckResult {
         for group in out.db_subnet_groups() {
             let Some(name) = group.db_subnet_group_name() else { continue };
             items.push(Item { kind: Kind::DbSubnetGroup, name: name.to_string(), tags: BTreeMap::new() });
+        }
+        match next(out.marker()) {
+            Some(m) => marker = Some(m),
+            None => break,
+        }
+    }
+
+    let mut marker: Option<String> = None;
+    loop {
+        let out = rds
+            .describe_db_parameter_groups()
+            .set_marker(marker.take())
+            .send()
+            .await
+            .map_err(|e| format!("DescribeDBParameterGroups: {}", describe(&e)))?;
+        for group in out.db_parameter_groups() {
+            let Some(name) = group.db_parameter_group_name().filter(|n| !n.starts_with("default.")) else { continue };
+            items.push(Item { kind: Kind::DbParameterGroup, name: name.to_string(), tags: BTreeMap::new() });
         }
         match next(out.marker()) {
             Some(m) => marker = Some(m),

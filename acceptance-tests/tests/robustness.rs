@@ -7,6 +7,7 @@
 //! - `faults`: apply, plan and destroy under a mix of throttling, 5xx, connection resets and latency.
 //! - `drift`: changes made through the SDK behind Terraform's back are planned and repaired.
 //! - `locking`: two applies on one S3 backend with native locking; one wins, one is locked out.
+//! - `network`: the load balancer in public subnets of its own, the S3 gateway endpoint for the tasks.
 //! - `ownership`: look-alikes of the stack's resources (untagged, or another stack's) are never changed or
 //!   deleted by plan, apply, import, destroy or the removal of an unwanted part, and every refusal names them.
 //! - `refusals`: a forbidden destroy or replacement deletes nothing; bad inputs are refused at plan with their
@@ -29,6 +30,8 @@ mod faults;
 mod kill;
 #[path = "robustness/locking.rs"]
 mod locking;
+#[path = "robustness/network.rs"]
+mod network;
 #[path = "robustness/ownership.rs"]
 mod ownership;
 #[path = "robustness/partial.rs"]

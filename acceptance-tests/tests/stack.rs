@@ -17,6 +17,8 @@ mod drift;
 mod full;
 #[path = "stack/harness.rs"]
 mod harness;
+#[path = "stack/images.rs"]
+mod images;
 #[path = "stack/import.rs"]
 mod import;
 #[path = "stack/lifecycle.rs"]

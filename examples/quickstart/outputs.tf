@@ -29,7 +29,7 @@ output "service_discovery_names" {
 }
 
 output "database_endpoint" {
-  description = "Address of the MySQL database (private)."
+  description = "Address of the database (MariaDB, private)."
   value       = datavault_stack.main.database_endpoint
 }
 

@@ -5,9 +5,9 @@ variable "name" {
 }
 
 variable "image_tag" {
-  description = "Tag of the web, broker and worker images pushed to the stack's ECR repositories."
+  description = "Tag of the web, broker and worker images pushed to the stack's ECR repositories (the DataVault commit they are built from)."
   type        = string
-  default     = "latest"
+  default     = "729ca07"
 }
 
 variable "wait_for_steady_state" {

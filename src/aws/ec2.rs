@@ -200,6 +200,152 @@ pub fn one_subnet_per_zone(subnets: &[Subnet]) -> Vec<Subnet> {
     subnets.iter().filter(|s| zones.insert(s.availability_zone.as_str())).cloned().collect()
 }
 
+/// The route tables that route each of these subnets: its explicitly associated table, else the VPC's main
+/// table. Reads only.
+pub async fn route_tables_for_subnets(
+    client: &Client,
+    vpc_id: &str,
+    subnet_ids: &[String],
+) -> AwsResult<BTreeSet<String>> {
+    let out = client
+        .describe_route_tables()
+        .filters(filter("vpc-id", [vpc_id]))
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("DescribeRouteTables", e))?;
+    let mut explicit: BTreeMap<String, String> = BTreeMap::new();
+    let mut main = None;
+    for table in out.route_tables() {
+        let id = table.route_table_id().unwrap_or_default().to_string();
+        for association in table.associations() {
+            if association.main() == Some(true) {
+                main = Some(id.clone());
+            }
+            if let Some(subnet) = association.subnet_id() {
+                explicit.insert(subnet.to_string(), id.clone());
+            }
+        }
+    }
+    let mut tables = BTreeSet::new();
+    for subnet in subnet_ids {
+        match explicit.get(subnet).or(main.as_ref()) {
+            Some(table) => tables.insert(table.clone()),
+            None => {
+                return Err(AwsError::other("DescribeRouteTables", format!("no route table routes subnet {subnet}")));
+            }
+        };
+    }
+    Ok(tables)
+}
+
+/// The name of the S3 gateway endpoint service in a region.
+pub fn s3_endpoint_service(partition: &str, region: &str) -> String {
+    if partition == "aws-cn" { format!("cn.com.amazonaws.{region}.s3") } else { format!("com.amazonaws.{region}.s3") }
+}
+
+/// A gateway VPC endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayEndpoint {
+    /// Its id, `vpce-...`.
+    pub id: String,
+    /// The route tables it adds its route to.
+    pub route_table_ids: BTreeSet<String>,
+    /// Its tags.
+    pub tags: BTreeMap<String, String>,
+}
+
+/// The gateway endpoints for `service` in the VPC that are not deleted. Reads only.
+pub async fn gateway_endpoints(client: &Client, vpc_id: &str, service: &str) -> AwsResult<Vec<GatewayEndpoint>> {
+    let out = client
+        .describe_vpc_endpoints()
+        .filters(filter("vpc-id", [vpc_id]))
+        .filters(filter("service-name", [service]))
+        .filters(filter("vpc-endpoint-type", ["Gateway"]))
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("DescribeVpcEndpoints", e))?;
+    Ok(out
+        .vpc_endpoints()
+        .iter()
+        .filter(|e| !matches!(e.state().map(|s| s.as_str()), Some("deleted" | "deleting" | "Deleted" | "Deleting")))
+        .map(|e| GatewayEndpoint {
+            id: e.vpc_endpoint_id().unwrap_or_default().to_string(),
+            route_table_ids: e.route_table_ids().iter().cloned().collect(),
+            tags: tag_map(e.tags()),
+        })
+        .collect())
+}
+
+/// Creates a gateway endpoint for `service` on these route tables, tagged in the same call. Returns its id.
+pub async fn create_gateway_endpoint(
+    client: &Client,
+    vpc_id: &str,
+    service: &str,
+    route_table_ids: &BTreeSet<String>,
+    tags: &BTreeMap<String, String>,
+) -> AwsResult<String> {
+    let out = client
+        .create_vpc_endpoint()
+        .vpc_endpoint_type(aws_sdk_ec2::types::VpcEndpointType::Gateway)
+        .vpc_id(vpc_id)
+        .service_name(service)
+        .set_route_table_ids(Some(route_table_ids.iter().cloned().collect()))
+        .tag_specifications(
+            TagSpecification::builder().resource_type(ResourceType::VpcEndpoint).set_tags(Some(tag_list(tags))).build(),
+        )
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("CreateVpcEndpoint", e))?;
+    Ok(out.vpc_endpoint().and_then(|e| e.vpc_endpoint_id()).unwrap_or_default().to_string())
+}
+
+/// Makes the endpoint route exactly these tables. Idempotent.
+pub async fn set_endpoint_route_tables(
+    client: &Client,
+    endpoint: &GatewayEndpoint,
+    route_table_ids: &BTreeSet<String>,
+) -> AwsResult<()> {
+    let add: Vec<String> = route_table_ids.difference(&endpoint.route_table_ids).cloned().collect();
+    let remove: Vec<String> = endpoint.route_table_ids.difference(route_table_ids).cloned().collect();
+    if add.is_empty() && remove.is_empty() {
+        return Ok(());
+    }
+    client
+        .modify_vpc_endpoint()
+        .vpc_endpoint_id(&endpoint.id)
+        .set_add_route_table_ids((!add.is_empty()).then_some(add))
+        .set_remove_route_table_ids((!remove.is_empty()).then_some(remove))
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("ModifyVpcEndpoint", e))?;
+    Ok(())
+}
+
+/// Deletes the endpoint; absent is success.
+pub async fn delete_endpoint(client: &Client, id: &str) -> AwsResult<()> {
+    let out = client
+        .delete_vpc_endpoints()
+        .vpc_endpoint_ids(id)
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("DeleteVpcEndpoints", e));
+    match out {
+        Ok(out) => match out
+            .unsuccessful()
+            .iter()
+            .find(|u| u.error().and_then(|e| e.code()).is_some_and(|c| c != "InvalidVpcEndpointId.NotFound"))
+        {
+            Some(failed) => Err(AwsError::other(
+                "DeleteVpcEndpoints",
+                failed.error().and_then(|e| e.message()).unwrap_or("the endpoint was not deleted").to_string(),
+            )),
+            None => Ok(()),
+        },
+        Err(err) if err.is(&["InvalidVpcEndpointId.NotFound"]) => Ok(()),
+        Err(err) => Err(err),
+    }
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Security groups
 // ---------------------------------------------------------------------------------------------------------

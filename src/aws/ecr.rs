@@ -128,6 +128,30 @@ pub async fn ensure(client: &Client, name: &str, tags: &BTreeMap<String, String>
     Ok(repo)
 }
 
+/// Whether the repository holds an image with this tag; `false` when the repository does not exist.
+/// Reads only.
+pub async fn has_image(client: &Client, repository: &str, tag: &str) -> AwsResult<bool> {
+    let id = aws_sdk_ecr::types::ImageIdentifier::builder().image_tag(tag).build();
+    match client.describe_images().repository_name(repository).image_ids(id).send().await {
+        Ok(out) => Ok(!out.image_details().is_empty()),
+        Err(err) => {
+            let err = AwsError::from_sdk("DescribeImages", err);
+            if err.is(&["ImageNotFoundException", "RepositoryNotFoundException"]) { Ok(false) } else { Err(err) }
+        }
+    }
+}
+
+/// How many images the repository holds, up to `at_most`. Reads only.
+pub async fn image_count(client: &Client, repository: &str, at_most: i32) -> AwsResult<usize> {
+    match client.list_images().repository_name(repository).max_results(at_most).send().await {
+        Ok(out) => Ok(out.image_ids().len()),
+        Err(err) => {
+            let err = AwsError::from_sdk("ListImages", err);
+            if err.is(&["RepositoryNotFoundException"]) { Ok(0) } else { Err(err) }
+        }
+    }
+}
+
 /// The repository's tags.
 pub async fn tags(client: &Client, arn: &str) -> AwsResult<BTreeMap<String, String>> {
     let out = client
@@ -139,9 +163,10 @@ pub async fn tags(client: &Client, arn: &str) -> AwsResult<BTreeMap<String, Stri
     Ok(out.tags().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect())
 }
 
-/// Deletes the repository and its images (they are build outputs, rebuilt from source); absent is success.
-pub async fn delete(client: &Client, name: &str) -> AwsResult<()> {
-    match client.delete_repository().repository_name(name).force(true).send().await {
+/// Deletes the repository, with its images only when `with_images` (otherwise ECR refuses a repository
+/// that holds any); absent is success.
+pub async fn delete(client: &Client, name: &str, with_images: bool) -> AwsResult<()> {
+    match client.delete_repository().repository_name(name).force(with_images).send().await {
         Ok(_) => Ok(()),
         Err(err) => {
             let err = AwsError::from_sdk("DeleteRepository", err);

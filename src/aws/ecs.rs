@@ -109,8 +109,31 @@ pub fn container_insights_on(cluster: &aws_sdk_ecs::types::Cluster) -> bool {
     })
 }
 
-/// Differences between the cluster and the managed settings.
-pub fn cluster_drift(cluster: &aws_sdk_ecs::types::Cluster) -> Vec<String> {
+/// The log group ECS Exec sessions are recorded in, when the cluster records them there.
+pub fn exec_log_group(cluster: &aws_sdk_ecs::types::Cluster) -> Option<&str> {
+    let exec = cluster.configuration()?.execute_command_configuration()?;
+    if exec.logging() != Some(&aws_sdk_ecs::types::ExecuteCommandLogging::Override) {
+        return None;
+    }
+    exec.log_configuration()?.cloud_watch_log_group_name()
+}
+
+fn exec_configuration(log_group: &str) -> aws_sdk_ecs::types::ClusterConfiguration {
+    let logs =
+        aws_sdk_ecs::types::ExecuteCommandLogConfiguration::builder().cloud_watch_log_group_name(log_group).build();
+    aws_sdk_ecs::types::ClusterConfiguration::builder()
+        .execute_command_configuration(
+            aws_sdk_ecs::types::ExecuteCommandConfiguration::builder()
+                .logging(aws_sdk_ecs::types::ExecuteCommandLogging::Override)
+                .log_configuration(logs)
+                .build(),
+        )
+        .build()
+}
+
+/// Differences between the cluster and the managed settings; `exec_logs` is the log group ECS Exec sessions
+/// must be recorded in.
+pub fn cluster_drift(cluster: &aws_sdk_ecs::types::Cluster, exec_logs: &str) -> Vec<String> {
     let mut drift = Vec::new();
     match cluster.status() {
         Some("ACTIVE") | Some("PROVISIONING") => {}
@@ -118,6 +141,10 @@ pub fn cluster_drift(cluster: &aws_sdk_ecs::types::Cluster) -> Vec<String> {
     }
     if !container_insights_on(cluster) {
         drift.push("container insights is disabled, expected enabled".to_string());
+    }
+    if exec_log_group(cluster) != Some(exec_logs) {
+        let have = exec_log_group(cluster).unwrap_or("not recorded");
+        drift.push(format!("ECS Exec sessions are logged to {have}, expected {exec_logs}"));
     }
     drift
 }
@@ -132,6 +159,7 @@ async fn find_cluster(client: &Client, name: &str) -> AwsResult<Option<aws_sdk_e
         .describe_clusters()
         .clusters(name)
         .include(ClusterField::Settings)
+        .include(ClusterField::Configurations)
         .include(ClusterField::Tags)
         .send()
         .await
@@ -143,10 +171,15 @@ fn is_inactive(cluster: &aws_sdk_ecs::types::Cluster) -> bool {
     cluster.status() == Some("INACTIVE")
 }
 
-/// Creates the cluster with Container Insights on, or adopts the existing one (an INACTIVE cluster of the same
-/// name is a deleted one and is created afresh), then turns Container Insights on if it was switched off and
-/// applies tags. May be called again after a crash; converges.
-pub async fn ensure_cluster(client: &Client, name: &str, tags: &BTreeMap<String, String>) -> AwsResult<Cluster> {
+/// Creates the cluster with Container Insights on and ECS Exec sessions recorded in `exec_logs`, or adopts
+/// the existing one (an INACTIVE cluster of the same name is a deleted one and is created afresh), then
+/// restores either setting if it was changed and applies tags. May be called again after a crash; converges.
+pub async fn ensure_cluster(
+    client: &Client,
+    name: &str,
+    exec_logs: &str,
+    tags: &BTreeMap<String, String>,
+) -> AwsResult<Cluster> {
     let cluster = match find_cluster(client, name).await?.filter(|c| !is_inactive(c)) {
         Some(found) => found,
         None => {
@@ -155,6 +188,7 @@ pub async fn ensure_cluster(client: &Client, name: &str, tags: &BTreeMap<String,
                 .create_cluster()
                 .cluster_name(name)
                 .settings(insights_setting())
+                .configuration(exec_configuration(exec_logs))
                 .set_tags(Some(tag_list(tags)))
                 .send()
                 .await
@@ -164,14 +198,17 @@ pub async fn ensure_cluster(client: &Client, name: &str, tags: &BTreeMap<String,
                 .ok_or_else(|| AwsError::other("CreateCluster", format!("no cluster in the reply for {name}")))?
         }
     };
-    if !container_insights_on(&cluster) {
-        client
-            .update_cluster()
-            .cluster(name)
-            .settings(insights_setting())
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("UpdateCluster", e))?;
+    let insights = container_insights_on(&cluster);
+    let exec = exec_log_group(&cluster) == Some(exec_logs);
+    if !insights || !exec {
+        let mut request = client.update_cluster().cluster(name);
+        if !insights {
+            request = request.settings(insights_setting());
+        }
+        if !exec {
+            request = request.configuration(exec_configuration(exec_logs));
+        }
+        request.send().await.map_err(|e| AwsError::from_sdk("UpdateCluster", e))?;
     }
     let arn = cluster.cluster_arn().unwrap_or_default().to_string();
     put_tags(client, &arn, tags).await?;
@@ -179,7 +216,7 @@ pub async fn ensure_cluster(client: &Client, name: &str, tags: &BTreeMap<String,
 }
 
 /// Describes the cluster and its drift; `None` when it does not exist or was deleted (INACTIVE).
-pub async fn describe_cluster(client: &Client, name: &str) -> AwsResult<Option<ClusterObservation>> {
+pub async fn describe_cluster(client: &Client, name: &str, exec_logs: &str) -> AwsResult<Option<ClusterObservation>> {
     let Some(cluster) = find_cluster(client, name).await?.filter(|c| !is_inactive(c)) else { return Ok(None) };
     Ok(Some(ClusterObservation {
         arn: cluster.cluster_arn().unwrap_or_default().to_string(),
@@ -189,7 +226,7 @@ pub async fn describe_cluster(client: &Client, name: &str) -> AwsResult<Option<C
         active_services: cluster.active_services_count(),
         running_tasks: cluster.running_tasks_count(),
         tags: tag_map(cluster.tags()),
-        drift: cluster_drift(&cluster),
+        drift: cluster_drift(&cluster, exec_logs),
     }))
 }
 
@@ -336,6 +373,14 @@ pub struct ContainerSpec {
     pub readonly_root_filesystem: bool,
     /// Containers of the same task that must start first (healthy, when they have a health check).
     pub depends_on: Vec<String>,
+    /// The command, replacing the image's `CMD`; empty keeps the image's.
+    pub command: Vec<String>,
+    /// The working directory, replacing the image's `WORKDIR`.
+    pub working_directory: Option<String>,
+    /// Run a minimal init as PID 1 (reaps the processes ECS Exec sessions leave).
+    pub init_process: bool,
+    /// Seconds ECS waits after SIGTERM before it kills the container.
+    pub stop_timeout: Option<i32>,
 }
 
 /// An EFS volume of a task, mounted through an access point with TLS and IAM authorisation (ECS.18).
@@ -440,6 +485,10 @@ struct NormalContainer {
     privileged: bool,
     /// (container, condition).
     depends_on: BTreeSet<(String, String)>,
+    command: Vec<String>,
+    working_directory: Option<String>,
+    init_process: bool,
+    stop_timeout: Option<i32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -559,6 +608,10 @@ impl NormalContainer {
                 .iter()
                 .map(|d| (d.clone(), dependency_condition(spec, d).as_str().to_string()))
                 .collect(),
+            command: c.command.clone(),
+            working_directory: c.working_directory.clone(),
+            init_process: c.init_process,
+            stop_timeout: c.stop_timeout,
         }
     }
 
@@ -614,6 +667,10 @@ impl NormalContainer {
                 .iter()
                 .map(|d| (d.container_name().to_string(), d.condition().as_str().to_string()))
                 .collect(),
+            command: c.command().to_vec(),
+            working_directory: non_empty(c.working_directory()),
+            init_process: c.linux_parameters().and_then(|l| l.init_process_enabled()).unwrap_or(false),
+            stop_timeout: c.stop_timeout(),
         }
     }
 
@@ -638,6 +695,10 @@ impl NormalContainer {
         );
         differ(out, &label("privileged"), &self.privileged, &have.privileged);
         differ(out, &label("depends on"), &self.depends_on, &have.depends_on);
+        differ(out, &label("command"), &self.command, &have.command);
+        differ(out, &label("working directory"), &self.working_directory, &have.working_directory);
+        differ(out, &label("init process"), &self.init_process, &have.init_process);
+        differ(out, &label("stop timeout"), &self.stop_timeout, &have.stop_timeout);
     }
 }
 
@@ -738,6 +799,12 @@ fn container_definition(spec: &TaskDefinitionSpec, c: &ContainerSpec) -> AwsResu
         .set_depends_on(Some(depends.collect::<Result<_, _>>()?))
         .log_configuration(log.build()?)
         .set_health_check(health_check)
+        .set_command((!c.command.is_empty()).then(|| c.command.clone()))
+        .set_working_directory(c.working_directory.clone())
+        .set_linux_parameters(
+            c.init_process.then(|| aws_sdk_ecs::types::LinuxParameters::builder().init_process_enabled(true).build()),
+        )
+        .set_stop_timeout(c.stop_timeout)
         .build())
 }
 
@@ -952,6 +1019,8 @@ pub struct ServiceSpec {
     pub minimum_healthy_percent: i32,
     /// Maximum percent during deployments: [`ROLLING_MAX_PERCENT`] normally; 100 for a single instance.
     pub maximum_percent: i32,
+    /// Whether operators may open a shell in its tasks with ECS Exec (through SSM, no inbound port).
+    pub enable_execute_command: bool,
     /// The service's tags, propagated to its tasks.
     pub tags: BTreeMap<String, String>,
 }
@@ -1022,6 +1091,9 @@ struct ServiceDiff {
     load_balancers: bool,
     grace: bool,
     tagging: bool,
+    execute_command: bool,
+    /// A deployment failed and nothing will retry it by itself: a new deployment is forced.
+    redeploy: bool,
     /// Human-readable differences, repairable or not.
     messages: Vec<String>,
 }
@@ -1036,6 +1108,8 @@ impl ServiceDiff {
             || self.load_balancers
             || self.grace
             || self.tagging
+            || self.execute_command
+            || self.redeploy
     }
 }
 
@@ -1127,6 +1201,16 @@ fn compare_service(spec: &ServiceSpec, svc: &aws_sdk_ecs::types::Service) -> Ser
         diff.tagging = true;
         let have = svc.propagate_tags().map_or("NONE", |p| p.as_str());
         diff.messages.push(format!("tags propagate from {have}, expected SERVICE"));
+    }
+    if let Some(failed) = svc.deployments().iter().find(|d| d.rollout_state() == Some(&DeploymentRolloutState::Failed))
+    {
+        diff.redeploy = true;
+        let reason = failed.rollout_state_reason().unwrap_or("no reason given");
+        diff.messages.push(format!("a deployment failed ({reason}); the next apply starts a new one"));
+    }
+    if svc.enable_execute_command() != spec.enable_execute_command {
+        diff.execute_command = true;
+        differ(&mut diff.messages, "ECS Exec", &spec.enable_execute_command, &svc.enable_execute_command());
     }
     if !svc.enable_ecs_managed_tags() {
         diff.tagging = true;
@@ -1294,6 +1378,14 @@ async fn update_service(client: &Client, spec: &ServiceSpec, svc: &aws_sdk_ecs::
     if diff.tagging {
         request = request.propagate_tags(PropagateTags::Service).enable_ecs_managed_tags(true);
     }
+    if diff.redeploy && !diff.task_definition {
+        // ECS never retries a failed deployment by itself; the same task definition is deployed again.
+        request = request.force_new_deployment(true);
+    }
+    if diff.execute_command {
+        // Takes effect for tasks started from now on, as ECS does for every setting of a running service.
+        request = request.enable_execute_command(spec.enable_execute_command);
+    }
     request.send().await.map_err(|e| AwsError::from_sdk("UpdateService", e))?;
     Ok(())
 }
@@ -1321,6 +1413,7 @@ async fn create_service(
             .set_health_check_grace_period_seconds(spec.health_check_grace_seconds)
             .propagate_tags(PropagateTags::Service)
             .enable_ecs_managed_tags(true)
+            .enable_execute_command(spec.enable_execute_command)
             .set_tags(if spec.tags.is_empty() { None } else { Some(tag_list(&spec.tags)) })
             .send()
             .await;
@@ -1496,7 +1589,9 @@ async fn describe_many(
 
 /// Waits until every named service is stable (see [`assess`]), polling every `poll`. Fails at once when a
 /// deployment fails or a service disappears; after `timeout`, fails naming the services still not stable and
-/// their task counts; stops early when `cancel` fires.
+/// their task counts; stops early when `cancel` fires. A failure names, for each service that is not
+/// stable, why ECS stopped its most recent tasks (the stopped reason, and each container's reason and exit
+/// code), which is what tells a missing image from a crashing application.
 pub async fn wait_steady(
     client: &Client,
     cluster: &str,
@@ -1505,7 +1600,61 @@ pub async fn wait_steady(
     poll: Duration,
     cancel: &CancellationToken,
 ) -> AwsResult<()> {
-    wait_steady_with(|| describe_many(client, cluster, service_names), service_names, timeout, poll, cancel).await
+    let outcome =
+        wait_steady_with(|| describe_many(client, cluster, service_names), service_names, timeout, poll, cancel).await;
+    let Err(mut err) = outcome else { return Ok(()) };
+    let mut reasons = Vec::new();
+    for name in service_names {
+        // A failure to read why is not worth hiding the failure itself.
+        for reason in stopped_task_reasons(client, cluster, name).await.unwrap_or_default() {
+            reasons.push(format!("{name}: {reason}"));
+        }
+    }
+    if !reasons.is_empty() {
+        err.message = format!("{}. Recently stopped tasks: {}", err.message, reasons.join("; "));
+    }
+    Err(err)
+}
+
+/// Why ECS stopped the service's most recent tasks, distinct reasons only (at most three tasks are read).
+pub async fn stopped_task_reasons(client: &Client, cluster: &str, service: &str) -> AwsResult<Vec<String>> {
+    let listed = client
+        .list_tasks()
+        .cluster(cluster)
+        .service_name(service)
+        .desired_status(aws_sdk_ecs::types::DesiredStatus::Stopped)
+        .max_results(3)
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("ListTasks", e))?;
+    if listed.task_arns().is_empty() {
+        return Ok(Vec::new());
+    }
+    let described = client
+        .describe_tasks()
+        .cluster(cluster)
+        .set_tasks(Some(listed.task_arns().to_vec()))
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("DescribeTasks", e))?;
+    let mut reasons: Vec<String> = described.tasks().iter().map(stopped_reason).collect();
+    reasons.dedup();
+    Ok(reasons)
+}
+
+/// One stopped task's reason: ECS's stopped reason, then each container's reason and exit code.
+pub fn stopped_reason(task: &aws_sdk_ecs::types::Task) -> String {
+    let mut parts = vec![task.stopped_reason().unwrap_or("stopped without a reason").to_string()];
+    for container in task.containers() {
+        let name = container.name().unwrap_or("container");
+        match (container.reason(), container.exit_code()) {
+            (Some(reason), Some(code)) => parts.push(format!("{name}: {reason} (exit code {code})")),
+            (Some(reason), None) => parts.push(format!("{name}: {reason}")),
+            (None, Some(code)) => parts.push(format!("{name}: exit code {code}")),
+            (None, None) => {}
+        }
+    }
+    parts.join("; ")
 }
 
 /// The loop of [`wait_steady`], with the DescribeServices call injected so it runs on recorded replies.
@@ -1601,6 +1750,10 @@ mod tests {
             }),
             readonly_root_filesystem: false,
             depends_on: vec![],
+            command: vec![],
+            working_directory: None,
+            init_process: false,
+            stop_timeout: None,
         }
     }
 
@@ -1619,6 +1772,10 @@ mod tests {
             health_check: None,
             readonly_root_filesystem: true,
             depends_on: vec!["broker".into()],
+            command: vec!["sleep".into(), "1".into()],
+            working_directory: Some("/tmp".into()),
+            init_process: true,
+            stop_timeout: Some(5),
         }
     }
 
@@ -1702,6 +1859,11 @@ mod tests {
             .essential(false)
             .readonly_root_filesystem(true)
             .privileged(false)
+            .command("sleep")
+            .command("1")
+            .working_directory("/tmp")
+            .linux_parameters(aws_sdk_ecs::types::LinuxParameters::builder().init_process_enabled(true).build())
+            .stop_timeout(5)
             .depends_on(
                 ContainerDependency::builder()
                     .container_name("broker")
@@ -1970,6 +2132,7 @@ mod tests {
             load_balancer: None,
             minimum_healthy_percent: ROLLING_MIN_HEALTHY_PERCENT,
             maximum_percent: ROLLING_MAX_PERCENT,
+            enable_execute_command: false,
             tags: map(&[("datavault:stack", "vault")]),
         }
     }
@@ -2139,6 +2302,45 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_deployment_is_drift_and_the_next_update_forces_a_new_one() {
+        let failed = Deployment::builder()
+            .id("ecs-svc/1")
+            .status("PRIMARY")
+            .task_definition(TD)
+            .rollout_state(DeploymentRolloutState::Failed)
+            .rollout_state_reason("ECS deployment circuit breaker: tasks failed to start.")
+            .build();
+        let svc = described_service().deployments(failed).build();
+        let diff = compare_service(&service_spec(), &svc);
+        assert!(diff.redeploy && diff.needs_update(), "{diff:?}");
+        assert!(
+            diff.messages.iter().any(|m| m.contains("tasks failed to start") && m.contains("starts a new one")),
+            "{:?}",
+            diff.messages
+        );
+        let healthy = Deployment::builder().id("ecs-svc/2").status("PRIMARY").task_definition(TD).build();
+        assert!(!compare_service(&service_spec(), &described_service().deployments(healthy).build()).redeploy);
+    }
+
+    #[test]
+    fn a_stopped_task_says_why_with_each_containers_reason_and_exit_code() {
+        let task = aws_sdk_ecs::types::Task::builder()
+            .stopped_reason("CannotPullContainerError: pull image manifest has been retried 1 time(s): failed to resolve ref 1.dkr.ecr.eu-west-2.amazonaws.com/vault/web:729ca07: not found")
+            .containers(
+                aws_sdk_ecs::types::Container::builder()
+                    .name("web")
+                    .reason("CannotPullContainerError: not found")
+                    .build(),
+            )
+            .containers(aws_sdk_ecs::types::Container::builder().name("sidecar").exit_code(137).build())
+            .build();
+        let reason = stopped_reason(&task);
+        assert!(reason.starts_with("CannotPullContainerError: pull image manifest"), "{reason}");
+        assert!(reason.contains("web: CannotPullContainerError: not found"), "{reason}");
+        assert!(reason.contains("sidecar: exit code 137"), "{reason}");
+    }
+
+    #[test]
     fn deleted_services_count_as_gone() {
         assert!(service_gone(None));
         assert!(service_gone(Some(&described_service().status("INACTIVE").build())));
@@ -2153,15 +2355,26 @@ mod tests {
         let setting =
             |value: &str| ClusterSetting::builder().name(ClusterSettingName::ContainerInsights).value(value).build();
         let cluster = |status: &str, value: &str| {
-            aws_sdk_ecs::types::Cluster::builder().status(status).settings(setting(value)).build()
+            aws_sdk_ecs::types::Cluster::builder()
+                .status(status)
+                .settings(setting(value))
+                .configuration(exec_configuration("logs"))
+                .build()
         };
-        assert!(cluster_drift(&cluster("ACTIVE", "enabled")).is_empty());
-        assert!(cluster_drift(&cluster("ACTIVE", "enhanced")).is_empty());
+        assert!(cluster_drift(&cluster("ACTIVE", "enabled"), "logs").is_empty());
+        assert!(cluster_drift(&cluster("ACTIVE", "enhanced"), "logs").is_empty());
         assert_eq!(
-            cluster_drift(&cluster("ACTIVE", "disabled")),
+            cluster_drift(&cluster("ACTIVE", "disabled"), "logs"),
             vec!["container insights is disabled, expected enabled"]
         );
-        assert_eq!(cluster_drift(&cluster("FAILED", "enabled")), vec!["cluster status is FAILED, expected ACTIVE"]);
+        assert_eq!(
+            cluster_drift(&cluster("FAILED", "enabled"), "logs"),
+            vec!["cluster status is FAILED, expected ACTIVE"]
+        );
+        assert_eq!(
+            cluster_drift(&cluster("ACTIVE", "enabled"), "other"),
+            vec!["ECS Exec sessions are logged to logs, expected other"]
+        );
         assert!(!container_insights_on(&aws_sdk_ecs::types::Cluster::builder().build()));
     }
 

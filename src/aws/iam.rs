@@ -178,6 +178,55 @@ pub fn archive_bucket_access_policy(partition: &str, bucket: &str) -> String {
     .to_string()
 }
 
+/// What an ECS Exec session needs from the task role: the SSM message channels (which take no resource but
+/// `*`) and writing the session's record to the stack's log group (`log_group_arn` without `:*`).
+pub fn ecs_exec_policy(log_group_arn: &str) -> String {
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "ExecSessionChannels",
+                "Effect": "Allow",
+                "Action": [
+                    "ssmmessages:CreateControlChannel",
+                    "ssmmessages:CreateDataChannel",
+                    "ssmmessages:OpenControlChannel",
+                    "ssmmessages:OpenDataChannel"
+                ],
+                "Resource": "*"
+            },
+            {
+                "Sid": "ExecSessionLogs",
+                "Effect": "Allow",
+                "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                "Resource": format!("{log_group_arn}:*")
+            },
+            {
+                "Sid": "ExecSessionLogGroup",
+                "Effect": "Allow",
+                "Action": "logs:DescribeLogGroups",
+                "Resource": "*"
+            }
+        ]
+    })
+    .to_string()
+}
+
+/// Mounting the file system with IAM authorisation, read and write, through this access point only.
+pub fn file_system_client_policy(file_system_arn: &str, access_point_arn: &str) -> String {
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "MountThroughAccessPoint",
+            "Effect": "Allow",
+            "Action": ["elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"],
+            "Resource": file_system_arn,
+            "Condition": { "StringEquals": { "elasticfilesystem:AccessPointArn": access_point_arn } }
+        }]
+    })
+    .to_string()
+}
+
 /// Lets the task execution role read exactly these secrets, to inject them into containers as ECS
 /// `secrets`. IAM rejects a statement without resources, so callers skip this policy when there are none.
 pub fn read_secrets_policy(secret_arns: &[String]) -> String {

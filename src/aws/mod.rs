@@ -62,6 +62,8 @@ pub struct AwsContext {
     pub partition: String,
     /// Tags from the provider's `default_tags`.
     pub default_tags: BTreeMap<String, String>,
+    /// The account the credentials belong to, when the provider checked them.
+    pub account_id: Option<String>,
 }
 
 /// A failed AWS call, with the operation and the service's error code kept for decisions and messages.

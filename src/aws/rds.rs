@@ -1,4 +1,4 @@
-//! Amazon RDS: the stack's MySQL database and its DB subnet group.
+//! Amazon RDS: the stack's database (MariaDB or MySQL), its DB subnet group and its parameter group.
 //!
 //! The instance is created encrypted, private, with backups, minor-version upgrades and tags copied to
 //! snapshots (FSBP RDS.2, RDS.3, RDS.8, RDS.11, RDS.13, RDS.17); its master password is either managed by
@@ -21,9 +21,6 @@ use super::{AwsError, AwsResult};
 
 /// How often [`delete_instance`] looks again while RDS works.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(10);
-
-/// The database engine.
-pub const ENGINE: &str = "mysql";
 
 /// The storage type of new instances: gp3 gives baseline IOPS independent of size, cheaper than gp2.
 pub const STORAGE_TYPE: &str = "gp3";
@@ -70,8 +67,12 @@ pub struct DatabaseSpec {
     pub instance_class: String,
     /// Storage in GiB; it can grow in place but never shrink.
     pub allocated_storage: i32,
-    /// The MySQL version, e.g. `8.0` (RDS picks the newest minor version).
+    /// The engine, `mariadb` or `mysql`; RDS cannot change it in place.
+    pub engine: String,
+    /// The engine version, e.g. `10.11` (RDS picks the newest minor version).
     pub engine_version: String,
+    /// The DB parameter group to use.
+    pub parameter_group: String,
     /// The database created at launch, e.g. `datavault`.
     pub db_name: String,
     /// The master user, e.g. `datavault`.
@@ -121,8 +122,12 @@ pub struct DatabaseObservation {
     pub endpoint: Option<String>,
     /// Its port, once known.
     pub port: Option<i32>,
-    /// The running engine version, e.g. `8.0.40`.
+    /// The engine, e.g. `mariadb`.
+    pub engine: String,
+    /// The running engine version, e.g. `10.11.9`.
     pub engine_version: String,
+    /// Its DB parameter group.
+    pub parameter_group: Option<String>,
     /// Its instance class.
     pub instance_class: String,
     /// Its storage in GiB.
@@ -183,6 +188,8 @@ pub struct Modification {
     pub copy_tags_to_snapshot: Option<bool>,
     /// Hand the master password to RDS (`true`) or take it back to set a given one (`false`).
     pub manage_master_password: Option<bool>,
+    /// New DB parameter group (applied at the next reboot for static parameters).
+    pub parameter_group: Option<String>,
 }
 
 impl Modification {
@@ -341,7 +348,9 @@ fn observation_of(db: &DbInstance) -> DatabaseObservation {
         status: base.status,
         endpoint: base.endpoint,
         port: base.port,
+        engine: db.engine().unwrap_or_default().to_string(),
         engine_version: db.engine_version().unwrap_or_default().to_string(),
+        parameter_group: db.db_parameter_groups().first().and_then(|g| g.db_parameter_group_name()).map(str::to_string),
         instance_class: pending
             .and_then(|p| p.db_instance_class())
             .or(db.db_instance_class())
@@ -407,6 +416,13 @@ pub fn drift(spec: &DatabaseSpec, obs: &DatabaseObservation) -> Vec<String> {
             obs.allocated_storage, spec.allocated_storage
         ));
     }
+    if obs.engine != spec.engine {
+        drift.push(format!("engine is {}, expected {}", obs.engine, spec.engine));
+    }
+    if obs.parameter_group.as_deref() != Some(spec.parameter_group.as_str()) {
+        let have = obs.parameter_group.as_deref().unwrap_or("none");
+        drift.push(format!("parameter group is {have}, expected {}", spec.parameter_group));
+    }
     if !same_major_minor(&obs.engine_version, &spec.engine_version) {
         drift.push(format!("engine version is {}, expected {}", obs.engine_version, spec.engine_version));
     }
@@ -467,6 +483,13 @@ pub fn plan_modification(
             obs.identifier, obs.allocated_storage, spec.allocated_storage, obs.allocated_storage
         ));
     }
+    if obs.engine != spec.engine {
+        return Err(format!(
+            "database {} runs {} and the configuration asks for {}: RDS cannot change the engine of an instance; \
+             keep engine = {:?}, or move the data to a new stack through a dump",
+            obs.identifier, obs.engine, spec.engine, obs.engine
+        ));
+    }
     let managed = obs.master_secret_arn.is_some();
     Ok(Modification {
         instance_class: (obs.instance_class != spec.instance_class).then(|| spec.instance_class.clone()),
@@ -479,6 +502,8 @@ pub fn plan_modification(
         multi_az: (obs.multi_az != spec.multi_az).then_some(spec.multi_az),
         auto_minor_version_upgrade: (!obs.auto_minor_version_upgrade).then_some(true),
         copy_tags_to_snapshot: (!obs.copy_tags_to_snapshot).then_some(true),
+        parameter_group: (obs.parameter_group.as_deref() != Some(spec.parameter_group.as_str()))
+            .then(|| spec.parameter_group.clone()),
         manage_master_password: if wants_managed && !managed {
             Some(true)
         } else if sets_given && managed {
@@ -493,8 +518,9 @@ async fn create_instance(client: &Client, spec: &DatabaseSpec, password: &Master
     let mut request = client
         .create_db_instance()
         .db_instance_identifier(&spec.identifier)
-        .engine(ENGINE)
+        .engine(&spec.engine)
         .engine_version(&spec.engine_version)
+        .db_parameter_group_name(&spec.parameter_group)
         .db_instance_class(&spec.instance_class)
         .allocated_storage(spec.allocated_storage)
         .storage_type(STORAGE_TYPE)
@@ -537,6 +563,7 @@ async fn modify_instance(
         .set_auto_minor_version_upgrade(change.auto_minor_version_upgrade)
         .set_copy_tags_to_snapshot(change.copy_tags_to_snapshot)
         .set_manage_master_user_password(change.manage_master_password)
+        .set_db_parameter_group_name(change.parameter_group.clone())
         .set_master_user_password(password.map(|p| p.expose().to_string()))
         .send()
         .await
@@ -849,6 +876,178 @@ pub async fn describe_subnet_group(client: &Client, name: &str) -> AwsResult<Opt
     Ok(Some(SubnetGroupObservation { arn, subnet_ids, tags }))
 }
 
+/// The DB parameter group family of an engine and version: `mariadb` `10.11.9` is `mariadb10.11`.
+pub fn parameter_group_family(engine: &str, version: &str) -> String {
+    let major_minor: Vec<&str> = version.split('.').take(2).collect();
+    format!("{engine}{}", major_minor.join("."))
+}
+
+/// A DB parameter group as found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParameterGroupObservation {
+    /// Its ARN.
+    pub arn: String,
+    /// Its family, e.g. `mariadb10.11`.
+    pub family: String,
+    /// The parameters set in it, among those asked about.
+    pub parameters: BTreeMap<String, String>,
+    /// Its tags, which say whose it is.
+    pub tags: BTreeMap<String, String>,
+}
+
+/// The parameter group with the values of `wanted`'s parameters and its tags; `None` when it does not
+/// exist. Reads only.
+pub async fn describe_parameter_group(
+    client: &Client,
+    name: &str,
+    wanted: &BTreeMap<String, String>,
+) -> AwsResult<Option<ParameterGroupObservation>> {
+    let out = match client.describe_db_parameter_groups().db_parameter_group_name(name).send().await {
+        Ok(out) => out,
+        Err(err) => {
+            let err = AwsError::from_sdk("DescribeDBParameterGroups", err);
+            return if err.is(&["DBParameterGroupNotFound", "DBParameterGroupNotFoundFault"]) {
+                Ok(None)
+            } else {
+                Err(err)
+            };
+        }
+    };
+    let Some(group) = out.db_parameter_groups().first() else { return Ok(None) };
+    let arn = group.db_parameter_group_arn().unwrap_or_default().to_string();
+    let described = client
+        .describe_db_parameters()
+        .db_parameter_group_name(name)
+        .source("user")
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("DescribeDBParameters", e))?;
+    let parameters = described
+        .parameters()
+        .iter()
+        .filter_map(|p| Some((p.parameter_name()?.to_string(), p.parameter_value()?.to_string())))
+        .filter(|(name, _)| wanted.contains_key(name))
+        .collect();
+    Ok(Some(ParameterGroupObservation {
+        family: group.db_parameter_group_family().unwrap_or_default().to_string(),
+        parameters,
+        tags: resource_tags(client, &arn).await?,
+        arn,
+    }))
+}
+
+async fn resource_tags(client: &Client, arn: &str) -> AwsResult<BTreeMap<String, String>> {
+    let out = client
+        .list_tags_for_resource()
+        .resource_name(arn)
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("ListTagsForResource", e))?;
+    Ok(out
+        .tag_list()
+        .iter()
+        .filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string())))
+        .collect())
+}
+
+/// How the parameter group differs from what the stack sets (empty when it matches).
+pub fn parameter_group_drift(
+    family: &str,
+    parameters: &BTreeMap<String, String>,
+    found: &ParameterGroupObservation,
+) -> Vec<String> {
+    let mut drift = Vec::new();
+    if found.family != family {
+        drift.push(format!("family is {}, expected {family}", found.family));
+    }
+    for (name, value) in parameters {
+        match found.parameters.get(name) {
+            Some(have) if have == value => {}
+            Some(have) => drift.push(format!("parameter {name} is {have}, expected {value}")),
+            None => drift.push(format!("parameter {name} is not set, expected {value}")),
+        }
+    }
+    drift
+}
+
+/// Creates the parameter group (or adopts the one with this name), sets `parameters` in it (dynamic ones
+/// apply at once) and its tags. A group of another family cannot be changed into this one: that is an
+/// error naming what to do. May be called again after a crash; converges. Returns its ARN.
+pub async fn ensure_parameter_group(
+    client: &Client,
+    name: &str,
+    family: &str,
+    description: &str,
+    parameters: &BTreeMap<String, String>,
+    tags: &BTreeMap<String, String>,
+) -> AwsResult<String> {
+    let found = match describe_parameter_group(client, name, parameters).await? {
+        Some(found) => found,
+        None => {
+            let created = client
+                .create_db_parameter_group()
+                .db_parameter_group_name(name)
+                .db_parameter_group_family(family)
+                .description(description)
+                .set_tags(Some(tag_list(tags)))
+                .send()
+                .await;
+            if let Err(err) = created {
+                let err = AwsError::from_sdk("CreateDBParameterGroup", err);
+                if !err.is(&["DBParameterGroupAlreadyExists", "DBParameterGroupAlreadyExistsFault"]) {
+                    return Err(err);
+                }
+            }
+            describe_parameter_group(client, name, parameters).await?.ok_or_else(|| {
+                AwsError::other("CreateDBParameterGroup", format!("parameter group {name} vanished after its creation"))
+            })?
+        }
+    };
+    if found.family != family {
+        return Err(AwsError::other(
+            "ModifyDBParameterGroup",
+            format!(
+                "parameter group {name} is of family {}, but the database needs {family}: RDS cannot change a group's \
+                 family (a major version upgrade); upgrade the engine outside the stack, or keep engine_version",
+                found.family
+            ),
+        ));
+    }
+    let changes: Vec<aws_sdk_rds::types::Parameter> = parameters
+        .iter()
+        .filter(|(k, v)| found.parameters.get(*k) != Some(*v))
+        .map(|(k, v)| {
+            aws_sdk_rds::types::Parameter::builder()
+                .parameter_name(k)
+                .parameter_value(v)
+                .apply_method(aws_sdk_rds::types::ApplyMethod::Immediate)
+                .build()
+        })
+        .collect();
+    if !changes.is_empty() {
+        client
+            .modify_db_parameter_group()
+            .db_parameter_group_name(name)
+            .set_parameters(Some(changes))
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("ModifyDBParameterGroup", e))?;
+    }
+    add_tags(client, &found.arn, tags).await?;
+    Ok(found.arn)
+}
+
+/// Deletes the parameter group; absent is success. RDS refuses while an instance uses it.
+pub async fn delete_parameter_group(client: &Client, name: &str) -> AwsResult<()> {
+    match client.delete_db_parameter_group().db_parameter_group_name(name).send().await {
+        Ok(_) => Ok(()),
+        Err(err) => {
+            let err = AwsError::from_sdk("DeleteDBParameterGroup", err);
+            if err.is(&["DBParameterGroupNotFound", "DBParameterGroupNotFoundFault"]) { Ok(()) } else { Err(err) }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::VecDeque;
@@ -860,7 +1059,9 @@ mod tests {
             identifier: "vault-db".into(),
             instance_class: "db.t3.micro".into(),
             allocated_storage: 20,
-            engine_version: "8.0".into(),
+            engine: "mariadb".into(),
+            engine_version: "10.11".into(),
+            parameter_group: "vault-db".into(),
             db_name: "datavault".into(),
             master_username: "datavault".into(),
             subnet_group: "vault-db".into(),
@@ -879,7 +1080,9 @@ mod tests {
             status: "available".into(),
             endpoint: Some("vault-db.x.rds.amazonaws.com".into()),
             port: Some(3306),
-            engine_version: "8.0.40".into(),
+            engine: "mariadb".into(),
+            engine_version: "10.11.9".into(),
+            parameter_group: Some("vault-db".into()),
             instance_class: "db.t3.micro".into(),
             allocated_storage: 20,
             publicly_accessible: false,
@@ -918,7 +1121,8 @@ mod tests {
             backup_retention_days: 0,
             deletion_protection: false,
             instance_class: "db.t3.small".into(),
-            engine_version: "5.7.44".into(),
+            engine_version: "10.6.20".into(),
+            parameter_group: Some("default.mariadb10.6".into()),
             security_group_ids: vec!["sg-other".into()],
             auto_minor_version_upgrade: false,
             ..matching()
@@ -928,7 +1132,8 @@ mod tests {
             "publicly accessible",
             "storage is not encrypted",
             "instance class is db.t3.small, expected db.t3.micro",
-            "engine version is 5.7.44, expected 8.0",
+            "engine version is 10.6.20, expected 10.11",
+            "parameter group is default.mariadb10.6, expected vault-db",
             "backup retention is 0 days, expected 7",
             "deletion protection is off, expected on",
             "security groups are [sg-other], expected [sg-db]",
@@ -965,6 +1170,34 @@ mod tests {
                 multi_az: Some(false),
                 ..Modification::default()
             }
+        );
+    }
+
+    #[test]
+    fn plan_refuses_to_change_the_engine() {
+        let obs = DatabaseObservation { engine: "mysql".into(), ..matching() };
+        let err = plan_modification(&spec(), &obs, false, false).unwrap_err();
+        assert!(err.contains("cannot change the engine"), "{err}");
+    }
+
+    #[test]
+    fn parameter_groups_follow_engine_and_version() {
+        assert_eq!(parameter_group_family("mariadb", "10.11.9"), "mariadb10.11");
+        assert_eq!(parameter_group_family("mariadb", "11.4"), "mariadb11.4");
+        assert_eq!(parameter_group_family("mysql", "5.7.44"), "mysql5.7");
+        let wanted = BTreeMap::from([("character_set_server".to_string(), "utf8mb4".to_string())]);
+        let found = ParameterGroupObservation {
+            arn: "arn".into(),
+            family: "mariadb10.6".into(),
+            parameters: BTreeMap::from([("character_set_server".to_string(), "latin1".to_string())]),
+            tags: BTreeMap::new(),
+        };
+        assert_eq!(
+            parameter_group_drift("mariadb10.11", &wanted, &found),
+            vec![
+                "family is mariadb10.6, expected mariadb10.11",
+                "parameter character_set_server is latin1, expected utf8mb4"
+            ]
         );
     }
 

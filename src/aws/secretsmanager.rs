@@ -67,8 +67,9 @@ async fn restore(client: &Client, name: &str) -> AwsResult<()> {
     Ok(())
 }
 
-/// Generates a password of letters and digits only, so it needs no escaping in AMQP or JDBC URLs.
-async fn random_password(client: &Client) -> AwsResult<String> {
+/// Generates a password of letters and digits only, so it needs no escaping in AMQP or JDBC URLs, shell
+/// scripts or properties files. The caller must never log it.
+pub async fn random_password(client: &Client) -> AwsResult<String> {
     let out = client
         .get_random_password()
         .password_length(GENERATED_PASSWORD_LENGTH)
@@ -160,6 +161,27 @@ pub async fn ensure_generated_secret(
             .map_err(|e| AwsError::from_sdk("TagResource", e))?;
     }
     Ok(arn)
+}
+
+/// The secret's current value, for the one request that needs it; the caller must never log it.
+pub async fn secret_value(client: &Client, id: &str) -> AwsResult<String> {
+    let out =
+        client.get_secret_value().secret_id(id).send().await.map_err(|e| AwsError::from_sdk("GetSecretValue", e))?;
+    out.secret_string()
+        .map(str::to_string)
+        .ok_or_else(|| AwsError::other("GetSecretValue", format!("secret {id} holds no text value")))
+}
+
+/// Stores a new current value in the secret (the previous one stays as AWSPREVIOUS). Idempotent.
+pub async fn put_secret_value(client: &Client, id: &str, value: &str) -> AwsResult<()> {
+    client
+        .put_secret_value()
+        .secret_id(id)
+        .secret_string(value)
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("PutSecretValue", e))?;
+    Ok(())
 }
 
 /// The secret's tags; `None` when it does not exist.

@@ -90,9 +90,11 @@ pub async fn build(config: &Value) -> Result<AwsContext, Diagnostics> {
         );
         return Err(diags);
     };
-    if config.get("skip_credentials_validation").as_bool() != Some(true) {
-        validate_credentials(&sdk, config).await?;
-    }
+    let account_id = if config.get("skip_credentials_validation").as_bool() != Some(true) {
+        validate_credentials(&sdk, config).await?
+    } else {
+        None
+    };
     Ok(AwsContext {
         s3: s3_client(&sdk, config),
         ecr: client!(aws_sdk_ecr, &sdk, config, "ecr"),
@@ -110,6 +112,7 @@ pub async fn build(config: &Value) -> Result<AwsContext, Diagnostics> {
         partition: partition_of(&region).to_string(),
         region,
         default_tags: config.get("default_tags").as_string_map().unwrap_or_default(),
+        account_id,
     })
 }
 
@@ -243,11 +246,12 @@ async fn assume_role(base: SdkConfig, block: &Value) -> SdkConfig {
     base.to_builder().credentials_provider(SharedCredentialsProvider::new(provider)).build()
 }
 
-async fn validate_credentials(sdk: &SdkConfig, config: &Value) -> Result<(), Diagnostics> {
+/// Checks the credentials with STS; returns the account they belong to.
+async fn validate_credentials(sdk: &SdkConfig, config: &Value) -> Result<Option<String>, Diagnostics> {
     match sts_client(sdk, config).get_caller_identity().send().await {
         Ok(identity) => {
             tracing::info!(account = identity.account().unwrap_or_default(), "AWS credentials validated");
-            Ok(())
+            Ok(identity.account().map(str::to_string))
         }
         Err(err) => {
             let err = crate::aws::AwsError::from_sdk("GetCallerIdentity", err);

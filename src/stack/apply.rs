@@ -15,7 +15,11 @@ use super::graph::{self, Direction};
 use super::guard;
 use super::model::{COMPONENTS, StackSpec};
 use super::ownership::{self, PrivateState, any_blocking, conflict_diagnostics};
-use super::parts::{self, Group, Part, PartContext, PartError, PartState, Removal, WEB_PATH, WEB_PORT, group_key};
+use super::parts::storage::PUSH_TARGET;
+use super::parts::{
+    self, Group, IMAGE_MISSING, Part, PartContext, PartError, PartState, PasswordChange, Removal, SOURCE_BRANCH,
+    SOURCE_COMMIT, SOURCE_REPOSITORY, WEB_PATH, WEB_PORT, group_key,
+};
 use super::schema::SERVICES;
 use super::survey::{CONCURRENCY, Survey, survey};
 /// How often the steady-state wait polls ECS.
@@ -34,11 +38,17 @@ fn cancelled_after(cancel: &CancellationToken, limit: Duration) -> CancellationT
     token
 }
 
-/// The write-only database password, when it must be sent: on create, or when its version changed.
-fn password_to_send(prior: &Value, planned: &Value, config: &Value) -> Option<String> {
-    let password = config.get("database").get("password_wo").as_str()?;
+/// What this apply does with the master password: the write-only one is set on create and when its
+/// version changed; a changed version without one generates a new password; otherwise it is kept.
+fn password_change<'a>(prior: &Value, planned: &Value, config: &'a Value) -> PasswordChange<'a> {
+    let given = config.get("database").get("password_wo").as_str();
     let version = |v: &Value| v.get("database").get("password_wo_version").as_f64();
-    (prior.is_null() || version(prior) != version(planned)).then(|| password.to_string())
+    let changed = !prior.is_null() && version(prior) != version(planned);
+    match given {
+        Some(password) if prior.is_null() || changed => PasswordChange::Set(password),
+        None if changed => PasswordChange::Generate,
+        _ => PasswordChange::Keep,
+    }
 }
 
 /// Creates or updates every part to match `planned`. Nothing is written before a survey has shown that
@@ -65,12 +75,12 @@ pub async fn converge(
     if any_blocking(&conflicts, spec.adopt_untagged) {
         return unchanged(diagnostics);
     }
-    let password = password_to_send(prior, planned, config);
+    let password = password_change(prior, planned, config);
     let wanted = Part::all(&spec);
     let report = graph::run(&Part::graph(&wanted), Direction::Forward, CONCURRENCY, &stop, |part, inputs| {
-        let (spec, password) = (&spec, password.as_deref());
+        let spec = &spec;
         async move {
-            let pctx = PartContext { spec, aws, parts: &inputs, database_password: password };
+            let pctx = PartContext { spec, aws, parts: &inputs, password };
             parts::ensure(part, &pctx).await
         }
     })
@@ -82,29 +92,29 @@ pub async fn converge(
     if report.is_complete() {
         remove_unwanted(&stop, aws, &spec, &done, &found, &mut diagnostics).await;
     }
+    if let Some((summary, detail)) = images_missing_warning(&spec, &done) {
+        diagnostics.warning(summary, detail);
+    }
     if report.is_complete() && spec.wait_for_steady_state {
-        let names: Vec<String> = SERVICES.iter().map(|s| s.to_string()).collect();
-        if let Err(e) =
-            crate::aws::ecs::wait_steady(&aws.ecs, &spec.name, &names, limit, STEADY_STATE_POLL, &stop).await
-        {
-            diagnostics.error(
-                "Services Not Stable",
-                format!("Stack {}: {e}. Every part exists and is recorded in state; check the service events and task logs, then apply again (or set wait_for_steady_state = false).", spec.name),
-            );
-        }
+        wait_for_services(&stop, aws, &spec, &done, limit, prior.is_null(), &mut diagnostics).await;
     }
     let mut state = planned.clone();
     for (attribute, value) in spec.settings_values() {
         state.set(attribute, super::model::resolve_unknowns(planned.get(attribute), &value));
     }
-    if password.is_some() && !done.contains_key(&Part::Database) {
+    if password != PasswordChange::Keep && !done.contains_key(&Part::Database) {
         // The new password never reached RDS: keep the version that did, so the next apply sends it again.
         let mut database = state.get("database").clone();
         database.set("password_wo_version", prior.get("database").get("password_wo_version").clone());
         state.set("database", database);
     }
     let private = PrivateState::default().encode();
-    StateResult { state: Some(state_with_outputs(&state, &done)), diagnostics, private: Some(private) }
+    let mut state = state_with_outputs(&state, &done);
+    if let Value::List(planned_missing) = planned.get("missing_images") {
+        // The plan promised the list the refresh found; a push since then shows at the next refresh.
+        state.set("missing_images", Value::List(planned_missing.clone()));
+    }
+    StateResult { state: Some(state), diagnostics, private: Some(private) }
 }
 
 /// The diagnostics of a forward or backward walk that did not finish: each failed part, or why the walk
@@ -175,7 +185,7 @@ async fn remove_unwanted(
     let report = graph::run(&Part::graph(&unwanted), Direction::Backward, CONCURRENCY, stop, |part, _| {
         let existing = &existing;
         async move {
-            let pctx = PartContext { spec, aws, parts: existing, database_password: None };
+            let pctx = PartContext { spec, aws, parts: existing, password: PasswordChange::Keep };
             parts::remove(part, &pctx).await
         }
     })
@@ -248,12 +258,22 @@ pub fn state_with_outputs(planned: &Value, done: &BTreeMap<Part, PartState>) -> 
             .map(|s| (SERVICES[s].to_string(), done.get(&Part::Discovery(s)).and_then(|p| p.url.clone())))
             .collect()),
     );
-    state.set("database_endpoint", url(Part::Database));
     state.set(
-        "database_secret_arn",
-        Value::opt_string(done.get(&Part::Database).and_then(|d| d.values.get("secret_arn").cloned())),
+        "image_push_targets",
+        map(COMPONENTS
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| state.get("services").get(c).get("image").is_null())
+            .map(|(i, c)| {
+                (c.to_string(), done.get(&Part::Repository(i)).and_then(|r| r.values.get(PUSH_TARGET).cloned()))
+            })
+            .collect()),
     );
+    state.set("missing_images", Value::string_list(services_waiting_for_images(done)));
+    state.set("database_endpoint", url(Part::Database));
+
     state.set("rabbitmq_secret_arn", arn(Part::RabbitmqSecret));
+    state.set("database_secret_arn", arn(Part::DatabaseSecret));
     state.set("file_system_id", id(Part::FileSystem));
     let web = parts::service_index("web");
     let load_balancer = state.get("load_balancer").clone();
@@ -272,6 +292,93 @@ pub fn state_with_outputs(planned: &Value, done: &BTreeMap<Part, PartState>) -> 
     }
     state.set("drift", Value::List(vec![]));
     null_unknowns(state)
+}
+
+/// Waits until the services that should run are stable. A deployment that does not get there is an error
+/// on update; on create it is a warning, because Terraform would otherwise taint the stack and replace it
+/// (database included) on the next apply, where all that is wrong is a deployment: the next refresh reports
+/// a failed deployment as drift, and the next apply starts a new one.
+async fn wait_for_services(
+    stop: &CancellationToken,
+    aws: &AwsContext,
+    spec: &StackSpec,
+    done: &BTreeMap<Part, PartState>,
+    limit: Duration,
+    creating: bool,
+    diagnostics: &mut Diagnostics,
+) {
+    let waiting_for_images = services_waiting_for_images(done);
+    let names: Vec<String> = SERVICES
+        .iter()
+        .filter(|s| spec.service(s).desired_count > 0 && !waiting_for_images.iter().any(|w| w == *s))
+        .map(|s| s.to_string())
+        .collect();
+    if names.is_empty() {
+        return;
+    }
+    let Err(e) = crate::aws::ecs::wait_steady(&aws.ecs, &spec.name, &names, limit, STEADY_STATE_POLL, stop).await
+    else {
+        return;
+    };
+    let detail = format!(
+        "Stack {}: {e}. Every part exists and is recorded in state. Read the reasons above and the task logs in \
+         {}; fix the cause (an image that does not start, a setting), then apply again: a failed deployment is \
+         started anew. (wait_for_steady_state = false stops waiting; timeouts.{} bounds the wait, {} now.)",
+        spec.name,
+        spec.log_group,
+        if creating { "create" } else { "update" },
+        crate::framework::duration::format(limit)
+    );
+    if creating {
+        diagnostics.warning("Services Not Stable", detail);
+    } else {
+        diagnostics.error("Services Not Stable", detail);
+    }
+}
+
+/// The services created but not started because their image is not in the stack's repository yet.
+pub fn services_waiting_for_images(done: &BTreeMap<Part, PartState>) -> Vec<String> {
+    (0..SERVICES.len())
+        .filter(|s| done.get(&Part::TaskDefinition(*s)).is_some_and(|td| td.values.contains_key(IMAGE_MISSING)))
+        .map(|s| SERVICES[s].to_string())
+        .collect()
+}
+
+/// The warning of an apply that leaves services waiting for their images: which, where to push them, and
+/// how (from a clone of the supported DataVault source).
+fn images_missing_warning(spec: &StackSpec, done: &BTreeMap<Part, PartState>) -> Option<(String, String)> {
+    let waiting: Vec<(usize, String)> = (0..SERVICES.len())
+        .filter_map(|s| done.get(&Part::TaskDefinition(s))?.values.get(IMAGE_MISSING).map(|t| (s, t.clone())))
+        .collect();
+    if waiting.is_empty() {
+        return None;
+    }
+    let registry = waiting.first().and_then(|(_, t)| t.split('/').next()).unwrap_or_default().to_string();
+    let mut commands = vec![
+        format!("git clone {SOURCE_REPOSITORY} && cd datavault && git checkout {SOURCE_COMMIT}"),
+        format!(
+            "aws ecr get-login-password --region {} | docker login --username AWS --password-stdin {registry}",
+            spec.region
+        ),
+    ];
+    for (s, target) in &waiting {
+        let dockerfile = if SERVICES[*s] == "web" { "webapp" } else { SERVICES[*s] };
+        commands.push(format!(
+            "docker build --platform linux/amd64 -f {dockerfile}.Dockerfile -t {target} . && docker push {target}"
+        ));
+    }
+    Some((
+        "Images Not Pushed Yet".to_string(),
+        format!(
+            "Stack {}: {} created but not started, because the stack's repositories do not hold their images at tag {} \
+             yet. Build them from {SOURCE_REPOSITORY} (branch {SOURCE_BRANCH}) and push them:\n{}\nThen run \
+             terraform apply again: the plan shows the services starting.",
+            spec.name,
+            waiting.iter().map(|(s, _)| SERVICES[*s]).collect::<Vec<_>>().join(", "),
+            spec.image_tag,
+            commands.iter().map(|c| format!("  {c}")).collect::<Vec<_>>().join("\n")
+        ),
+    ))
 }
 
 /// Where web answers inside the VPC, at its service discovery name.
@@ -319,7 +426,7 @@ pub async fn delete(ctx: &RequestContext, aws: &AwsContext, prior: &Value) -> Di
             if !own.contains_key(&part) {
                 return Ok(Removal::Removed);
             }
-            let pctx = PartContext { spec, aws, parts: own, database_password: None };
+            let pctx = PartContext { spec, aws, parts: own, password: PasswordChange::Keep };
             parts::remove(part, &pctx).await
         }
     })
@@ -428,6 +535,38 @@ mod tests {
     }
 
     #[test]
+    fn services_waiting_for_their_images_are_named_with_the_commands_to_push_them() {
+        let spec = StackSpec::from_value_in(
+            &Value::Map([("name".to_string(), Value::string("vault"))].into()),
+            &BTreeMap::new(),
+            "eu-west-2",
+            "aws",
+        );
+        let waiting = |target: &str| {
+            let mut state = PartState::default();
+            state.values.insert(IMAGE_MISSING.into(), target.into());
+            state
+        };
+        let web = parts::service_index("web");
+        let target = "123456789012.dkr.ecr.eu-west-2.amazonaws.com/vault/web:729ca07";
+        let done = BTreeMap::from([
+            (Part::TaskDefinition(web), waiting(target)),
+            (Part::TaskDefinition(parts::service_index("rabbitmq")), PartState::default()),
+        ]);
+        assert_eq!(services_waiting_for_images(&done), vec!["web"]);
+        let (summary, detail) = images_missing_warning(&spec, &done).expect("a warning");
+        assert_eq!(summary, "Images Not Pushed Yet");
+        assert!(detail.contains(&format!("-f webapp.Dockerfile -t {target} . && docker push {target}")), "{detail}");
+        assert!(
+            detail
+                .contains("docker login --username AWS --password-stdin 123456789012.dkr.ecr.eu-west-2.amazonaws.com"),
+            "{detail}"
+        );
+        assert!(detail.contains(SOURCE_COMMIT), "{detail}");
+        assert!(images_missing_warning(&spec, &BTreeMap::new()).is_none());
+    }
+
+    #[test]
     fn the_write_only_password_is_sent_on_create_and_on_a_new_version_only() {
         let with = |version: f64| {
             Value::Map(
@@ -444,8 +583,23 @@ mod tests {
                 .into(),
             )
         };
-        assert!(password_to_send(&Value::Null, &with(1.0), &with(1.0)).is_some());
-        assert!(password_to_send(&with(1.0), &with(1.0), &with(1.0)).is_none());
-        assert!(password_to_send(&with(1.0), &with(2.0), &with(2.0)).is_some());
+        assert_eq!(password_change(&Value::Null, &with(1.0), &with(1.0)), PasswordChange::Set("s3cret-pass"));
+        assert_eq!(password_change(&with(1.0), &with(1.0), &with(1.0)), PasswordChange::Keep);
+        assert_eq!(password_change(&with(1.0), &with(2.0), &with(2.0)), PasswordChange::Set("s3cret-pass"));
+        // Without a write-only password: a new version generates one, nothing else touches it.
+        let version_only = |version: f64| {
+            Value::Map(
+                [(
+                    "database".to_string(),
+                    Value::Map([("password_wo_version".to_string(), Value::Number(version))].into()),
+                )]
+                .into(),
+            )
+        };
+        assert_eq!(password_change(&Value::Null, &version_only(1.0), &version_only(1.0)), PasswordChange::Keep);
+        assert_eq!(
+            password_change(&version_only(1.0), &version_only(2.0), &version_only(2.0)),
+            PasswordChange::Generate
+        );
     }
 }

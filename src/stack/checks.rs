@@ -9,7 +9,8 @@ use crate::aws::s3::BucketAccess;
 use crate::aws::{self, AwsContext};
 use crate::framework::{AttributePath, Diagnostic, Diagnostics, Value};
 
-use super::model::StackSpec;
+use super::model::{COMPONENTS, StackSpec, repository_name};
+use super::parts::{SOURCE_BRANCH, SOURCE_COMMIT, SOURCE_REPOSITORY};
 
 /// Runs the checks the change calls for. `prior` is null when the stack is being created; a setting the
 /// configuration does not know yet (it comes from another resource) is not checked.
@@ -25,7 +26,8 @@ pub async fn plan_checks(
     let (vpc, subnets, instance_type) = (["vpc_id"], ["subnet_ids"], ["cluster", "instance_type"]);
     let mut diagnostics = Diagnostics::new();
     let network = async {
-        let wanted = (changed(&vpc) || changed(&subnets)) && known(&vpc) && known(&subnets);
+        let public = ["load_balancer", "subnet_ids"];
+        let wanted = (changed(&vpc) || changed(&subnets) || changed(&public)) && known(&vpc) && known(&subnets);
         if wanted { check_network(aws, spec, planned).await } else { Ok(vec![]) }
     };
     let instance_type = async {
@@ -35,8 +37,15 @@ pub async fn plan_checks(
         let wanted = prior.is_null() && known(&["archive_bucket_name"]) && known(&["state_bucket_name"]);
         if wanted { check_buckets(aws, spec, planned).await } else { Ok(vec![]) }
     };
-    let (network, instance_type, buckets) = tokio::join!(network, instance_type, buckets);
-    for result in [network, instance_type, buckets] {
+    let images = async {
+        let overrides = |v: &Value| COMPONENTS.map(|c| v.get("services").get(c).get("image").clone());
+        let wanted = (prior.is_null() || changed(&["image_tag"]) || overrides(prior) != overrides(planned))
+            && known(&["image_tag"])
+            && !config.get("services").is_unknown();
+        if wanted { check_images(aws, spec).await } else { Ok(vec![]) }
+    };
+    let (network, instance_type, buckets, images) = tokio::join!(network, instance_type, buckets, images);
+    for result in [network, instance_type, buckets, images] {
         match result {
             Ok(found) => diagnostics.0.extend(found),
             Err(e) => diagnostics.warning(
@@ -93,6 +102,9 @@ async fn check_network(aws: &AwsContext, spec: &StackSpec, planned: &Value) -> a
     }
     let zones: BTreeSet<&str> =
         subnets.iter().filter(|s| s.vpc_id == vpc.id).map(|s| s.availability_zone.as_str()).collect();
+    if let Some(public) = spec.load_balancer.as_ref().and_then(|lb| lb.subnet_ids.as_ref()) {
+        found.extend(check_load_balancer_subnets(client, spec, &vpc.id, public).await?);
+    }
     if found.is_empty() && zones.len() < 2 {
         let whose =
             if configured.is_empty() { format!("The default subnets of {}", vpc.id) } else { "subnet_ids".into() };
@@ -112,6 +124,40 @@ async fn check_network(aws: &AwsContext, spec: &StackSpec, planned: &Value) -> a
     Ok(found)
 }
 
+/// The load balancer's own subnets exist, belong to the stack's VPC and span two zones.
+async fn check_load_balancer_subnets(
+    client: &aws_sdk_ec2::Client,
+    spec: &StackSpec,
+    vpc_id: &str,
+    ids: &[String],
+) -> aws::AwsResult<Vec<Diagnostic>> {
+    let subnets = aws::ec2::existing_subnets(client, ids).await?;
+    let path = AttributePath::root("load_balancer").attribute("subnet_ids");
+    let mut found = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        let problem = match subnets.iter().find(|s| &s.id == id) {
+            None => format!("Subnet {id} does not exist in {}.", spec.region),
+            Some(subnet) if subnet.vpc_id != vpc_id => {
+                format!("Subnet {id} belongs to {}, not to the stack's VPC {vpc_id}.", subnet.vpc_id)
+            }
+            Some(_) => continue,
+        };
+        found.push(refuse(path.index(i as i64), "Invalid Subnet", problem));
+    }
+    let zones: BTreeSet<&str> = subnets.iter().map(|s| s.availability_zone.as_str()).collect();
+    if found.is_empty() && zones.len() < 2 {
+        found.push(refuse(
+            path,
+            "Subnets In Too Few Availability Zones",
+            format!(
+                "The load balancer's subnets cover {} availability zone(s); an Application Load Balancer needs two.",
+                zones.len()
+            ),
+        ));
+    }
+    Ok(found)
+}
+
 /// The region offers the instance type.
 async fn check_instance_type(aws: &AwsContext, spec: &StackSpec) -> aws::AwsResult<Vec<Diagnostic>> {
     let instance_type = &spec.cluster.instance_type;
@@ -123,6 +169,40 @@ async fn check_instance_type(aws: &AwsContext, spec: &StackSpec) -> aws::AwsResu
         "Instance Type Not Offered",
         format!("EC2 does not offer {instance_type} in {}. Choose an instance type the region offers.", spec.region),
     )])
+}
+
+/// Whether the stack's repositories hold the images the services will run. A missing image is no error
+/// (apply creates the services without starting them), but the plan says which are missing and where
+/// they go; images from elsewhere (`services.<name>.image`) cannot be checked and are not.
+async fn check_images(aws: &AwsContext, spec: &StackSpec) -> aws::AwsResult<Vec<Diagnostic>> {
+    let registry = match &aws.account_id {
+        Some(account) => format!("{account}.dkr.ecr.{}.amazonaws.com", spec.region),
+        None => format!("<account>.dkr.ecr.{}.amazonaws.com", spec.region),
+    };
+    let mut missing = Vec::new();
+    for component in COMPONENTS.iter().filter(|c| spec.service(c).image.is_none()) {
+        let repository = repository_name(&spec.name, component);
+        if !aws::ecr::has_image(&aws.ecr, &repository, &spec.image_tag).await? {
+            missing.push(format!("{component}: {registry}/{repository}:{}", spec.image_tag));
+        }
+    }
+    if missing.is_empty() {
+        return Ok(vec![]);
+    }
+    Ok(vec![
+        Diagnostic::warning(
+            "Images Not Pushed Yet",
+            format!(
+                "Stack {}: the stack's repositories do not hold these images at tag {}, so apply creates their \
+                 services without starting them:\n{}\nBuild them from {SOURCE_REPOSITORY} (branch {SOURCE_BRANCH}, \
+                 commit {SOURCE_COMMIT}) and push them; the next plan then shows the services starting.",
+                spec.name,
+                spec.image_tag,
+                missing.iter().map(|m| format!("- {m}")).collect::<Vec<_>>().join("\n")
+            ),
+        )
+        .at(AttributePath::root("image_tag")),
+    ])
 }
 
 /// The bucket names are free or reachable by this account. S3 bucket names are global: a name another

@@ -56,7 +56,9 @@ pub struct DatabaseSettings {
     pub instance_class: String,
     /// Storage in GiB.
     pub allocated_storage: i64,
-    /// MySQL version.
+    /// `mariadb` or `mysql`.
+    pub engine: String,
+    /// Engine version.
     pub engine_version: String,
     /// Days of backups.
     pub backup_retention_days: i64,
@@ -77,6 +79,8 @@ pub struct LoadBalancerSettings {
     pub certificate_arn: Option<String>,
     /// Who may reach the load balancer.
     pub allowed_cidr_blocks: Vec<String>,
+    /// Public subnets of its own, when the tasks' subnets are private.
+    pub subnet_ids: Option<Vec<String>>,
 }
 
 /// Time limits per operation.
@@ -99,6 +103,8 @@ pub struct StackSpec {
     pub archive_bucket: String,
     /// Whether destroy may delete a non-empty archive bucket.
     pub archive_force_destroy: bool,
+    /// Whether destroy may delete ECR repositories that hold images.
+    pub images_force_destroy: bool,
     /// State bucket name.
     pub state_bucket: String,
     /// CloudWatch log group name.
@@ -221,11 +227,12 @@ impl ClusterSettings {
 }
 
 impl ServiceSettings {
-    fn from_value(v: &Value) -> Self {
+    fn from_value(service: &str, v: &Value) -> Self {
+        let defaults = super::schema::service_defaults(service);
         ServiceSettings {
             image: v.get("image").as_str().map(str::to_string),
-            cpu: int_or(v.get("cpu"), 256),
-            memory: int_or(v.get("memory"), 512),
+            cpu: int_or(v.get("cpu"), defaults.0),
+            memory: int_or(v.get("memory"), defaults.1),
             desired_count: int_or(v.get("desired_count"), 1),
             environment: v.get("environment").as_string_map().unwrap_or_default(),
         }
@@ -238,6 +245,7 @@ impl DatabaseSettings {
         DatabaseSettings {
             instance_class: string_or(v.get("instance_class"), d::INSTANCE_CLASS),
             allocated_storage: int_or(v.get("allocated_storage"), d::ALLOCATED_STORAGE),
+            engine: string_or(v.get("engine"), d::ENGINE),
             engine_version: string_or(v.get("engine_version"), d::ENGINE_VERSION),
             backup_retention_days: int_or(v.get("backup_retention_days"), d::BACKUP_RETENTION_DAYS),
             deletion_protection: bool_or(v.get("deletion_protection"), true),
@@ -256,6 +264,7 @@ impl LoadBalancerSettings {
         }
         Some(LoadBalancerSettings {
             certificate_arn: v.get("certificate_arn").as_str().filter(|a| !a.is_empty()).map(str::to_string),
+            subnet_ids: v.get("subnet_ids").as_string_list().filter(|s| !s.is_empty()),
             allowed_cidr_blocks: v
                 .get("allowed_cidr_blocks")
                 .as_string_list()
@@ -293,7 +302,7 @@ impl StackSpec {
         let tags = value.get("tags").as_string_map().unwrap_or_default();
         let services = SERVICES
             .iter()
-            .map(|s| (s.to_string(), ServiceSettings::from_value(value.get("services").get(s))))
+            .map(|s| (s.to_string(), ServiceSettings::from_value(s, value.get("services").get(s))))
             .collect();
         StackSpec {
             archive_bucket: value
@@ -301,6 +310,7 @@ impl StackSpec {
                 .as_str()
                 .map_or_else(|| default_archive_bucket(&name), str::to_string),
             archive_force_destroy: bool_or(value.get("archive_force_destroy"), false),
+            images_force_destroy: bool_or(value.get("images_force_destroy"), false),
             state_bucket: value
                 .get("state_bucket_name")
                 .as_str()
@@ -387,6 +397,7 @@ impl StackSpec {
         let database = object(vec![
             ("instance_class", Value::string(&d.instance_class)),
             ("allocated_storage", n(d.allocated_storage)),
+            ("engine", Value::string(&d.engine)),
             ("engine_version", Value::string(&d.engine_version)),
             ("backup_retention_days", n(d.backup_retention_days)),
             ("deletion_protection", Value::Bool(d.deletion_protection)),

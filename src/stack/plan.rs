@@ -126,6 +126,8 @@ fn plan_settings(ctx: &RequestContext, change: &mut PlannedChange, aws: &AwsCont
     if !change.prior.is_null() {
         plan_entry_point(planned);
         mark_missing_outputs(planned);
+        check_engine_change(&change.prior, planned, &mut diagnostics);
+        plan_images(&change.prior, planned);
     }
     // Unknown settings here are ones the configuration leaves to the provider, which means defaults;
     // settings the configuration itself does not know yet cannot be checked.
@@ -133,6 +135,69 @@ fn plan_settings(ctx: &RequestContext, change: &mut PlannedChange, aws: &AwsCont
         check_capacity(&StackSpec::from_value(planned, aws), &mut diagnostics);
     }
     diagnostics
+}
+
+/// Where the images go and which are missing follow `image_tag` and the image overrides: when those
+/// change, the push targets are derived again and whether the images exist is left to apply. Otherwise
+/// both stay as the refresh found them.
+fn plan_images(prior: &Value, planned: &mut Value) {
+    let images = |v: &Value| {
+        let overrides: Vec<Value> = COMPONENTS.iter().map(|c| v.get("services").get(c).get("image").clone()).collect();
+        (v.get("image_tag").clone(), overrides)
+    };
+    if images(prior) == images(planned) {
+        return;
+    }
+    planned.set("missing_images", Value::Unknown);
+    let tag = planned.get("image_tag").as_str().map(str::to_string);
+    let urls = planned.get("ecr_repository_urls").as_string_map();
+    let targets = match (tag, urls) {
+        (Some(tag), Some(urls)) => Value::string_map(
+            &COMPONENTS
+                .iter()
+                .filter(|c| planned.get("services").get(c).get("image").is_null())
+                .filter_map(|c| urls.get(*c).map(|url| (c.to_string(), format!("{url}:{tag}"))))
+                .collect::<BTreeMap<String, String>>(),
+        ),
+        _ => Value::Unknown,
+    };
+    planned.set("image_push_targets", targets);
+}
+
+/// RDS changes neither the engine of a database nor, through the stack's parameter group, its major
+/// version in place: refused at plan, where the way out can be said, rather than half-way through apply.
+fn check_engine_change(prior: &Value, planned: &Value, diagnostics: &mut Diagnostics) {
+    let setting = |value: &Value, name: &str| value.get("database").get(name).as_str().map(str::to_string);
+    let major = |version: &str| version.split('.').take(2).collect::<Vec<_>>().join(".");
+    let path = AttributePath::root("database");
+    if let (Some(was), Some(wanted)) = (setting(prior, "engine"), setting(planned, "engine"))
+        && was != wanted
+    {
+        diagnostics.push(
+            Diagnostic::error(
+                "Engine Cannot Change In Place",
+                format!(
+                    "The database runs {was}, and RDS cannot change an instance's engine. Keep engine = {was:?}; to \
+                     move to {wanted}, create a new stack and move the data with a dump."
+                ),
+            )
+            .at(path.attribute("engine")),
+        );
+    } else if let (Some(was), Some(wanted)) = (setting(prior, "engine_version"), setting(planned, "engine_version"))
+        && major(&was) != major(&wanted)
+    {
+        diagnostics.push(
+            Diagnostic::error(
+                "Major Version Upgrade Not Supported",
+                format!(
+                    "The database runs version {was}; moving to {wanted} is a major version upgrade, which needs a new \
+                     parameter group family and a snapshot first. The stack does not do that in place: upgrade with \
+                     RDS (snapshot, then modify the instance), then set engine_version to the new version."
+                ),
+            )
+            .at(path.attribute("engine_version")),
+        );
+    }
 }
 
 /// A part that went missing out of band left its outputs null (or its key out of a map): they come back
@@ -338,6 +403,29 @@ mod tests {
         assert_eq!(planned.get("load_balancer").get("dns_name"), &Value::Unknown);
         assert_eq!(planned.get("load_balancer").get("arn"), &Value::Unknown);
         assert_eq!(planned.get("security_group_ids"), &Value::Unknown);
+    }
+
+    #[test]
+    fn a_new_image_tag_moves_the_push_targets_and_leaves_missing_images_to_apply() {
+        let urls = object(&[
+            ("web", Value::string("1.dkr.ecr/vault/web")),
+            ("broker", Value::string("1.dkr.ecr/vault/broker")),
+        ]);
+        let stack = |tag: &str| {
+            object(&[
+                ("image_tag", Value::string(tag)),
+                ("ecr_repository_urls", urls.clone()),
+                ("image_push_targets", object(&[("web", Value::string(format!("1.dkr.ecr/vault/web:{tag}")))])),
+                ("missing_images", Value::string_list(["web"])),
+            ])
+        };
+        let mut unchanged = stack("1.0");
+        plan_images(&stack("1.0"), &mut unchanged);
+        assert_eq!(unchanged, stack("1.0"), "an unchanged tag keeps what the refresh found");
+        let mut changed = stack("2.0");
+        plan_images(&stack("1.0"), &mut changed);
+        assert_eq!(changed.get("missing_images"), &Value::Unknown);
+        assert_eq!(changed.get("image_push_targets").get("broker"), &Value::string("1.dkr.ecr/vault/broker:2.0"));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use crate::framework::{Diagnostics, RequestContext, StateResult, Value};
 use super::apply::state_with_outputs;
 use super::model::{StackSpec, default_archive_bucket, default_state_bucket, log_group_name};
 use super::ownership::{Conflict, PrivateState, bullets};
-use super::parts::{Group, Part, PartState, service_index, split_list};
+use super::parts::{Group, IMAGE_MISSING, Part, PartState, service_index, split_list};
 use super::schema::{DEFAULT_LOG_RETENTION_DAYS, SERVICES};
 use super::survey::{Survey, survey};
 use super::validation::name_problem;
@@ -91,7 +91,9 @@ fn refreshed_state(state: &Value, spec: &StackSpec, aws: &AwsContext, found: &Su
     new.set("id", Value::string(&spec.name));
     new.set("region", Value::string(&aws.region));
     new.set("log_group_name", Value::string(log_group_name(&spec.name)));
-    for (attribute, default) in [("archive_force_destroy", false), ("adopt_untagged_resources", false)] {
+    for (attribute, default) in
+        [("archive_force_destroy", false), ("adopt_untagged_resources", false), ("images_force_destroy", false)]
+    {
         if new.get(attribute).is_null() {
             new.set(attribute, Value::Bool(default));
         }
@@ -145,9 +147,16 @@ fn fill_load_balancer(state: &mut Value, existing: &BTreeMap<Part, PartState>) {
     let value = |part: Part, key: &str| existing.get(&part).and_then(|s| s.values.get(key).cloned());
     let cidrs = value(Part::SecurityGroup(Group::LoadBalancer), "allowed_cidr_blocks").unwrap_or_default();
     let load_balancer = existing.get(&Part::LoadBalancer);
+    // Subnets of its own are recorded only when they are not the stack's (the default).
+    let zone_subnets = value(Part::Network, "zone_subnet_ids").map(|s| sorted(split_list(&s))).unwrap_or_default();
+    let subnets = value(Part::LoadBalancer, "subnet_ids")
+        .map(|s| sorted(split_list(&s)))
+        .filter(|s| !s.is_empty() && *s != zone_subnets)
+        .map(Value::string_list);
     let fields = [
         ("certificate_arn", value(Part::Listeners, "certificate_arn").map(Value::string)),
         ("allowed_cidr_blocks", Some(Value::string_list(split_list(&cidrs)))),
+        ("subnet_ids", subnets),
         ("dns_name", load_balancer.and_then(|lb| lb.url.clone()).map(Value::string)),
         ("arn", load_balancer.and_then(|lb| lb.arn.clone()).map(Value::string)),
     ];
@@ -172,6 +181,7 @@ fn fill_settings(state: &mut Value, existing: &BTreeMap<Part, PartState>) {
         let fields = [
             ("instance_class", db("instance_class").map(Value::string)),
             ("allocated_storage", number(Part::Database, "allocated_storage")),
+            ("engine", db("engine").map(Value::string)),
             ("engine_version", db("engine_version").map(Value::string)),
             ("backup_retention_days", number(Part::Database, "backup_retention_days")),
             ("deletion_protection", boolean(Part::Database, "deletion_protection")),
@@ -202,13 +212,27 @@ fn fill_settings(state: &mut Value, existing: &BTreeMap<Part, PartState>) {
         let fields = [
             ("cpu", number(Part::TaskDefinition(i), "cpu")),
             ("memory", number(Part::TaskDefinition(i), "memory")),
-            ("desired_count", number(Part::Service(i), "desired_count")),
+            // A service waiting for its image runs no task by the stack's own choice: its configured count
+            // is not to be seen in AWS, and the default is the best reading of it.
+            (
+                "desired_count",
+                if existing[&Part::TaskDefinition(i)].values.contains_key(IMAGE_MISSING) {
+                    Some(Value::Number(1.0))
+                } else {
+                    number(Part::Service(i), "desired_count")
+                },
+            ),
         ];
         services.insert(name.to_string(), object(fields));
     }
     if !services.is_empty() {
         state.set("services", Value::Map(services));
     }
+}
+
+fn sorted(mut list: Vec<String>) -> Vec<String> {
+    list.sort();
+    list
 }
 
 fn object<const N: usize>(fields: [(&str, Option<Value>); N]) -> Value {

@@ -25,8 +25,11 @@ pub mod database_defaults {
     pub const INSTANCE_CLASS: &str = "db.t3.micro";
     /// Storage in GiB.
     pub const ALLOCATED_STORAGE: i64 = 20;
-    /// MySQL major version.
-    pub const ENGINE_VERSION: &str = "8.0";
+    /// The engine: MariaDB, which the supported images' MySQL driver and schema work with (MySQL 8 reserves
+    /// the `GROUPS` table name they use and its default collation is unknown to their driver).
+    pub const ENGINE: &str = "mariadb";
+    /// MariaDB 10.11, in RDS standard support until 2028 (11.8 requires TLS, which the images cannot do).
+    pub const ENGINE_VERSION: &str = "10.11";
     /// Days of automated backups (FSBP RDS.11).
     pub const BACKUP_RETENTION_DAYS: i64 = 7;
 }
@@ -39,9 +42,11 @@ pub mod load_balancer_defaults {
 }
 
 /// Image tag deployed when none is given.
-pub const DEFAULT_IMAGE_TAG: &str = "latest";
-/// The public RabbitMQ image the reference deployment used (management plugin included).
-pub const RABBITMQ_IMAGE: &str = "rabbitmq:3-management-alpine";
+/// Image tag deployed when none is given: the short commit of the supported DataVault source, which the
+/// images are built from (the repositories keep tags immutable, so a tag names one build for good).
+pub const DEFAULT_IMAGE_TAG: &str = "729ca07";
+/// The public RabbitMQ image (management listener included, which the other services probe).
+pub use super::parts::RABBITMQ_IMAGE;
 /// The four DataVault services.
 pub const SERVICES: [&str; 4] = ["web", "broker", "worker", "rabbitmq"];
 
@@ -49,8 +54,14 @@ fn n(value: i64) -> Value {
     Value::Number(value as f64)
 }
 
+/// CPU units and memory (MiB) of a service unless configured: the Java services need a gigabyte (their
+/// JVMs take three quarters of it for the heap), RabbitMQ half of that.
+pub fn service_defaults(service: &str) -> (i64, i64) {
+    if service == "rabbitmq" { (256, 512) } else { (256, 1024) }
+}
+
 fn service_attributes(name: &str) -> Vec<Attribute> {
-    let (cpu, memory) = (256, 512);
+    let (cpu, memory) = service_defaults(name);
     vec![
         Attribute::optional(
             "image",
@@ -95,13 +106,14 @@ pub fn stack_schema() -> Schema {
         Attribute::required("name", Type::String, "Name of the stack. Every AWS resource of the stack is named from it and tagged `datavault:stack = <name>`. 3 to 24 characters: lowercase letters, digits and hyphens, starting with a letter. Changing it replaces the whole stack.").requires_replace(),
         Attribute::optional("tags", Type::map_of_strings(), "Tags for every AWS resource of the stack, on top of the provider's `default_tags`."),
         Attribute::optional_computed("archive_bucket_name", Type::String, "Name of the S3 bucket holding archived research data. Defaults to `<name>-archive`. Changing it replaces the stack.").requires_replace(),
+        Attribute::optional_computed("images_force_destroy", Type::Bool, "Allow destroy to delete the ECR repositories while they hold images. Defaults to `false`: destroy keeps a repository that holds images (and says so), so a stack created again with the same name finds its images; empty repositories are always deleted.").default(Value::Bool(false)),
         Attribute::optional_computed("archive_force_destroy", Type::Bool, "Allow destroy to delete the archive bucket while it still holds data (every object version is deleted). Defaults to `false`: destroy stops with an error instead.").default(Value::Bool(false)),
         Attribute::optional_computed("adopt_untagged_resources", Type::Bool, "Take over existing resources that have the stack's names but no `datavault:stack` tag, for example a deployment made by hand or with the reference HCL. Defaults to `false`: a resource with one of the stack's names that is not tagged as the stack's stops plan and apply, and is never changed or deleted. When `true`, the plan lists every resource it takes over; apply tags each one as the stack's and manages it from then on. Resources tagged for another stack are never taken over.").default(Value::Bool(false)),
         Attribute::optional_computed("state_bucket_name", Type::String, "Name of the S3 bucket for Terraform state. Defaults to `<name>-state`. Destroy never deletes it: it is retained and reported. Changing it replaces the stack.").requires_replace(),
         Attribute::optional_computed("log_retention_days", Type::Number, "Days CloudWatch Logs keeps the stack's logs. One of 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653. Defaults to 365.").default(n(DEFAULT_LOG_RETENTION_DAYS)),
         Attribute::optional_computed("vpc_id", Type::String, "VPC to deploy into. Defaults to the region's default VPC. Changing it replaces the stack.").requires_replace(),
         Attribute::optional_computed("subnet_ids", Type::list_of_strings(), "Subnets (of `vpc_id`) for instances, tasks, the database and the file system; use at least two availability zones. Defaults to the default VPC's default subnets."),
-        Attribute::optional_computed("image_tag", Type::String, "Tag of the web, broker and worker images in the stack's ECR repositories. Defaults to `latest`; prefer a version: the repositories keep tags immutable.").default(Value::string(DEFAULT_IMAGE_TAG)),
+        Attribute::optional_computed("image_tag", Type::String, "Tag of the web, broker and worker images in the stack's ECR repositories. Defaults to `729ca07`, the commit of the supported DataVault source (JiscRDSS/datavault, branch `aws_fixes`) the images are built from; the repositories keep tags immutable, so each tag names one build.").default(Value::string(DEFAULT_IMAGE_TAG)),
         Attribute::optional_computed_object("cluster", vec![
             Attribute::optional_computed("instance_type", Type::String, &format!("EC2 instance type of the ECS container instances. Defaults to `{}`. Changing it rolls the instances through a new launch template version.", c::INSTANCE_TYPE)).default(Value::string(c::INSTANCE_TYPE)),
             Attribute::optional_computed("min_size", Type::Number, &format!("Minimum number of instances. Defaults to {}.", c::MIN_SIZE)).default(n(c::MIN_SIZE)),
@@ -114,17 +126,19 @@ pub fn stack_schema() -> Schema {
         Attribute::optional_computed_object("database", vec![
             Attribute::optional_computed("instance_class", Type::String, &format!("RDS instance class. Defaults to `{}`. Changed in place.", d::INSTANCE_CLASS)).default(Value::string(d::INSTANCE_CLASS)),
             Attribute::optional_computed("allocated_storage", Type::Number, &format!("Storage in GiB (can grow, never shrink). Defaults to {}.", d::ALLOCATED_STORAGE)).default(n(d::ALLOCATED_STORAGE)),
-            Attribute::optional_computed("engine_version", Type::String, &format!("MySQL version. Defaults to `{}`; minor versions are upgraded automatically.", d::ENGINE_VERSION)).default(Value::string(d::ENGINE_VERSION)),
+            Attribute::optional_computed("engine", Type::String, &format!("Database engine, `mariadb` or `mysql`. Defaults to `{}`, which the supported DataVault images work with; MySQL 8 does not (its reserved word `GROUPS` is a table name of DataVault's, and its driver predates MySQL 8's collations), and MySQL 5.7 costs RDS Extended Support fees. RDS cannot change the engine of a database in place.", d::ENGINE)).default(Value::string(d::ENGINE)),
+            Attribute::optional_computed("engine_version", Type::String, &format!("Engine version (major.minor, e.g. `10.11` or `11.4` for MariaDB). Defaults to `{}`; minor versions are upgraded automatically. Versions the supported images cannot use are refused at plan.", d::ENGINE_VERSION)).default(Value::string(d::ENGINE_VERSION)),
             Attribute::optional_computed("backup_retention_days", Type::Number, &format!("Days of automated backups (1 to 35). Defaults to {}.", d::BACKUP_RETENTION_DAYS)).default(n(d::BACKUP_RETENTION_DAYS)),
             Attribute::optional_computed("deletion_protection", Type::Bool, "Protect the database from deletion. Defaults to `true`: set it to `false` and apply before destroying the stack.").default(Value::Bool(true)),
             Attribute::optional_computed("skip_final_snapshot", Type::Bool, "Delete the database without a final snapshot. Defaults to `false`: destroy takes a snapshot named `<name>-final` (or `-final-2`, ... if taken).").default(Value::Bool(false)),
             Attribute::optional_computed("multi_az", Type::Bool, "Run a standby in a second availability zone. Defaults to `false`.").default(Value::Bool(false)),
-            Attribute::optional("password_wo", Type::String, "Master password, write-only: sent to RDS, never stored in plan or state (Terraform >= 1.11). Without it, RDS generates and rotates the password in Secrets Manager.").sensitive().write_only(),
-            Attribute::optional("password_wo_version", Type::Number, "Change this number to send a new `password_wo` to RDS (write-only values cannot be compared)."),
-        ], "The MySQL database (RDS): encrypted, private, backed up."),
+            Attribute::optional("password_wo", Type::String, "Master password, write-only (Terraform >= 1.11): sent to RDS and kept in the stack's Secrets Manager secret `<name>/database` for the services, never in plan or state. 8 to 41 letters and digits: the DataVault images paste it into a shell script and a properties file unescaped. Without it, the stack generates such a password.").sensitive().write_only(),
+            Attribute::optional("password_wo_version", Type::Number, "Change this number to change the master password: apply sends the new `password_wo` to RDS, or, without `password_wo`, generates a new password; the broker restarts with it. Nothing rotates the password otherwise, since the running services read it only when they start."),
+        ], "The database (RDS, MariaDB by default): encrypted, private, backed up, with the stack's parameter group (utf8mb4)."),
         Attribute::optional_object("load_balancer", vec![
             Attribute::optional("certificate_arn", Type::String, "ARN of the ACM certificate (an IAM server certificate also works) for HTTPS on port 443, with a TLS 1.2+ policy; port 80 then only redirects to HTTPS. Without it the load balancer serves plain HTTP on port 80, which is meant for trials only."),
             Attribute::optional_computed("allowed_cidr_blocks", Type::list_of_strings(), "IPv4 CIDR blocks allowed to reach the load balancer. Defaults to `[\"0.0.0.0/0\"]`: a public entry point is open to everyone unless narrowed, e.g. to the institution's address ranges.").default(Value::string_list(load_balancer_defaults::ALLOWED_CIDR_BLOCKS)),
+            Attribute::optional("subnet_ids", Type::list_of_strings(), "Public subnets (of `vpc_id`, routed to an internet gateway) for the load balancer, in at least two availability zones; one per zone is used. Defaults to `subnet_ids`, which must then be public themselves. With its own public subnets, the instances, tasks, database and file system can stay in private subnets behind a NAT gateway."),
             Attribute::computed("dns_name", Type::String, "Public DNS name of the load balancer: point a CNAME or alias record of the web app's domain at it."),
             Attribute::computed("arn", Type::String, "ARN of the load balancer."),
         ], "Optional public entry point: an internet-facing Application Load Balancer in front of the web service, in one subnet per availability zone of `subnet_ids` (which must then be public subnets, routed to an internet gateway). Only the load balancer may reach web's port 8080. Without `load_balancer` the web app stays private, reachable only inside the VPC; removing it deletes the load balancer."),
@@ -140,6 +154,8 @@ pub fn stack_schema() -> Schema {
         Attribute::computed("archive_bucket_arn", Type::String, "ARN of the archive bucket."),
         Attribute::computed("state_bucket_arn", Type::String, "ARN of the state bucket."),
         Attribute::computed("ecr_repository_urls", Type::map_of_strings(), "Repository URLs to push the DataVault images to, keyed by `web`, `broker` and `worker`."),
+        Attribute::computed("image_push_targets", Type::map_of_strings(), "Where to push each DataVault image for this stack to run it: `<repository URL>:<image_tag>`, keyed by `web`, `broker` and `worker` (services whose `image` is overridden are left out)."),
+        Attribute::computed("missing_images", Type::list_of_strings(), "Services whose image is not in the stack's repository at `image_tag`, as of the last refresh or apply. They are created but not started; once the images are pushed, the next plan shows them starting. Empty when every image is there."),
         Attribute::computed("log_group_name", Type::String, "Name of the CloudWatch log group (`/datavault/<name>`)."),
         Attribute::computed("log_group_arn", Type::String, "ARN of the CloudWatch log group."),
         Attribute::computed("security_group_ids", Type::map_of_strings(), "Security group ids, keyed by `instances`, `services`, `database` and `file_system`, and `load_balancer` with a load balancer."),

@@ -13,7 +13,7 @@ use crate::framework::Diagnostics;
 use super::graph::{self, Direction};
 use super::model::StackSpec;
 use super::ownership::{Conflict, Owner};
-use super::parts::{self, Part, PartContext, PartState, defining_parts};
+use super::parts::{self, Part, PartContext, PartState, PasswordChange, defining_parts};
 
 /// How many AWS operations run at once: enough to overlap waits, few enough to stay clear of throttling.
 pub const CONCURRENCY: usize = 8;
@@ -69,7 +69,7 @@ pub async fn survey(
         |part, inputs: BTreeMap<Part, Option<PartState>>| async move {
             let mut present = known.clone();
             present.extend(inputs.into_iter().filter_map(|(p, s)| s.filter(|s| s.owner.is_stack()).map(|s| (p, s))));
-            let pctx = PartContext { spec, aws, parts: &present, database_password: None };
+            let pctx = PartContext { spec, aws, parts: &present, password: PasswordChange::Keep };
             parts::observe(part, &pctx).await
         },
     )

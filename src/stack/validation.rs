@@ -95,6 +95,7 @@ pub fn validate(config: &Value) -> Diagnostics {
     let mut diags = Diagnostics::new();
     validate_names(config, &mut diags);
     validate_retention(config.get("log_retention_days"), &mut diags);
+    validate_image_tag(config.get("image_tag"), &mut diags);
     validate_network(config, &mut diags);
     validate_cluster(config.get("cluster"), &mut diags);
     validate_database(config.get("database"), &mut diags);
@@ -166,6 +167,31 @@ fn validate_retention(retention: &Value, diags: &mut Diagnostics) {
     }
 }
 
+/// ECR's tag rules, and a warning for a tag meant to move: the stack's repositories keep tags immutable.
+fn validate_image_tag(tag: &Value, diags: &mut Diagnostics) {
+    let Some(tag) = tag.as_str() else { return };
+    let valid = (1..=128).contains(&tag.len())
+        && tag.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+        && tag.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if !valid {
+        diags.attribute_error(
+            AttributePath::root("image_tag"),
+            "Invalid Image Tag",
+            format!("{tag:?} is not an image tag: up to 128 letters, digits, '_', '.' and '-', not starting with '.' or '-'."),
+        );
+    } else if tag == "latest" {
+        diags.push(
+            crate::framework::Diagnostic::warning(
+                "Moving Tag On Immutable Repositories",
+                "The stack's repositories keep tags immutable, so \"latest\" can be pushed only once, and a later \
+                 build could never replace it. Tag each build (with its commit, as the default 729ca07 does) and \
+                 set image_tag to it: a new tag then rolls the services.",
+            )
+            .at(AttributePath::root("image_tag")),
+        );
+    }
+}
+
 /// What can be told about `vpc_id` and `subnet_ids` without asking AWS; the rest is checked at plan.
 fn validate_network(config: &Value, diags: &mut Diagnostics) {
     if let Some(vpc) = config.get("vpc_id").as_str()
@@ -177,8 +203,12 @@ fn validate_network(config: &Value, diags: &mut Diagnostics) {
             format!("{vpc:?} is not a VPC id such as \"vpc-0123456789abcdef0\"."),
         );
     }
-    let Some(subnets) = config.get("subnet_ids").as_list() else { return };
-    let path = AttributePath::root("subnet_ids");
+    validate_subnet_list(config.get("subnet_ids"), AttributePath::root("subnet_ids"), diags);
+}
+
+/// A list of subnets: ids of the right form, none twice, at least two (two availability zones).
+fn validate_subnet_list(list: &Value, path: AttributePath, diags: &mut Diagnostics) {
+    let Some(subnets) = list.as_list() else { return };
     let mut seen = std::collections::BTreeSet::new();
     for (i, subnet) in subnets.iter().enumerate() {
         let Some(id) = subnet.as_str() else { continue };
@@ -416,6 +446,18 @@ fn validate_database(database: &Value, diags: &mut Diagnostics) {
             format!("Database storage must be a whole number of GiB from 20 to 65536, not {gib}."),
         );
     }
+    validate_engine(database, diags);
+    if let Some(password) = database.get("password_wo").as_str()
+        && (!(8..=41).contains(&password.len()) || !password.chars().all(|c| c.is_ascii_alphanumeric()))
+    {
+        // The value itself never goes into a message.
+        diags.attribute_error(
+            path.attribute("password_wo"),
+            "Invalid Password",
+            "password_wo must be 8 to 41 letters and digits: the DataVault images paste it unescaped into a shell \
+             script and a properties file, and MariaDB allows 41 characters.",
+        );
+    }
     if let Some(version) = database.get("password_wo_version").as_f64()
         && !(version >= 0.0 && version.fract() == 0.0 && version <= 9_007_199_254_740_991.0)
     {
@@ -433,6 +475,67 @@ fn validate_database(database: &Value, diags: &mut Diagnostics) {
             "Invalid Instance Class",
             format!("{class:?} is not an RDS instance class such as \"db.t3.micro\"."),
         );
+    }
+}
+
+/// The engine and version: ones the supported images work with and RDS supports without extra fees.
+fn validate_engine(database: &Value, diags: &mut Diagnostics) {
+    let path = AttributePath::root("database");
+    let engine = database.get("engine");
+    if let Some(name) = engine.as_str()
+        && !matches!(name, "mariadb" | "mysql")
+    {
+        diags.attribute_error(
+            path.attribute("engine"),
+            "Invalid Engine",
+            format!("{name:?} is not an engine the stack supports: use \"mariadb\" (the default) or \"mysql\"."),
+        );
+        return;
+    }
+    let Some(version) = database.get("engine_version").as_str() else { return };
+    let engine =
+        if engine.is_null() { super::schema::database_defaults::ENGINE } else { engine.as_str().unwrap_or("") };
+    if engine.is_empty() {
+        return;
+    }
+    if let Some(problem) = engine_version_problem(engine, version) {
+        diags.attribute_error(path.attribute("engine_version"), "Engine Version Not Supported", problem);
+    } else if engine == "mysql" {
+        diags.push(
+            crate::framework::Diagnostic::warning(
+                "MySQL 5.7 Costs Extended Support Fees",
+                "RDS standard support for MySQL 5.7 ended in 2024: RDS runs it only under RDS Extended Support, \
+                 billed per vCPU-hour, until 2027. MariaDB (the default) works with the DataVault images without \
+                 those fees.",
+            )
+            .at(path.attribute("engine_version")),
+        );
+    }
+}
+
+/// Why an engine version cannot serve the supported DataVault images, if it cannot.
+pub fn engine_version_problem(engine: &str, version: &str) -> Option<String> {
+    let numbers: Vec<u32> = version.split('.').map_while(|p| p.parse().ok()).collect();
+    if numbers.len() < 2 || version.split('.').count() > 3 || numbers.len() != version.split('.').count() {
+        return Some(format!("{version:?} is not a version such as \"10.11\" or \"10.11.9\"."));
+    }
+    let (major, minor) = (numbers[0], numbers[1]);
+    match engine {
+        "mysql" if major >= 8 => Some(format!(
+            "MySQL {version} does not work with the supported DataVault images: MySQL 8 reserves the word GROUPS, \
+             the name of one of DataVault's tables, and their MySQL driver (Connector/J 5.1.35) knows neither its \
+             default collation nor its default authentication. Use engine = \"mariadb\" (the default)."
+        )),
+        "mysql" if (major, minor) < (5, 7) => Some(format!("RDS no longer offers MySQL {version}.")),
+        "mariadb" if (major, minor) < (10, 11) => Some(format!(
+            "RDS ended standard support for MariaDB {version}, and RDS has no extended support for MariaDB. Use \
+             \"10.11\" (the default) or \"11.4\"."
+        )),
+        "mariadb" if (major, minor) >= (11, 8) => Some(format!(
+            "MariaDB {version} on RDS requires TLS for every connection, which the supported images' MySQL \
+             driver does not use. Use \"10.11\" (the default) or \"11.4\"."
+        )),
+        _ => None,
     }
 }
 
@@ -477,6 +580,7 @@ fn validate_load_balancer(load_balancer: &Value, diags: &mut Diagnostics) {
             ),
         );
     }
+    validate_subnet_list(load_balancer.get("subnet_ids"), path.attribute("subnet_ids"), diags);
     let Some(blocks) = load_balancer.get("allowed_cidr_blocks").as_list() else { return };
     if blocks.is_empty() {
         diags.attribute_error(
@@ -520,7 +624,28 @@ const WIRED_ENVIRONMENT: &[&str] = &[
     "AWS_REGION",
     "BROKER_HOST",
     "BROKER_PORT",
+    "USER_DATA_DIR",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "JAVA_TOOL_OPTIONS",
+    "RABBITMQ_NODENAME",
+    "DATAVAULT_DATABASE_PASSWORD_VERSION",
 ];
+
+/// Why a service must never run twice, if it must not (the supported images' design, see the wiring).
+fn single_instance_reason(service: &str) -> Option<&'static str> {
+    match service {
+        "rabbitmq" => Some("RabbitMQ keeps its data in one shared directory; two nodes would corrupt it."),
+        "broker" => Some(
+            "The DataVault broker recreates the database schema whenever it starts; a second broker would wipe the first one's data.",
+        ),
+        "worker" => Some(
+            "DataVault workers keep the deposits' encryption keys in one key store file on the shared folder; two workers would overwrite each other's keys and leave archives undecryptable.",
+        ),
+        _ => None,
+    }
+}
 
 fn validate_services(services: &Value, diags: &mut Diagnostics) {
     for service in SERVICES {
@@ -544,12 +669,10 @@ fn validate_services(services: &Value, diags: &mut Diagnostics) {
                 format!("{image:?} is not an image reference such as \"registry.example.org/datavault/web:1.0\"."),
             );
         }
-        if service == "rabbitmq" && settings.get("desired_count").as_f64().is_some_and(|c| c > 1.0) {
-            diags.attribute_error(
-                path.attribute("desired_count"),
-                "One RabbitMQ Only",
-                "RabbitMQ keeps its data on one shared directory; two brokers would corrupt it. Use 0 or 1.",
-            );
+        if let Some(why) = single_instance_reason(service)
+            && settings.get("desired_count").as_f64().is_some_and(|c| c > 1.0)
+        {
+            diags.attribute_error(path.attribute("desired_count"), "One Task Only", format!("{why} Use 0 or 1."));
         }
         if let Some(cpu) = settings.get("cpu").as_f64()
             && !((128.0..=16384.0).contains(&cpu) && cpu.fract() == 0.0)
@@ -671,8 +794,30 @@ mod tests {
                 "cluster.admin_cidr_blocks[0]",
             ),
             (
-                object(&[("services", object(&[("worker", object(&[("desired_count", Value::Number(1e10))]))]))]),
+                object(&[("services", object(&[("web", object(&[("desired_count", Value::Number(1e10))]))]))]),
+                "services.web.desired_count",
+            ),
+            (
+                object(&[("services", object(&[("worker", object(&[("desired_count", Value::Number(2.0))]))]))]),
                 "services.worker.desired_count",
+            ),
+            (
+                object(&[("services", object(&[("broker", object(&[("desired_count", Value::Number(2.0))]))]))]),
+                "services.broker.desired_count",
+            ),
+            (object(&[("database", object(&[("engine", Value::string("postgres"))]))]), "database.engine"),
+            (
+                object(&[(
+                    "database",
+                    object(&[("engine", Value::string("mysql")), ("engine_version", Value::string("8.0"))]),
+                )]),
+                "database.engine_version",
+            ),
+            (object(&[("database", object(&[("engine_version", Value::string("11.8"))]))]), "database.engine_version"),
+            (object(&[("database", object(&[("engine_version", Value::string("10.6"))]))]), "database.engine_version"),
+            (
+                object(&[("database", object(&[("password_wo", Value::string("has spaces 123"))]))]),
+                "database.password_wo",
             ),
             (object(&[("services", object(&[("web", object(&[("cpu", Value::Number(256.5))]))]))]), "services.web.cpu"),
             (

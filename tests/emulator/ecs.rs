@@ -52,6 +52,10 @@ fn task_spec(family: &str, image: &str, tags: &BTreeMap<String, String>) -> Task
         }),
         readonly_root_filesystem: false,
         depends_on: vec![],
+        command: vec!["catalina.sh".into(), "run".into()],
+        working_directory: Some("/tmp/datavault".into()),
+        init_process: true,
+        stop_timeout: Some(30),
     };
     TaskDefinitionSpec {
         family: family.into(),
@@ -113,6 +117,9 @@ async fn launch_instance(aws: &AwsContext) -> String {
     out.instances()[0].instance_id().unwrap().to_string()
 }
 
+/// Where the clusters of these tests record ECS Exec sessions.
+const LOGS: &str = "/datavault/emulator-tests";
+
 #[tokio::test]
 async fn cluster_is_created_adopted_repaired_and_deleted_despite_registered_instances() {
     let Some(aws) = common::emulator().await else { return };
@@ -120,9 +127,9 @@ async fn cluster_is_created_adopted_repaired_and_deleted_despite_registered_inst
     let name = common::unique("cluster");
     let tags = stack_tags(&name);
 
-    assert_eq!(ecs::describe_cluster(client, &name).await.unwrap(), None);
-    let cluster = ecs::ensure_cluster(client, &name, &tags).await.unwrap();
-    let seen = ecs::describe_cluster(client, &name).await.unwrap().expect("the cluster");
+    assert_eq!(ecs::describe_cluster(client, &name, LOGS).await.unwrap(), None);
+    let cluster = ecs::ensure_cluster(client, &name, LOGS, &tags).await.unwrap();
+    let seen = ecs::describe_cluster(client, &name, LOGS).await.unwrap().expect("the cluster");
     assert_eq!(seen.arn, cluster.arn);
     assert_eq!(seen.status, "ACTIVE");
     assert!(seen.container_insights, "{seen:?}");
@@ -137,10 +144,17 @@ async fn cluster_is_created_adopted_repaired_and_deleted_despite_registered_inst
         .send()
         .await
         .unwrap();
-    let drifted = ecs::describe_cluster(client, &name).await.unwrap().unwrap();
+    let drifted = ecs::describe_cluster(client, &name, LOGS).await.unwrap().unwrap();
     assert_eq!(drifted.drift, vec!["container insights is disabled, expected enabled"]);
-    assert_eq!(ecs::ensure_cluster(client, &name, &tags).await.unwrap(), cluster);
-    assert!(ecs::describe_cluster(client, &name).await.unwrap().unwrap().drift.is_empty());
+    assert_eq!(ecs::ensure_cluster(client, &name, LOGS, &tags).await.unwrap(), cluster);
+    assert!(ecs::describe_cluster(client, &name, LOGS).await.unwrap().unwrap().drift.is_empty());
+    // ECS Exec sessions recorded elsewhere (or not at all) are reported, then restored.
+    let elsewhere = "/somewhere/else";
+    let drifted = ecs::describe_cluster(client, &name, elsewhere).await.unwrap().unwrap();
+    assert_eq!(drifted.drift, vec![format!("ECS Exec sessions are logged to {LOGS}, expected {elsewhere}")]);
+    ecs::ensure_cluster(client, &name, elsewhere, &tags).await.unwrap();
+    assert!(ecs::describe_cluster(client, &name, elsewhere).await.unwrap().unwrap().drift.is_empty());
+    ecs::ensure_cluster(client, &name, LOGS, &tags).await.unwrap();
 
     // An instance of the Auto Scaling group still registered when the cluster is deleted.
     let instance_id = launch_instance(&aws).await;
@@ -151,17 +165,17 @@ async fn cluster_is_created_adopted_repaired_and_deleted_despite_registered_inst
         .send()
         .await
         .unwrap();
-    assert_eq!(ecs::describe_cluster(client, &name).await.unwrap().unwrap().registered_instances, 1);
+    assert_eq!(ecs::describe_cluster(client, &name, LOGS).await.unwrap().unwrap().registered_instances, 1);
 
     ecs::delete_cluster(client, &name, TIMEOUT).await.unwrap();
-    assert_eq!(ecs::describe_cluster(client, &name).await.unwrap(), None);
+    assert_eq!(ecs::describe_cluster(client, &name, LOGS).await.unwrap(), None);
     let left = client.list_container_instances().cluster(&name).send().await.unwrap();
     assert!(left.container_instance_arns().is_empty(), "instances were not deregistered");
     ecs::delete_cluster(client, &name, TIMEOUT).await.unwrap();
 
     // A deleted (INACTIVE) cluster of the same name is created afresh.
-    ecs::ensure_cluster(client, &name, &tags).await.unwrap();
-    assert_eq!(ecs::describe_cluster(client, &name).await.unwrap().unwrap().status, "ACTIVE");
+    ecs::ensure_cluster(client, &name, LOGS, &tags).await.unwrap();
+    assert_eq!(ecs::describe_cluster(client, &name, LOGS).await.unwrap().unwrap().status, "ACTIVE");
     ecs::delete_cluster(client, &name, TIMEOUT).await.unwrap();
 }
 
@@ -212,7 +226,7 @@ async fn service_with_cloud_map_registry_is_created_scaled_repaired_and_deleted(
     let registry = sd::ensure_service(sd_client, &ns.id, "broker", &tags).await.unwrap();
 
     let client = &aws.ecs;
-    ecs::ensure_cluster(client, &stack, &tags).await.unwrap();
+    ecs::ensure_cluster(client, &stack, LOGS, &tags).await.unwrap();
     let td = ecs::ensure_task_definition(client, &task_spec(&format!("{stack}-broker"), "vault/broker:1", &tags))
         .await
         .unwrap();
@@ -228,6 +242,7 @@ async fn service_with_cloud_map_registry_is_created_scaled_repaired_and_deleted(
         load_balancer: None,
         minimum_healthy_percent: ecs::ROLLING_MIN_HEALTHY_PERCENT,
         maximum_percent: ecs::ROLLING_MAX_PERCENT,
+        enable_execute_command: true,
         tags: tags.clone(),
     };
 
@@ -271,7 +286,7 @@ async fn service_with_cloud_map_registry_is_created_scaled_repaired_and_deleted(
 
     ecs::deregister_task_definitions(client, &format!("{stack}-broker")).await.unwrap();
     ecs::delete_cluster(client, &stack, TIMEOUT).await.unwrap();
-    assert_eq!(ecs::describe_cluster(client, &stack).await.unwrap(), None);
+    assert_eq!(ecs::describe_cluster(client, &stack, LOGS).await.unwrap(), None);
     sd::delete_service(sd_client, &registry.id, TIMEOUT).await.unwrap();
     sd::delete_namespace(sd_client, &ns.id, TIMEOUT).await.unwrap();
 }

@@ -52,7 +52,9 @@ fn spec(identifier: &str, subnet_group: &str, sg: &str) -> DatabaseSpec {
         identifier: identifier.into(),
         instance_class: "db.t3.micro".into(),
         allocated_storage: 20,
-        engine_version: "8.0".into(),
+        engine: "mariadb".into(),
+        engine_version: "10.11".into(),
+        parameter_group: format!("{identifier}-params"),
         db_name: "datavault".into(),
         master_username: "datavault".into(),
         subnet_group: subnet_group.into(),
@@ -82,7 +84,7 @@ async fn drop_retained_automated_snapshots(client: &aws_sdk_rds::Client, identif
 }
 
 #[tokio::test]
-async fn mysql_instance_converges_reports_drift_and_deletes_with_deterministic_final_snapshots() {
+async fn database_instance_converges_reports_drift_and_deletes_with_deterministic_final_snapshots() {
     let Some(aws) = common::emulator().await else { return };
     let client = &aws.rds;
     let name = common::unique("dv-rds");
@@ -99,6 +101,7 @@ async fn mysql_instance_converges_reports_drift_and_deletes_with_deterministic_f
 
     // Instance: created with an RDS-managed password (moto creates the secret), waited for, described.
     let mut want = spec(&name, &name, &sg);
+    parameter_group(client, &want).await;
     assert!(rds::describe_instance(client, &name).await.unwrap().is_none());
     let db = rds::ensure_instance(client, &want, &MasterPassword::Managed, false).await.unwrap();
     assert_eq!(db.identifier, name);
@@ -171,6 +174,7 @@ async fn mysql_instance_converges_reports_drift_and_deletes_with_deterministic_f
     assert!(snapshot_exists(client, &second_snapshot).await && snapshot_exists(client, &first_snapshot).await);
 
     rds::delete_subnet_group(client, &name).await.unwrap();
+    rds::delete_parameter_group(client, &want.parameter_group).await.unwrap();
     assert!(subnet_group_subnets(client, &name).await.is_none());
     rds::delete_subnet_group(client, &name).await.unwrap();
     for snapshot in [first_snapshot, second_snapshot] {
@@ -188,6 +192,7 @@ async fn skipping_the_final_snapshot_takes_none() {
     let (subnets, sg) = default_network(&aws.ec2, &name).await;
     rds::ensure_subnet_group(client, &name, "DataVault database", &subnets, &BTreeMap::new()).await.unwrap();
     let want = DatabaseSpec { deletion_protection: false, ..spec(&name, &name, &sg) };
+    parameter_group(client, &want).await;
     let password = MasterPassword::Given(SecretString::new("correct-horse-battery-staple"));
     rds::ensure_instance(client, &want, &password, true).await.unwrap();
     // Switching a given password to an RDS-managed one.
@@ -198,7 +203,65 @@ async fn skipping_the_final_snapshot_takes_none() {
     assert!(!snapshot_exists(client, &format!("{name}-final")).await);
     assert!(rds::describe_instance(client, &name).await.unwrap().is_none());
     rds::delete_subnet_group(client, &name).await.unwrap();
+    rds::delete_parameter_group(client, &want.parameter_group).await.unwrap();
     aws.ec2.delete_security_group().group_id(sg).send().await.expect("DeleteSecurityGroup");
+}
+
+/// The parameters the stack sets, for these tests.
+fn utf8() -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("character_set_server".to_string(), "utf8mb4".to_string()),
+        ("collation_server".to_string(), "utf8mb4_unicode_ci".to_string()),
+    ])
+}
+
+async fn parameter_group(client: &aws_sdk_rds::Client, spec: &DatabaseSpec) {
+    let family = rds::parameter_group_family(&spec.engine, &spec.engine_version);
+    rds::ensure_parameter_group(client, &spec.parameter_group, &family, "DataVault", &utf8(), &spec.tags)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn parameter_group_is_created_adopted_repaired_and_deleted() {
+    let Some(aws) = common::emulator().await else { return };
+    let client = &aws.rds;
+    let name = common::unique("dv-params");
+    let tags = BTreeMap::from([(STACK_TAG.to_string(), name.clone())]);
+    assert!(rds::describe_parameter_group(client, &name, &utf8()).await.unwrap().is_none());
+    let arn = rds::ensure_parameter_group(client, &name, "mariadb10.11", "DataVault", &utf8(), &tags).await.unwrap();
+    let found = rds::describe_parameter_group(client, &name, &utf8()).await.unwrap().expect("created");
+    assert_eq!(found.arn, arn);
+    assert_eq!(found.tags.get(STACK_TAG), Some(&name));
+    assert!(rds::parameter_group_drift("mariadb10.11", &utf8(), &found).is_empty(), "{found:?}");
+    // A parameter changed out of band is reported, then set back.
+    client
+        .modify_db_parameter_group()
+        .db_parameter_group_name(&name)
+        .parameters(
+            aws_sdk_rds::types::Parameter::builder()
+                .parameter_name("character_set_server")
+                .parameter_value("latin1")
+                .apply_method(aws_sdk_rds::types::ApplyMethod::Immediate)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let found = rds::describe_parameter_group(client, &name, &utf8()).await.unwrap().unwrap();
+    assert_eq!(
+        rds::parameter_group_drift("mariadb10.11", &utf8(), &found),
+        vec!["parameter character_set_server is latin1, expected utf8mb4"]
+    );
+    rds::ensure_parameter_group(client, &name, "mariadb10.11", "DataVault", &utf8(), &tags).await.unwrap();
+    let found = rds::describe_parameter_group(client, &name, &utf8()).await.unwrap().unwrap();
+    assert!(rds::parameter_group_drift("mariadb10.11", &utf8(), &found).is_empty(), "{found:?}");
+    // Another family cannot be had in place.
+    let err = rds::ensure_parameter_group(client, &name, "mariadb11.4", "DataVault", &utf8(), &tags).await.unwrap_err();
+    assert!(err.message.contains("cannot change a group's family"), "{err}");
+    rds::delete_parameter_group(client, &name).await.unwrap();
+    assert!(rds::describe_parameter_group(client, &name, &utf8()).await.unwrap().is_none());
+    rds::delete_parameter_group(client, &name).await.unwrap();
 }
 
 #[tokio::test]

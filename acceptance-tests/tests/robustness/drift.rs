@@ -142,13 +142,13 @@ fn drift_made_through_the_sdk_is_planned_as_an_update_and_repaired() {
 /// The stack of the settings test.
 const SETTINGS_NAME: &str = "rb-settings";
 
-/// Changes settings of existing parts out of band: the worker's desired count, the archive bucket's
-/// versioning and its public access block.
+/// Changes settings of existing parts out of band: RabbitMQ's desired count (the one service that runs
+/// without a pushed image), the archive bucket's versioning and its public access block.
 async fn change_settings(emu: Emulator) -> Result<(), String> {
     emu.ecs()
         .update_service()
         .cluster(SETTINGS_NAME)
-        .service("worker")
+        .service("rabbitmq")
         .desired_count(5)
         .send()
         .await
@@ -175,13 +175,13 @@ async fn settings_restored(emu: Emulator) -> Result<(), String> {
         .ecs()
         .describe_services()
         .cluster(SETTINGS_NAME)
-        .services("worker")
+        .services("rabbitmq")
         .send()
         .await
         .map_err(|e| describe(&e))?;
-    let count = services.services().first().map(|s| s.desired_count()).ok_or("no worker service")?;
+    let count = services.services().first().map(|s| s.desired_count()).ok_or("no rabbitmq service")?;
     if count != 1 {
-        return Err(format!("the worker's desired count is {count}, the configuration says 1"));
+        return Err(format!("RabbitMQ's desired count is {count}, the configuration says 1"));
     }
     let bucket = format!("{SETTINGS_NAME}-archive");
     let versioning = emu.s3().get_bucket_versioning().bucket(&bucket).send().await.map_err(|e| describe(&e))?;
@@ -220,10 +220,10 @@ fn settings_changed_out_of_band_are_reported_and_restored_and_a_vanished_stack_l
     for expected in ["versioning is Suspended", "public access block is missing"] {
         assert!(drift.contains(expected), "the refreshed `drift` should say \"{expected}\"; it is {drift}");
     }
-    let worker_count = state::lookup(&before, "services.worker.desired_count").cloned();
+    let rabbitmq_count = state::lookup(&before, "services.rabbitmq.desired_count").cloned();
     assert!(
-        worker_count == Some(Value::from(5)) || drift.contains("service_worker"),
-        "the refreshed state shows neither the worker's desired count 5 ({worker_count:?}) nor drift for it ({drift})"
+        rabbitmq_count == Some(Value::from(5)) || drift.contains("service_rabbitmq"),
+        "the refreshed state shows neither RabbitMQ's desired count 5 ({rabbitmq_count:?}) nor drift for it ({drift})"
     );
     announce(&format!("robustness/settings: desired count, versioning, public access block changed -> drift {drift}"));
 

@@ -68,15 +68,7 @@ async fn make_look_alikes(emu: &Emulator, stack: &str) -> Result<String, String>
         .send()
         .await
         .map_err(|e| describe(&e))?;
-    let manifest = r#"{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{"mediaType":"application/vnd.docker.container.image.v1+json","size":2,"digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"},"layers":[]}"#;
-    emu.ecr()
-        .put_image()
-        .repository_name(&repo)
-        .image_manifest(manifest)
-        .image_tag("1.0")
-        .send()
-        .await
-        .map_err(|e| describe(&e))?;
+    emu.push_image(&repo, "1.0").await.map_err(|e| e.to_string())?;
 
     let logs = emu.logs();
     logs.create_log_group().log_group_name(format!("/datavault/{stack}")).send().await.map_err(|e| describe(&e))?;
@@ -122,14 +114,14 @@ async fn make_look_alikes(emu: &Emulator, stack: &str) -> Result<String, String>
     let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
     emu.iam()
         .create_role()
-        .role_name(format!("{stack}-task"))
+        .role_name(format!("{stack}-worker-task"))
         .assume_role_policy_document(trust)
         .send()
         .await
         .map_err(|e| describe(&e))?;
     emu.iam()
         .put_role_policy()
-        .role_name(format!("{stack}-task"))
+        .role_name(format!("{stack}-worker-task"))
         .policy_name("theirs")
         .policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:ListAllMyBuckets","Resource":"*"}]}"#)
         .send()
@@ -206,13 +198,18 @@ async fn snapshot(emu: &Emulator, stack: &str) -> Result<Snapshot, String> {
         .await
         .map_err(|e| describe(&e))?;
     shot.insert("security group".into(), format!("{:?}", groups.security_groups()));
-    let role = emu.iam().get_role().role_name(format!("{stack}-task")).send().await.map_err(|e| describe(&e))?;
-    let policies =
-        emu.iam().list_role_policies().role_name(format!("{stack}-task")).send().await.map_err(|e| describe(&e))?;
+    let role = emu.iam().get_role().role_name(format!("{stack}-worker-task")).send().await.map_err(|e| describe(&e))?;
+    let policies = emu
+        .iam()
+        .list_role_policies()
+        .role_name(format!("{stack}-worker-task"))
+        .send()
+        .await
+        .map_err(|e| describe(&e))?;
     let attached = emu
         .iam()
         .list_attached_role_policies()
-        .role_name(format!("{stack}-task"))
+        .role_name(format!("{stack}-worker-task"))
         .send()
         .await
         .map_err(|e| describe(&e))?;
@@ -289,7 +286,7 @@ fn named(stack: &str) -> Vec<String> {
         format!("ECR repository {stack}/web"),
         format!("CloudWatch log group /datavault/{stack}"),
         format!("security group {stack}-services"),
-        format!("IAM role {stack}-task"),
+        format!("IAM role {stack}-worker-task"),
         format!("Secrets Manager secret {stack}/rabbitmq"),
         format!("ECS cluster {stack}"),
         format!("EC2 launch template {stack}"),

@@ -374,6 +374,7 @@ pub const EXPECTED_SHAPE: &[(&str, usize)] = &[
     ("Bucket", 2),
     ("Cluster", 1),
     ("DbInstance", 1),
+    ("DbParameterGroup", 1),
     ("DbSubnetGroup", 1),
     ("DiscoveryService", 3),
     ("FileSystem", 1),
@@ -383,11 +384,12 @@ pub const EXPECTED_SHAPE: &[(&str, usize)] = &[
     ("MountTarget", 3),
     ("Namespace", 1),
     ("Repository", 3),
-    ("Role", 3),
+    ("Role", 6),
     ("Secret", 2),
     ("SecurityGroup", 4),
     ("Service", 4),
     ("TaskDefinition", 4),
+    ("VpcEndpoint", 1),
 ];
 
 /// Kinds whose number is not the stack's to decide: instances come from the Auto Scaling group, snapshots

@@ -24,7 +24,7 @@ use datavault_acceptance_tests::{
 };
 use serde_json::{Value, json};
 
-use crate::support::{ADDR, Rule, check_stack, check_tags, rules, stack_config, stack_config_with};
+use crate::support::{ADDR, Rule, check_stack, check_tags, region, rules, stack_config, stack_config_with};
 
 const NAME: &str = "acc-full";
 /// The image tag of the update step.
@@ -50,7 +50,7 @@ struct Expected {
 
 /// The stack as first created: defaults everywhere but three instances (see [`UPDATED`] for why).
 const CREATED: Expected = Expected {
-    image_tag: "latest",
+    image_tag: "729ca07",
     worker_count: 1,
     instance_type: "t3.medium",
     min_size: 2,
@@ -59,16 +59,15 @@ const CREATED: Expected = Expected {
     instance_class: "db.t3.micro",
 };
 
-/// The update: a new image tag, two workers, bigger instances and database.
+/// The update: a new image tag, the worker stopped, bigger instances and database.
 ///
-/// Five tasks do not fit on two t3.large (two awsvpc tasks each), so the plan rightly refuses the update
-/// with the default two instances: the stack runs three from the start. Raising the capacity in the same
+/// The stack runs three instances from the start, so the update does not need to raise the capacity. Raising the capacity in the same
 /// update is not possible against moto: its CreateLaunchTemplateVersion stores UserData unencoded, and
 /// the first instance an Auto Scaling group launches from such a version fails with an AssertionError
 /// (HTTP 500 on UpdateAutoScalingGroup). With the capacity unchanged the group launches nothing.
 const UPDATED: Expected = Expected {
     image_tag: NEW_TAG,
-    worker_count: 2,
+    worker_count: 0,
     instance_type: "t3.large",
     min_size: 2,
     max_size: 4,
@@ -112,12 +111,34 @@ impl Drop for WallTime {
     }
 }
 
+/// The images of both steps, pushed before the stack exists, as a team that builds its images first would:
+/// into repositories made (and tagged as the stack's) ahead of the stack, which adopts them. Services whose
+/// image is missing would not be started (see the images test).
+async fn push_images(emu: &Emulator) -> CheckResult {
+    for component in ["web", "broker", "worker"] {
+        let repository = format!("{NAME}/{component}");
+        emu.ecr()
+            .create_repository()
+            .repository_name(&repository)
+            .tags(aws_sdk_ecr::types::Tag::builder().key("datavault:stack").value(NAME).build()?)
+            .tags(aws_sdk_ecr::types::Tag::builder().key("datavault:part").value(format!("ecr_{component}")).build()?)
+            .send()
+            .await
+            .map_err(|e| format!("CreateRepository {repository}: {}", describe(&e)))?;
+        for tag in [CREATED.image_tag, UPDATED.image_tag] {
+            emu.push_image(&repository, tag).await?;
+        }
+    }
+    Ok(())
+}
+
 fn create_config() -> String {
     // A final snapshot on destroy, as in production; deletion protection off so the case can destroy.
     stack_config_with(
         NAME,
         "deletion_protection = false, skip_final_snapshot = false",
-        "  cluster = { desired_capacity = 3 }\n",
+        // The images were pushed for this test only: destroy may delete them with their repositories.
+        "  cluster = { desired_capacity = 3 }\n  images_force_destroy = true\n",
     )
 }
 
@@ -127,8 +148,9 @@ fn update_config() -> String {
         "instance_class = \"db.t3.small\", deletion_protection = false, skip_final_snapshot = false",
         &[
             format!("  image_tag = \"{NEW_TAG}\"\n"),
-            "  services = { worker = { desired_count = 2 } }\n".to_string(),
+            "  services = { worker = { desired_count = 0 } }\n".to_string(),
             "  cluster = { instance_type = \"t3.large\", desired_capacity = 3 }\n".to_string(),
+            "  images_force_destroy = true\n".to_string(),
         ]
         .concat(),
     )
@@ -147,9 +169,9 @@ fn deploys_the_whole_datavault_system() {
         .stack(NAME)
         .step(
             Step::config(create_config())
-                .pre_apply(move |_| async move {
+                .pre_apply(move |emu| async move {
                     started.set(Some(Instant::now()));
-                    Ok(())
+                    push_images(&emu).await
                 })
                 .check(move |state| {
                     expect_attr_eq(state, ADDR, "drift", json!([]))?;
@@ -168,7 +190,7 @@ fn deploys_the_whole_datavault_system() {
                 .plan_check(|plan| check_actions(plan, ADDR, &[&["update"]]))
                 .check(move |state| {
                     expect_attr_eq(state, ADDR, "image_tag", NEW_TAG)?;
-                    expect_attr_eq(state, ADDR, "services.worker.desired_count", 2)?;
+                    expect_attr_eq(state, ADDR, "services.worker.desired_count", 0)?;
                     expect_attr_eq(state, ADDR, "cluster.instance_type", "t3.large")?;
                     expect_attr_eq(state, ADDR, "database.instance_class", "db.t3.small")?;
                     expect_attr_eq(state, ADDR, "drift", json!([]))?;
@@ -186,11 +208,11 @@ fn deploys_the_whole_datavault_system() {
 #[test]
 fn services_that_do_not_fit_fail_at_plan() {
     const NAME: &str = "acc-full-capacity";
-    // 1 + 1 + 9 + 1 = 12 tasks; the default cluster is two t3.medium with two awsvpc tasks each.
-    let config = stack_config(NAME, "  services = { worker = { desired_count = 9 } }\n");
+    // Four tasks; one t3.medium holds two awsvpc tasks.
+    let config = stack_config(NAME, "  cluster = { min_size = 1, desired_capacity = 1 }\n");
     let pattern = format!(
         r"(?s)Services Do Not Fit On The Instances.*{}.*{}",
-        words("The services ask for 12 tasks, but 2 t3.medium instances hold only 4"),
+        words("The services ask for 4 tasks, but 1 t3.medium instances hold only 2"),
         words("Raise cluster.desired_capacity")
     );
     run(TestCase::new().stack(NAME).step(Step::config(config).plan_only().expect_error(&pattern)).check_destroy(
@@ -213,9 +235,9 @@ async fn check_system(emu: &Emulator, expected: &Expected, shared: &Shared) -> R
     let state = shared.borrow().state.clone();
     let groups = check_security_groups(emu).await?;
     let secrets = read_secrets(emu).await?;
-    let database = check_database(emu, &groups, expected).await?;
+    let database = check_database(emu, &groups, expected, &secrets).await?;
     let file_system = check_file_system(emu, &groups).await?;
-    let roles = check_roles(emu, &database, &secrets).await?;
+    let roles = check_roles(emu, &database, &secrets, &file_system).await?;
     let discovery = check_discovery(emu).await?;
     let task_definitions = check_task_definitions(emu, expected, &database, &secrets, &file_system, &roles).await?;
     let services = check_services(emu, expected, &groups, &discovery, &task_definitions).await?;
@@ -355,6 +377,7 @@ async fn check_security_groups(emu: &Emulator) -> Result<Groups, CheckError> {
 struct Secrets {
     rabbitmq_arn: String,
     rabbitmq_password: String,
+    database_arn: String,
     database_password: String,
 }
 
@@ -392,10 +415,23 @@ async fn read_secrets(emu: &Emulator) -> Result<Secrets, CheckError> {
     check_tags(&format!("secret {name}"), &tags.collect(), NAME, &[])?;
     let rabbitmq_arn = described.arn().ok_or(format!("secret {name} has no ARN"))?.to_string();
     let rabbitmq_password = secret_password(emu, &name).await?;
-    let db = describe_database(emu).await?;
-    let db_secret = db.master_user_secret().and_then(|s| s.secret_arn()).ok_or("the database has no managed secret")?;
-    let database_password = secret_password(emu, db_secret).await?;
-    Ok(Secrets { rabbitmq_arn, rabbitmq_password, database_password })
+    let database_secret = format!("{NAME}/database");
+    let database_arn = emu
+        .secrets()
+        .describe_secret()
+        .secret_id(&database_secret)
+        .send()
+        .await
+        .map_err(|e| format!("DescribeSecret {database_secret}: {}", describe(&e)))?
+        .arn()
+        .unwrap_or_default()
+        .to_string();
+    let database_password = secret_password(emu, &database_secret).await?;
+    // The images paste passwords unescaped into a shell script and a properties file.
+    for (what, password) in [("RabbitMQ", &rabbitmq_password), ("database", &database_password)] {
+        ensure!(password.chars().all(|c| c.is_ascii_alphanumeric()), "the {what} password is not alphanumeric");
+    }
+    Ok(Secrets { rabbitmq_arn, rabbitmq_password, database_arn, database_password })
 }
 
 // ---------------------------------------------------------------------------------------------- data
@@ -416,16 +452,37 @@ async fn describe_database(emu: &Emulator) -> Result<aws_sdk_rds::types::DbInsta
     Ok(out.db_instances().first().cloned().ok_or(format!("database {NAME} does not exist"))?)
 }
 
-/// MySQL 8, encrypted, private, backed up, in the stack's subnet group behind the database group, with the
-/// master password managed by RDS.
-async fn check_database(emu: &Emulator, groups: &Groups, expected: &Expected) -> Result<Database, CheckError> {
+/// MariaDB 10.11 (what the supported images work with), encrypted, private, backed up, in the stack's
+/// subnet group behind the database group, with the stack's utf8mb4 parameter group, and a master password
+/// the stack keeps in its own secret (not one RDS rotates behind the services' back).
+async fn check_database(
+    emu: &Emulator,
+    groups: &Groups,
+    expected: &Expected,
+    secrets: &Secrets,
+) -> Result<Database, CheckError> {
     let db = describe_database(emu).await?;
-    ensure_eq!(db.engine(), Some("mysql"), "database engine");
+    ensure_eq!(db.engine(), Some("mariadb"), "database engine");
     ensure!(
-        db.engine_version().is_some_and(|v| v.starts_with("8.0")),
-        "database engine version is {:?}, expected 8.0.x",
+        db.engine_version().is_some_and(|v| v.starts_with("10.11")),
+        "database engine version is {:?}, expected 10.11.x",
         db.engine_version()
     );
+    let parameter_group = format!("{NAME}-db");
+    let groups_used: Vec<&str> = db.db_parameter_groups().iter().filter_map(|g| g.db_parameter_group_name()).collect();
+    ensure_eq!(groups_used, vec![parameter_group.as_str()], "database parameter groups");
+    let parameters = emu
+        .rds()
+        .describe_db_parameters()
+        .db_parameter_group_name(&parameter_group)
+        .send()
+        .await
+        .map_err(|e| format!("DescribeDBParameters {parameter_group}: {}", describe(&e)))?;
+    let set: BTreeMap<&str, &str> =
+        parameters.parameters().iter().filter_map(|p| Some((p.parameter_name()?, p.parameter_value()?))).collect();
+    ensure_eq!(set.get("character_set_server").copied(), Some("utf8mb4"), "{parameter_group} character_set_server");
+    ensure_eq!(set.get("collation_server").copied(), Some("utf8mb4_unicode_ci"), "{parameter_group} collation_server");
+    ensure!(db.master_user_secret().is_none(), "the master password is managed (and rotated) by RDS");
     ensure_eq!(db.db_instance_class(), Some(expected.instance_class), "database instance class");
     ensure_eq!(db.storage_encrypted(), Some(true), "database StorageEncrypted");
     ensure_eq!(db.publicly_accessible(), Some(false), "database PubliclyAccessible");
@@ -442,12 +499,7 @@ async fn check_database(emu: &Emulator, groups: &Groups, expected: &Expected) ->
     let tags = db.tag_list().iter().map(|t| (t.key().unwrap_or_default().into(), t.value().unwrap_or_default().into()));
     check_tags(&format!("database {NAME}"), &tags.collect(), NAME, &[])?;
     let endpoint = db.endpoint().and_then(|e| e.address()).ok_or("the database has no endpoint")?.to_string();
-    let secret_arn = db
-        .master_user_secret()
-        .and_then(|s| s.secret_arn())
-        .ok_or("the database password is not managed by RDS in Secrets Manager")?
-        .to_string();
-    Ok(Database { endpoint, secret_arn })
+    Ok(Database { endpoint, secret_arn: secrets.database_arn.clone() })
 }
 
 struct FileSystem {
@@ -529,7 +581,8 @@ async fn check_file_system(emu: &Emulator, groups: &Groups) -> Result<FileSystem
 // ---------------------------------------------------------------------------------------------- identity
 
 struct Roles {
-    task_arn: String,
+    /// Each service's task role.
+    task_arns: BTreeMap<String, String>,
     execution_arn: String,
     instance_profile_arn: String,
 }
@@ -619,43 +672,99 @@ async fn role(emu: &Emulator, name: &str, service: &str) -> Result<String, Check
     Ok(role.arn().to_string())
 }
 
-/// Least privilege: the task role reaches the archive bucket only, the execution role reads exactly the
-/// two passwords, the instance role has the ECS agent's policy only.
-async fn check_roles(emu: &Emulator, database: &Database, secrets: &Secrets) -> Result<Roles, CheckError> {
+/// What a service's task role may do, statement by statement: each action it is granted, mapped to the
+/// resources it may be granted on. `*` only where the action takes no resource (ECS Exec's channels).
+fn task_role_grants(service: &str, fs: &FileSystem) -> BTreeMap<String, BTreeSet<String>> {
     let archive = format!("arn:aws:s3:::{NAME}-archive");
-    let allowed_resources = [archive.clone(), format!("{archive}/*")];
+    let log_group = format!("arn:aws:logs:{}:123456789012:log-group:/datavault/{NAME}:*", region());
+    let file_system = format!("arn:aws:elasticfilesystem:{}:123456789012:file-system/{}", region(), fs.id);
+    let mut grants: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut grant = |actions: &[&str], resources: &[&str]| {
+        for action in actions {
+            grants.entry(action.to_string()).or_default().extend(resources.iter().map(|r| r.to_string()));
+        }
+    };
+    grant(
+        &[
+            "ssmmessages:CreateControlChannel",
+            "ssmmessages:CreateDataChannel",
+            "ssmmessages:OpenControlChannel",
+            "ssmmessages:OpenDataChannel",
+            "logs:DescribeLogGroups",
+        ],
+        &["*"],
+    );
+    grant(&["logs:CreateLogStream", "logs:PutLogEvents"], &[&log_group]);
+    if service != "web" {
+        grant(&["elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"], &[&file_system]);
+    }
+    if service == "worker" {
+        let objects = format!("{archive}/*");
+        grant(
+            &["s3:ListBucket", "s3:GetBucketLocation", "s3:ListBucketMultipartUploads", "s3:ListBucketVersions"],
+            &[&archive],
+        );
+        grant(
+            &[
+                "s3:GetObject",
+                "s3:GetObjectVersion",
+                "s3:PutObject",
+                "s3:DeleteObject",
+                "s3:AbortMultipartUpload",
+                "s3:ListMultipartUploadParts",
+            ],
+            &[&objects],
+        );
+    }
+    grants
+}
 
-    let task = format!("{NAME}-task");
-    let task_arn = role(emu, &task, "ecs-tasks.amazonaws.com").await?;
-    ensure_eq!(attached_policies(emu, &task).await?, Vec::<String>::new(), "managed policies of {task}");
-    let policies = inline_policies(emu, &task).await?;
-    ensure!(!policies.is_empty(), "role {task} has no inline policy: broker and workers cannot reach the archive");
-    let mut granted = BTreeSet::new();
-    for (name, policy) in &policies {
-        for statement in policy["Statement"].as_array().into_iter().flatten() {
-            let actions = strings(&statement["Action"]);
-            let resources = strings(&statement["Resource"]);
-            ensure!(
-                statement.get("NotAction").is_none() && statement.get("NotResource").is_none(),
-                "{task}/{name} uses NotAction/NotResource: {statement}"
-            );
-            ensure!(!resources.iter().any(|r| r == "*"), "{task}/{name} has a `*` resource: {statement}");
-            ensure!(
-                resources.iter().all(|r| allowed_resources.contains(r)),
-                "{task}/{name} reaches beyond the archive bucket: {statement}"
-            );
-            // A Deny of s3:* (plain HTTP) restricts; only what is allowed must be specific.
-            if statement["Effect"] == "Allow" {
+/// Least privilege: each service's task role allows ECS Exec and its own data (its folder of the file
+/// system through its access point; the archive bucket for workers only), the execution role reads exactly
+/// the two passwords, the instance role has the ECS agent's policy only.
+async fn check_roles(
+    emu: &Emulator,
+    database: &Database,
+    secrets: &Secrets,
+    fs: &FileSystem,
+) -> Result<Roles, CheckError> {
+    let mut task_arns = BTreeMap::new();
+    for service in SERVICES {
+        let task = format!("{NAME}-{service}-task");
+        task_arns.insert(service.to_string(), role(emu, &task, "ecs-tasks.amazonaws.com").await?);
+        ensure_eq!(attached_policies(emu, &task).await?, Vec::<String>::new(), "managed policies of {task}");
+        let allowed = task_role_grants(service, fs);
+        let mut granted: BTreeSet<String> = BTreeSet::new();
+        for (name, policy) in inline_policies(emu, &task).await? {
+            for statement in policy["Statement"].as_array().into_iter().flatten() {
                 ensure!(
-                    !actions.iter().any(|a| a == "*" || a == "s3:*"),
-                    "{task}/{name} allows every S3 action: {statement}"
+                    statement.get("NotAction").is_none() && statement.get("NotResource").is_none(),
+                    "{task}/{name} uses NotAction/NotResource: {statement}"
                 );
-                granted.extend(actions);
+                if statement["Effect"] != "Allow" {
+                    continue;
+                }
+                for action in strings(&statement["Action"]) {
+                    let resources =
+                        allowed.get(&action).ok_or(format!("{task}/{name} allows {action}: {statement}"))?;
+                    for resource in strings(&statement["Resource"]) {
+                        ensure!(
+                            resources.contains(&resource),
+                            "{task}/{name} allows {action} on {resource}: {statement}"
+                        );
+                    }
+                    if action.starts_with("elasticfilesystem:") {
+                        ensure!(
+                            statement["Condition"]["StringEquals"]["elasticfilesystem:AccessPointArn"].is_string(),
+                            "{task}/{name} mounts the file system through any access point: {statement}"
+                        );
+                    }
+                    granted.insert(action);
+                }
             }
         }
-    }
-    for needed in ["s3:GetObject", "s3:PutObject", "s3:ListBucket"] {
-        ensure!(granted.contains(needed), "role {task} does not allow {needed} on the archive: {granted:?}");
+        let needed: BTreeSet<String> = allowed.keys().cloned().collect();
+        ensure_eq!(granted, needed, "actions {task} allows");
     }
 
     let execution = format!("{NAME}-execution");
@@ -699,7 +808,7 @@ async fn check_roles(emu: &Emulator, database: &Database, secrets: &Secrets) -> 
     let profile = profile.instance_profile().ok_or(format!("instance profile {instance} does not exist"))?;
     let profile_roles: Vec<&str> = profile.roles().iter().map(|r| r.role_name()).collect();
     ensure_eq!(profile_roles, vec![instance.as_str()], "roles of instance profile {instance}");
-    Ok(Roles { task_arn, execution_arn, instance_profile_arn: profile.arn().to_string() })
+    Ok(Roles { task_arns, execution_arn, instance_profile_arn: profile.arn().to_string() })
 }
 
 // ---------------------------------------------------------------------------------------------- services
@@ -767,14 +876,13 @@ async fn check_task_definitions(
         let td = out.task_definition().ok_or(format!("task definition {family} does not exist"))?;
         ensure_eq!(td.network_mode(), Some(&NetworkMode::Awsvpc), "{family} network mode");
         ensure_eq!(td.execution_role_arn(), Some(roles.execution_arn.as_str()), "{family} execution role");
-        let task_role = matches!(service, "broker" | "worker").then_some(roles.task_arn.as_str());
-        ensure_eq!(td.task_role_arn(), task_role, "{family} task role");
+        ensure_eq!(td.task_role_arn(), roles.task_arns.get(service).map(String::as_str), "{family} task role");
 
         let c = container(td, service)?;
         ensure!(c.privileged() != Some(true), "{family}: container {service} is privileged");
         let image = c.image().unwrap_or_default();
         match service {
-            "rabbitmq" => ensure_eq!(image, "rabbitmq:3-management-alpine", "{family} image"),
+            "rabbitmq" => ensure_eq!(image, "rabbitmq:3.13-management-alpine", "{family} image"),
             _ => ensure!(
                 image.ends_with(&format!("/{NAME}/{service}:{}", expected.image_tag)),
                 "{family} image is {image}, expected the stack's {service} repository at tag {}",
@@ -815,14 +923,14 @@ async fn check_task_definitions(
                 expect_env("MYSQL_HOST", &database.endpoint)?;
                 expect_env("RABBITMQ_HOST", &rabbitmq_host)?;
                 expect_env("AWS_S3_BUCKET", &archive_bucket)?;
+                expect_env("AWS_REGION", &region())?;
+                // Empty, not unset: the images turn unset keys into "-" and use that as a credential.
+                expect_env("AWS_ACCESS_KEY_ID", "")?;
+                expect_env("AWS_SECRET_KEY_ID", "")?;
+                expect_env("USER_DATA_DIR", "/tmp/datavault/users")?;
                 let names: BTreeSet<&str> = secret_refs.keys().copied().collect();
                 ensure_eq!(names, BTreeSet::from(["MYSQL_PASSWORD", "RABBITMQ_PASSWORD"]), "{family} secrets");
-                ensure!(
-                    secret_refs["MYSQL_PASSWORD"].starts_with(&database.secret_arn),
-                    "{family} MYSQL_PASSWORD comes from {}, not the database's secret {}",
-                    secret_refs["MYSQL_PASSWORD"],
-                    database.secret_arn
-                );
+                ensure_eq!(secret_refs["MYSQL_PASSWORD"], database.secret_arn.as_str(), "{family} MYSQL_PASSWORD");
                 ensure_eq!(
                     secret_refs["RABBITMQ_PASSWORD"],
                     secrets.rabbitmq_arn.as_str(),
@@ -844,6 +952,17 @@ async fn check_task_definitions(
                 mounts.insert("/var/lib/rabbitmq", fs.rabbitmq_access_point.as_str());
             }
         }
+
+        // The worker keeps its key store on the shared folder; every container runs an init for ECS Exec
+        // and has a health check.
+        let working_directory = (service == "worker").then_some("/tmp/datavault");
+        ensure_eq!(c.working_directory(), working_directory, "{family} working directory");
+        ensure_eq!(
+            c.linux_parameters().and_then(|l| l.init_process_enabled()),
+            Some(true),
+            "{family} init process (ECS Exec)"
+        );
+        ensure!(c.health_check().is_some(), "{family} has no health check");
 
         // Every mount is an EFS volume through the right access point, encrypted in transit.
         let mut seen = BTreeMap::new();
@@ -898,6 +1017,14 @@ async fn check_services(
             .ok_or(format!("service {name} is not ACTIVE in cluster {NAME}"))?;
         let desired = if name == "worker" { expected.worker_count } else { 1 };
         ensure_eq!(svc.desired_count(), desired, "service {name} desired count");
+        ensure!(svc.enable_execute_command(), "service {name} does not allow ECS Exec");
+        // Only web may run two tasks during a deployment (see the wiring of the images).
+        let expected_max = if name == "web" { 200 } else { 100 };
+        ensure_eq!(
+            svc.deployment_configuration().and_then(|d| d.maximum_percent()),
+            Some(expected_max),
+            "service {name} maximum percent"
+        );
         ensure_eq!(
             svc.task_definition(),
             task_definitions.get(name).map(String::as_str),
@@ -928,12 +1055,19 @@ async fn check_cluster(emu: &Emulator) -> Result<String, CheckError> {
         .describe_clusters()
         .clusters(NAME)
         .include(ClusterField::Settings)
+        .include(ClusterField::Configurations)
         .include(ClusterField::Tags)
         .send()
         .await
         .map_err(|e| format!("DescribeClusters: {}", describe(&e)))?;
     let cluster = out.clusters().first().ok_or(format!("cluster {NAME} does not exist"))?;
     ensure_eq!(cluster.status(), Some("ACTIVE"), "cluster status");
+    let exec = cluster.configuration().and_then(|c| c.execute_command_configuration());
+    ensure_eq!(
+        exec.and_then(|e| e.log_configuration()).and_then(|l| l.cloud_watch_log_group_name()),
+        Some(format!("/datavault/{NAME}").as_str()),
+        "log group recording ECS Exec sessions"
+    );
     let insights = cluster
         .settings()
         .iter()
@@ -1054,12 +1188,14 @@ async fn check_inventory_sees_every_kind(emu: &Emulator) -> CheckResult {
         Kind::Repository,
         Kind::LogGroup,
         Kind::SecurityGroup,
+        Kind::VpcEndpoint,
         Kind::Role,
         Kind::InstanceProfile,
         Kind::FileSystem,
         Kind::AccessPoint,
         Kind::DbInstance,
         Kind::DbSubnetGroup,
+        Kind::DbParameterGroup,
         Kind::Cluster,
         Kind::Service,
         Kind::TaskDefinition,
@@ -1099,6 +1235,10 @@ fn check_rollout(before: &Observed, after: &Observed) -> CheckResult {
         after.task_definitions["rabbitmq"],
         before.task_definitions["rabbitmq"],
         "rabbitmq task definition (its image does not follow image_tag, so it must not be re-registered)"
+    );
+    ensure!(
+        revision(&after.task_definitions["worker"]) > 0,
+        "the stopped worker still has a task definition, ready to start again"
     );
     ensure!(
         after.launch_template_version > before.launch_template_version,

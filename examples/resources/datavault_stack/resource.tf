@@ -6,21 +6,25 @@ resource "datavault_stack" "main" {
   # vpc_id     = "vpc-0123456789abcdef0"
   # subnet_ids = ["subnet-0123456789abcdef0", "subnet-0fedcba9876543210"]
 
-  # The version of the web, broker and worker images pushed to the stack's ECR repositories.
-  image_tag = "1.4.2"
+  # The tag of the web, broker and worker images pushed to the stack's ECR repositories (default: 729ca07,
+  # the commit of JiscRDSS/datavault, branch aws_fixes, the images are built from).
+  image_tag = "729ca07"
 
   cluster = {
     instance_type    = "t3.medium"
     min_size         = 2
     max_size         = 4
-    desired_capacity = 3 # five tasks; a t3.medium holds two (one network interface each)
+    desired_capacity = 3 # four tasks and room to roll one; a t3.medium holds two (one network interface each)
   }
 
   services = {
-    worker = { desired_count = 2 }
+    # Java needs room: a gigabyte each by default.
+    web = { memory = 1536 }
   }
 
   database = {
+    engine              = "mariadb" # what the DataVault images work with (MySQL 8 does not)
+    engine_version      = "10.11"
     instance_class      = "db.t3.small"
     allocated_storage   = 50
     deletion_protection = true

@@ -58,7 +58,7 @@ pub async fn ensure(part: Part, ctx: &PartContext<'_>) -> PartResult<PartState> 
     let (aws, spec) = (ctx.aws, ctx.spec);
     match part {
         Part::Cluster => {
-            let cluster = aws::ecs::ensure_cluster(&aws.ecs, &spec.name, &ctx.tags(part)).await?;
+            let cluster = aws::ecs::ensure_cluster(&aws.ecs, &spec.name, &spec.log_group, &ctx.tags(part)).await?;
             Ok(PartState { id: Some(cluster.name), arn: Some(cluster.arn), ..PartState::default() })
         }
         Part::LaunchTemplate => {
@@ -85,13 +85,15 @@ pub async fn ensure(part: Part, ctx: &PartContext<'_>) -> PartResult<PartState> 
 pub async fn observe(part: Part, ctx: &PartContext<'_>) -> PartResult<Option<PartState>> {
     let (aws, spec) = (ctx.aws, ctx.spec);
     match part {
-        Part::Cluster => Ok(aws::ecs::describe_cluster(&aws.ecs, &spec.name).await?.map(|c| PartState {
-            id: Some(spec.name.clone()),
-            arn: Some(c.arn),
-            drift: c.drift,
-            tags: Some(c.tags),
-            ..PartState::default()
-        })),
+        Part::Cluster => {
+            Ok(aws::ecs::describe_cluster(&aws.ecs, &spec.name, &spec.log_group).await?.map(|c| PartState {
+                id: Some(spec.name.clone()),
+                arn: Some(c.arn),
+                drift: c.drift,
+                tags: Some(c.tags),
+                ..PartState::default()
+            }))
+        }
         Part::LaunchTemplate => {
             let Ok(expected) = launch_template_spec(ctx).await else {
                 return Ok(aws::ec2::describe_launch_template(&aws.ec2, &spec.name, &placeholder_template())

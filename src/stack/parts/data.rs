@@ -1,12 +1,18 @@
 //! Data parts: the EFS file system (RabbitMQ's data and the shared /tmp/datavault working folder) with its
-//! mount targets and access points, and the MySQL database with its subnet group.
+//! mount targets and access points, and the database with its subnet group and parameter group.
+//!
+//! The database's master password lives in the stack's secret `<stack>/database`, where the services read
+//! it when they start. It changes only when the configuration says so (a new `password_wo_version`):
+//! RDS gets the new password first, then the secret, so a failure in between leaves the version unrecorded
+//! and the next apply sets it again. Nothing rotates it behind the running services' back.
 
 use crate::aws;
 use crate::aws::efs::AccessPointSpec;
 use crate::aws::rds::{DatabaseSpec, MasterPassword, SecretString};
+use std::collections::BTreeMap;
 
 use super::network::zone_subnet_ids;
-use super::{AccessPointKind, Group, Part, PartContext, PartResult, PartState, Removal};
+use super::{AccessPointKind, Group, Part, PartContext, PartResult, PartState, PasswordChange, Removal};
 
 /// The database name and master user the DataVault images expect.
 const DATABASE_USER: &str = "datavault";
@@ -37,13 +43,33 @@ pub fn access_point_spec(stack: &str, kind: AccessPointKind) -> AccessPointSpec 
     }
 }
 
+/// The database's parameter group.
+pub fn parameter_group_name(stack: &str) -> String {
+    format!("{stack}-db")
+}
+
+/// What the stack sets in the parameter group: utf8mb4 throughout, with a collation the images' MySQL
+/// driver knows (MariaDB's default character set is latin1).
+fn database_parameters() -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("character_set_server".to_string(), "utf8mb4".to_string()),
+        ("collation_server".to_string(), "utf8mb4_unicode_ci".to_string()),
+    ])
+}
+
+fn parameter_group_family(ctx: &PartContext<'_>) -> String {
+    aws::rds::parameter_group_family(&ctx.spec.database.engine, &ctx.spec.database.engine_version)
+}
+
 fn database_spec(ctx: &PartContext<'_>) -> PartResult<DatabaseSpec> {
     let d = &ctx.spec.database;
     Ok(DatabaseSpec {
         identifier: ctx.spec.name.clone(),
         instance_class: d.instance_class.clone(),
         allocated_storage: d.allocated_storage as i32,
+        engine: d.engine.clone(),
         engine_version: d.engine_version.clone(),
+        parameter_group: parameter_group_name(&ctx.spec.name),
         db_name: DATABASE_USER.into(),
         master_username: DATABASE_USER.into(),
         subnet_group: ctx.spec.name.clone(),
@@ -55,13 +81,8 @@ fn database_spec(ctx: &PartContext<'_>) -> PartResult<DatabaseSpec> {
     })
 }
 
-fn database_state(identifier: &str, arn: String, endpoint: Option<String>, secret: Option<String>) -> PartState {
-    let mut state =
-        PartState { id: Some(identifier.to_string()), arn: Some(arn), url: endpoint, ..PartState::default() };
-    if let Some(secret) = secret {
-        state.values.insert("secret_arn".into(), secret);
-    }
-    state
+fn database_state(identifier: &str, arn: String, endpoint: Option<String>) -> PartState {
+    PartState { id: Some(identifier.to_string()), arn: Some(arn), url: endpoint, ..PartState::default() }
 }
 
 /// Ensures a data part, waiting until it is usable.
@@ -104,25 +125,55 @@ pub async fn ensure(part: Part, ctx: &PartContext<'_>) -> PartResult<PartState> 
             .await?;
             Ok(PartState::with_id(&spec.name))
         }
-        Part::Database => {
-            let db_spec = database_spec(ctx)?;
-            let password = match ctx.database_password {
-                Some(p) => MasterPassword::Given(SecretString::new(p)),
-                None => MasterPassword::Managed,
-            };
-            // RDS refuses changes while an instance is busy (e.g. still creating after an interrupted apply).
-            if aws::rds::describe_instance(&aws.rds, &db_spec.identifier)
-                .await?
-                .is_some_and(|db| db.status != "available")
-            {
-                aws::rds::wait_available(&aws.rds, &db_spec.identifier, timeout, aws::rds::POLL_INTERVAL).await?;
-            }
-            aws::rds::ensure_instance(&aws.rds, &db_spec, &password, ctx.database_password.is_some()).await?;
-            let db = aws::rds::wait_available(&aws.rds, &db_spec.identifier, timeout, aws::rds::POLL_INTERVAL).await?;
-            Ok(database_state(&db.identifier, db.arn, db.endpoint, db.master_secret_arn))
+        Part::DbParameterGroup => {
+            let arn = aws::rds::ensure_parameter_group(
+                &aws.rds,
+                &parameter_group_name(&spec.name),
+                &parameter_group_family(ctx),
+                "DataVault database: utf8mb4",
+                &database_parameters(),
+                &ctx.tags(part),
+            )
+            .await?;
+            Ok(PartState { arn: Some(arn), ..PartState::with_id(parameter_group_name(&spec.name)) })
         }
+        Part::Database => ensure_database(ctx).await,
         _ => unreachable!("not a data part: {part}"),
     }
+}
+
+/// Creates or converges the database, setting the master password when it is created, when the
+/// configuration changes it, and when RDS still manages it (a stack made by an earlier version).
+async fn ensure_database(ctx: &PartContext<'_>) -> PartResult<PartState> {
+    let (aws, spec) = (ctx.aws, ctx.spec);
+    let timeout = spec.timeouts.create;
+    let db_spec = database_spec(ctx)?;
+    let secret = ctx.arn_of(Part::DatabaseSecret)?;
+    let mut existing = aws::rds::describe_instance(&aws.rds, &db_spec.identifier).await?;
+    // RDS refuses changes while an instance is busy (e.g. still creating after an interrupted apply).
+    if existing.as_ref().is_some_and(|db| db.status != "available") {
+        aws::rds::wait_available(&aws.rds, &db_spec.identifier, timeout, aws::rds::POLL_INTERVAL).await?;
+        existing = aws::rds::describe_instance(&aws.rds, &db_spec.identifier).await?;
+    }
+    let managed_by_rds = existing.as_ref().is_some_and(|db| db.master_secret_arn.is_some());
+    let new_password = match ctx.password {
+        PasswordChange::Set(given) => Some(given.to_string()),
+        PasswordChange::Generate => Some(aws::secretsmanager::random_password(&aws.secrets).await?),
+        PasswordChange::Keep => None,
+    };
+    let send = existing.is_none() || new_password.is_some() || managed_by_rds;
+    // Only read the secret when RDS needs the password; otherwise nothing is sent.
+    let password = match (&new_password, send) {
+        (Some(password), _) => SecretString::new(password.clone()),
+        (None, true) => SecretString::new(aws::secretsmanager::secret_value(&aws.secrets, secret).await?),
+        (None, false) => SecretString::new(String::new()),
+    };
+    aws::rds::ensure_instance(&aws.rds, &db_spec, &MasterPassword::Given(password), send).await?;
+    if let Some(password) = &new_password {
+        aws::secretsmanager::put_secret_value(&aws.secrets, secret, password).await?;
+    }
+    let db = aws::rds::wait_available(&aws.rds, &db_spec.identifier, timeout, aws::rds::POLL_INTERVAL).await?;
+    Ok(database_state(&db.identifier, db.arn, db.endpoint))
 }
 
 /// Observes a data part.
@@ -174,14 +225,25 @@ pub async fn observe(part: Part, ctx: &PartContext<'_>) -> PartResult<Option<Par
         Part::DbSubnetGroup => Ok(aws::rds::describe_subnet_group(&aws.rds, &spec.name)
             .await?
             .map(|group| PartState { arn: Some(group.arn), tags: Some(group.tags), ..PartState::with_id(&spec.name) })),
+        Part::DbParameterGroup => {
+            let name = parameter_group_name(&spec.name);
+            let parameters = database_parameters();
+            let Some(found) = aws::rds::describe_parameter_group(&aws.rds, &name, &parameters).await? else {
+                return Ok(None);
+            };
+            Ok(Some(PartState {
+                arn: Some(found.arn.clone()),
+                drift: aws::rds::parameter_group_drift(&parameter_group_family(ctx), &parameters, &found),
+                tags: Some(found.tags),
+                ..PartState::with_id(name)
+            }))
+        }
         Part::Database => {
             let Some(found) = aws::rds::describe_instance(&aws.rds, &spec.name).await? else { return Ok(None) };
-            let mut state = database_state(
-                &found.identifier,
-                found.arn.clone(),
-                found.endpoint.clone(),
-                found.master_secret_arn.clone(),
-            );
+            let mut state = database_state(&found.identifier, found.arn.clone(), found.endpoint.clone());
+            if found.master_secret_arn.is_some() {
+                state.drift.push("the master password is managed by RDS, expected the stack's secret".into());
+            }
             state.tags = Some(found.tags.clone());
             if let Ok(db_spec) = database_spec(ctx) {
                 state.drift = aws::rds::drift(&db_spec, &found);
@@ -190,6 +252,7 @@ pub async fn observe(part: Part, ctx: &PartContext<'_>) -> PartResult<Option<Par
             let settings = [
                 ("instance_class", found.instance_class.clone()),
                 ("allocated_storage", found.allocated_storage.to_string()),
+                ("engine", found.engine.clone()),
                 ("engine_version", found.engine_version.split('.').take(2).collect::<Vec<_>>().join(".")),
                 ("backup_retention_days", found.backup_retention_days.to_string()),
                 ("deletion_protection", found.deletion_protection.to_string()),
@@ -225,6 +288,7 @@ pub async fn remove(part: Part, ctx: &PartContext<'_>) -> PartResult<Removal> {
             }
         }
         Part::DbSubnetGroup => aws::rds::delete_subnet_group(&aws.rds, &spec.name).await?,
+        Part::DbParameterGroup => aws::rds::delete_parameter_group(&aws.rds, &parameter_group_name(&spec.name)).await?,
         Part::Database => {
             let outcome =
                 aws::rds::delete_instance(&aws.rds, &spec.name, spec.database.skip_final_snapshot, timeout).await?;

@@ -10,7 +10,7 @@
 use crate::aws;
 use crate::aws::elbv2::{ListenerSpec, LoadBalancerSpec, TargetGroupSpec};
 
-use super::network::{WEB_PORT, zone_subnet_ids};
+use super::network::{WEB_PORT, load_balancer_subnet_ids};
 use super::{Group, Part, PartContext, PartError, PartResult, PartState, Removal};
 
 /// Where the web app answers, which the target group's health check asks for (Tomcat redirects it to the
@@ -21,7 +21,7 @@ fn load_balancer_spec(ctx: &PartContext<'_>) -> PartResult<LoadBalancerSpec> {
     Ok(LoadBalancerSpec {
         name: aws::elbv2::load_balancer_name(&ctx.spec.name),
         // An Application Load Balancer takes at most one subnet per zone.
-        subnet_ids: zone_subnet_ids(ctx)?,
+        subnet_ids: load_balancer_subnet_ids(ctx)?,
         security_group_ids: vec![ctx.id_of(Part::SecurityGroup(Group::LoadBalancer))?.to_string()],
         tags: ctx.tags(Part::LoadBalancer),
     })
@@ -84,13 +84,17 @@ pub async fn observe(part: Part, ctx: &PartContext<'_>) -> PartResult<Option<Par
             let name = aws::elbv2::load_balancer_name(stack);
             let found =
                 aws::elbv2::describe_load_balancer(client, &name, expected(ctx, load_balancer_spec).as_ref()).await?;
-            Ok(found.map(|lb| PartState {
-                id: Some(name),
-                arn: Some(lb.arn),
-                url: Some(lb.dns_name),
-                drift: lb.drift,
-                tags: Some(lb.tags),
-                ..PartState::default()
+            Ok(found.map(|lb| {
+                let mut state = PartState {
+                    id: Some(name),
+                    arn: Some(lb.arn),
+                    url: Some(lb.dns_name),
+                    drift: lb.drift,
+                    tags: Some(lb.tags),
+                    ..PartState::default()
+                };
+                state.values.insert("subnet_ids".into(), lb.subnets.join(","));
+                state
             }))
         }
         Part::TargetGroup => {

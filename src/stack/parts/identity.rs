@@ -1,19 +1,36 @@
-//! Identity parts: the IAM roles (each with only the permissions its holder needs) and the generated
-//! RabbitMQ password in Secrets Manager.
+//! Identity parts: the IAM roles (each with only the permissions its holder needs) and the stack's two
+//! passwords in Secrets Manager (RabbitMQ's, and the database's master password).
 
 use std::collections::BTreeMap;
 
 use crate::aws;
 use crate::aws::iam::{self, RoleSpec};
 
-use super::{Part, PartContext, PartResult, PartState, Removal};
+use super::super::schema::SERVICES;
+use super::{Part, PartContext, PartResult, PartState, Removal, wiring};
 
 /// Days a deleted secret can still be restored; an apply within that window restores it.
 const SECRET_RECOVERY_DAYS: i64 = 7;
 
-/// The generated RabbitMQ password's secret name.
-pub fn rabbitmq_secret_name(stack: &str) -> String {
-    format!("{stack}/rabbitmq")
+/// The name of a secret of the stack: `<stack>/rabbitmq`, `<stack>/database`.
+pub fn secret_name(stack: &str, part: Part) -> String {
+    match part {
+        Part::DatabaseSecret => format!("{stack}/database"),
+        _ => format!("{stack}/rabbitmq"),
+    }
+}
+
+fn secret_description(part: Part) -> &'static str {
+    match part {
+        Part::DatabaseSecret => {
+            "DataVault database master password (letters and digits; set by the stack, injected as an ECS secret)"
+        }
+        _ => "DataVault RabbitMQ password (generated; injected into containers as an ECS secret)",
+    }
+}
+
+fn is_secret(part: Part) -> bool {
+    matches!(part, Part::RabbitmqSecret | Part::DatabaseSecret)
 }
 
 /// The name of a role (and of the instance profile, for the instance role).
@@ -21,7 +38,7 @@ pub fn role_name(stack: &str, part: Part) -> String {
     match part {
         Part::InstanceRole => format!("{stack}-instance"),
         Part::ExecutionRole => format!("{stack}-execution"),
-        Part::TaskRole => format!("{stack}-task"),
+        Part::TaskRole(s) => format!("{stack}-{}-task", SERVICES[s]),
         _ => unreachable!("not a role: {part}"),
     }
 }
@@ -37,9 +54,10 @@ fn role_spec(part: Part, ctx: &PartContext<'_>) -> PartResult<RoleSpec> {
             "DataVault ECS container instances: the ECS agent's permissions only",
         ),
         Part::ExecutionRole => {
-            let database_secret = ctx.part(Part::Database)?.values.get("secret_arn").cloned();
-            let secrets: Vec<String> =
-                database_secret.into_iter().chain([ctx.arn_of(Part::RabbitmqSecret)?.to_string()]).collect();
+            let secrets = [Part::DatabaseSecret, Part::RabbitmqSecret]
+                .map(|secret| ctx.arn_of(secret).map(str::to_string))
+                .into_iter()
+                .collect::<PartResult<Vec<String>>>()?;
             (
                 iam::ECS_TASKS_SERVICE,
                 vec![iam::managed_policy_arn(partition, iam::ECS_TASK_EXECUTION_ROLE_POLICY)],
@@ -47,14 +65,11 @@ fn role_spec(part: Part, ctx: &PartContext<'_>) -> PartResult<RoleSpec> {
                 "DataVault task execution: image pulls, logs and the two passwords",
             )
         }
-        Part::TaskRole => (
+        Part::TaskRole(s) => (
             iam::ECS_TASKS_SERVICE,
             vec![],
-            BTreeMap::from([(
-                "archive-bucket".to_string(),
-                iam::archive_bucket_access_policy(partition, &ctx.spec.archive_bucket),
-            )]),
-            "DataVault broker and workers: the archive bucket only",
+            task_policies(ctx, s)?,
+            "DataVault service: ECS Exec and its own data only",
         ),
         _ => unreachable!("not a role: {part}"),
     };
@@ -68,14 +83,33 @@ fn role_spec(part: Part, ctx: &PartContext<'_>) -> PartResult<RoleSpec> {
     })
 }
 
+/// What a service's task role allows: ECS Exec sessions (recorded in the stack's log group), mounting its
+/// own folder of the file system, and, for workers, the archive bucket.
+fn task_policies(ctx: &PartContext<'_>, service: usize) -> PartResult<BTreeMap<String, String>> {
+    let mut policies = BTreeMap::from([("ecs-exec".to_string(), iam::ecs_exec_policy(ctx.arn_of(Part::LogGroup)?))]);
+    let file_system = ctx.arn_of(Part::FileSystem)?;
+    for kind in wiring::access_points(service) {
+        let access_point = ctx.arn_of(Part::AccessPoint(kind))?;
+        policies.insert(
+            format!("file-system-{}", super::data::access_point_spec(&ctx.spec.name, kind).root_path.trim_matches('/')),
+            iam::file_system_client_policy(file_system, access_point),
+        );
+    }
+    if SERVICES[service] == "worker" {
+        let archive = iam::archive_bucket_access_policy(&ctx.spec.partition, &ctx.spec.archive_bucket);
+        policies.insert("archive-bucket".to_string(), archive);
+    }
+    Ok(policies)
+}
+
 /// Ensures a role (with the instance profile for the instance role) or the RabbitMQ secret.
 pub async fn ensure(part: Part, ctx: &PartContext<'_>) -> PartResult<PartState> {
     let client = &ctx.aws.iam;
-    if part == Part::RabbitmqSecret {
+    if is_secret(part) {
         let arn = aws::secretsmanager::ensure_generated_secret(
             &ctx.aws.secrets,
-            &rabbitmq_secret_name(&ctx.spec.name),
-            "DataVault RabbitMQ password (generated; injected into containers as an ECS secret)",
+            &secret_name(&ctx.spec.name, part),
+            secret_description(part),
             &ctx.tags(part),
         )
         .await?;
@@ -92,25 +126,30 @@ pub async fn ensure(part: Part, ctx: &PartContext<'_>) -> PartResult<PartState> 
 
 /// Observes a role or the secret.
 pub async fn observe(part: Part, ctx: &PartContext<'_>) -> PartResult<Option<PartState>> {
-    if part == Part::RabbitmqSecret {
-        let info =
-            aws::secretsmanager::describe_secret(&ctx.aws.secrets, &rabbitmq_secret_name(&ctx.spec.name)).await?;
+    if is_secret(part) {
+        let info = aws::secretsmanager::describe_secret(&ctx.aws.secrets, &secret_name(&ctx.spec.name, part)).await?;
         return Ok(info.filter(|s| !s.scheduled_for_deletion).map(|s| PartState {
             arn: Some(s.arn),
             tags: Some(s.tags),
             ..PartState::default()
         }));
     }
-    // Without the secrets it names, the execution role's expected policy is unknown: report it as it is.
-    let spec = match role_spec(part, ctx) {
-        Ok(spec) => spec,
-        Err(_) => RoleSpec { inline_policies: BTreeMap::new(), ..role_spec_without_secrets(part, ctx) },
-    };
+    // Without the parts its policies name (secrets, file system, log group), the role's expected shape is
+    // unknown: it is found, but not judged; the parts that are missing are reported themselves.
+    let expected = role_spec(part, ctx).ok();
+    let spec = expected.clone().unwrap_or_else(|| RoleSpec {
+        name: role_name(&ctx.spec.name, part),
+        assume_role_policy: String::new(),
+        managed_policy_arns: vec![],
+        inline_policies: BTreeMap::new(),
+        tags: ctx.tags(part),
+        description: String::new(),
+    });
     let Some(found) = iam::observe_role(&ctx.aws.iam, &spec).await? else { return Ok(None) };
     let mut state = PartState {
         id: Some(spec.name.clone()),
         arn: Some(found.arn),
-        drift: found.drift,
+        drift: if expected.is_some() { found.drift } else { Vec::new() },
         tags: Some(found.tags),
         ..PartState::default()
     };
@@ -130,21 +169,10 @@ pub async fn observe(part: Part, ctx: &PartContext<'_>) -> PartResult<Option<Par
     Ok(Some(state))
 }
 
-fn role_spec_without_secrets(part: Part, ctx: &PartContext<'_>) -> RoleSpec {
-    RoleSpec {
-        name: role_name(&ctx.spec.name, part),
-        assume_role_policy: iam::assume_role_policy(iam::ECS_TASKS_SERVICE),
-        managed_policy_arns: vec![iam::managed_policy_arn(&ctx.spec.partition, iam::ECS_TASK_EXECUTION_ROLE_POLICY)],
-        inline_policies: BTreeMap::new(),
-        tags: ctx.tags(part),
-        description: String::new(),
-    }
-}
-
 /// Removes a role (and its instance profile) or schedules the secret's deletion.
 pub async fn remove(part: Part, ctx: &PartContext<'_>) -> PartResult<Removal> {
-    if part == Part::RabbitmqSecret {
-        let name = rabbitmq_secret_name(&ctx.spec.name);
+    if is_secret(part) {
+        let name = secret_name(&ctx.spec.name, part);
         aws::secretsmanager::delete_secret(&ctx.aws.secrets, &name, SECRET_RECOVERY_DAYS).await?;
         return Ok(Removal::Removed);
     }

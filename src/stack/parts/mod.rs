@@ -18,6 +18,7 @@ mod identity;
 mod network;
 mod services;
 pub(crate) mod storage;
+mod wiring;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -30,8 +31,9 @@ use super::schema::SERVICES;
 
 pub use entry::WEB_PATH;
 pub use network::WEB_PORT;
-pub use services::dns_name;
+pub use services::{IMAGE_MISSING, dns_name};
 pub use storage::archive_not_empty_message;
+pub use wiring::{RABBITMQ_IMAGE, SOURCE_BRANCH, SOURCE_COMMIT, SOURCE_REPOSITORY};
 
 /// A security group of the stack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -64,6 +66,8 @@ pub enum Part {
     Network,
     /// A security group with its rules.
     SecurityGroup(Group),
+    /// The S3 gateway endpoint that lets the tasks (which have no public address) reach the archive.
+    S3Endpoint,
     /// The S3 bucket for archived research data.
     ArchiveBucket,
     /// The S3 bucket for Terraform state (never deleted).
@@ -76,10 +80,12 @@ pub enum Part {
     InstanceRole,
     /// The tasks' execution role (image pulls, logs, secrets).
     ExecutionRole,
-    /// The broker's and workers' task role (the archive bucket only).
-    TaskRole,
+    /// A service's task role: ECS Exec, its folder on the file system, and for workers the archive bucket.
+    TaskRole(usize),
     /// The generated RabbitMQ password.
     RabbitmqSecret,
+    /// The database's master password (generated, or the write-only one), for RDS and the services.
+    DatabaseSecret,
     /// The EFS file system.
     FileSystem,
     /// One EFS mount target per availability zone.
@@ -88,6 +94,8 @@ pub enum Part {
     AccessPoint(AccessPointKind),
     /// The RDS subnet group.
     DbSubnetGroup,
+    /// The database's parameter group (utf8mb4).
+    DbParameterGroup,
     /// The MySQL database.
     Database,
     /// The ECS cluster.
@@ -139,15 +147,17 @@ impl Part {
 
     /// Every part any stack may have, wanted or not: what read observes and destroy removes.
     pub fn every() -> Vec<Part> {
-        let mut parts = vec![Part::Network];
+        let mut parts = vec![Part::Network, Part::S3Endpoint];
         parts.extend([Group::Instances, Group::Services, Group::Database, Group::FileSystem].map(Part::SecurityGroup));
         parts.extend([Part::ArchiveBucket, Part::StateBucket, Part::LogGroup]);
         parts.extend((0..COMPONENTS.len()).map(Part::Repository));
-        parts.extend([Part::InstanceRole, Part::ExecutionRole, Part::TaskRole, Part::RabbitmqSecret]);
+        parts.extend([Part::InstanceRole, Part::ExecutionRole, Part::RabbitmqSecret, Part::DatabaseSecret]);
+        parts.extend((0..SERVICES.len()).map(Part::TaskRole));
         parts.extend([Part::FileSystem, Part::MountTargets]);
         parts.extend([AccessPointKind::Rabbitmq, AccessPointKind::Working].map(Part::AccessPoint));
         parts.extend([
             Part::DbSubnetGroup,
+            Part::DbParameterGroup,
             Part::Database,
             Part::Cluster,
             Part::LaunchTemplate,
@@ -165,12 +175,21 @@ impl Part {
     pub fn depends_on(self) -> Vec<Part> {
         use Part::*;
         match self {
-            Network | ArchiveBucket | StateBucket | Repository(_) | LogGroup => vec![],
-            InstanceRole | RabbitmqSecret | FileSystem | Cluster => vec![],
-            // Its policy names the bucket, and on delete the bucket must outlive everything that writes to
-            // it (broker and workers, through this role), so destroy takes it away last.
-            TaskRole => vec![ArchiveBucket],
-            SecurityGroup(Group::Instances | Group::Services) => vec![Network],
+            Network | ArchiveBucket | StateBucket | Repository(_) => vec![],
+            InstanceRole | RabbitmqSecret | DatabaseSecret | FileSystem | LogGroup | DbParameterGroup => vec![],
+            // Exec sessions are recorded in the log group.
+            Cluster => vec![LogGroup],
+            // Its policies name the log group (exec sessions), the service's access point and, for workers,
+            // the archive bucket, which on delete must outlive everything that writes to it.
+            TaskRole(s) => {
+                let mut deps = vec![LogGroup, FileSystem];
+                deps.extend(wiring::access_points(s).into_iter().map(AccessPoint));
+                if SERVICES[s] == "worker" {
+                    deps.push(ArchiveBucket);
+                }
+                deps
+            }
+            SecurityGroup(Group::Instances | Group::Services) | S3Endpoint => vec![Network],
             // Its egress names the services' group. The services' group admits it in turn, but cannot wait
             // for it (that would be a cycle): this part adds that rule, and the services' group keeps it.
             SecurityGroup(Group::LoadBalancer) => vec![Network, SecurityGroup(Group::Services)],
@@ -179,17 +198,22 @@ impl Part {
                 vec![Network, SecurityGroup(Group::Services), SecurityGroup(Group::Instances)]
             }
             // Its policy names the exact secrets the tasks may read.
-            ExecutionRole => vec![Database, RabbitmqSecret],
+            ExecutionRole => vec![DatabaseSecret, RabbitmqSecret],
             MountTargets => vec![FileSystem, SecurityGroup(Group::FileSystem), Network],
             AccessPoint(_) => vec![FileSystem],
             DbSubnetGroup => vec![Network],
-            Database => vec![DbSubnetGroup, SecurityGroup(Group::Database)],
+            // Its master password comes from the secret, which must therefore exist first.
+            Database => vec![DbSubnetGroup, DbParameterGroup, SecurityGroup(Group::Database), DatabaseSecret],
             LaunchTemplate => vec![InstanceRole, SecurityGroup(Group::Instances), Cluster],
             AutoScalingGroup => vec![LaunchTemplate, Network],
             Namespace => vec![Network],
             Discovery(_) => vec![Namespace],
-            TaskDefinition(_) => {
-                let mut deps = vec![ExecutionRole, TaskRole, LogGroup, Database, RabbitmqSecret, Namespace, FileSystem];
+            TaskDefinition(s) => {
+                let mut deps = vec![ExecutionRole, TaskRole(s), LogGroup, RabbitmqSecret, Namespace, FileSystem];
+                // Only broker and workers are given the database's address and password.
+                if matches!(SERVICES[s], "broker" | "worker") {
+                    deps.extend([Database, DatabaseSecret]);
+                }
                 deps.extend([AccessPointKind::Rabbitmq, AccessPointKind::Working].map(AccessPoint));
                 deps.extend((0..COMPONENTS.len()).map(Repository));
                 deps
@@ -210,6 +234,10 @@ impl Part {
                 // the service lets go of the target group before the listeners and the group go.
                 if s == service_index("web") {
                     deps.extend([Listeners, TargetGroup]);
+                }
+                // Workers write to the archive through it, so it goes only after them.
+                if SERVICES[s] == "worker" {
+                    deps.push(S3Endpoint);
                 }
                 deps
             }
@@ -232,19 +260,22 @@ impl Part {
         match self {
             Part::Network => "network".into(),
             Part::SecurityGroup(g) => format!("security_group_{}", group_key(g)),
+            Part::S3Endpoint => "s3_endpoint".into(),
             Part::ArchiveBucket => "archive_bucket".into(),
             Part::StateBucket => "state_bucket".into(),
             Part::Repository(i) => format!("ecr_{}", COMPONENTS[i]),
             Part::LogGroup => "log_group".into(),
             Part::InstanceRole => "instance_role".into(),
             Part::ExecutionRole => "execution_role".into(),
-            Part::TaskRole => "task_role".into(),
+            Part::TaskRole(s) => format!("task_role_{}", SERVICES[s]),
             Part::RabbitmqSecret => "rabbitmq_secret".into(),
+            Part::DatabaseSecret => "database_secret".into(),
             Part::FileSystem => "file_system".into(),
             Part::MountTargets => "mount_targets".into(),
             Part::AccessPoint(AccessPointKind::Rabbitmq) => "access_point_rabbitmq".into(),
             Part::AccessPoint(AccessPointKind::Working) => "access_point_working".into(),
             Part::DbSubnetGroup => "db_subnet_group".into(),
+            Part::DbParameterGroup => "db_parameter_group".into(),
             Part::Database => "database".into(),
             Part::Cluster => "cluster".into(),
             Part::LaunchTemplate => "launch_template".into(),
@@ -277,18 +308,22 @@ impl Part {
         match self {
             Part::Network => "the VPC and subnets".into(),
             Part::SecurityGroup(g) => format!("security group {}", network::group_name(stack, g)),
+            Part::S3Endpoint => "the stack's S3 gateway endpoint".into(),
             Part::ArchiveBucket => format!("S3 bucket {}", spec.archive_bucket),
             Part::StateBucket => format!("S3 bucket {}", spec.state_bucket),
             Part::Repository(i) => format!("ECR repository {}", repository_name(stack, COMPONENTS[i])),
             Part::LogGroup => format!("CloudWatch log group {}", spec.log_group),
-            Part::InstanceRole | Part::ExecutionRole | Part::TaskRole => {
+            Part::InstanceRole | Part::ExecutionRole | Part::TaskRole(_) => {
                 format!("IAM role {}", identity::role_name(stack, self))
             }
-            Part::RabbitmqSecret => format!("Secrets Manager secret {}", identity::rabbitmq_secret_name(stack)),
+            Part::RabbitmqSecret | Part::DatabaseSecret => {
+                format!("Secrets Manager secret {}", identity::secret_name(stack, self))
+            }
             Part::FileSystem => format!("EFS file system with creation token {}", data::creation_token(stack)),
             Part::MountTargets => "the file system's mount targets".into(),
             Part::AccessPoint(kind) => format!("EFS access point {}", data::access_point_spec(stack, kind).name),
             Part::DbSubnetGroup => format!("DB subnet group {stack}"),
+            Part::DbParameterGroup => format!("DB parameter group {}", data::parameter_group_name(stack)),
             Part::Database => format!("RDS DB instance {stack}"),
             Part::Cluster => format!("ECS cluster {stack}"),
             Part::LaunchTemplate => format!("EC2 launch template {stack}"),
@@ -407,8 +442,19 @@ pub struct PartContext<'a> {
     pub aws: &'a AwsContext,
     /// Outputs of other parts: direct dependencies for ensure and observe, everything observed for remove.
     pub parts: &'a BTreeMap<Part, PartState>,
-    /// The write-only database password from configuration, when given and due to be sent.
-    pub database_password: Option<&'a str>,
+    /// What this apply does with the database's master password.
+    pub password: PasswordChange<'a>,
+}
+
+/// What an apply does with the database's master password.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordChange<'a> {
+    /// Keep the one the stack's secret holds (it goes to RDS only when the database is created).
+    Keep,
+    /// Set this one: the write-only `password_wo`, on create or when its version changed.
+    Set(&'a str),
+    /// Generate a new one: the version changed without `password_wo`.
+    Generate,
 }
 
 impl PartContext<'_> {
@@ -449,15 +495,19 @@ pub async fn ensure(part: Part, ctx: &PartContext<'_>) -> PartResult<PartState> 
     let result = match part {
         Part::Network => network::ensure_network(ctx).await,
         Part::SecurityGroup(group) => network::ensure_group(group, ctx).await,
+        Part::S3Endpoint => network::ensure_s3_endpoint(ctx).await,
         Part::ArchiveBucket | Part::StateBucket | Part::Repository(_) | Part::LogGroup => {
             storage::ensure(part, ctx).await
         }
-        Part::InstanceRole | Part::ExecutionRole | Part::TaskRole | Part::RabbitmqSecret => {
+        Part::InstanceRole | Part::ExecutionRole | Part::TaskRole(_) | Part::RabbitmqSecret | Part::DatabaseSecret => {
             identity::ensure(part, ctx).await
         }
-        Part::FileSystem | Part::MountTargets | Part::AccessPoint(_) | Part::DbSubnetGroup | Part::Database => {
-            data::ensure(part, ctx).await
-        }
+        Part::FileSystem
+        | Part::MountTargets
+        | Part::AccessPoint(_)
+        | Part::DbSubnetGroup
+        | Part::DbParameterGroup
+        | Part::Database => data::ensure(part, ctx).await,
         Part::Cluster | Part::LaunchTemplate | Part::AutoScalingGroup => compute::ensure(part, ctx).await,
         Part::Namespace | Part::Discovery(_) | Part::TaskDefinition(_) | Part::Service(_) => {
             services::ensure(part, ctx).await
@@ -480,15 +530,19 @@ async fn observe_resource(part: Part, ctx: &PartContext<'_>) -> PartResult<Optio
     match part {
         Part::Network => network::observe_network(ctx).await,
         Part::SecurityGroup(group) => network::observe_group(group, ctx).await,
+        Part::S3Endpoint => network::observe_s3_endpoint(ctx).await,
         Part::ArchiveBucket | Part::StateBucket | Part::Repository(_) | Part::LogGroup => {
             storage::observe(part, ctx).await
         }
-        Part::InstanceRole | Part::ExecutionRole | Part::TaskRole | Part::RabbitmqSecret => {
+        Part::InstanceRole | Part::ExecutionRole | Part::TaskRole(_) | Part::RabbitmqSecret | Part::DatabaseSecret => {
             identity::observe(part, ctx).await
         }
-        Part::FileSystem | Part::MountTargets | Part::AccessPoint(_) | Part::DbSubnetGroup | Part::Database => {
-            data::observe(part, ctx).await
-        }
+        Part::FileSystem
+        | Part::MountTargets
+        | Part::AccessPoint(_)
+        | Part::DbSubnetGroup
+        | Part::DbParameterGroup
+        | Part::Database => data::observe(part, ctx).await,
         Part::Cluster | Part::LaunchTemplate | Part::AutoScalingGroup => compute::observe(part, ctx).await,
         Part::Namespace | Part::Discovery(_) | Part::TaskDefinition(_) | Part::Service(_) => {
             services::observe(part, ctx).await
@@ -503,15 +557,19 @@ pub async fn remove(part: Part, ctx: &PartContext<'_>) -> PartResult<Removal> {
     match part {
         Part::Network => Ok(Removal::Removed),
         Part::SecurityGroup(_) => network::remove_group(part, ctx).await,
+        Part::S3Endpoint => network::remove_s3_endpoint(ctx).await,
         Part::ArchiveBucket | Part::StateBucket | Part::Repository(_) | Part::LogGroup => {
             storage::remove(part, ctx).await
         }
-        Part::InstanceRole | Part::ExecutionRole | Part::TaskRole | Part::RabbitmqSecret => {
+        Part::InstanceRole | Part::ExecutionRole | Part::TaskRole(_) | Part::RabbitmqSecret | Part::DatabaseSecret => {
             identity::remove(part, ctx).await
         }
-        Part::FileSystem | Part::MountTargets | Part::AccessPoint(_) | Part::DbSubnetGroup | Part::Database => {
-            data::remove(part, ctx).await
-        }
+        Part::FileSystem
+        | Part::MountTargets
+        | Part::AccessPoint(_)
+        | Part::DbSubnetGroup
+        | Part::DbParameterGroup
+        | Part::Database => data::remove(part, ctx).await,
         Part::Cluster | Part::LaunchTemplate | Part::AutoScalingGroup => compute::remove(part, ctx).await,
         Part::Namespace | Part::Discovery(_) | Part::TaskDefinition(_) | Part::Service(_) => {
             services::remove(part, ctx).await

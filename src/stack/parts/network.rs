@@ -66,6 +66,14 @@ pub async fn observe_network(ctx: &PartContext<'_>) -> PartResult<Option<PartSta
     }
     let per_zone = aws::ec2::one_subnet_per_zone(&subnets);
     let mut state = PartState::with_id(&vpc.id);
+    if let Some(ids) = ctx.spec.load_balancer.as_ref().and_then(|lb| lb.subnet_ids.as_ref()) {
+        let public = aws::ec2::subnets(client, ids).await?;
+        if let Some(stray) = public.iter().find(|s| s.vpc_id != vpc.id) {
+            return Err(PartError::Missing(format!("load balancer subnet {} is not in VPC {}", stray.id, vpc.id)));
+        }
+        let ids: Vec<String> = aws::ec2::one_subnet_per_zone(&public).into_iter().map(|s| s.id).collect();
+        state.values.insert("load_balancer_subnet_ids".into(), ids.join(","));
+    }
     state.values.insert("cidr".into(), vpc.cidr);
     state.values.insert("subnet_ids".into(), subnets.iter().map(|s| s.id.as_str()).collect::<Vec<_>>().join(","));
     state.values.insert("zone_subnet_ids".into(), per_zone.iter().map(|s| s.id.as_str()).collect::<Vec<_>>().join(","));
@@ -75,6 +83,14 @@ pub async fn observe_network(ctx: &PartContext<'_>) -> PartResult<Option<PartSta
 /// One subnet per availability zone (EFS allows one mount target per zone).
 pub fn zone_subnet_ids(ctx: &PartContext<'_>) -> PartResult<Vec<String>> {
     Ok(split_list(ctx.part(Part::Network)?.values.get("zone_subnet_ids").map(String::as_str).unwrap_or_default()))
+}
+
+/// The load balancer's subnets, one per zone: its own public ones when configured, else the stack's.
+pub fn load_balancer_subnet_ids(ctx: &PartContext<'_>) -> PartResult<Vec<String>> {
+    match ctx.part(Part::Network)?.values.get("load_balancer_subnet_ids") {
+        Some(ids) => Ok(split_list(ids)),
+        None => zone_subnet_ids(ctx),
+    }
 }
 
 /// The ports the public load balancer listens on: HTTPS and HTTP (which only redirects) with a
@@ -232,5 +248,72 @@ pub async fn remove_group(part: Part, ctx: &PartContext<'_>) -> PartResult<Remov
         aws::ec2::revoke_ingress_from_group(&ctx.aws.ec2, services, &id).await?;
     }
     aws::ec2::delete_security_group(&ctx.aws.ec2, &id, ctx.spec.timeouts.delete).await?;
+    Ok(Removal::Removed)
+}
+
+/// Where the stack's S3 endpoint must add its route: the route tables of the task subnets, except those
+/// another gateway endpoint for S3 already serves (a route table takes one per service). Also returns the
+/// stack's own endpoint, when there is one.
+async fn s3_endpoint_plan(
+    ctx: &PartContext<'_>,
+) -> PartResult<(std::collections::BTreeSet<String>, Option<aws::ec2::GatewayEndpoint>)> {
+    let vpc_id = ctx.id_of(Part::Network)?;
+    let client = &ctx.aws.ec2;
+    let tables = aws::ec2::route_tables_for_subnets(client, vpc_id, &ctx.subnet_ids()?).await?;
+    let service = aws::ec2::s3_endpoint_service(&ctx.spec.partition, &ctx.spec.region);
+    let endpoints = aws::ec2::gateway_endpoints(client, vpc_id, &service).await?;
+    let ours = |e: &aws::ec2::GatewayEndpoint| {
+        e.tags.get(aws::STACK_TAG) == Some(&ctx.spec.name)
+            && e.tags.get(aws::PART_TAG).map(String::as_str) == Some("s3_endpoint")
+    };
+    let served_elsewhere: std::collections::BTreeSet<String> =
+        endpoints.iter().filter(|e| !ours(e)).flat_map(|e| e.route_table_ids.iter().cloned()).collect();
+    let wanted = tables.difference(&served_elsewhere).cloned().collect();
+    Ok((wanted, endpoints.into_iter().find(ours)))
+}
+
+/// Ensures the S3 gateway endpoint: awsvpc tasks on EC2 get no public address, so without a NAT route
+/// or this endpoint the workers could not reach the archive bucket. Gateway endpoints cost nothing and
+/// keep the traffic inside AWS.
+pub async fn ensure_s3_endpoint(ctx: &PartContext<'_>) -> PartResult<PartState> {
+    let (wanted, ours) = s3_endpoint_plan(ctx).await?;
+    let client = &ctx.aws.ec2;
+    let id = match ours {
+        Some(endpoint) => {
+            aws::ec2::set_endpoint_route_tables(client, &endpoint, &wanted).await?;
+            endpoint.id
+        }
+        None => {
+            let vpc_id = ctx.id_of(Part::Network)?;
+            let service = aws::ec2::s3_endpoint_service(&ctx.spec.partition, &ctx.spec.region);
+            aws::ec2::create_gateway_endpoint(client, vpc_id, &service, &wanted, &ctx.tags(Part::S3Endpoint)).await?
+        }
+    };
+    Ok(PartState { tags: Some(ctx.tags(Part::S3Endpoint)), ..PartState::with_id(id) })
+}
+
+/// Observes the stack's S3 endpoint (found by its tags) and whether it routes every task subnet that no
+/// other endpoint serves.
+pub async fn observe_s3_endpoint(ctx: &PartContext<'_>) -> PartResult<Option<PartState>> {
+    if ctx.id_of(Part::Network).is_err() {
+        return Ok(None);
+    }
+    let (wanted, ours) = s3_endpoint_plan(ctx).await?;
+    let Some(endpoint) = ours else { return Ok(None) };
+    let mut state = PartState { tags: Some(endpoint.tags.clone()), ..PartState::with_id(&endpoint.id) };
+    for missing in wanted.difference(&endpoint.route_table_ids) {
+        state.drift.push(format!("route table {missing} has no route to S3 through it"));
+    }
+    for extra in endpoint.route_table_ids.difference(&wanted) {
+        state.drift.push(format!("it routes route table {extra}, which the tasks do not use"));
+    }
+    Ok(Some(state))
+}
+
+/// Deletes the stack's S3 endpoint.
+pub async fn remove_s3_endpoint(ctx: &PartContext<'_>) -> PartResult<Removal> {
+    if let Some(id) = ctx.parts.get(&Part::S3Endpoint).and_then(|s| s.id.clone()) {
+        aws::ec2::delete_endpoint(&ctx.aws.ec2, &id).await?;
+    }
     Ok(Removal::Removed)
 }

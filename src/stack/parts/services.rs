@@ -1,29 +1,28 @@
 //! Service parts: the private DNS namespace and Cloud Map services the DataVault services find each other
 //! by, the task definitions (images, wiring, secrets, volumes, logs, health checks) and the ECS services.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::aws;
 use crate::aws::ecs::{
-    ContainerSpec, EfsVolume, HealthCheck, LoadBalancerTarget, LogSpec, MountPoint, ServiceSpec, TaskDefinitionSpec,
+    ContainerSpec, EfsVolume, LoadBalancerTarget, LogSpec, MountPoint, ServiceSpec, TaskDefinitionSpec,
 };
 
 use super::super::model::{COMPONENTS, namespace_name};
 use super::super::schema::SERVICES;
 use super::network::WEB_PORT;
-use super::{AccessPointKind, Group, Part, PartContext, PartError, PartResult, PartState, Removal, is_discoverable};
+use super::storage::{IMAGE_PRESENT, PUSH_TARGET};
+use super::wiring::{self, Endpoints, Wiring};
+use super::{Group, Part, PartContext, PartError, PartResult, PartState, Removal, is_discoverable};
 
 /// How long a new role may take to become usable by ECS.
 const IAM_PROPAGATION: Duration = Duration::from_secs(120);
-/// The RabbitMQ user the services share.
-const RABBITMQ_USER: &str = "datavault";
-/// The database user and schema (see the data parts).
-const DATABASE_USER: &str = "datavault";
+/// Seconds ECS waits after asking a container to stop.
+const STOP_TIMEOUT_SECONDS: i32 = 30;
 /// How long ECS ignores load balancer health checks of a new web task: Tomcat deploys the app in about
 /// the container health check's start period, and tasks failing the target group's checks before that
 /// would be stopped and replaced forever.
-const WEB_STARTUP_GRACE_SECONDS: i32 = 120;
+const WEB_STARTUP_GRACE_SECONDS: i32 = 300;
 
 /// The ECS task family of a service.
 pub fn family(stack: &str, service: usize) -> String {
@@ -47,99 +46,75 @@ fn repository_url(ctx: &PartContext<'_>, service: &str) -> PartResult<Option<Str
     }
 }
 
-/// The environment, secrets and mounts a service's container gets, exactly as the images expect them.
-struct Wiring {
-    ports: Vec<i32>,
-    environment: BTreeMap<String, String>,
-    secrets: BTreeMap<String, String>,
-    mounts: Vec<(AccessPointKind, &'static str, &'static str)>,
-    health_check: Option<HealthCheck>,
-}
-
-fn tcp_health_check(port: i32) -> HealthCheck {
-    // The images ship bash but not necessarily curl: a TCP connect proves Tomcat is accepting requests.
-    HealthCheck {
-        command: vec!["CMD-SHELL".into(), format!("bash -c ':> /dev/tcp/127.0.0.1/{port}' || exit 1")],
-        interval: 30,
-        timeout: 5,
-        retries: 3,
-        start_period: 120,
+/// Where to push the service's image when the stack's repository does not hold it yet; `None` when it is
+/// there, or when the service runs an image from elsewhere (which the stack cannot check).
+fn missing_image(ctx: &PartContext<'_>, service: usize) -> Option<String> {
+    let name = SERVICES[service];
+    if ctx.spec.service(name).image.is_some() {
+        return None;
     }
+    let i = COMPONENTS.iter().position(|c| *c == name)?;
+    let repository = ctx.parts.get(&Part::Repository(i))?;
+    (repository.values.get(IMAGE_PRESENT).map(String::as_str) == Some("false"))
+        .then(|| repository.values.get(PUSH_TARGET).cloned().unwrap_or_default())
 }
 
-fn wiring(ctx: &PartContext<'_>, service: usize) -> PartResult<Wiring> {
+/// [`PartState::values`] key of a task definition whose image is not pushed yet: where to push it.
+pub const IMAGE_MISSING: &str = "image_missing";
+
+fn task_definition_state(ctx: &PartContext<'_>, service: usize, mut state: PartState) -> PartState {
+    if let Some(target) = missing_image(ctx, service) {
+        state.values.insert(IMAGE_MISSING.into(), target);
+    }
+    state
+}
+
+/// Tasks the service runs: none while its image is not pushed (they could only fail to pull it and trip
+/// the deployment circuit breaker), else the configured count.
+fn desired_count(ctx: &PartContext<'_>, service: usize) -> PartResult<i32> {
+    let waiting = ctx.part(Part::TaskDefinition(service))?.values.contains_key(IMAGE_MISSING);
+    Ok(if waiting { 0 } else { ctx.spec.service(SERVICES[service]).desired_count as i32 })
+}
+
+/// What the stack knows that the service's wiring needs. Web and RabbitMQ need nothing of the database,
+/// so they do not wait for it.
+fn endpoints(ctx: &PartContext<'_>, service: usize) -> PartResult<Endpoints> {
     let stack = &ctx.spec.name;
-    let rabbitmq_host = dns_name(stack, super::service_index("rabbitmq"));
-    let rabbitmq_secret = ctx.arn_of(Part::RabbitmqSecret)?.to_string();
-    let backend = |ctx: &PartContext<'_>| -> PartResult<(BTreeMap<String, String>, BTreeMap<String, String>)> {
+    let uses_database = matches!(SERVICES[service], "broker" | "worker");
+    let (database_host, database_secret) = if uses_database {
         let database = ctx.part(Part::Database)?;
-        let endpoint = database.url.clone().ok_or_else(|| PartError::Missing("database has no endpoint yet".into()))?;
-        let secret = database.values.get("secret_arn").cloned().ok_or_else(|| {
-            PartError::Missing("the database password secret is unknown (is the password managed by RDS?)".into())
-        })?;
-        let env = BTreeMap::from([
-            ("MYSQL_HOST".to_string(), endpoint),
-            ("MYSQL_PORT".to_string(), "3306".to_string()),
-            ("MYSQL_USER".to_string(), DATABASE_USER.to_string()),
-            ("MYSQL_DATABASE".to_string(), DATABASE_USER.to_string()),
-            ("RABBITMQ_HOST".to_string(), rabbitmq_host.clone()),
-            ("RABBITMQ_PORT".to_string(), "5672".to_string()),
-            ("RABBITMQ_USER".to_string(), RABBITMQ_USER.to_string()),
-            ("AWS_S3_BUCKET".to_string(), ctx.spec.archive_bucket.clone()),
-            ("AWS_REGION".to_string(), ctx.spec.region.clone()),
-        ]);
-        // RDS keeps the master credentials as JSON; ECS extracts the password key.
-        let secrets = BTreeMap::from([
-            ("MYSQL_PASSWORD".to_string(), format!("{secret}:password::")),
-            ("RABBITMQ_PASSWORD".to_string(), rabbitmq_secret.clone()),
-        ]);
-        Ok((env, secrets))
+        let host = database.url.clone().ok_or_else(|| PartError::Missing("database has no endpoint yet".into()))?;
+        (host, database_secret_reference(ctx)?)
+    } else {
+        (String::new(), String::new())
     };
+    Ok(Endpoints {
+        broker_host: dns_name(stack, super::service_index("broker")),
+        rabbitmq_host: dns_name(stack, super::service_index("rabbitmq")),
+        database_host,
+        database_secret,
+        rabbitmq_secret: ctx.arn_of(Part::RabbitmqSecret)?.to_string(),
+        archive_bucket: ctx.spec.archive_bucket.clone(),
+        region: ctx.spec.region.clone(),
+    })
+}
+
+/// Where the containers read the database password from: the stack's secret, which holds it as plain text.
+fn database_secret_reference(ctx: &PartContext<'_>) -> PartResult<String> {
+    Ok(ctx.arn_of(Part::DatabaseSecret)?.to_string())
+}
+
+/// The variable that makes a new task definition revision, and so a deployment, when the configuration
+/// changes the database password: the broker reads it only when it starts.
+const PASSWORD_VERSION_VARIABLE: &str = "DATAVAULT_DATABASE_PASSWORD_VERSION";
+
+fn wiring_of(ctx: &PartContext<'_>, service: usize) -> PartResult<Wiring> {
+    let endpoints = endpoints(ctx, service)?;
     Ok(match SERVICES[service] {
-        "web" => Wiring {
-            ports: vec![8080],
-            environment: BTreeMap::from([
-                ("BROKER_HOST".to_string(), dns_name(stack, super::service_index("broker"))),
-                ("BROKER_PORT".to_string(), "8080".to_string()),
-            ]),
-            secrets: BTreeMap::new(),
-            mounts: vec![],
-            health_check: Some(tcp_health_check(8080)),
-        },
-        "broker" => {
-            let (environment, secrets) = backend(ctx)?;
-            Wiring {
-                ports: vec![8080],
-                environment,
-                secrets,
-                mounts: vec![(AccessPointKind::Working, "working", "/tmp/datavault")],
-                health_check: Some(tcp_health_check(8080)),
-            }
-        }
-        "worker" => {
-            let (environment, secrets) = backend(ctx)?;
-            Wiring {
-                ports: vec![],
-                environment,
-                secrets,
-                mounts: vec![(AccessPointKind::Working, "working", "/tmp/datavault")],
-                health_check: None,
-            }
-        }
-        "rabbitmq" => Wiring {
-            ports: vec![5672, 15672],
-            environment: BTreeMap::from([("RABBITMQ_DEFAULT_USER".to_string(), RABBITMQ_USER.to_string())]),
-            secrets: BTreeMap::from([("RABBITMQ_DEFAULT_PASS".to_string(), rabbitmq_secret)]),
-            mounts: vec![(AccessPointKind::Rabbitmq, "rabbitmq-data", "/var/lib/rabbitmq")],
-            health_check: Some(HealthCheck {
-                command: vec!["CMD-SHELL".into(), "rabbitmq-diagnostics -q ping".into()],
-                interval: 30,
-                timeout: 10,
-                retries: 3,
-                start_period: 60,
-            }),
-        },
-        other => unreachable!("unknown service {other}"),
+        "web" => wiring::web(&endpoints),
+        "broker" => wiring::broker(&endpoints),
+        "worker" => wiring::worker(&endpoints),
+        _ => wiring::rabbitmq(&endpoints),
     })
 }
 
@@ -147,8 +122,13 @@ fn wiring(ctx: &PartContext<'_>, service: usize) -> PartResult<Wiring> {
 pub fn task_definition_spec(ctx: &PartContext<'_>, service: usize) -> PartResult<TaskDefinitionSpec> {
     let name = SERVICES[service];
     let settings = ctx.spec.service(name);
-    let wiring = wiring(ctx, service)?;
+    let wiring = wiring_of(ctx, service)?;
     let mut environment = wiring.environment;
+    if name == "broker"
+        && let Some(version) = ctx.spec.database.password_version
+    {
+        environment.insert(PASSWORD_VERSION_VARIABLE.to_string(), version.to_string());
+    }
     // User environment may add variables but never replace the wiring the services depend on.
     for (key, value) in &settings.environment {
         environment.entry(key.clone()).or_insert_with(|| value.clone());
@@ -184,14 +164,19 @@ pub fn task_definition_spec(ctx: &PartContext<'_>, service: usize) -> PartResult
             stream_prefix: name.to_string(),
         },
         health_check: wiring.health_check,
-        // Tomcat and RabbitMQ write under their own directories, so a read-only root (ECS.5) would stop them.
+        // The images rewrite their own files at start (see the wiring module): an FSBP ECS.5 exception.
         readonly_root_filesystem: false,
         depends_on: vec![],
+        command: wiring.command,
+        working_directory: wiring.working_directory,
+        // ECS Exec sessions leave processes behind that only an init reaps.
+        init_process: true,
+        // The images' shell entrypoint never passes SIGTERM on: waiting longer only delays the stop.
+        stop_timeout: Some(STOP_TIMEOUT_SECONDS),
     };
-    let needs_archive = matches!(name, "broker" | "worker");
     Ok(TaskDefinitionSpec {
         family: family(&ctx.spec.name, service),
-        task_role_arn: if needs_archive { Some(ctx.arn_of(Part::TaskRole)?.to_string()) } else { None },
+        task_role_arn: Some(ctx.arn_of(Part::TaskRole(service))?.to_string()),
         execution_role_arn: ctx.arn_of(Part::ExecutionRole)?.to_string(),
         cpu: settings.cpu as i32,
         memory: settings.memory as i32,
@@ -220,13 +205,15 @@ fn load_balancer_target(ctx: &PartContext<'_>, service: usize) -> PartResult<Opt
 fn service_spec(ctx: &PartContext<'_>, service: usize) -> PartResult<ServiceSpec> {
     let name = SERVICES[service];
     let load_balancer = load_balancer_target(ctx, service)?;
-    // One RabbitMQ at a time: two brokers must never share its data directory.
-    let (minimum_healthy_percent, maximum_percent) = if name == "rabbitmq" { (0, 100) } else { (100, 200) };
+    // Web rolls: the new task starts before the old one stops. The others must never run twice at once:
+    // two RabbitMQs would share one data directory, a second broker would recreate the schema under the
+    // first, two workers would race on the key store.
+    let (minimum_healthy_percent, maximum_percent) = if name == "web" { (100, 200) } else { (0, 100) };
     Ok(ServiceSpec {
         cluster: ctx.spec.name.clone(),
         name: name.to_string(),
         task_definition_arn: ctx.arn_of(Part::TaskDefinition(service))?.to_string(),
-        desired_count: ctx.spec.service(name).desired_count as i32,
+        desired_count: desired_count(ctx, service)?,
         subnet_ids: ctx.subnet_ids()?,
         security_group_ids: vec![ctx.id_of(Part::SecurityGroup(Group::Services))?.to_string()],
         registry_arn: if is_discoverable(service) {
@@ -238,6 +225,7 @@ fn service_spec(ctx: &PartContext<'_>, service: usize) -> PartResult<ServiceSpec
         load_balancer,
         minimum_healthy_percent,
         maximum_percent,
+        enable_execute_command: true,
         tags: ctx.tags(Part::Service(service)),
     })
 }
@@ -272,7 +260,7 @@ pub async fn ensure(part: Part, ctx: &PartContext<'_>) -> PartResult<PartState> 
         }
         Part::TaskDefinition(s) => {
             let td = aws::ecs::ensure_task_definition(&aws.ecs, &task_definition_spec(ctx, s)?).await?;
-            Ok(PartState { arn: Some(td.arn), ..PartState::default() })
+            Ok(task_definition_state(ctx, s, PartState { arn: Some(td.arn), ..PartState::default() }))
         }
         Part::Service(s) => {
             let svc = aws::ecs::ensure_service(&aws.ecs, &service_spec(ctx, s)?, IAM_PROPAGATION).await?;
@@ -327,7 +315,7 @@ pub async fn observe(part: Part, ctx: &PartContext<'_>) -> PartResult<Option<Par
                         ("memory", td.memory.map(|m| m.to_string())),
                     ];
                     state.values.extend(facts.into_iter().filter_map(|(k, v)| v.map(|v| (k.to_string(), v))));
-                    state
+                    task_definition_state(ctx, s, state)
                 },
             ))
         }

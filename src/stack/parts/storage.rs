@@ -75,8 +75,11 @@ pub async fn ensure(part: Part, ctx: &PartContext<'_>) -> PartResult<PartState> 
             })
         }
         Part::Repository(i) => {
-            let repo = aws::ecr::ensure(&aws.ecr, &repository_name(&spec.name, COMPONENTS[i]), &tags).await?;
-            Ok(PartState { arn: Some(repo.arn), url: Some(repo.uri), tags: Some(tags), ..PartState::default() })
+            let name = repository_name(&spec.name, COMPONENTS[i]);
+            let repo = aws::ecr::ensure(&aws.ecr, &name, &tags).await?;
+            let state =
+                PartState { arn: Some(repo.arn), url: Some(repo.uri), tags: Some(tags), ..PartState::default() };
+            with_image(ctx, &name, state).await
         }
         Part::LogGroup => {
             let group = aws::logs::ensure(&aws.logs, &spec.log_group, spec.log_retention_days, &tags).await?;
@@ -112,13 +115,14 @@ pub async fn observe(part: Part, ctx: &PartContext<'_>) -> PartResult<Option<Par
                 return Ok(None);
             };
             let tags = aws::ecr::tags(&aws.ecr, &repo.arn).await?;
-            Ok(Some(PartState {
+            let state = PartState {
                 arn: Some(repo.arn),
                 url: Some(repo.uri),
                 drift: repo.drift,
                 tags: Some(tags),
                 ..PartState::default()
-            }))
+            };
+            Ok(Some(with_image(ctx, &repository_name(&spec.name, COMPONENTS[i]), state).await?))
         }
         Part::LogGroup => {
             // Retention drift is not listed here: read records the actual retention in
@@ -147,16 +151,48 @@ pub async fn remove(part: Part, ctx: &PartContext<'_>) -> PartResult<Removal> {
             spec.state_bucket
         ))),
         Part::ArchiveBucket => remove_archive_bucket(spec, aws).await,
-        Part::Repository(i) => {
-            aws::ecr::delete(&aws.ecr, &repository_name(&spec.name, COMPONENTS[i])).await?;
-            Ok(Removal::Removed)
-        }
+        Part::Repository(i) => remove_repository(spec, aws, &repository_name(&spec.name, COMPONENTS[i])).await,
         Part::LogGroup => {
             aws::logs::delete(&aws.logs, &spec.log_group).await?;
             Ok(Removal::Removed)
         }
         _ => unreachable!("not a storage part: {part}"),
     }
+}
+
+/// Records whether the repository holds the image the services run (`image_tag`), and where to push it.
+async fn with_image(ctx: &PartContext<'_>, repository: &str, mut state: PartState) -> PartResult<PartState> {
+    let tag = &ctx.spec.image_tag;
+    let present = aws::ecr::has_image(&ctx.aws.ecr, repository, tag).await?;
+    state.values.insert(IMAGE_PRESENT.into(), present.to_string());
+    if let Some(url) = &state.url {
+        state.values.insert(PUSH_TARGET.into(), format!("{url}:{tag}"));
+    }
+    Ok(state)
+}
+
+/// [`PartState::values`] key: whether a repository holds the image at `image_tag` (`true`/`false`).
+pub const IMAGE_PRESENT: &str = "image_present";
+/// [`PartState::values`] key: where to push a repository's image, `<url>:<image_tag>`.
+pub const PUSH_TARGET: &str = "push_target";
+
+/// Deletes the repository when it is empty or the user allows deleting its images; otherwise keeps it and
+/// says so (images take long to build, and a stack created again with the same name adopts them).
+async fn remove_repository(spec: &StackSpec, aws: &aws::AwsContext, name: &str) -> PartResult<Removal> {
+    if !spec.images_force_destroy {
+        let images = aws::ecr::image_count(&aws.ecr, name, 100).await?;
+        if images > 0 {
+            let count = if images >= 100 { "100 or more".to_string() } else { images.to_string() };
+            return Ok(Removal::Retained(format!(
+                "The ECR repository {name} holds {count} image(s), so it was kept. A stack created again with the \
+                 name {} uses it as it is; delete it yourself (aws ecr delete-repository --force) if the images are \
+                 no longer needed, or set images_force_destroy = true before destroying.",
+                spec.name
+            )));
+        }
+    }
+    aws::ecr::delete(&aws.ecr, name, spec.images_force_destroy).await?;
+    Ok(Removal::Removed)
 }
 
 async fn remove_archive_bucket(spec: &StackSpec, aws: &aws::AwsContext) -> PartResult<Removal> {
