@@ -43,7 +43,7 @@ const WRITE_ONLY_SINCE: (u64, u64, u64) = (1, 11, 0);
 /// The provider's diagnostic for `password_wo` on a Terraform without write-only attributes.
 const WRITE_ONLY_DIAGNOSTIC: &str = "Write-Only Attribute Needs Terraform 1.11";
 /// A password that must never show up in a plan.
-const PASSWORD: &str = "Matrix-Secret-Passw0rd-42";
+const PASSWORD: &str = "MatrixSecretPassw0rd42";
 /// The provider's refusal of a Terraform older than 1.0.9, given when Terraform configures it.
 const OLD_TERRAFORM_DIAGNOSTIC: &str = "Terraform 1.0.9 Or Later Required";
 /// The crash Terraform < 1.0.9 has when it proposes a new state with nested attributes.
