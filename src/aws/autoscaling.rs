@@ -457,6 +457,8 @@ pub async fn delete_group(client: &Client, name: &str, timeout: Duration) -> Aws
 
 async fn delete_group_polling(client: &Client, name: &str, timeout: Duration, interval: Duration) -> AwsResult<()> {
     let started = Instant::now();
+    let deadline = super::deadline_after(timeout);
+    let mut backoff = super::wait::Backoff::up_to(interval);
     loop {
         let step = delete_step(find(client, name).await?.as_ref());
         if step != DeleteStep::Gone && started.elapsed() >= timeout {
@@ -469,7 +471,7 @@ async fn delete_group_polling(client: &Client, name: &str, timeout: Duration, in
             DeleteStep::AwaitInstances(_) | DeleteStep::AwaitDeletion => true,
         };
         if wait {
-            tokio::time::sleep(interval.min(timeout.saturating_sub(started.elapsed()))).await;
+            backoff.sleep_before(deadline).await;
         }
     }
 }

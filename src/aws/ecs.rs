@@ -26,6 +26,7 @@ use aws_sdk_ecs::types::{
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::wait::Backoff;
 use super::{AwsError, AwsResult};
 
 /// How often deletions that AWS carries out in the background are polled.
@@ -278,6 +279,7 @@ async fn deregister_container_instances(client: &Client, cluster: &str) -> AwsRe
 /// crash; converges.
 pub async fn delete_cluster(client: &Client, name: &str, timeout: Duration) -> AwsResult<()> {
     let deadline = super::deadline_after(timeout);
+    let mut backoff = Backoff::up_to(POLL_INTERVAL);
     loop {
         match find_cluster(client, name).await? {
             None => return Ok(()),
@@ -299,7 +301,7 @@ pub async fn delete_cluster(client: &Client, name: &str, timeout: Duration) -> A
                 format!("cluster {name} could not be deleted within {timeout:?}: {blocker} ({})", err.message),
             ));
         }
-        tokio::time::sleep(POLL_INTERVAL).await;
+        backoff.sleep_before(deadline).await;
     }
 }
 
@@ -1459,6 +1461,7 @@ pub async fn describe_service(
 
 async fn wait_service_gone(client: &Client, cluster: &str, name: &str, timeout: Duration) -> AwsResult<()> {
     let deadline = super::deadline_after(timeout);
+    let mut backoff = Backoff::up_to(POLL_INTERVAL);
     loop {
         let svc = find_service(client, cluster, name).await?;
         if service_gone(svc.as_ref()) {
@@ -1474,7 +1477,7 @@ async fn wait_service_gone(client: &Client, cluster: &str, name: &str, timeout: 
                 ),
             ));
         }
-        tokio::time::sleep(POLL_INTERVAL).await;
+        backoff.sleep_before(deadline).await;
     }
 }
 
@@ -1671,6 +1674,7 @@ where
 {
     let cancelled = || AwsError::other("DescribeServices", "waiting for ECS services to become stable was cancelled");
     let deadline = super::deadline_after(timeout);
+    let mut backoff = Backoff::up_to(poll);
     loop {
         if cancel.is_cancelled() {
             return Err(cancelled());
@@ -1700,7 +1704,7 @@ where
         }
         tokio::select! {
             _ = cancel.cancelled() => return Err(cancelled()),
-            _ = tokio::time::sleep(poll) => {}
+            _ = backoff.sleep_before(deadline) => {}
         }
     }
 }

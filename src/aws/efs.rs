@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
-use std::future::Future;
+
 use std::time::Duration;
 
 use aws_sdk_efs::Client;
@@ -28,16 +28,8 @@ pub const POLL_INTERVAL: Duration = Duration::from_secs(5);
 /// out of burst credits, which a bursting file system of DataVault's small size would.
 pub const THROUGHPUT_MODE: ThroughputMode = ThroughputMode::Elastic;
 
-/// What a waiter should do after one look at the resource.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WaitDecision {
-    /// The awaited state is reached.
-    Done,
-    /// Still in transition: look again later.
-    Wait,
-    /// It will never get there; the reason says why.
-    Fail(String),
-}
+/// What a waiter does after one look: the provider's one wait decision.
+pub use super::wait::Decision as WaitDecision;
 
 /// A file system the stack owns.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,42 +146,7 @@ fn tag_map(tags: &[Tag]) -> BTreeMap<String, String> {
     tags.iter().map(|t| (t.key().to_string(), t.value().to_string())).collect()
 }
 
-fn remaining(deadline: Instant) -> Duration {
-    deadline.saturating_duration_since(Instant::now())
-}
-
-/// Looks at something with `observe` until `decide` says it is done, failed, or `timeout` passes; then
-/// returns the last observation. Kept generic so the loop itself is tested on recorded sequences.
-async fn wait_until<T, F, Fut, D>(
-    operation: &'static str,
-    what: &str,
-    timeout: Duration,
-    poll: Duration,
-    mut observe: F,
-    decide: D,
-) -> AwsResult<T>
-where
-    T: Debug,
-    F: FnMut() -> Fut,
-    Fut: Future<Output = AwsResult<T>>,
-    D: Fn(&T) -> WaitDecision,
-{
-    let deadline = super::deadline_after(timeout);
-    loop {
-        let seen = observe().await?;
-        match decide(&seen) {
-            WaitDecision::Done => return Ok(seen),
-            WaitDecision::Fail(reason) => return Err(AwsError::other(operation, format!("{what}: {reason}"))),
-            WaitDecision::Wait if Instant::now() >= deadline => {
-                return Err(AwsError::other(
-                    operation,
-                    format!("timed out after {timeout:?} waiting for {what}; last seen: {seen:?}"),
-                ));
-            }
-            WaitDecision::Wait => tokio::time::sleep(poll.min(remaining(deadline))).await,
-        }
-    }
-}
+use super::wait::{self, remaining};
 
 /// Whether a file system in this life cycle state (or gone, `None`) is ready for mount targets.
 pub fn assess_file_system(state: Option<&str>) -> WaitDecision {
@@ -292,7 +249,7 @@ async fn create_file_system(
 async fn wait_file_system_available(client: &Client, fs_id: &str, timeout: Duration) -> AwsResult<()> {
     let what = format!("EFS file system {fs_id} to become available");
     let observe = || async { Ok(describe_by_id(client, fs_id).await?.map(|fs| fs.life_cycle_state().to_string())) };
-    wait_until("DescribeFileSystems", &what, timeout, POLL_INTERVAL, observe, |s: &Option<String>| {
+    wait::until("DescribeFileSystems", &what, timeout, POLL_INTERVAL, observe, |s: &Option<String>| {
         assess_file_system(s.as_deref())
     })
     .await?;
@@ -488,7 +445,7 @@ async fn wait_mount_targets<D>(
 where
     D: Fn(&Vec<MountTargetObservation>) -> WaitDecision,
 {
-    wait_until("DescribeMountTargets", what, timeout, POLL_INTERVAL, || describe_mount_targets(client, fs_id), decide)
+    wait::until("DescribeMountTargets", what, timeout, POLL_INTERVAL, || describe_mount_targets(client, fs_id), decide)
         .await
 }
 
@@ -773,6 +730,7 @@ pub async fn delete_file_system(client: &Client, fs_id: &str, timeout: Duration)
     }
     delete_all_access_points(client, fs_id).await?;
     delete_mount_targets(client, fs_id, remaining(deadline)).await?;
+    let mut backoff = super::wait::Backoff::up_to(POLL_INTERVAL);
     loop {
         let err = match client.delete_file_system().file_system_id(fs_id).send().await {
             Ok(_) => return Ok(()),
@@ -794,7 +752,7 @@ pub async fn delete_file_system(client: &Client, fs_id: &str, timeout: Duration)
                 ),
             ));
         }
-        tokio::time::sleep(POLL_INTERVAL.min(remaining(deadline))).await;
+        backoff.sleep_before(deadline).await;
     }
 }
 
@@ -957,7 +915,7 @@ mod tests {
     #[tokio::test]
     async fn waiter_follows_a_recorded_sequence_to_available() {
         let decide = |s: &Option<String>| assess_file_system(s.as_deref());
-        let seen = wait_until(
+        let seen = wait::until(
             "Op",
             "fs",
             Duration::from_secs(5),
@@ -974,11 +932,11 @@ mod tests {
     async fn waiter_stops_on_failure_and_at_the_timeout() {
         let decide = |s: &Option<String>| assess_file_system(s.as_deref());
         let err =
-            wait_until("Op", "fs x", Duration::from_secs(5), Duration::ZERO, recorded(&["creating", "error"]), decide)
+            wait::until("Op", "fs x", Duration::from_secs(5), Duration::ZERO, recorded(&["creating", "error"]), decide)
                 .await
                 .unwrap_err();
         assert!(err.message.contains("fs x") && err.message.contains("error"), "{err}");
-        let err = wait_until(
+        let err = wait::until(
             "Op",
             "fs y",
             Duration::from_millis(30),

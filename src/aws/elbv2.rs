@@ -520,12 +520,14 @@ async fn delete_load_balancer_polling(
         return Err(err);
     }
     let started = Instant::now();
+    let deadline = super::deadline_after(timeout);
+    let mut backoff = super::wait::Backoff::up_to(interval);
     loop {
         let still_there = find_load_balancer(client, name).await?.is_some_and(|found| found.arn == lb.arn);
         match gone_decision(name, still_there, started.elapsed(), timeout) {
             WaitDecision::Done => return Ok(()),
             WaitDecision::Fail(err) => return Err(err),
-            WaitDecision::Retry => tokio::time::sleep(interval).await,
+            WaitDecision::Retry => backoff.sleep_before(deadline).await,
         }
     }
 }
@@ -850,6 +852,8 @@ async fn delete_target_group_polling(
 ) -> AwsResult<()> {
     let Some(tg) = find_target_group(client, name).await? else { return Ok(()) };
     let started = Instant::now();
+    let deadline = super::deadline_after(timeout);
+    let mut backoff = super::wait::Backoff::up_to(interval);
     loop {
         let outcome = client
             .delete_target_group()
@@ -861,9 +865,7 @@ async fn delete_target_group_polling(
         match target_group_delete_decision(name, outcome, started.elapsed(), timeout) {
             WaitDecision::Done => return Ok(()),
             WaitDecision::Fail(err) => return Err(err),
-            WaitDecision::Retry => {
-                tokio::time::sleep(interval.min(timeout.saturating_sub(started.elapsed()))).await;
-            }
+            WaitDecision::Retry => backoff.sleep_before(deadline).await,
         }
     }
 }

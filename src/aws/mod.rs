@@ -15,6 +15,7 @@ pub mod s3;
 pub mod secretsmanager;
 pub mod servicediscovery;
 pub mod ssm;
+pub mod wait;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -125,13 +126,7 @@ impl From<aws_smithy_types::error::operation::BuildError> for AwsError {
 /// Result of an AWS helper.
 pub type AwsResult<T> = Result<T, AwsError>;
 
-/// The instant `timeout` from now. A timeout too large to add (a user's `"3000000000000000h"` got past
-/// validation, say) waits as good as forever instead of panicking the plugin.
-/// (Tokio's clock, so tests can pause time.)
-pub fn deadline_after(timeout: std::time::Duration) -> tokio::time::Instant {
-    let now = tokio::time::Instant::now();
-    now.checked_add(timeout).unwrap_or_else(|| now + std::time::Duration::from_secs(100 * 365 * 24 * 3600))
-}
+pub use wait::deadline_after;
 
 /// The partition of a region, for ARNs.
 pub fn partition_of(region: &str) -> &'static str {

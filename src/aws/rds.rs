@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use aws_sdk_rds::Client;
 use aws_sdk_rds::types::{DbInstance, DbSubnetGroup, Tag};
-use tokio::time::Instant;
 
 use super::{AwsError, AwsResult};
 
@@ -156,16 +155,8 @@ pub struct DatabaseObservation {
     pub tags: BTreeMap<String, String>,
 }
 
-/// What a waiter should do after one look at the instance.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WaitDecision {
-    /// The awaited state is reached.
-    Done,
-    /// Still in transition: look again later.
-    Wait,
-    /// It will not get there by waiting; the reason says why and what to do.
-    Fail(String),
-}
+/// What a waiter does after one look: the provider's one wait decision.
+pub use super::wait::Decision as WaitDecision;
 
 /// The changes `ModifyDBInstance` must make (everything `None` means nothing to do). Holds no password.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -210,9 +201,7 @@ fn tag_list(tags: &BTreeMap<String, String>) -> Vec<Tag> {
     tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()
 }
 
-fn remaining(deadline: Instant) -> Duration {
-    deadline.saturating_duration_since(Instant::now())
-}
+use super::wait::remaining;
 
 async fn add_tags(client: &Client, arn: &str, tags: &BTreeMap<String, String>) -> AwsResult<()> {
     if tags.is_empty() || arn.is_empty() {
@@ -688,37 +677,19 @@ fn decide_gone(status: &Option<String>) -> WaitDecision {
 }
 
 /// Looks at the instance's status with `status` (`None` when it does not exist) until `decide` says done
-/// or failed, or `timeout` passes. The status source is injected so the loop is tested on recorded
-/// sequences.
+/// or failed, or `timeout` passes (the shared loop, [`super::wait::until`], pausing up to `poll`).
 async fn wait_until<F, Fut>(
     what: &str,
     timeout: Duration,
     poll: Duration,
-    mut status: F,
+    status: F,
     decide: fn(&Option<String>) -> WaitDecision,
 ) -> AwsResult<()>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = AwsResult<Option<String>>>,
 {
-    let deadline = super::deadline_after(timeout);
-    loop {
-        let seen = status().await?;
-        match decide(&seen) {
-            WaitDecision::Done => return Ok(()),
-            WaitDecision::Fail(reason) => {
-                return Err(AwsError::other("DescribeDBInstances", format!("{what}: {reason}")));
-            }
-            WaitDecision::Wait if Instant::now() >= deadline => {
-                let last = seen.as_deref().unwrap_or("gone");
-                return Err(AwsError::other(
-                    "DescribeDBInstances",
-                    format!("timed out after {timeout:?} waiting for {what}; last status: {last}"),
-                ));
-            }
-            WaitDecision::Wait => tokio::time::sleep(poll.min(remaining(deadline))).await,
-        }
-    }
+    super::wait::until("DescribeDBInstances", what, timeout, poll, status, decide).await.map(|_| ())
 }
 
 async fn current_status(client: &Client, identifier: &str) -> AwsResult<Option<String>> {
@@ -1301,7 +1272,7 @@ mod tests {
 
     #[tokio::test]
     async fn waiting_gives_up_at_the_timeout_naming_the_last_status() {
-        let started = Instant::now();
+        let started = tokio::time::Instant::now();
         let err = wait_until(
             "db z",
             Duration::from_millis(40),

@@ -17,6 +17,7 @@ use aws_sdk_servicediscovery::types::{
 };
 use tokio::time::Instant;
 
+use super::wait::Backoff;
 use super::{AwsError, AwsResult};
 
 /// How often asynchronous Cloud Map operations and blocked deletes are polled.
@@ -227,6 +228,7 @@ async fn get_namespace(client: &Client, id: &str) -> AwsResult<Namespace> {
 }
 
 async fn wait_for_namespace(client: &Client, name: &str, deadline: Instant, timeout: Duration) -> AwsResult<Namespace> {
+    let mut backoff = Backoff::up_to(POLL_INTERVAL);
     loop {
         if let Some(found) = describe_namespace(client, name).await? {
             return Ok(found);
@@ -237,7 +239,7 @@ async fn wait_for_namespace(client: &Client, name: &str, deadline: Instant, time
                 format!("namespace {name} was being created but did not appear within {timeout:?}"),
             ));
         }
-        tokio::time::sleep(POLL_INTERVAL).await;
+        backoff.sleep_before(deadline).await;
     }
 }
 
@@ -249,6 +251,7 @@ async fn wait_operation(
     deadline: Instant,
     timeout: Duration,
 ) -> AwsResult<Option<String>> {
+    let mut backoff = Backoff::up_to(POLL_INTERVAL);
     loop {
         let out = client
             .get_operation()
@@ -268,7 +271,7 @@ async fn wait_operation(
                     format!("{what} (operation {operation_id}) did not finish within {timeout:?}"),
                 ));
             }
-            OperationProgress::Running => tokio::time::sleep(POLL_INTERVAL).await,
+            OperationProgress::Running => backoff.sleep_before(deadline).await,
         }
     }
 }
@@ -402,6 +405,7 @@ async fn deregister_instances(client: &Client, service_id: &str) -> AwsResult<()
 /// again after a crash; converges.
 pub async fn delete_service(client: &Client, id: &str, timeout: Duration) -> AwsResult<()> {
     let deadline = super::deadline_after(timeout);
+    let mut backoff = Backoff::up_to(POLL_INTERVAL);
     loop {
         deregister_instances(client, id).await?;
         let err = match client.delete_service().id(id).send().await {
@@ -420,7 +424,7 @@ pub async fn delete_service(client: &Client, id: &str, timeout: Duration) -> Aws
                 format!("Cloud Map service {id} was still in use after {timeout:?}: {}", err.message),
             ));
         }
-        tokio::time::sleep(POLL_INTERVAL).await;
+        backoff.sleep_before(deadline).await;
     }
 }
 
@@ -428,6 +432,7 @@ pub async fn delete_service(client: &Client, id: &str, timeout: Duration) -> Aws
 /// services being deleted; absent is success. May be called again after a crash; converges.
 pub async fn delete_namespace(client: &Client, id: &str, timeout: Duration) -> AwsResult<()> {
     let deadline = super::deadline_after(timeout);
+    let mut backoff = Backoff::up_to(POLL_INTERVAL);
     let operation_id = loop {
         let err = match client.delete_namespace().id(id).send().await {
             Ok(out) => break out.operation_id().unwrap_or_default().to_string(),
@@ -445,7 +450,7 @@ pub async fn delete_namespace(client: &Client, id: &str, timeout: Duration) -> A
                 format!("namespace {id} could not be deleted within {timeout:?}: {}", err.message),
             ));
         }
-        tokio::time::sleep(POLL_INTERVAL).await;
+        backoff.sleep_before(deadline).await;
     };
     match wait_operation(client, &operation_id, &format!("deletion of namespace {id}"), deadline, timeout).await {
         Ok(_) => Ok(()),
