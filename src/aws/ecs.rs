@@ -1023,6 +1023,10 @@ pub struct ServiceSpec {
     pub maximum_percent: i32,
     /// Whether operators may open a shell in its tasks with ECS Exec (through SSM, no inbound port).
     pub enable_execute_command: bool,
+    /// The task definition's image is not pushed yet: a new service is created with no task, and an
+    /// existing one keeps the task definition and count it runs (rolling it onto an image that cannot be
+    /// pulled would only stop what works).
+    pub awaiting_image: bool,
     /// The service's tags, propagated to its tasks.
     pub tags: BTreeMap<String, String>,
 }
@@ -1181,11 +1185,11 @@ fn compare_attachments(spec: &ServiceSpec, svc: &aws_sdk_ecs::types::Service, di
 fn compare_service(spec: &ServiceSpec, svc: &aws_sdk_ecs::types::Service) -> ServiceDiff {
     let mut diff = ServiceDiff::default();
     let have_td = svc.task_definition().unwrap_or_default();
-    if task_definition_key(have_td) != task_definition_key(&spec.task_definition_arn) {
+    if !spec.awaiting_image && task_definition_key(have_td) != task_definition_key(&spec.task_definition_arn) {
         diff.task_definition = true;
         diff.messages.push(format!("task definition is {have_td}, expected {}", spec.task_definition_arn));
     }
-    if svc.desired_count() != spec.desired_count {
+    if !spec.awaiting_image && svc.desired_count() != spec.desired_count {
         diff.desired_count = true;
         diff.messages.push(format!("desired count is {}, expected {}", svc.desired_count(), spec.desired_count));
     }
@@ -1405,7 +1409,7 @@ async fn create_service(
             .cluster(&spec.cluster)
             .service_name(&spec.name)
             .task_definition(&spec.task_definition_arn)
-            .desired_count(spec.desired_count)
+            .desired_count(if spec.awaiting_image { 0 } else { spec.desired_count })
             .launch_type(LaunchType::Ec2)
             .scheduling_strategy(SchedulingStrategy::Replica)
             .network_configuration(network_configuration(spec)?)
@@ -1614,7 +1618,8 @@ pub async fn wait_steady(
         }
     }
     if !reasons.is_empty() {
-        err.message = format!("{}. Recently stopped tasks: {}", err.message, reasons.join("; "));
+        let said = err.message.trim_end_matches('.');
+        err.message = format!("{said}. Recently stopped tasks: {}", reasons.join("; "));
     }
     Err(err)
 }
@@ -1647,10 +1652,13 @@ pub async fn stopped_task_reasons(client: &Client, cluster: &str, service: &str)
 
 /// One stopped task's reason: ECS's stopped reason, then each container's reason and exit code.
 pub fn stopped_reason(task: &aws_sdk_ecs::types::Task) -> String {
-    let mut parts = vec![task.stopped_reason().unwrap_or("stopped without a reason").to_string()];
+    let stopped = task.stopped_reason().unwrap_or("stopped without a reason");
+    let mut parts = vec![stopped.to_string()];
     for container in task.containers() {
         let name = container.name().unwrap_or("container");
-        match (container.reason(), container.exit_code()) {
+        // ECS often repeats the task's reason as the container's: once is enough.
+        let reason = container.reason().filter(|r| *r != stopped);
+        match (reason, container.exit_code()) {
             (Some(reason), Some(code)) => parts.push(format!("{name}: {reason} (exit code {code})")),
             (Some(reason), None) => parts.push(format!("{name}: {reason}")),
             (None, Some(code)) => parts.push(format!("{name}: exit code {code}")),
@@ -2137,6 +2145,7 @@ mod tests {
             minimum_healthy_percent: ROLLING_MIN_HEALTHY_PERCENT,
             maximum_percent: ROLLING_MAX_PERCENT,
             enable_execute_command: false,
+            awaiting_image: false,
             tags: map(&[("datavault:stack", "vault")]),
         }
     }
@@ -2327,6 +2336,16 @@ mod tests {
     }
 
     #[test]
+    fn a_service_awaiting_its_image_keeps_what_it_runs() {
+        let running_old = described_service().task_definition("arn:aws:ecs:eu-west-2:1:task-definition/vault-broker:2");
+        let waiting = ServiceSpec { awaiting_image: true, desired_count: 3, ..service_spec() };
+        assert!(!compare_service(&waiting, &running_old.clone().build()).needs_update());
+        let ready = ServiceSpec { awaiting_image: false, ..waiting };
+        let diff = compare_service(&ready, &running_old.build());
+        assert!(diff.task_definition && diff.desired_count, "{diff:?}");
+    }
+
+    #[test]
     fn a_stopped_task_says_why_with_each_containers_reason_and_exit_code() {
         let task = aws_sdk_ecs::types::Task::builder()
             .stopped_reason("CannotPullContainerError: pull image manifest has been retried 1 time(s): failed to resolve ref 1.dkr.ecr.eu-west-2.amazonaws.com/vault/web:729ca07: not found")
@@ -2342,6 +2361,13 @@ mod tests {
         assert!(reason.starts_with("CannotPullContainerError: pull image manifest"), "{reason}");
         assert!(reason.contains("web: CannotPullContainerError: not found"), "{reason}");
         assert!(reason.contains("sidecar: exit code 137"), "{reason}");
+
+        let repeated = "CannotPullContainerError: pull image manifest has been retried 1 time(s)";
+        let task = aws_sdk_ecs::types::Task::builder()
+            .stopped_reason(repeated)
+            .containers(aws_sdk_ecs::types::Container::builder().name("web").reason(repeated).build())
+            .build();
+        assert_eq!(stopped_reason(&task), repeated, "the container's copy of the task's reason is left out");
     }
 
     #[test]

@@ -370,9 +370,10 @@ fn images_missing_warning(spec: &StackSpec, done: &BTreeMap<Part, PartState>) ->
     Some((
         "Images Not Pushed Yet".to_string(),
         format!(
-            "Stack {}: {} created but not started, because the stack's repositories do not hold their images at tag {} \
-             yet. Build them from {SOURCE_REPOSITORY} (branch {SOURCE_BRANCH}) and push them:\n{}\nThen run \
-             terraform apply again: the plan shows the services starting.",
+            "Stack {}: the stack's repositories do not hold the images of {} at tag {} yet, so those services wait: \
+             one that never ran is created without starting, one that runs keeps its current version. Build the \
+             images from {SOURCE_REPOSITORY} (branch {SOURCE_BRANCH}) and push them:\n{}\nThen run terraform \
+             apply again: the plan shows the services starting.",
             spec.name,
             waiting.iter().map(|(s, _)| SERVICES[*s]).collect::<Vec<_>>().join(", "),
             spec.image_tag,

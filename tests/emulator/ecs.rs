@@ -243,6 +243,7 @@ async fn service_with_cloud_map_registry_is_created_scaled_repaired_and_deleted(
         minimum_healthy_percent: ecs::ROLLING_MIN_HEALTHY_PERCENT,
         maximum_percent: ecs::ROLLING_MAX_PERCENT,
         enable_execute_command: true,
+        awaiting_image: false,
         tags: tags.clone(),
     };
 

@@ -69,11 +69,10 @@ fn task_definition_state(ctx: &PartContext<'_>, service: usize, mut state: PartS
     state
 }
 
-/// Tasks the service runs: none while its image is not pushed (they could only fail to pull it and trip
-/// the deployment circuit breaker), else the configured count.
-fn desired_count(ctx: &PartContext<'_>, service: usize) -> PartResult<i32> {
-    let waiting = ctx.part(Part::TaskDefinition(service))?.values.contains_key(IMAGE_MISSING);
-    Ok(if waiting { 0 } else { ctx.spec.service(SERVICES[service]).desired_count as i32 })
+/// Whether the service's image is not pushed yet: its tasks could only fail to pull it and trip the
+/// deployment circuit breaker, so a new service starts none and a running one stays as it is.
+fn awaiting_image(ctx: &PartContext<'_>, service: usize) -> PartResult<bool> {
+    Ok(ctx.part(Part::TaskDefinition(service))?.values.contains_key(IMAGE_MISSING))
 }
 
 /// What the stack knows that the service's wiring needs. Web and RabbitMQ need nothing of the database,
@@ -213,7 +212,8 @@ fn service_spec(ctx: &PartContext<'_>, service: usize) -> PartResult<ServiceSpec
         cluster: ctx.spec.name.clone(),
         name: name.to_string(),
         task_definition_arn: ctx.arn_of(Part::TaskDefinition(service))?.to_string(),
-        desired_count: desired_count(ctx, service)?,
+        desired_count: ctx.spec.service(name).desired_count as i32,
+        awaiting_image: awaiting_image(ctx, service)?,
         subnet_ids: ctx.subnet_ids()?,
         security_group_ids: vec![ctx.id_of(Part::SecurityGroup(Group::Services))?.to_string()],
         registry_arn: if is_discoverable(service) {
