@@ -33,6 +33,7 @@ pub struct Emulator {
     iam: aws_sdk_iam::Client,
     rds: aws_sdk_rds::Client,
     secrets: aws_sdk_secretsmanager::Client,
+    ssm: aws_sdk_ssm::Client,
     servicediscovery: aws_sdk_servicediscovery::Client,
     autoscaling: aws_sdk_autoscaling::Client,
     elbv2: aws_sdk_elasticloadbalancingv2::Client,
@@ -73,6 +74,7 @@ impl Emulator {
             iam: aws_sdk_iam::Client::new(&sdk),
             rds: aws_sdk_rds::Client::new(&sdk),
             secrets: aws_sdk_secretsmanager::Client::new(&sdk),
+            ssm: aws_sdk_ssm::Client::new(&sdk),
             servicediscovery: aws_sdk_servicediscovery::Client::new(&sdk),
             autoscaling: aws_sdk_autoscaling::Client::new(&sdk),
             elbv2: aws_sdk_elasticloadbalancingv2::Client::new(&sdk),
@@ -132,6 +134,11 @@ impl Emulator {
     /// Secrets Manager client.
     pub fn secrets(&self) -> &aws_sdk_secretsmanager::Client {
         &self.secrets
+    }
+
+    /// Systems Manager client (Parameter Store).
+    pub fn ssm(&self) -> &aws_sdk_ssm::Client {
+        &self.ssm
     }
 
     /// Cloud Map (service discovery) client.

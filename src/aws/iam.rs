@@ -605,10 +605,38 @@ async fn get_profile(client: &Client, name: &str) -> AwsResult<Option<(String, V
     Ok(instance_profile(client, name).await?.map(|p| (p.arn, p.roles)))
 }
 
-/// Creates the instance profile; if it appeared since we looked, reads it instead.
+/// An existing instance profile's ARN and roles, if the stack may make it its own: not another stack's, and,
+/// unless it already carries the stack's tag, holding no role but the stack's (one that holds someone
+/// else's role is in use, and taking it over would take that role off their instances).
+fn take_over_profile(
+    name: &str,
+    role_name: &str,
+    found: InstanceProfile,
+    tags: &BTreeMap<String, String>,
+) -> AwsResult<(String, Vec<String>)> {
+    let what = format!("instance profile {name}");
+    super::refuse_foreign("AddRoleToInstanceProfile", &what, &found.tags, tags)?;
+    let ours = found.tags.get(super::STACK_TAG).is_some_and(|stack| tags.get(super::STACK_TAG) == Some(stack));
+    let others: Vec<&String> = found.roles.iter().filter(|r| r.as_str() != role_name).collect();
+    if !ours && !others.is_empty() {
+        return Err(AwsError::other(
+            "AddRoleToInstanceProfile",
+            format!(
+                "{what} holds role {} and is not tagged as this stack's; the stack will not take it over. Give \
+                 this stack another name, or remove that instance profile.",
+                others.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+        ));
+    }
+    Ok((found.arn, found.roles))
+}
+
+/// Creates the instance profile; if it appeared since we looked, takes it over only as
+/// [`take_over_profile`] allows.
 async fn create_profile(
     client: &Client,
     name: &str,
+    role_name: &str,
     tags: &BTreeMap<String, String>,
 ) -> AwsResult<(String, Vec<String>)> {
     let created =
@@ -620,9 +648,10 @@ async fn create_profile(
             if !err.is(&["EntityAlreadyExists"]) {
                 return Err(err);
             }
-            get_profile(client, name).await?.ok_or_else(|| {
+            let found = instance_profile(client, name).await?.ok_or_else(|| {
                 AwsError::other("GetInstanceProfile", format!("instance profile {name} exists but cannot be read"))
-            })
+            })?;
+            take_over_profile(name, role_name, found, tags)
         }
     }
 }
@@ -636,9 +665,9 @@ pub async fn ensure_instance_profile(
     role_name: &str,
     tags: &BTreeMap<String, String>,
 ) -> AwsResult<String> {
-    let (arn, roles) = match get_profile(client, name).await? {
-        Some(found) => found,
-        None => create_profile(client, name, tags).await?,
+    let (arn, roles) = match instance_profile(client, name).await? {
+        Some(found) => take_over_profile(name, role_name, found, tags)?,
+        None => create_profile(client, name, role_name, tags).await?,
     };
     for other in roles.iter().filter(|r| r.as_str() != role_name) {
         remove_role_from_profile(client, name, other).await?;
@@ -760,6 +789,24 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_instance_profile_is_taken_over_only_when_free_or_already_the_stacks() {
+        let ours: BTreeMap<String, String> = [(super::super::STACK_TAG.to_string(), "shop".to_string())].into();
+        let profile = |roles: &[&str], tags: &BTreeMap<String, String>| InstanceProfile {
+            arn: "arn:aws:iam::1:instance-profile/shop-instance".into(),
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+            tags: tags.clone(),
+        };
+        let take = |found| take_over_profile("shop-instance", "shop-instance", found, &ours);
+        assert!(take(profile(&[], &BTreeMap::new())).is_ok(), "an empty untagged profile");
+        assert!(take(profile(&["shop-instance"], &BTreeMap::new())).is_ok(), "one holding the stack's role");
+        assert!(take(profile(&["old-role"], &ours)).is_ok(), "the stack's own, holding a stale role");
+        let refused = take(profile(&["their-role"], &BTreeMap::new())).unwrap_err();
+        assert!(refused.message.contains("their-role"), "{refused}");
+        let other: BTreeMap<String, String> = [(super::super::STACK_TAG.to_string(), "other".to_string())].into();
+        assert!(take(profile(&[], &other)).is_err(), "another stack's");
+    }
 
     fn json(text: &str) -> Value {
         serde_json::from_str(text).unwrap()

@@ -28,6 +28,29 @@ pub const STACK_TAG: &str = "datavault:stack";
 /// The tag naming which part of the stack a resource is.
 pub const PART_TAG: &str = "datavault:part";
 
+/// Refuses to take over an existing resource whose tags give it to another stack; `wanted` are the tags the
+/// stack would give it. The plan's and apply's ownership survey judges every part before the first write;
+/// this is the last look at the moment of writing, for a look-alike that appeared since (an adoption after
+/// "already exists", a secret restored from deletion). Untagged resources pass here: whether to adopt them
+/// is the survey's decision, which the user controls.
+pub fn refuse_foreign(
+    operation: &'static str,
+    what: &str,
+    found: &BTreeMap<String, String>,
+    wanted: &BTreeMap<String, String>,
+) -> AwsResult<()> {
+    match (found.get(STACK_TAG), wanted.get(STACK_TAG)) {
+        (Some(theirs), Some(ours)) if theirs != ours => Err(AwsError::other(
+            operation,
+            format!(
+                "{what} exists and is tagged {STACK_TAG} = {theirs}: it belongs to another stack, and this \
+                 stack changes nothing it does not own. Give this stack another name, or remove that resource."
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// The service clients and account facts the stack needs, built once when the provider is configured.
 #[derive(Debug, Clone)]
 pub struct AwsContext {
@@ -162,5 +185,17 @@ mod tests {
         let err = AwsError { operation: "HeadBucket", code: Some("NotFound".into()), message: "gone".into() };
         assert!(err.is(&["NoSuchBucket", "NotFound"]));
         assert_eq!(err.to_string(), "HeadBucket failed: NotFound: gone");
+    }
+
+    #[test]
+    fn only_another_stacks_tag_is_refused_at_the_moment_of_writing() {
+        let tags = |stack: Option<&str>| -> BTreeMap<String, String> {
+            stack.map(|s| (STACK_TAG.to_string(), s.to_string())).into_iter().collect()
+        };
+        let ours = tags(Some("shop"));
+        let refused = refuse_foreign("RestoreSecret", "secret shop/database", &tags(Some("other")), &ours).unwrap_err();
+        assert!(refused.message.contains("secret shop/database") && refused.message.contains("= other"), "{refused}");
+        assert!(refuse_foreign("X", "x", &tags(Some("shop")), &ours).is_ok());
+        assert!(refuse_foreign("X", "x", &tags(None), &ours).is_ok(), "untagged ones are the survey's to judge");
     }
 }

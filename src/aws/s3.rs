@@ -96,8 +96,9 @@ pub async fn exists(client: &Client, bucket: &str) -> AwsResult<bool> {
     }
 }
 
-/// Creates the bucket, adopting it if this account already owns it.
-pub async fn create(client: &Client, bucket: &str, region: &str) -> AwsResult<()> {
+/// Creates the bucket; `false` when this account already owned one of that name (created meanwhile by
+/// someone else, or by an earlier attempt whose answer was lost).
+pub async fn create(client: &Client, bucket: &str, region: &str) -> AwsResult<bool> {
     let mut request = client.create_bucket().bucket(bucket).object_ownership(ObjectOwnership::BucketOwnerEnforced);
     if region != "us-east-1" {
         request = request.create_bucket_configuration(
@@ -105,11 +106,11 @@ pub async fn create(client: &Client, bucket: &str, region: &str) -> AwsResult<()
         );
     }
     match request.send().await {
-        Ok(_) => Ok(()),
+        Ok(_) => Ok(true),
         Err(err) => {
             let err = AwsError::from_sdk("CreateBucket", err);
             if err.is(&["BucketAlreadyOwnedByYou"]) {
-                Ok(())
+                Ok(false)
             } else if err.is(&["BucketAlreadyExists"]) {
                 Err(AwsError::other(
                     "CreateBucket",

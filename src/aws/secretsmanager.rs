@@ -110,9 +110,27 @@ async fn create(
     }
 }
 
-/// Restores an existing secret if it is scheduled for deletion; returns its ARN and description.
-async fn adopt(client: &Client, name: &str, existing: &DescribeSecretOutput) -> AwsResult<(String, String)> {
+/// Restores an existing secret if it is scheduled for deletion; returns its ARN and description. Refuses
+/// one another stack's tags claim (see [`super::refuse_foreign`]), and restores only a secret that carries
+/// the stack's own tag: nothing else proves that a deleted secret was the stack's.
+async fn adopt(
+    client: &Client,
+    name: &str,
+    existing: &DescribeSecretOutput,
+    tags: &BTreeMap<String, String>,
+) -> AwsResult<(String, String)> {
     let info = to_info(existing);
+    super::refuse_foreign("RestoreSecret", &format!("secret {name}"), &info.tags, tags)?;
+    if info.scheduled_for_deletion && info.tags.get(super::STACK_TAG) != tags.get(super::STACK_TAG) {
+        return Err(AwsError::other(
+            "RestoreSecret",
+            format!(
+                "secret {name} is scheduled for deletion and carries no {} tag of this stack, so the stack \
+                 cannot tell it is its own and will not restore it; restore it and tag it, or delete it for good",
+                super::STACK_TAG
+            ),
+        ));
+    }
     if info.scheduled_for_deletion {
         restore(client, name).await?;
     }
@@ -130,14 +148,14 @@ pub async fn ensure_generated_secret(
     tags: &BTreeMap<String, String>,
 ) -> AwsResult<String> {
     let (arn, current_description) = match describe_raw(client, name).await? {
-        Some(existing) => adopt(client, name, &existing).await?,
+        Some(existing) => adopt(client, name, &existing, tags).await?,
         None => match create(client, name, description, tags).await? {
             Some(arn) => (arn, description.to_string()),
             None => {
                 let existing = describe_raw(client, name).await?.ok_or_else(|| {
                     AwsError::other("DescribeSecret", format!("secret {name} reported as existing but not found"))
                 })?;
-                adopt(client, name, &existing).await?
+                adopt(client, name, &existing, tags).await?
             }
         },
     };

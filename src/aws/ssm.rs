@@ -62,15 +62,26 @@ pub async fn put_claim(
     Ok(())
 }
 
-/// The value of a claim; `None` when there is none. Reads only.
-pub async fn claim(client: &Client, name: &str) -> AwsResult<Option<String>> {
-    match client.get_parameter().name(name).send().await {
-        Ok(out) => Ok(out.parameter().and_then(|p| p.value()).map(str::to_string)),
+/// The value of a claim written by stack `stack` (the parameter carries its [`super::STACK_TAG`]); `None`
+/// when there is none, or when the parameter is not that stack's: a claim proves ownership only if the
+/// claimant can be trusted. Reads only.
+pub async fn claim(client: &Client, name: &str, stack: &str) -> AwsResult<Option<String>> {
+    let value = match client.get_parameter().name(name).send().await {
+        Ok(out) => out.parameter().and_then(|p| p.value()).map(str::to_string),
         Err(err) => {
             let err = AwsError::from_sdk("GetParameter", err);
-            if err.is(&["ParameterNotFound"]) { Ok(None) } else { Err(err) }
+            return if err.is(&["ParameterNotFound"]) { Ok(None) } else { Err(err) };
         }
-    }
+    };
+    let tags = client
+        .list_tags_for_resource()
+        .resource_type(aws_sdk_ssm::types::ResourceTypeForTagging::Parameter)
+        .resource_id(name)
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("ListTagsForResource", e))?;
+    let claimant = tags.tag_list().iter().find(|t| t.key() == super::STACK_TAG).map(|t| t.value());
+    Ok(value.filter(|_| claimant == Some(stack)))
 }
 
 /// Deletes a claim; absent is success.

@@ -349,6 +349,116 @@ fn look_alikes_stop_plan_and_apply_and_survive_import_and_destroy() {
     ctx.finish();
 }
 
+/// Look-alikes that a first look by name would miss: another stack's database secret, scheduled for
+/// deletion (restoring it would take it over); an untagged instance profile holding another team's role,
+/// where the stack's role does not exist; and an untagged archive bucket with an untagged "claim" parameter
+/// naming it (a claim proves ownership only when the stack wrote it).
+async fn make_hidden_look_alikes(emu: &Emulator, stack: &str) -> Result<(), String> {
+    let secret = format!("{stack}/database");
+    emu.secrets()
+        .create_secret()
+        .name(&secret)
+        .secret_string("their-password")
+        .tags(aws_sdk_secretsmanager::types::Tag::builder().key("datavault:stack").value(OTHER_STACK).build())
+        .send()
+        .await
+        .map_err(|e| describe(&e))?;
+    emu.secrets()
+        .delete_secret()
+        .secret_id(&secret)
+        .recovery_window_in_days(7)
+        .send()
+        .await
+        .map_err(|e| describe(&e))?;
+    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+    emu.iam()
+        .create_role()
+        .role_name("their-role")
+        .assume_role_policy_document(trust)
+        .send()
+        .await
+        .map_err(|e| describe(&e))?;
+    let profile = format!("{stack}-instance");
+    emu.iam().create_instance_profile().instance_profile_name(&profile).send().await.map_err(|e| describe(&e))?;
+    emu.iam()
+        .add_role_to_instance_profile()
+        .instance_profile_name(&profile)
+        .role_name("their-role")
+        .send()
+        .await
+        .map_err(|e| describe(&e))?;
+    create_bucket(emu, &format!("{stack}-archive")).await?;
+    emu.ssm()
+        .put_parameter()
+        .name(format!("/datavault/{stack}/claims/archive_bucket"))
+        .value(format!("{stack}-archive"))
+        .r#type(aws_sdk_ssm::types::ParameterType::String)
+        .send()
+        .await
+        .map_err(|e| describe(&e))?;
+    Ok(())
+}
+
+/// The hidden look-alikes, described through the SDK.
+async fn hidden_snapshot(emu: &Emulator, stack: &str) -> Result<Snapshot, String> {
+    let mut shot = Snapshot::new();
+    let secret = emu
+        .secrets()
+        .describe_secret()
+        .secret_id(format!("{stack}/database"))
+        .send()
+        .await
+        .map_err(|e| describe(&e))?;
+    shot.insert("secret".into(), format!("{:?} {:?}", secret.deleted_date(), secret.tags()));
+    let profile = emu
+        .iam()
+        .get_instance_profile()
+        .instance_profile_name(format!("{stack}-instance"))
+        .send()
+        .await
+        .map_err(|e| describe(&e))?;
+    let profile = profile.instance_profile().ok_or("no instance profile")?;
+    let roles: Vec<&str> = profile.roles().iter().map(|r| r.role_name()).collect();
+    shot.insert("instance profile".into(), format!("{roles:?} {:?}", profile.tags()));
+    let claim = format!("/datavault/{stack}/claims/archive_bucket");
+    let value = emu.ssm().get_parameter().name(&claim).send().await.map_err(|e| describe(&e))?;
+    shot.insert("claim".into(), format!("{:?}", value.parameter().and_then(|p| p.value())));
+    let tags = emu.bucket_tags(&format!("{stack}-archive")).await.map_err(|e| e.to_string())?;
+    shot.insert("bucket".into(), format!("{tags:?}"));
+    Ok(shot)
+}
+
+#[test]
+fn look_alikes_hidden_by_deletion_a_missing_role_or_a_forged_claim_are_seen_too() {
+    let Some(ctx) = setup("ownership-hidden") else { return };
+    ctx.block_on(make_hidden_look_alikes(&ctx.emulator, NAME)).unwrap_or_else(|e| panic!("{e}"));
+    let before = ctx.block_on(hidden_snapshot(&ctx.emulator, NAME)).unwrap_or_else(|e| panic!("{e}"));
+    let tf = ctx.workdir("work", &stack_config(NAME, ""));
+    for args in
+        [&["plan", "-input=false", "-no-color"][..], &["apply", "-auto-approve", "-input=false", "-no-color"][..]]
+    {
+        ctx.proxy.clear();
+        let out = tf.run(args);
+        let text = out.combined().split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(!out.success(), "`terraform {}` went ahead:\n{out}", args.join(" "));
+        for resource in [
+            format!("Secrets Manager secret {NAME}/database"),
+            format!("IAM role and instance profile {NAME}-instance"),
+            format!("S3 bucket {NAME}-archive"),
+        ] {
+            assert!(text.contains(&resource), "`terraform {}` does not name {resource}:\n{out}", args.join(" "));
+        }
+        let wrote = writes(&ctx.proxy.records());
+        assert!(wrote.is_empty(), "`terraform {}` wrote to AWS: {wrote:?}", args.join(" "));
+        let after = ctx.block_on(hidden_snapshot(&ctx.emulator, NAME)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(after, before, "`terraform {}` changed a hidden look-alike", args.join(" "));
+    }
+    announce(
+        "robustness/ownership: a deleted secret of another stack, an untagged instance profile in use and a forged bucket claim stop plan and apply, unchanged",
+    );
+    ctx.finish();
+}
+
 #[test]
 fn taking_over_untagged_resources_is_an_explicit_choice_the_plan_shows() {
     let Some(ctx) = setup("ownership-adopt") else { return };

@@ -127,8 +127,14 @@ pub async fn ensure(part: Part, ctx: &PartContext<'_>) -> PartResult<PartState> 
 /// Observes a role or the secret.
 pub async fn observe(part: Part, ctx: &PartContext<'_>) -> PartResult<Option<PartState>> {
     if is_secret(part) {
+        // A secret scheduled for deletion counts as absent (a destroyed stack is not found again through
+        // it; the next create restores it), unless another stack's tags claim it: then it is a look-alike
+        // the plan must name, since restoring it would take it over.
         let info = aws::secretsmanager::describe_secret(&ctx.aws.secrets, &secret_name(&ctx.spec.name, part)).await?;
-        return Ok(info.filter(|s| !s.scheduled_for_deletion).map(|s| PartState {
+        let claimed_elsewhere = |s: &aws::secretsmanager::SecretInfo| {
+            s.tags.get(aws::STACK_TAG).is_some_and(|stack| *stack != ctx.spec.name)
+        };
+        return Ok(info.filter(|s| !s.scheduled_for_deletion || claimed_elsewhere(s)).map(|s| PartState {
             arn: Some(s.arn),
             tags: Some(s.tags),
             ..PartState::default()
@@ -145,7 +151,9 @@ pub async fn observe(part: Part, ctx: &PartContext<'_>) -> PartResult<Option<Par
         tags: ctx.tags(part),
         description: String::new(),
     });
-    let Some(found) = iam::observe_role(&ctx.aws.iam, &spec).await? else { return Ok(None) };
+    let Some(found) = iam::observe_role(&ctx.aws.iam, &spec).await? else {
+        return observe_orphan_profile(part, ctx, &spec.name).await;
+    };
     let mut state = PartState {
         id: Some(spec.name.clone()),
         arn: Some(found.arn),
@@ -167,6 +175,20 @@ pub async fn observe(part: Part, ctx: &PartContext<'_>) -> PartResult<Option<Par
         }
     }
     Ok(Some(state))
+}
+
+/// Without its role, the instance role part is what an instance profile of its name says: nothing when
+/// there is none or it is the stack's own (the next apply recreates the role), a look-alike for the plan to
+/// name when it is someone else's.
+async fn observe_orphan_profile(part: Part, ctx: &PartContext<'_>, name: &str) -> PartResult<Option<PartState>> {
+    if part != Part::InstanceRole {
+        return Ok(None);
+    }
+    let Some(profile) = iam::instance_profile(&ctx.aws.iam, name).await? else { return Ok(None) };
+    if profile.tags.get(aws::STACK_TAG) == Some(&ctx.spec.name) {
+        return Ok(None);
+    }
+    Ok(Some(PartState { arn: Some(profile.arn), tags: Some(profile.tags), ..PartState::default() }))
 }
 
 /// Removes a role (and its instance profile) or schedules the secret's deletion.

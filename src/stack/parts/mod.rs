@@ -313,9 +313,8 @@ impl Part {
             Part::StateBucket => format!("S3 bucket {}", spec.state_bucket),
             Part::Repository(i) => format!("ECR repository {}", repository_name(stack, COMPONENTS[i])),
             Part::LogGroup => format!("CloudWatch log group {}", spec.log_group),
-            Part::InstanceRole | Part::ExecutionRole | Part::TaskRole(_) => {
-                format!("IAM role {}", identity::role_name(stack, self))
-            }
+            Part::InstanceRole => format!("IAM role and instance profile {}", identity::role_name(stack, self)),
+            Part::ExecutionRole | Part::TaskRole(_) => format!("IAM role {}", identity::role_name(stack, self)),
             Part::RabbitmqSecret | Part::DatabaseSecret => {
                 format!("Secrets Manager secret {}", identity::secret_name(stack, self))
             }

@@ -30,12 +30,17 @@ async fn create_and_mark(ctx: &PartContext<'_>, part: Part, tags: &BTreeMap<Stri
     let (spec, aws) = (ctx.spec, ctx.aws);
     let bucket = bucket_name(part, spec);
     let claim = claim_name(&spec.name, part);
+    let what = format!("S3 bucket {bucket}");
     let marked = if aws::s3::exists(&aws.s3, bucket).await? {
-        aws::s3::tags(&aws.s3, bucket).await?.contains_key(aws::STACK_TAG)
+        let found = aws::s3::tags(&aws.s3, bucket).await?;
+        aws::refuse_foreign("PutBucketTagging", &what, &found, tags)?;
+        found.contains_key(aws::STACK_TAG)
     } else {
         let why = format!("Claims S3 bucket {bucket} for DataVault stack {} while it is created", spec.name);
         aws::ssm::put_claim(&aws.ssm, &claim, bucket, &why, tags).await?;
-        aws::s3::create(&aws.s3, bucket, &spec.region).await?;
+        if !aws::s3::create(&aws.s3, bucket, &spec.region).await? {
+            aws::refuse_foreign("PutBucketTagging", &what, &aws::s3::tags(&aws.s3, bucket).await?, tags)?;
+        }
         false
     };
     aws::s3::put_tags(&aws.s3, bucket, tags).await?;
@@ -54,7 +59,7 @@ async fn bucket_marks(
     if tags.contains_key(aws::STACK_TAG) {
         return Ok(tags);
     }
-    let claimed = aws::ssm::claim(&ctx.aws.ssm, &claim_name(&ctx.spec.name, part)).await?;
+    let claimed = aws::ssm::claim(&ctx.aws.ssm, &claim_name(&ctx.spec.name, part), &ctx.spec.name).await?;
     Ok(if claimed.as_deref() == Some(bucket_name(part, ctx.spec)) { ctx.tags(part) } else { tags })
 }
 
@@ -227,7 +232,7 @@ pub fn archive_not_empty_message(bucket: &str) -> String {
 pub async fn remove_claims(spec: &StackSpec, aws: &aws::AwsContext) -> PartResult<()> {
     for part in [Part::ArchiveBucket, Part::StateBucket] {
         let claim = claim_name(&spec.name, part);
-        if aws::ssm::claim(&aws.ssm, &claim).await?.is_some() {
+        if aws::ssm::claim(&aws.ssm, &claim, &spec.name).await?.is_some() {
             aws::ssm::delete_claim(&aws.ssm, &claim).await?;
         }
     }
