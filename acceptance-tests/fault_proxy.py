@@ -46,6 +46,10 @@ FAULT_PROXY_LATENCY_MS, FAULT_PROXY_SEED):
                     (freeze.committed), so a test can kill the client at exactly that point. Setting
                     freeze_after to null releases held requests by closing their connections.
 
+  model             {"scale": N} (or FAULT_PROXY_MODEL_SCALE=N): answers as AWS would where the emulator
+                    is silent (a database that takes minutes, tasks that start or fail to pull their image),
+                    with time running N times faster; see aws_model.py. null: the emulator as it is.
+
 Requests to /moto-api/ (the emulator's reset and state) are always forwarded untouched and not counted.
 
 Usage: fault_proxy.py [--upstream URL] [--port N] [--verbose]. The upstream defaults to
@@ -63,8 +67,11 @@ import socket
 import sys
 import threading
 import time
+import re
 import urllib.parse
 import uuid
+
+import aws_model
 
 KINDS = ("throttle", "500", "503", "reset", "reset_after", "latency")
 CONTROL = "/__proxy/"
@@ -89,6 +96,7 @@ def default_config():
         "seed": None,
         "rules": [],
         "freeze_after": None,
+        "model": None,
     }
 
 
@@ -102,6 +110,8 @@ def env_config():
         config["latency_ms"] = float(os.environ["FAULT_PROXY_LATENCY_MS"])
     if os.environ.get("FAULT_PROXY_SEED"):
         config["seed"] = int(os.environ["FAULT_PROXY_SEED"])
+    if os.environ.get("FAULT_PROXY_MODEL_SCALE"):
+        config["model"] = {"scale": float(os.environ["FAULT_PROXY_MODEL_SCALE"])}
     return config
 
 
@@ -117,7 +127,41 @@ class State:
         self.config = env_config()
         self.random = random.Random(self.config["seed"])
         self.generation = 0  # bumped whenever a freeze is released
+        self.model = self.new_model(self.config["model"])
         self.clear()
+
+    def new_model(self, settings):
+        """A fresh behaviour model (aws_model.py) for these settings, or None when there are none."""
+        if not settings:
+            return None
+        return aws_model.Model(settings["scale"], self.call_upstream, error_response)
+
+    def call_upstream(self, target, body, headers):
+        """(status, answer) of a JSON-protocol call the model makes to the emulator itself.
+
+        The call is signed like the request it serves (the emulator reads the account from the access key),
+        with the credential scope naming the target's service so the emulator routes it there.
+        """
+        service = "ecr" if target.startswith(aws_model.ECR) else "ecs"
+        payload = json.dumps(body).encode()
+        conn = http.client.HTTPConnection(self.upstream.hostname, self.upstream.port or 80, timeout=60)
+        try:
+            conn.putrequest("POST", "/", skip_host=True, skip_accept_encoding=True)
+            conn.putheader("Host", headers.get("Host", self.upstream.netloc))
+            authorization = re.sub(r"/([a-z0-9-]+)/aws4_request", f"/{service}/aws4_request", headers.get("Authorization", ""))
+            conn.putheader("Authorization", authorization)
+            conn.putheader("X-Amz-Target", target)
+            conn.putheader("Content-Type", "application/x-amz-json-1.1")
+            conn.putheader("Content-Length", str(len(payload)))
+            conn.endheaders(payload)
+            response = conn.getresponse()
+            answer = response.read()
+            try:
+                return response.status, json.loads(answer or b"{}")
+            except ValueError:
+                return response.status, {}
+        finally:
+            conn.close()
 
     def clear(self):
         self.total = 0
@@ -143,10 +187,14 @@ class State:
         for rule in config["rules"]:
             if "action" not in rule:
                 raise ValueError(f"a rule needs an action: {rule}")
+        model = config.get("model")
+        if model is not None and not (isinstance(model, dict) and float(model.get("scale", 0)) > 0):
+            raise ValueError(f"model must be null or {{\"scale\": N}} with N > 0, not {model!r}")
 
     def update(self, patch):
         with self.lock:
-            if patch.pop("reset", False):
+            reset = patch.pop("reset", False)
+            if reset:
                 if self.config.get("freeze_after") is not None:
                     self.generation += 1  # releases the held requests
                 self.config = default_config()
@@ -156,6 +204,9 @@ class State:
             self.validate(new)
             if "seed" in patch:
                 self.random = random.Random(new["seed"])
+            if reset or "model" in patch:
+                # A model set again starts over: it remembers nothing of what the last one saw.
+                self.model = self.new_model(new["model"])
             if "freeze_after" in patch and patch["freeze_after"] != self.config.get("freeze_after"):
                 self.generation += 1
                 self.freeze = {"k": new["freeze_after"], "reached": False, "committed": False, "held": 0}
@@ -432,8 +483,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if kind == "reset":
             self.record(n, action, start, None, kind)
             return self.drop()
+        model = state.model
+        if model is not None and role is None and kind is None:
+            answer = model.intercept(protocol, action, body, self.headers)
+            if answer is not None:
+                status, headers, payload = answer
+                self.record(n, action, start, status, "model")
+                return self.send(status, headers, payload)
         try:
             status, headers, payload = self.forward(body)
+            if model is not None:
+                payload = model.rewrite(protocol, action, body, self.headers, self.path, status, payload)
         except OSError as e:
             self.log_message("forwarding %s failed: %s", action, e)
             self.record(n, action, start, None, "upstream-error")

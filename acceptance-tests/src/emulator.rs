@@ -256,6 +256,30 @@ impl Emulator {
         Ok(())
     }
 
+    /// The four DataVault services of cluster `cluster` as (name, desired count, task definition as
+    /// `family:revision`), sorted by name.
+    pub async fn service_summaries(&self, cluster: &str) -> Result<Vec<(String, i32, String)>, CheckError> {
+        let out = self
+            .ecs
+            .describe_services()
+            .cluster(cluster)
+            .set_services(Some(["web", "broker", "worker", "rabbitmq"].map(String::from).to_vec()))
+            .send()
+            .await
+            .map_err(|e| format!("DescribeServices: {}", describe(&e)))?;
+        let mut seen: Vec<(String, i32, String)> = out
+            .services()
+            .iter()
+            .map(|s| {
+                let td = s.task_definition().unwrap_or_default();
+                let family_revision = td.rsplit('/').next().unwrap_or(td).to_string();
+                (s.service_name().unwrap_or_default().to_string(), s.desired_count(), family_revision)
+            })
+            .collect();
+        seen.sort();
+        Ok(seen)
+    }
+
     /// Puts an object into a bucket whose policy denies plain-HTTP requests.
     ///
     /// The stack's buckets deny `aws:SecureTransport = false` and moto enforces that for object writes,

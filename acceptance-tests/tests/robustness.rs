@@ -10,6 +10,8 @@
 //! - `network`: the load balancer in public subnets of its own, the S3 gateway endpoint for the tasks.
 //! - `ownership`: look-alikes of the stack's resources (untagged, or another stack's) are never changed or
 //!   deleted by plan, apply, import, destroy or the removal of an unwanted part, and every refusal names them.
+//! - `story`: the first deployment with `wait_for_steady_state = true` through the AWS behaviour model
+//!   (`aws_model.py`): empty repositories, images pushed, a tag never pushed, an image that cannot be pulled.
 //! - `refusals`: a forbidden destroy or replacement deletes nothing; bad inputs are refused at plan with their
 //!   attribute and no AWS write.
 //!
@@ -38,3 +40,5 @@ mod ownership;
 mod partial;
 #[path = "robustness/refusals.rs"]
 mod refusals;
+#[path = "robustness/story.rs"]
+mod story;

@@ -8,7 +8,7 @@ use std::time::Instant;
 use datavault_acceptance_tests::runner::announce;
 use serde_json::json;
 
-use crate::support::{Shape, expect_clean_apply, expected_shape, orphans, secs, setup, stack_config};
+use crate::support::{QUICK_MODEL, Shape, expect_clean_apply, expected_shape, orphans, secs, setup, stack_config};
 
 const NAME: &str = "rb-faults";
 /// The seed of the proxy's random choices unless `DATAVAULT_FAULT_SEED` says otherwise, so a CI failure
@@ -52,6 +52,7 @@ fn apply_plan_and_destroy_survive_throttling_server_errors_resets_and_latency() 
             "kinds": kinds(),
             "fault_latency_ms": [100, 1000],
             "seed": seed,
+            "model": {"scale": QUICK_MODEL},
         }));
         let percent = rate * 100.0;
 

@@ -11,7 +11,8 @@ use serde_json::json;
 
 use crate::proxy::Record;
 use crate::support::{
-    Ctx, OkOrPanic, Shape, Tf, expect_clean_apply, expected_shape, orphans, secs, setup, stack_config,
+    Ctx, OkOrPanic, QUICK_MODEL, Shape, Tf, expect_clean_apply, expected_shape, model, orphans, secs, setup,
+    stack_config,
 };
 
 const NAME: &str = "rb-kill";
@@ -89,7 +90,7 @@ fn kill_point(
 ) -> Result<Outcome, String> {
     ctx.reset();
     tf.forget_state();
-    ctx.proxy.configure(json!({"freeze_after": k}));
+    ctx.proxy.configure(json!({"freeze_after": k, "model": {"scale": QUICK_MODEL}}));
     let mut run = tf.spawn(&["apply", "-auto-approve", "-input=false", "-no-color"]);
     let deadline = Instant::now() + Duration::from_secs(600);
     let action = loop {
@@ -110,8 +111,10 @@ fn kill_point(
         run.kill();
     }
     let first = run.finish(Duration::from_secs(60));
-    // No faults any more; requests still held by the freeze are dropped.
+    // No faults any more; requests still held by the freeze are dropped. A new model: what AWS was doing
+    // when the apply was killed has long finished by the time a user applies again.
     ctx.proxy.reset();
+    ctx.proxy.configure(model(QUICK_MODEL));
     if action.is_none() && !first.success() {
         return Err(format!("the apply ended before request {k} and failed:\n{first}"));
     }
@@ -142,6 +145,7 @@ fn killed_at_any_request_of_a_create_the_next_apply_converges_without_duplicates
     let Some(ctx) = setup("kill") else { return };
     let started = Instant::now();
     let tf = ctx.workdir("work", &stack_config(NAME, ""));
+    ctx.proxy.configure(model(QUICK_MODEL));
 
     let t = Instant::now();
     let out = tf.apply();

@@ -24,6 +24,16 @@ use serde_json::Value;
 
 use crate::proxy::Proxy;
 
+/// How much faster than AWS time runs in the behaviour model (`aws_model.py`) under the kill and fault
+/// suites: ten minutes of AWS time per real second, so a database is `creating` for about half a second and
+/// every wait and IAM retry is exercised without slowing the suites down much.
+pub const QUICK_MODEL: f64 = 600.0;
+
+/// The proxy configuration that puts the behaviour model in front of the emulator at `scale`.
+pub fn model(scale: f64) -> Value {
+    serde_json::json!({"model": {"scale": scale}})
+}
+
 /// The resource address of every robustness test's stack.
 pub const ADDR: &str = "datavault_stack.main";
 

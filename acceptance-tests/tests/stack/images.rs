@@ -20,15 +20,8 @@ async fn push(emu: &Emulator, component: &str) -> CheckResult {
 
 /// Each service's desired task count.
 async fn desired_counts(emu: &Emulator) -> Result<Vec<(String, i32)>, String> {
-    let out = emu
-        .ecs()
-        .describe_services()
-        .cluster(NAME)
-        .set_services(Some(["web", "broker", "worker", "rabbitmq"].map(String::from).to_vec()))
-        .send()
-        .await
-        .map_err(|e| format!("DescribeServices: {}", describe(&e)))?;
-    Ok(out.services().iter().map(|s| (s.service_name().unwrap_or_default().to_string(), s.desired_count())).collect())
+    let services = emu.service_summaries(NAME).await.map_err(|e| e.to_string())?;
+    Ok(services.into_iter().map(|(name, desired, _)| (name, desired)).collect())
 }
 
 async fn expect_counts(emu: &Emulator, expected: &[(&str, i32)]) -> CheckResult {

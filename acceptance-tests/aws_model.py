@@ -1,0 +1,369 @@
+"""A behaviour model of AWS where the emulator (moto) is silent, for the test harness only.
+
+moto answers everything at once and never starts a task. This model sits in the fault proxy
+(fault_proxy.py, config key "model") and makes the emulator's answers look like AWS's where the stack's
+behaviour depends on it. Nothing in the provider knows about it: the provider sees AWS-shaped answers.
+
+Time runs `scale` times faster than AWS's: with scale 60, a minute of AWS time passes in a second. The
+figures, in AWS seconds, and where they come from:
+
+- RDS_CREATE = 360: a db.t3.micro goes `creating` -> `backing-up` -> `available` in 5 to 10 minutes
+  (RDS DB instance status docs; hashicorp/terraform#2886, #498). No endpoint until `backing-up`.
+- RDS_BACKUP = 90: the initial automated backup, the last part of the creation (hashicorp/terraform#498).
+- MOUNT_TARGET = 90: an EFS mount target is `creating` for a minute or more
+  (hashicorp/terraform-provider-aws#15278; AWS advises 90 s before mounting).
+- NAMESPACE = 60: a Cloud Map private DNS namespace's operation stays SUBMITTED/PENDING 30 to 90 s
+  (Cloud Map Operation API; hashicorp/terraform-provider-aws PR #2569).
+- TASK_START = 45: an ECS task goes PENDING -> RUNNING in seconds to a minute, mostly the image pull
+  (ECS task lifecycle docs; aws/amazon-ecs-cli PR #628).
+- DEPLOYMENT = 120: after its tasks run, a deployment is COMPLETED once they pass their health checks.
+- PULL_RETRY = 30: a task whose image cannot be pulled stops with CannotPullContainerError, and ECS starts
+  another after a back-off (observed ~2.5 min apart at first; shortened here).
+- The deployment circuit breaker trips after max(3, min(200, ceil(desired / 2))) failed tasks and marks
+  the deployment FAILED with "ECS deployment circuit breaker: tasks failed to start."; with no earlier
+  COMPLETED deployment nothing runs (ECS API ServiceDeploymentCircuitBreaker; deployment-circuit-breaker
+  guide). A FAILED deployment is never retried; a new one (UpdateService) starts over.
+- IAM_PROPAGATION = 30: an instance profile is not usable by Auto Scaling for seconds after it is created:
+  CreateAutoScalingGroup with a launch template naming it fails with "ValidationError: You must use a valid
+  fully-formed launch template. Value (<arn>) for parameter iamInstanceProfile.arn is invalid. Invalid IAM
+  Instance Profile ARN" (hashicorp/terraform-provider-aws#4769, #24910; eksctl-io/eksctl#8039: profile
+  created 08:13:06, refused 08:13:09, accepted 08:13:40). The first CreateAutoScalingGroup after a new
+  profile is always refused, so the retry is exercised whatever the scale.
+- The stopped reason of a task whose ECR tag does not exist: "CannotPullContainerError: pull image manifest
+  has been retried 1 time(s): failed to resolve ref <image>: <image>: not found", with the container's
+  reason the same and no exit code (stopCode TaskFailedToStart).
+
+An image pulls when it is not in ECR (public images are assumed pullable) or when the emulator's ECR holds
+its tag. Only what the stack reads is modelled: DescribeServices, ListTasks and DescribeTasks of failed
+tasks, DescribeDBInstances, DescribeMountTargets / CreateMountTarget, GetOperation, CreateAutoScalingGroup
+after CreateInstanceProfile. Deletes stay instant; container instances joining the cluster are not
+modelled (the stack does not wait for them).
+"""
+
+import json
+import math
+import re
+import threading
+import time
+import urllib.parse
+
+RDS_CREATE = 360.0
+RDS_BACKUP = 90.0
+MOUNT_TARGET = 90.0
+NAMESPACE = 60.0
+IAM_PROPAGATION = 30.0
+TASK_START = 45.0
+DEPLOYMENT = 120.0
+PULL_RETRY = 30.0
+
+ECS = "AmazonEC2ContainerServiceV20141113"
+ECR = "AmazonEC2ContainerRegistry_V20150921"
+CIRCUIT_BREAKER = "ECS deployment circuit breaker: tasks failed to start."
+
+
+def breaker_threshold(desired):
+    return max(3, min(200, math.ceil(desired / 2)))
+
+
+def pull_error(image):
+    return (
+        "CannotPullContainerError: pull image manifest has been retried 1 time(s): "
+        f"failed to resolve ref {image}: {image}: not found"
+    )
+
+
+class Model:
+    """The model's memory of what was created when, shared by every handler thread."""
+
+    def __init__(self, scale, call_upstream, error_response):
+        self.scale = float(scale)
+        self.call_upstream = call_upstream  # (target, body dict, template headers) -> (status, dict)
+        self.error_response = error_response  # (protocol, status, code, message) -> (status, headers, body)
+        self.profiles = {}  # instance profile ARN -> [created at, refused yet]
+        self.lock = threading.Lock()
+        self.databases = {}  # identifier -> created at
+        self.mount_targets = {}  # id -> created at
+        self.operations = {}  # operation id -> started at
+        self.deployments = {}  # (cluster, service) -> {"id", "started", "task_definition", "desired"}
+        self.images = {}  # task definition ARN -> [(container, image)]
+        self.serial = 0
+
+    def aws_seconds(self, since):
+        return (time.monotonic() - since) * self.scale
+
+    # ------------------------------------------------------------------------------------ hooks
+
+    def intercept(self, protocol, action, body, headers):
+        """An answer the model gives itself, or None to forward the request."""
+        if protocol == "query" and action == "CreateAutoScalingGroup":
+            return self.profile_not_propagated(protocol)
+        if protocol == "json" and action in ("ListTasks", "DescribeTasks"):
+            request = json.loads(body or b"{}")
+            tasks = self.failed_tasks(request, headers) if action == "ListTasks" else None
+            if action == "ListTasks" and tasks is not None:
+                return json_answer({"taskArns": [t["taskArn"] for t in tasks]})
+            if action == "DescribeTasks":
+                known = self.describe_failed(request.get("tasks", []), headers)
+                if known is not None:
+                    return json_answer({"tasks": known, "failures": []})
+        return None
+
+    def rewrite(self, protocol, action, body, headers, path, status, payload):
+        """The emulator's answer as AWS would give it (or unchanged)."""
+        if status >= 300:
+            return payload
+        try:
+            if protocol == "json" and action in ("CreateService", "UpdateService"):
+                self.note_deployment(json.loads(body or b"{}"), json.loads(payload or b"{}"), action)
+            elif protocol == "json" and action == "DescribeServices":
+                return self.describe_services(json.loads(payload), headers)
+            elif protocol == "json" and action == "CreatePrivateDnsNamespace":
+                operation = json.loads(payload).get("OperationId")
+                if operation:
+                    with self.lock:
+                        self.operations[operation] = time.monotonic()
+            elif protocol == "json" and action == "GetOperation":
+                return self.get_operation(json.loads(payload))
+            elif protocol == "query" and action == "CreateDBInstance":
+                form = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
+                identifier = form.get("DBInstanceIdentifier", [None])[0]
+                if identifier:
+                    with self.lock:
+                        self.databases.setdefault(identifier, time.monotonic())
+                return self.database_status(payload)
+            elif protocol == "query" and action == "CreateInstanceProfile":
+                arn = re.search(rb"<Arn>([^<]+)</Arn>", payload)
+                if arn:
+                    with self.lock:
+                        self.profiles[arn.group(1).decode()] = [time.monotonic(), False]
+            elif protocol == "query" and action == "DescribeDBInstances":
+                return self.database_status(payload)
+            elif protocol == "efs" and path.startswith("/2015-02-01/mount-targets"):
+                return self.mount_target_status(payload)
+        except (ValueError, KeyError, TypeError):
+            return payload
+        return payload
+
+    # ------------------------------------------------------------------------------------ IAM
+
+    def profile_not_propagated(self, protocol):
+        """The refusal of a group whose launch template's instance profile IAM has not propagated yet."""
+        with self.lock:
+            young = [
+                (arn, seen)
+                for arn, seen in self.profiles.items()
+                if not seen[1] or self.aws_seconds(seen[0]) < IAM_PROPAGATION
+            ]
+            for _, seen in young:
+                seen[1] = True
+        if not young:
+            return None
+        arn = young[0][0]
+        return self.error_response(
+            protocol,
+            400,
+            "ValidationError",
+            f"You must use a valid fully-formed launch template. Value ({arn}) for parameter "
+            "iamInstanceProfile.arn is invalid. Invalid IAM Instance Profile ARN",
+        )
+
+    # ------------------------------------------------------------------------------------ RDS
+
+    def database_status(self, payload):
+        text = payload.decode("utf-8")
+
+        def one(match):
+            block = match.group(0)
+            identifier = re.search(r"<DBInstanceIdentifier>([^<]+)</DBInstanceIdentifier>", block)
+            with self.lock:
+                created = self.databases.get(identifier.group(1)) if identifier else None
+            if created is None or "<DBInstanceStatus>available</DBInstanceStatus>" not in block:
+                return block
+            age = self.aws_seconds(created)
+            if age >= RDS_CREATE:
+                return block
+            status = "backing-up" if age >= RDS_CREATE - RDS_BACKUP else "creating"
+            block = block.replace(
+                "<DBInstanceStatus>available</DBInstanceStatus>", f"<DBInstanceStatus>{status}</DBInstanceStatus>"
+            )
+            if status == "creating":
+                block = re.sub(r"<Endpoint>.*?</Endpoint>", "", block, flags=re.S)
+            return block
+
+        return re.sub(r"<DBInstance>.*?</DBInstance>", one, text, flags=re.S).encode("utf-8")
+
+    # ------------------------------------------------------------------------------------ EFS
+
+    def mount_target_status(self, payload):
+        data = json.loads(payload)
+        targets = data.get("MountTargets")
+        single = targets is None
+        for target in [data] if single else targets:
+            target_id = target.get("MountTargetId")
+            if not target_id:
+                continue
+            with self.lock:
+                created = self.mount_targets.setdefault(target_id, time.monotonic()) if single else None
+                created = created or self.mount_targets.get(target_id)
+            if created is not None and target.get("LifeCycleState") == "available" and self.aws_seconds(created) < MOUNT_TARGET:
+                target["LifeCycleState"] = "creating"
+        return json.dumps(data).encode("utf-8")
+
+    # ------------------------------------------------------------------------------------ Cloud Map
+
+    def get_operation(self, data):
+        operation = data.get("Operation", {})
+        with self.lock:
+            started = self.operations.get(operation.get("Id"))
+        if started is not None and operation.get("Status") == "SUCCESS" and self.aws_seconds(started) < NAMESPACE:
+            operation["Status"] = "PENDING"
+        return json.dumps(data).encode("utf-8")
+
+    # ------------------------------------------------------------------------------------ ECS
+
+    def note_deployment(self, request, answer, action):
+        service = answer.get("service") or {}
+        cluster = service.get("clusterArn", "").rsplit("/", 1)[-1] or request.get("cluster", "default")
+        name = service.get("serviceName") or request.get("service") or request.get("serviceName")
+        if not name:
+            return
+        key = (cluster, name)
+        task_definition = service.get("taskDefinition", "")
+        desired = service.get("desiredCount", 0)
+        with self.lock:
+            current = self.deployments.get(key)
+            new = (
+                action == "CreateService"
+                or current is None
+                or request.get("forceNewDeployment")
+                or current["task_definition"] != task_definition
+                or current["desired"] != desired
+            )
+            if new:
+                self.serial += 1
+                self.deployments[key] = {
+                    "id": f"ecs-svc/{self.serial:019d}",
+                    "started": time.monotonic(),
+                    "task_definition": task_definition,
+                    "desired": desired,
+                }
+
+    def images_of(self, task_definition, headers):
+        with self.lock:
+            if task_definition in self.images:
+                return self.images[task_definition]
+        status, answer = self.call_upstream(f"{ECS}.DescribeTaskDefinition", {"taskDefinition": task_definition}, headers)
+        containers = answer.get("taskDefinition", {}).get("containerDefinitions", []) if status == 200 else []
+        images = [(c.get("name", ""), c.get("image", "")) for c in containers]
+        with self.lock:
+            self.images[task_definition] = images
+        return images
+
+    def pullable(self, image, headers):
+        match = re.match(r"^[0-9]+\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(?:\.cn)?/([^:@]+)(?::([^@]+))?$", image)
+        if not match:
+            return True  # a public image: assumed pullable
+        repository, tag = match.group(1), match.group(2) or "latest"
+        status, answer = self.call_upstream(
+            f"{ECR}.DescribeImages", {"repositoryName": repository, "imageIds": [{"imageTag": tag}]}, headers
+        )
+        return status == 200 and bool(answer.get("imageDetails"))
+
+    def progress(self, key, headers):
+        """(deployment, running, pending, rollout state, reason, failed attempts, missing image) of a service."""
+        with self.lock:
+            deployment = dict(self.deployments[key])
+        desired = deployment["desired"]
+        age = self.aws_seconds(deployment["started"])
+        if desired == 0:
+            return deployment, 0, 0, "COMPLETED", f"ECS deployment {deployment['id']} completed.", 0, None
+        missing = next(
+            (image for _, image in self.images_of(deployment["task_definition"], headers) if not self.pullable(image, headers)),
+            None,
+        )
+        if missing is None:
+            running = desired if age >= TASK_START else 0
+            done = age >= TASK_START + DEPLOYMENT
+            state = "COMPLETED" if done else "IN_PROGRESS"
+            reason = f"ECS deployment {deployment['id']} {'completed' if done else 'in progress'}."
+            return deployment, running, desired - running, state, reason, 0, None
+        attempts = int(age // PULL_RETRY)
+        if attempts >= breaker_threshold(desired):
+            return deployment, 0, 0, "FAILED", CIRCUIT_BREAKER, attempts, missing
+        return deployment, 0, desired, "IN_PROGRESS", f"ECS deployment {deployment['id']} in progress.", attempts, missing
+
+    def describe_services(self, data, headers):
+        for service in data.get("services", []):
+            cluster = service.get("clusterArn", "").rsplit("/", 1)[-1]
+            key = (cluster, service.get("serviceName"))
+            with self.lock:
+                known = key in self.deployments
+                if known and service.get("desiredCount") != self.deployments[key]["desired"]:
+                    known = False
+            if not known:
+                continue
+            deployment, running, pending, state, reason, _, _ = self.progress(key, headers)
+            service["runningCount"] = running
+            service["pendingCount"] = pending
+            service["deployments"] = [
+                {
+                    "id": deployment["id"],
+                    "status": "PRIMARY",
+                    "taskDefinition": deployment["task_definition"],
+                    "desiredCount": deployment["desired"],
+                    "runningCount": running,
+                    "pendingCount": pending,
+                    "failedTasks": 0,
+                    "launchType": "EC2",
+                    "rolloutState": state,
+                    "rolloutStateReason": reason,
+                }
+            ]
+        return json.dumps(data).encode("utf-8")
+
+    def failed_tasks(self, request, headers):
+        """The stopped tasks of a service whose image cannot be pulled; None when the model has none."""
+        if request.get("desiredStatus") != "STOPPED" or not request.get("serviceName"):
+            return None
+        key = (request.get("cluster", "default").rsplit("/", 1)[-1], request["serviceName"])
+        with self.lock:
+            if key not in self.deployments:
+                return None
+        deployment, _, _, _, _, attempts, missing = self.progress(key, headers)
+        if missing is None or attempts == 0:
+            return []
+        count = min(attempts, int(request.get("maxResults") or 100), 3)
+        return [self.failed_task(key, deployment, missing, i) for i in range(count)]
+
+    def failed_task(self, key, deployment, image, index):
+        cluster, service = key
+        arn = f"arn:aws:ecs:model:000000000000:task/{cluster}/model{deployment['id'][-8:]}{service}{index}"
+        reason = pull_error(image)
+        return {
+            "taskArn": arn,
+            "clusterArn": cluster,
+            "group": f"service:{service}",
+            "taskDefinitionArn": deployment["task_definition"],
+            "lastStatus": "STOPPED",
+            "desiredStatus": "STOPPED",
+            "stopCode": "TaskFailedToStart",
+            "stoppedReason": reason,
+            "containers": [{"name": service, "image": image, "lastStatus": "STOPPED", "reason": reason}],
+        }
+
+    def describe_failed(self, arns, headers):
+        if not arns or not all(":task/" in a and "/model" in a for a in arns):
+            return None
+        answers = []
+        with self.lock:
+            keys = list(self.deployments)
+        for key in keys:
+            for task in self.failed_tasks({"desiredStatus": "STOPPED", "cluster": key[0], "serviceName": key[1]}, headers) or []:
+                if task["taskArn"] in arns:
+                    answers.append(task)
+        return answers
+
+
+def json_answer(data):
+    payload = json.dumps(data).encode("utf-8")
+    return 200, {"Content-Type": "application/x-amz-json-1.1"}, payload
