@@ -30,6 +30,27 @@ stop() {
     rm -f "$PIDF" "$PORTF"
 }
 
+# Every real default VPC has an internet gateway, a 0.0.0.0/0 route to it in its main route table and
+# default subnets that give instances public addresses (Amazon VPC User Guide, "Default VPCs"); moto's has
+# no gateway and no route, so the stack's plan would warn that its instances cannot reach AWS. The test
+# harness does the same after each reset of the emulator (acceptance-tests/src/emulator.rs).
+like_aws() {
+    AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing "$TC/venv/bin/python" - "$1" "${AWS_REGION:-eu-west-2}" <<'PY'
+import sys
+
+import boto3
+
+url, region = sys.argv[1], sys.argv[2]
+ec2 = boto3.client("ec2", endpoint_url=url, region_name=region)
+for vpc in ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"]:
+    igw = ec2.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
+    ec2.attach_internet_gateway(InternetGatewayId=igw, VpcId=vpc["VpcId"])
+    filters = [{"Name": "vpc-id", "Values": [vpc["VpcId"]]}, {"Name": "association.main", "Values": ["true"]}]
+    for table in ec2.describe_route_tables(Filters=filters)["RouteTables"]:
+        ec2.create_route(RouteTableId=table["RouteTableId"], DestinationCidrBlock="0.0.0.0/0", GatewayId=igw)
+PY
+}
+
 start() {
     if alive && answers; then
         echo "emulator: already running (pid $(pid)) at http://127.0.0.1:$(port)"
@@ -49,6 +70,7 @@ start() {
     for ((i = 0; i < 300; i++)); do
         if answers; then
             echo "emulator: started (pid $(pid)) at http://127.0.0.1:$port, log $LOG"
+            like_aws "http://127.0.0.1:$port"
             return 0
         fi
         alive || break

@@ -180,9 +180,50 @@ impl Emulator {
         stream.read_to_string(&mut response).map_err(|e| format!("resetting the emulator: {e}"))?;
         let status_line = response.lines().next().unwrap_or_default();
         match status_line.split_whitespace().nth(1) {
-            Some(code) if code.starts_with('2') => Ok(()),
-            _ => Err(format!("emulator reset failed: {response}")),
+            Some(code) if code.starts_with('2') => {}
+            _ => return Err(format!("emulator reset failed: {response}")),
         }
+        crate::runtime::block_on(self.like_aws_default_vpc())
+    }
+
+    /// Makes the region's default VPC what AWS's is: every real default VPC has an internet gateway, a
+    /// `0.0.0.0/0` route to it in its main route table, and default subnets that give instances public
+    /// addresses (Amazon VPC User Guide, "Default VPCs"); moto's has no gateway and no route. Without this,
+    /// the stack's plan would rightly warn that the instances cannot reach AWS. (scripts/emulator.sh does the
+    /// same when it starts the emulator, for the demo.)
+    async fn like_aws_default_vpc(&self) -> Result<(), String> {
+        let filter = |name: &str, value: &str| aws_sdk_ec2::types::Filter::builder().name(name).values(value).build();
+        let vpcs = self.ec2.describe_vpcs().filters(filter("is-default", "true")).send().await;
+        let vpcs = vpcs.map_err(|e| format!("DescribeVpcs: {}", describe(&e)))?;
+        let Some(vpc) = vpcs.vpcs().first().and_then(|v| v.vpc_id()).map(str::to_string) else { return Ok(()) };
+        let igw = self.ec2.create_internet_gateway().send().await;
+        let igw = igw.map_err(|e| format!("CreateInternetGateway: {}", describe(&e)))?;
+        let igw = igw.internet_gateway().and_then(|g| g.internet_gateway_id()).unwrap_or_default().to_string();
+        self.ec2
+            .attach_internet_gateway()
+            .internet_gateway_id(&igw)
+            .vpc_id(&vpc)
+            .send()
+            .await
+            .map_err(|e| format!("AttachInternetGateway: {}", describe(&e)))?;
+        let tables = self
+            .ec2
+            .describe_route_tables()
+            .filters(filter("vpc-id", &vpc))
+            .filters(filter("association.main", "true"))
+            .send()
+            .await
+            .map_err(|e| format!("DescribeRouteTables: {}", describe(&e)))?;
+        let main = tables.route_tables().first().and_then(|t| t.route_table_id()).ok_or("no main route table")?;
+        self.ec2
+            .create_route()
+            .route_table_id(main)
+            .destination_cidr_block("0.0.0.0/0")
+            .gateway_id(&igw)
+            .send()
+            .await
+            .map_err(|e| format!("CreateRoute: {}", describe(&e)))?;
+        Ok(())
     }
 
     /// Tags of an S3 bucket; a bucket without a tag set has none.

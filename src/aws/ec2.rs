@@ -48,6 +48,8 @@ pub struct Subnet {
     pub vpc_id: String,
     /// Its Availability Zone, e.g. `eu-west-2a`.
     pub availability_zone: String,
+    /// Whether instances launched in it get a public IPv4 address (default subnets do).
+    pub public_ip_on_launch: bool,
 }
 
 fn filter<I, S>(name: &str, values: I) -> Filter
@@ -71,6 +73,7 @@ fn to_subnet(subnet: &aws_sdk_ec2::types::Subnet) -> Subnet {
         id: subnet.subnet_id().unwrap_or_default().to_string(),
         vpc_id: subnet.vpc_id().unwrap_or_default().to_string(),
         availability_zone: subnet.availability_zone().unwrap_or_default().to_string(),
+        public_ip_on_launch: subnet.map_public_ip_on_launch().unwrap_or(false),
     }
 }
 
@@ -207,35 +210,120 @@ pub async fn route_tables_for_subnets(
     vpc_id: &str,
     subnet_ids: &[String],
 ) -> AwsResult<BTreeSet<String>> {
+    Ok(subnet_routes(client, vpc_id, subnet_ids).await?.into_values().map(|route| route.table_id).collect())
+}
+
+/// Where a route table sends traffic for addresses outside the VPC: its active `0.0.0.0/0` route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DefaultRoute {
+    /// None (or a blackhole): only the VPC and its endpoints are reachable.
+    Missing,
+    /// An internet gateway (`igw-...`): the internet, for addresses that have a public IP.
+    InternetGateway(String),
+    /// Anything else that forwards traffic out (a NAT gateway, a transit gateway, a peering, an appliance),
+    /// which gives private addresses a way out.
+    Forwarded(String),
+}
+
+/// A subnet's route table and its default route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubnetRoute {
+    /// The table that routes the subnet: its own association, else the VPC's main table.
+    pub table_id: String,
+    /// Where the table sends traffic for outside the VPC.
+    pub default_route: DefaultRoute,
+}
+
+fn default_route_of(table: &aws_sdk_ec2::types::RouteTable) -> DefaultRoute {
+    let active = |r: &&aws_sdk_ec2::types::Route| {
+        r.destination_cidr_block() == Some("0.0.0.0/0") && r.state().map(|s| s.as_str()) != Some("blackhole")
+    };
+    let Some(route) = table.routes().iter().find(active) else { return DefaultRoute::Missing };
+    if let Some(gateway) = route.gateway_id().filter(|g| g.starts_with("igw-")) {
+        return DefaultRoute::InternetGateway(gateway.to_string());
+    }
+    let target = [
+        route.nat_gateway_id(),
+        route.transit_gateway_id(),
+        route.vpc_peering_connection_id(),
+        route.network_interface_id(),
+        route.instance_id(),
+        route.gateway_id(),
+        route.local_gateway_id(),
+        route.core_network_arn(),
+    ]
+    .into_iter()
+    .flatten()
+    .next();
+    target.map_or(DefaultRoute::Missing, |t| DefaultRoute::Forwarded(t.to_string()))
+}
+
+/// Each subnet's route table and default route, keyed by subnet id; an error when a subnet has no table
+/// (a VPC without a main table). Reads only.
+pub async fn subnet_routes(
+    client: &Client,
+    vpc_id: &str,
+    subnet_ids: &[String],
+) -> AwsResult<BTreeMap<String, SubnetRoute>> {
     let out = client
         .describe_route_tables()
         .filters(filter("vpc-id", [vpc_id]))
         .send()
         .await
         .map_err(|e| AwsError::from_sdk("DescribeRouteTables", e))?;
-    let mut explicit: BTreeMap<String, String> = BTreeMap::new();
+    let mut explicit: BTreeMap<&str, &aws_sdk_ec2::types::RouteTable> = BTreeMap::new();
     let mut main = None;
     for table in out.route_tables() {
-        let id = table.route_table_id().unwrap_or_default().to_string();
         for association in table.associations() {
             if association.main() == Some(true) {
-                main = Some(id.clone());
+                main = Some(table);
             }
             if let Some(subnet) = association.subnet_id() {
-                explicit.insert(subnet.to_string(), id.clone());
+                explicit.insert(subnet, table);
             }
         }
     }
-    let mut tables = BTreeSet::new();
+    let mut routes = BTreeMap::new();
     for subnet in subnet_ids {
-        match explicit.get(subnet).or(main.as_ref()) {
-            Some(table) => tables.insert(table.clone()),
-            None => {
-                return Err(AwsError::other("DescribeRouteTables", format!("no route table routes subnet {subnet}")));
-            }
+        let Some(table) = explicit.get(subnet.as_str()).copied().or(main) else {
+            return Err(AwsError::other("DescribeRouteTables", format!("no route table routes subnet {subnet}")));
         };
+        let table_id = table.route_table_id().unwrap_or_default().to_string();
+        routes.insert(subnet.clone(), SubnetRoute { table_id, default_route: default_route_of(table) });
     }
-    Ok(tables)
+    Ok(routes)
+}
+
+async fn vpc_endpoints(client: &Client, filters: Vec<Filter>) -> AwsResult<Vec<aws_sdk_ec2::types::VpcEndpoint>> {
+    let out = client
+        .describe_vpc_endpoints()
+        .set_filters(Some(filters))
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("DescribeVpcEndpoints", e))?;
+    Ok(out.vpc_endpoints().to_vec())
+}
+
+/// The services the VPC has interface endpoints for with private DNS on (what lets a subnet without a way
+/// out reach them under their usual names), as the part after the region: `ecr.api`, `logs`. Reads only.
+pub async fn interface_endpoint_services(client: &Client, vpc_id: &str) -> AwsResult<BTreeSet<String>> {
+    let found = vpc_endpoints(client, vec![filter("vpc-id", [vpc_id]), filter("vpc-endpoint-type", ["Interface"])]);
+    Ok(found
+        .await?
+        .iter()
+        .filter(|e| {
+            matches!(e.state().map(|s| s.as_str().to_ascii_lowercase()).as_deref(), Some("available" | "pending"))
+        })
+        .filter(|e| e.private_dns_enabled() == Some(true))
+        .filter_map(|e| e.service_name().and_then(short_service_name))
+        .collect())
+}
+
+/// `com.amazonaws.eu-west-2.ecr.api` (or `cn.com.amazonaws.cn-north-1.ecr.api`) to `ecr.api`.
+fn short_service_name(name: &str) -> Option<String> {
+    let (_, after) = name.split_once("amazonaws.")?;
+    let (_region, service) = after.split_once('.')?;
+    Some(service.to_string())
 }
 
 /// The name of the S3 gateway endpoint service in a region.
@@ -256,16 +344,10 @@ pub struct GatewayEndpoint {
 
 /// The gateway endpoints for `service` in the VPC that are not deleted. Reads only.
 pub async fn gateway_endpoints(client: &Client, vpc_id: &str, service: &str) -> AwsResult<Vec<GatewayEndpoint>> {
-    let out = client
-        .describe_vpc_endpoints()
-        .filters(filter("vpc-id", [vpc_id]))
-        .filters(filter("service-name", [service]))
-        .filters(filter("vpc-endpoint-type", ["Gateway"]))
-        .send()
-        .await
-        .map_err(|e| AwsError::from_sdk("DescribeVpcEndpoints", e))?;
-    Ok(out
-        .vpc_endpoints()
+    let filters =
+        vec![filter("vpc-id", [vpc_id]), filter("service-name", [service]), filter("vpc-endpoint-type", ["Gateway"])];
+    Ok(vpc_endpoints(client, filters)
+        .await?
         .iter()
         .filter(|e| !matches!(e.state().map(|s| s.as_str()), Some("deleted" | "deleting" | "Deleted" | "Deleting")))
         .map(|e| GatewayEndpoint {
@@ -1393,7 +1475,7 @@ mod tests {
     };
 
     fn subnet(id: &str, az: &str) -> Subnet {
-        Subnet { id: id.into(), vpc_id: "vpc-1".into(), availability_zone: az.into() }
+        Subnet { id: id.into(), vpc_id: "vpc-1".into(), availability_zone: az.into(), public_ip_on_launch: false }
     }
 
     fn err(code: &str) -> AwsError {

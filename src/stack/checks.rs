@@ -105,6 +105,16 @@ async fn check_network(aws: &AwsContext, spec: &StackSpec, planned: &Value) -> a
     if let Some(public) = spec.load_balancer.as_ref().and_then(|lb| lb.subnet_ids.as_ref()) {
         found.extend(check_load_balancer_subnets(client, spec, &vpc.id, public).await?);
     }
+    if found.is_empty() {
+        let mine: Vec<&aws::ec2::Subnet> = subnets.iter().filter(|s| s.vpc_id == vpc.id).collect();
+        let ids: Vec<String> = mine.iter().map(|s| s.id.clone()).collect();
+        let (routes, endpoints) = tokio::join!(
+            aws::ec2::subnet_routes(client, &vpc.id, &ids),
+            aws::ec2::interface_endpoint_services(client, &vpc.id)
+        );
+        let at = AttributePath::root(if configured.is_empty() { "vpc_id" } else { "subnet_ids" });
+        found.extend(egress_warnings(&spec.name, &mine, &routes?, &endpoints?, at));
+    }
     if found.is_empty() && zones.len() < 2 {
         let whose =
             if configured.is_empty() { format!("The default subnets of {}", vpc.id) } else { "subnet_ids".into() };
@@ -122,6 +132,79 @@ async fn check_network(aws: &AwsContext, spec: &StackSpec, planned: &Value) -> a
         ));
     }
     Ok(found)
+}
+
+/// What the container instances reach AWS through when their subnet has no way out: the ECS agent's
+/// endpoints, image pulls, log delivery and the secrets the agent hands to tasks (S3, for image layers and
+/// the archive, goes through the stack's own gateway endpoint).
+pub const INSTANCE_ENDPOINTS: [&str; 7] =
+    ["ecs", "ecs-agent", "ecs-telemetry", "ecr.api", "ecr.dkr", "logs", "secretsmanager"];
+
+/// Warnings for subnets the stack's instances or tasks could not get out of. Instances need a way to ECS,
+/// ECR, CloudWatch Logs and Secrets Manager: a forwarded default route (NAT gateway and the like), an
+/// internet gateway with public addresses, or interface endpoints. Tasks (awsvpc on EC2 never have a
+/// public address) need a forwarded route or an `ssmmessages` endpoint for ECS Exec sessions. Warnings,
+/// not errors: routes can be added after the plan, and a way out the stack cannot see (a proxy) may exist.
+pub fn egress_warnings(
+    stack: &str,
+    subnets: &[&aws::ec2::Subnet],
+    routes: &std::collections::BTreeMap<String, aws::ec2::SubnetRoute>,
+    endpoints: &BTreeSet<String>,
+    at: AttributePath,
+) -> Vec<Diagnostic> {
+    use aws::ec2::DefaultRoute;
+    let missing_endpoints: Vec<&str> = INSTANCE_ENDPOINTS.iter().copied().filter(|e| !endpoints.contains(*e)).collect();
+    let mut stranded = Vec::new();
+    let mut no_exec = Vec::new();
+    for subnet in subnets {
+        let Some(route) = routes.get(&subnet.id) else { continue };
+        let why = match &route.default_route {
+            DefaultRoute::Forwarded(_) => continue,
+            DefaultRoute::InternetGateway(_) if subnet.public_ip_on_launch => None,
+            DefaultRoute::InternetGateway(igw) => {
+                Some(format!("a route to internet gateway {igw}, but the subnet gives instances no public address"))
+            }
+            DefaultRoute::Missing => Some("no route out of the VPC (no 0.0.0.0/0 route)".to_string()),
+        };
+        if !endpoints.contains("ssmmessages") {
+            no_exec.push(subnet.id.clone());
+        }
+        if let Some(why) = why.filter(|_| !missing_endpoints.is_empty()) {
+            stranded.push(format!("- {} (route table {}): {why}", subnet.id, route.table_id));
+        }
+    }
+    let mut warnings = Vec::new();
+    if !stranded.is_empty() {
+        warnings.push(
+            Diagnostic::warning(
+                "Instances Cannot Reach AWS",
+                format!(
+                    "Stack {stack}: container instances in these subnets could not reach ECS, ECR, CloudWatch Logs \
+                     or Secrets Manager, so no task would start there:\n{}\nRoute the subnets' 0.0.0.0/0 through a \
+                     NAT gateway, or add interface endpoints with private DNS to the VPC for: {}.",
+                    stranded.join("\n"),
+                    missing_endpoints.join(", ")
+                ),
+            )
+            .at(at.clone()),
+        );
+    }
+    if !no_exec.is_empty() {
+        warnings.push(
+            Diagnostic::warning(
+                "ECS Exec Cannot Connect",
+                format!(
+                    "Stack {stack}: tasks in {} have no public address (tasks in awsvpc mode on EC2 never do), no \
+                     route through a NAT gateway and no ssmmessages interface endpoint, so `aws ecs execute-command` \
+                     sessions could not connect; the services themselves run. Add a NAT gateway route, or an \
+                     ssmmessages interface endpoint with private DNS, to use ECS Exec.",
+                    no_exec.join(", ")
+                ),
+            )
+            .at(at),
+        );
+    }
+    warnings
 }
 
 /// The load balancer's own subnets exist, belong to the stack's VPC and span two zones.
@@ -244,4 +327,70 @@ fn is_configured(planned: &Value, attribute: &str, bucket: &str, stack: &str) ->
         _ => super::model::default_state_bucket(stack),
     };
     planned.get(attribute).as_str() == Some(bucket) && bucket != derived
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::aws::ec2::{DefaultRoute, Subnet, SubnetRoute};
+
+    fn subnet(id: &str, public_ip_on_launch: bool) -> Subnet {
+        Subnet { id: id.into(), vpc_id: "vpc-1".into(), availability_zone: "eu-west-2a".into(), public_ip_on_launch }
+    }
+
+    fn warnings(subnets: &[(Subnet, DefaultRoute)], endpoints: &[&str]) -> Vec<(String, String)> {
+        let routes: BTreeMap<String, SubnetRoute> = subnets
+            .iter()
+            .map(|(s, r)| (s.id.clone(), SubnetRoute { table_id: format!("rtb-{}", s.id), default_route: r.clone() }))
+            .collect();
+        let refs: Vec<&Subnet> = subnets.iter().map(|(s, _)| s).collect();
+        let endpoints: BTreeSet<String> = endpoints.iter().map(|e| e.to_string()).collect();
+        egress_warnings("shop", &refs, &routes, &endpoints, AttributePath::root("subnet_ids"))
+            .into_iter()
+            .map(|d| (d.summary.clone(), d.detail.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn a_nat_route_is_enough_for_instances_and_tasks() {
+        let nat = DefaultRoute::Forwarded("nat-1".into());
+        assert!(warnings(&[(subnet("a", false), nat)], &[]).is_empty());
+    }
+
+    #[test]
+    fn public_subnets_serve_instances_but_not_ecs_exec() {
+        let igw = DefaultRoute::InternetGateway("igw-1".into());
+        let found = warnings(&[(subnet("a", true), igw.clone())], &[]);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].0, "ECS Exec Cannot Connect");
+        assert!(warnings(&[(subnet("a", true), igw)], &["ssmmessages"]).is_empty());
+    }
+
+    #[test]
+    fn a_subnet_without_a_way_out_names_its_route_and_the_endpoints_it_lacks() {
+        let found = warnings(
+            &[
+                (subnet("a", false), DefaultRoute::Missing),
+                (subnet("b", false), DefaultRoute::InternetGateway("igw-1".into())),
+            ],
+            &["ecr.api", "ecr.dkr"],
+        );
+        let (summary, detail) = &found[0];
+        assert_eq!(summary, "Instances Cannot Reach AWS");
+        assert!(detail.contains("- a (route table rtb-a): no route out of the VPC"), "{detail}");
+        assert!(
+            detail.contains("- b (route table rtb-b): a route to internet gateway igw-1, but the subnet gives"),
+            "{detail}"
+        );
+        assert!(detail.contains("for: ecs, ecs-agent, ecs-telemetry, logs, secretsmanager."), "{detail}");
+    }
+
+    #[test]
+    fn interface_endpoints_for_everything_make_a_private_subnet_work() {
+        let mut all: Vec<&str> = INSTANCE_ENDPOINTS.to_vec();
+        all.push("ssmmessages");
+        assert!(warnings(&[(subnet("a", false), DefaultRoute::Missing)], &all).is_empty());
+    }
 }
