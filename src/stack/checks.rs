@@ -105,16 +105,6 @@ async fn check_network(aws: &AwsContext, spec: &StackSpec, planned: &Value) -> a
     if let Some(public) = spec.load_balancer.as_ref().and_then(|lb| lb.subnet_ids.as_ref()) {
         found.extend(check_load_balancer_subnets(client, spec, &vpc.id, public).await?);
     }
-    if found.is_empty() {
-        let mine: Vec<&aws::ec2::Subnet> = subnets.iter().filter(|s| s.vpc_id == vpc.id).collect();
-        let ids: Vec<String> = mine.iter().map(|s| s.id.clone()).collect();
-        let (routes, endpoints) = tokio::join!(
-            aws::ec2::subnet_routes(client, &vpc.id, &ids),
-            aws::ec2::interface_endpoint_services(client, &vpc.id)
-        );
-        let at = AttributePath::root(if configured.is_empty() { "vpc_id" } else { "subnet_ids" });
-        found.extend(egress_warnings(&spec.name, &mine, &routes?, &endpoints?, at));
-    }
     if found.is_empty() && zones.len() < 2 {
         let whose =
             if configured.is_empty() { format!("The default subnets of {}", vpc.id) } else { "subnet_ids".into() };
@@ -130,6 +120,17 @@ async fn check_network(aws: &AwsContext, spec: &StackSpec, planned: &Value) -> a
                 zones.into_iter().collect::<Vec<_>>().join(", ")
             ),
         ));
+    }
+    // Only a network that passed every check above is worth asking about its routes.
+    if found.is_empty() {
+        let mine: Vec<&aws::ec2::Subnet> = subnets.iter().filter(|s| s.vpc_id == vpc.id).collect();
+        let ids: Vec<String> = mine.iter().map(|s| s.id.clone()).collect();
+        let (routes, endpoints) = tokio::join!(
+            aws::ec2::subnet_routes(client, &vpc.id, &ids),
+            aws::ec2::interface_endpoint_services(client, &vpc.id)
+        );
+        let at = AttributePath::root(if configured.is_empty() { "vpc_id" } else { "subnet_ids" });
+        found.extend(egress_warnings(&spec.name, &mine, &routes?, &endpoints?, at));
     }
     Ok(found)
 }
