@@ -163,8 +163,13 @@ pub fn assess_file_system(state: Option<&str>) -> WaitDecision {
 }
 
 /// Differences of a file system from the managed settings: encryption (EFS.1, which cannot be changed
-/// in place) and automatic backups.
-pub fn file_system_drift(encrypted: bool, backups_enabled: bool) -> Vec<String> {
+/// in place), automatic backups and its resource policy (`policy_in_force`, `None` when it has none).
+pub fn file_system_drift(
+    encrypted: bool,
+    backups_enabled: bool,
+    policy_in_force: Option<&str>,
+    arn: &str,
+) -> Vec<String> {
     let mut drift = Vec::new();
     if !encrypted {
         drift.push("not encrypted (EFS cannot encrypt an existing file system; it must be replaced)".to_string());
@@ -172,7 +177,54 @@ pub fn file_system_drift(encrypted: bool, backups_enabled: bool) -> Vec<String> 
     if !backups_enabled {
         drift.push("automatic backups are disabled".to_string());
     }
+    match policy_in_force {
+        None => drift.push("no file system policy (plain NFS and anonymous clients are not refused)".to_string()),
+        Some(policy) if !super::iam::same_policy(policy, &file_system_policy(arn)) => {
+            drift.push("the file system policy differs from the stack's".to_string());
+        }
+        Some(_) => {}
+    }
     drift
+}
+
+/// The file system's resource policy: any request without TLS is denied, and mounting is allowed only to
+/// IAM principals coming through a mount target, so an anonymous NFS client is refused (EFS's own "enforce
+/// in-transit encryption" and "prevent anonymous access" policies). Which principal may mount which folder
+/// is still decided by the task roles' policies, through their access points.
+pub fn file_system_policy(arn: &str) -> String {
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "DenyWithoutTls",
+                "Effect": "Deny",
+                "Principal": { "AWS": "*" },
+                "Action": "*",
+                "Resource": arn,
+                "Condition": { "Bool": { "aws:SecureTransport": "false" } }
+            },
+            {
+                "Sid": "MountOnlyAsAnIamPrincipalThroughAMountTarget",
+                "Effect": "Allow",
+                "Principal": { "AWS": "*" },
+                "Action": ["elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"],
+                "Resource": arn,
+                "Condition": { "Bool": { "elasticfilesystem:AccessedViaMountTarget": "true" } }
+            }
+        ]
+    })
+    .to_string()
+}
+
+/// The file system's resource policy in force; `None` when it has none. Reads only.
+async fn policy_in_force(client: &Client, fs_id: &str) -> AwsResult<Option<String>> {
+    match client.describe_file_system_policy().file_system_id(fs_id).send().await {
+        Ok(out) => Ok(out.policy().map(str::to_string)),
+        Err(err) => {
+            let err = AwsError::from_sdk("DescribeFileSystemPolicy", err);
+            if err.is(&["PolicyNotFound"]) { Ok(None) } else { Err(err) }
+        }
+    }
 }
 
 async fn describe_by_token(client: &Client, creation_token: &str) -> AwsResult<Option<FileSystemDescription>> {
@@ -258,7 +310,8 @@ async fn wait_file_system_available(client: &Client, fs_id: &str, timeout: Durat
 
 /// Finds the file system by its creation token, or creates it (encrypted, general purpose, elastic
 /// throughput, automatic backups); waits until it is available; enables backups if they were switched
-/// off; applies the tags. May be called again after a crash; converges.
+/// off; puts [`file_system_policy`] in force; applies the tags. May be called again after a crash;
+/// converges.
 pub async fn ensure_file_system(
     client: &Client,
     creation_token: &str,
@@ -279,6 +332,16 @@ pub async fn ensure_file_system(
             .await
             .map_err(|e| AwsError::from_sdk("PutBackupPolicy", e))?;
     }
+    let policy = file_system_policy(&fs.arn);
+    if !policy_in_force(client, &fs.id).await?.is_some_and(|p| super::iam::same_policy(&p, &policy)) {
+        client
+            .put_file_system_policy()
+            .file_system_id(&fs.id)
+            .policy(policy)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("PutFileSystemPolicy", e))?;
+    }
     if !tags.is_empty() {
         client
             .tag_resource()
@@ -296,14 +359,16 @@ pub async fn ensure_file_system(
 pub async fn find_file_system(client: &Client, creation_token: &str) -> AwsResult<Option<FileSystemObservation>> {
     let Some(fs) = describe_by_token(client, creation_token).await? else { return Ok(None) };
     let encrypted = fs.encrypted().unwrap_or(false);
-    let backups = backups_enabled(client, fs.file_system_id()).await?;
+    let (backups, policy) =
+        tokio::try_join!(backups_enabled(client, fs.file_system_id()), policy_in_force(client, fs.file_system_id()))?;
+    let arn = fs.file_system_arn().unwrap_or_default();
     Ok(Some(FileSystemObservation {
         id: fs.file_system_id().to_string(),
         arn: fs.file_system_arn().unwrap_or_default().to_string(),
         encrypted,
         life_cycle_state: fs.life_cycle_state().to_string(),
         tags: tag_map(fs.tags()),
-        drift: file_system_drift(encrypted, backups),
+        drift: file_system_drift(encrypted, backups, policy.as_deref(), arn),
     }))
 }
 
@@ -809,11 +874,30 @@ mod tests {
     }
 
     #[test]
-    fn file_system_drift_names_encryption_and_backups() {
-        assert!(file_system_drift(true, true).is_empty());
-        let drift = file_system_drift(false, false);
+    fn file_system_drift_names_encryption_backups_and_the_policy() {
+        let arn = "arn:aws:elasticfilesystem:eu-west-2:1:file-system/fs-1";
+        let ours = file_system_policy(arn);
+        assert!(file_system_drift(true, true, Some(&ours), arn).is_empty());
+        let drift = file_system_drift(false, false, None, arn);
         assert!(drift[0].starts_with("not encrypted"));
         assert_eq!(drift[1], "automatic backups are disabled");
+        assert!(drift[2].starts_with("no file system policy"));
+        let open = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"*"},"Action":"*"}]}"#;
+        assert_eq!(
+            file_system_drift(true, true, Some(open), arn),
+            vec!["the file system policy differs from the stack's"]
+        );
+    }
+
+    #[test]
+    fn the_file_system_refuses_plain_nfs_and_anonymous_mounts() {
+        let policy: serde_json::Value = serde_json::from_str(&file_system_policy("arn:fs")).unwrap();
+        let deny = &policy["Statement"][0];
+        assert_eq!((deny["Effect"].as_str(), deny["Action"].as_str()), (Some("Deny"), Some("*")));
+        assert_eq!(deny["Condition"]["Bool"]["aws:SecureTransport"], "false");
+        let allow = &policy["Statement"][1];
+        assert_eq!(allow["Condition"]["Bool"]["elasticfilesystem:AccessedViaMountTarget"], "true");
+        assert!(!allow["Action"].to_string().contains("ClientRootAccess"), "no root access: {allow}");
     }
 
     #[test]

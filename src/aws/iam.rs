@@ -129,6 +129,25 @@ pub fn assume_role_policy(service: &str) -> String {
     .to_string()
 }
 
+/// The trust policy letting ECS tasks of one account and region assume the role, and nothing acting for
+/// anyone else: `aws:SourceAccount` and `aws:SourceArn` conditions, the confused-deputy protection AWS
+/// recommends for task roles (Amazon ECS Developer Guide, "Amazon ECS task IAM role").
+pub fn ecs_tasks_trust_policy(partition: &str, region: &str, account: &str) -> String {
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": { "Service": ECS_TASKS_SERVICE },
+            "Action": "sts:AssumeRole",
+            "Condition": {
+                "ArnLike": { "aws:SourceArn": format!("arn:{partition}:ecs:{region}:{account}:*") },
+                "StringEquals": { "aws:SourceAccount": account }
+            }
+        }]
+    })
+    .to_string()
+}
+
 /// The ARN of an AWS managed service-role policy, e.g. [`ECS_INSTANCE_ROLE_POLICY`].
 pub fn managed_policy_arn(partition: &str, name: &str) -> String {
     format!("arn:{partition}:iam::aws:policy/service-role/{name}")
@@ -832,6 +851,15 @@ mod tests {
             managed_policy_arns: spec.managed_policy_arns.iter().cloned().collect(),
             inline_policies: spec.inline_policies.clone(),
         }
+    }
+
+    #[test]
+    fn task_roles_trust_only_ecs_acting_for_the_account_and_region() {
+        let policy = json(&ecs_tasks_trust_policy("aws", "eu-west-2", "123456789012"));
+        let statement = &policy["Statement"][0];
+        assert_eq!(statement["Principal"]["Service"], ECS_TASKS_SERVICE);
+        assert_eq!(statement["Condition"]["StringEquals"]["aws:SourceAccount"], "123456789012");
+        assert_eq!(statement["Condition"]["ArnLike"]["aws:SourceArn"], "arn:aws:ecs:eu-west-2:123456789012:*");
     }
 
     #[test]

@@ -145,6 +145,8 @@ pub struct DatabaseObservation {
     pub auto_minor_version_upgrade: bool,
     /// Whether tags are copied to snapshots.
     pub copy_tags_to_snapshot: bool,
+    /// Whether IAM database authentication is on (FSBP RDS.10).
+    pub iam_database_authentication: bool,
     /// Its VPC security groups.
     pub security_group_ids: Vec<String>,
     /// Its DB subnet group.
@@ -177,6 +179,8 @@ pub struct Modification {
     pub auto_minor_version_upgrade: Option<bool>,
     /// Switch copying tags to snapshots back on.
     pub copy_tags_to_snapshot: Option<bool>,
+    /// Switch IAM database authentication back on.
+    pub iam_database_authentication: Option<bool>,
     /// Hand the master password to RDS (`true`) or take it back to set a given one (`false`).
     pub manage_master_password: Option<bool>,
     /// New DB parameter group (applied at the next reboot for static parameters).
@@ -356,6 +360,10 @@ fn observation_of(db: &DbInstance) -> DatabaseObservation {
         multi_az: pending.and_then(|p| p.multi_az()).or(db.multi_az()).unwrap_or(false),
         auto_minor_version_upgrade: db.auto_minor_version_upgrade().unwrap_or(false),
         copy_tags_to_snapshot: db.copy_tags_to_snapshot().unwrap_or(false),
+        iam_database_authentication: pending
+            .and_then(|p| p.iam_database_authentication_enabled())
+            .or(db.iam_database_authentication_enabled())
+            .unwrap_or(false),
         security_group_ids: db
             .vpc_security_groups()
             .iter()
@@ -451,6 +459,9 @@ pub fn drift(spec: &DatabaseSpec, obs: &DatabaseObservation) -> Vec<String> {
     if !obs.copy_tags_to_snapshot {
         drift.push("tags are not copied to snapshots".to_string());
     }
+    if !obs.iam_database_authentication {
+        drift.push("IAM database authentication is off".to_string());
+    }
     drift
 }
 
@@ -491,6 +502,7 @@ pub fn plan_modification(
         multi_az: (obs.multi_az != spec.multi_az).then_some(spec.multi_az),
         auto_minor_version_upgrade: (!obs.auto_minor_version_upgrade).then_some(true),
         copy_tags_to_snapshot: (!obs.copy_tags_to_snapshot).then_some(true),
+        iam_database_authentication: (!obs.iam_database_authentication).then_some(true),
         parameter_group: (obs.parameter_group.as_deref() != Some(spec.parameter_group.as_str()))
             .then(|| spec.parameter_group.clone()),
         manage_master_password: if wants_managed && !managed {
@@ -517,6 +529,9 @@ async fn create_instance(client: &Client, spec: &DatabaseSpec, password: &Master
         .publicly_accessible(false)
         .auto_minor_version_upgrade(true)
         .copy_tags_to_snapshot(true)
+        // FSBP RDS.10: database users can be IAM identities (the images log in with the password; an
+        // operator can create IAM-authenticated users for their own sessions).
+        .enable_iam_database_authentication(true)
         .backup_retention_period(spec.backup_retention_days)
         .deletion_protection(spec.deletion_protection)
         .multi_az(spec.multi_az)
@@ -551,6 +566,7 @@ async fn modify_instance(
         .set_multi_az(change.multi_az)
         .set_auto_minor_version_upgrade(change.auto_minor_version_upgrade)
         .set_copy_tags_to_snapshot(change.copy_tags_to_snapshot)
+        .set_enable_iam_database_authentication(change.iam_database_authentication)
         .set_manage_master_user_password(change.manage_master_password)
         .set_db_parameter_group_name(change.parameter_group.clone())
         .set_master_user_password(password.map(|p| p.expose().to_string()))
@@ -1063,6 +1079,7 @@ mod tests {
             multi_az: false,
             auto_minor_version_upgrade: true,
             copy_tags_to_snapshot: true,
+            iam_database_authentication: true,
             security_group_ids: vec!["sg-db".into()],
             subnet_group: Some("vault-db".into()),
             master_secret_arn: Some("arn:aws:secretsmanager:eu-west-2:1:secret:rds!db".into()),
@@ -1191,10 +1208,16 @@ mod tests {
 
     #[test]
     fn plan_restores_secure_defaults() {
-        let obs = DatabaseObservation { auto_minor_version_upgrade: false, copy_tags_to_snapshot: false, ..matching() };
+        let obs = DatabaseObservation {
+            auto_minor_version_upgrade: false,
+            copy_tags_to_snapshot: false,
+            iam_database_authentication: false,
+            ..matching()
+        };
         let change = plan_modification(&spec(), &obs, true, false).unwrap();
         assert_eq!(change.auto_minor_version_upgrade, Some(true));
         assert_eq!(change.copy_tags_to_snapshot, Some(true));
+        assert_eq!(change.iam_database_authentication, Some(true));
     }
 
     #[test]

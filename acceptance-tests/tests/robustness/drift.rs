@@ -166,10 +166,33 @@ async fn change_settings(emu: Emulator) -> Result<(), String> {
         .await
         .map_err(|e| describe(&e))?;
     emu.s3().delete_public_access_block().bucket(&bucket).send().await.map_err(|e| describe(&e))?;
+    // Security settings someone relaxes by hand: IAM database authentication off, a file system policy that
+    // lets anyone mount without TLS (the API has no way to take the policy away that the emulator serves).
+    emu.rds()
+        .modify_db_instance()
+        .db_instance_identifier(SETTINGS_NAME)
+        .enable_iam_database_authentication(false)
+        .apply_immediately(true)
+        .send()
+        .await
+        .map_err(|e| describe(&e))?;
+    let fs_id = file_system_id(&emu).await?;
+    let open = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"*"},"Action":"elasticfilesystem:ClientMount","Resource":"*"}]}"#;
+    emu.efs().put_file_system_policy().file_system_id(&fs_id).policy(open).send().await.map_err(|e| describe(&e))?;
     Ok(())
 }
 
-/// Checks the three settings are back to what the configuration says.
+/// The stack's file system, found by its tag.
+async fn file_system_id(emu: &Emulator) -> Result<String, String> {
+    let systems = emu.efs().describe_file_systems().send().await.map_err(|e| describe(&e))?;
+    let ours = systems
+        .file_systems()
+        .iter()
+        .find(|fs| fs.tags().iter().any(|t| t.key() == "datavault:stack" && t.value() == SETTINGS_NAME));
+    ours.map(|fs| fs.file_system_id().to_string()).ok_or_else(|| "no file system tagged for the stack".into())
+}
+
+/// Checks the changed settings are back to what the configuration says.
 async fn settings_restored(emu: Emulator) -> Result<(), String> {
     let services = emu
         .ecs()
@@ -199,6 +222,24 @@ async fn settings_restored(emu: Emulator) -> Result<(), String> {
     if !all.iter().all(|b| *b == Some(true)) {
         return Err(format!("the public access block is not fully on: {block:?}"));
     }
+    let db = emu.rds().describe_db_instances().db_instance_identifier(SETTINGS_NAME).send().await;
+    let db = db.map_err(|e| describe(&e))?;
+    let iam = db.db_instances().first().and_then(|d| d.iam_database_authentication_enabled());
+    if iam != Some(true) {
+        return Err(format!("IAM database authentication is {iam:?}, expected on"));
+    }
+    let fs_id = file_system_id(&emu).await?;
+    let policy = emu.efs().describe_file_system_policy().file_system_id(&fs_id).send().await;
+    let policy = policy.map_err(|e| describe(&e))?.policy().unwrap_or_default().to_string();
+    let policy: serde_json::Value = serde_json::from_str(&policy).map_err(|e| format!("{e}: {policy}"))?;
+    let statements = policy["Statement"].as_array().cloned().unwrap_or_default();
+    let restored = statements.iter().any(|s| s["Condition"]["Bool"]["aws:SecureTransport"] == "false")
+        && statements.iter().all(|s| {
+            s["Effect"] != "Allow" || s["Condition"]["Bool"]["elasticfilesystem:AccessedViaMountTarget"] == "true"
+        });
+    if !restored {
+        return Err(format!("the file system policy was not restored: {policy}"));
+    }
     Ok(())
 }
 
@@ -217,7 +258,13 @@ fn settings_changed_out_of_band_are_reported_and_restored_and_a_vanished_stack_l
     let before = resource_change(&json, ADDR).and_then(|c| c.get("change")?.get("before")).cloned();
     let before = before.unwrap_or_else(|| panic!("no prior state in the plan:\n{plan}"));
     let drift = state::lookup(&before, "drift").map(Value::to_string).unwrap_or_default();
-    for expected in ["versioning is Suspended", "public access block is missing"] {
+    let expectations = [
+        "versioning is Suspended",
+        "public access block is missing",
+        "IAM database authentication is off",
+        "the file system policy differs",
+    ];
+    for expected in expectations {
         assert!(drift.contains(expected), "the refreshed `drift` should say \"{expected}\"; it is {drift}");
     }
     let rabbitmq_count = state::lookup(&before, "services.rabbitmq.desired_count").cloned();
@@ -225,7 +272,10 @@ fn settings_changed_out_of_band_are_reported_and_restored_and_a_vanished_stack_l
         rabbitmq_count == Some(Value::from(5)) || drift.contains("service_rabbitmq"),
         "the refreshed state shows neither RabbitMQ's desired count 5 ({rabbitmq_count:?}) nor drift for it ({drift})"
     );
-    announce(&format!("robustness/settings: desired count, versioning, public access block changed -> drift {drift}"));
+    announce(&format!(
+        "robustness/settings: desired count, versioning, public access block, IAM database authentication, file system \
+         policy changed -> drift {drift}"
+    ));
 
     tf.run(&["apply", "-input=false", "-no-color", "tfplan"]).ok_or_panic();
     ctx.block_on(settings_restored(ctx.emulator.clone())).unwrap_or_else(|e| panic!("after apply: {e}"));

@@ -485,6 +485,7 @@ async fn check_database(
     ensure!(db.master_user_secret().is_none(), "the master password is managed (and rotated) by RDS");
     ensure_eq!(db.db_instance_class(), Some(expected.instance_class), "database instance class");
     ensure_eq!(db.storage_encrypted(), Some(true), "database StorageEncrypted");
+    ensure_eq!(db.iam_database_authentication_enabled(), Some(true), "database IAM authentication (FSBP RDS.10)");
     ensure_eq!(db.publicly_accessible(), Some(false), "database PubliclyAccessible");
     ensure_eq!(db.backup_retention_period(), Some(7), "database backup retention days");
     ensure_eq!(db.allocated_storage(), Some(20), "database allocated storage");
@@ -525,6 +526,22 @@ async fn check_file_system(emu: &Emulator, groups: &Groups) -> Result<FileSystem
     let tags = fs.tags().iter().map(|t| (t.key().to_string(), t.value().to_string()));
     check_tags(&format!("file system {token}"), &tags.collect(), NAME, &[])?;
     let id = fs.file_system_id().to_string();
+    // No plain NFS and no anonymous mounts: only IAM principals, over TLS, through a mount target.
+    let policy = emu.efs().describe_file_system_policy().file_system_id(&id).send().await;
+    let policy = policy.map_err(|e| format!("DescribeFileSystemPolicy {id}: {}", describe(&e)))?;
+    let policy = policy_document(policy.policy().unwrap_or_default())?;
+    let statements = policy["Statement"].as_array().cloned().unwrap_or_default();
+    ensure!(
+        statements.iter().any(|s| s["Effect"] == "Deny" && s["Condition"]["Bool"]["aws:SecureTransport"] == "false"),
+        "file system {id} does not refuse plain NFS: {policy}"
+    );
+    ensure!(
+        statements
+            .iter()
+            .all(|s| s["Effect"] != "Allow"
+                || s["Condition"]["Bool"]["elasticfilesystem:AccessedViaMountTarget"] == "true"),
+        "file system {id} allows access other than through a mount target: {policy}"
+    );
 
     let targets = emu
         .efs()
@@ -732,6 +749,16 @@ async fn check_roles(
     for service in SERVICES {
         let task = format!("{NAME}-{service}-task");
         task_arns.insert(service.to_string(), role(emu, &task, "ecs-tasks.amazonaws.com").await?);
+        // Confused-deputy protection: only ECS acting for this account and region may assume it.
+        let trust = emu.iam().get_role().role_name(&task).send().await.map_err(|e| describe(&e))?;
+        let trust = policy_document(trust.role().and_then(|r| r.assume_role_policy_document()).unwrap_or_default())?;
+        let condition = &trust["Statement"][0]["Condition"];
+        ensure_eq!(condition["StringEquals"]["aws:SourceAccount"], "123456789012", "{task}'s aws:SourceAccount");
+        ensure_eq!(
+            condition["ArnLike"]["aws:SourceArn"],
+            format!("arn:aws:ecs:{}:123456789012:*", region()).as_str(),
+            "{task}'s aws:SourceArn"
+        );
         ensure_eq!(attached_policies(emu, &task).await?, Vec::<String>::new(), "managed policies of {task}");
         let allowed = task_role_grants(service, fs);
         let mut granted: BTreeSet<String> = BTreeSet::new();

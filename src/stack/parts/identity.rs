@@ -73,9 +73,16 @@ fn role_spec(part: Part, ctx: &PartContext<'_>) -> PartResult<RoleSpec> {
         ),
         _ => unreachable!("not a role: {part}"),
     };
+    // Only the task roles get source conditions: AWS documents them for task roles, not for EC2's instance
+    // roles nor the task execution role, and a condition the service does not satisfy would stop every
+    // instance or task. Without a known account (STS unreachable) the plain trust policy is the one that works.
+    let assume_role_policy = match (part, ctx.aws.account_id.as_deref()) {
+        (Part::TaskRole(_), Some(account)) => iam::ecs_tasks_trust_policy(partition, &ctx.spec.region, account),
+        _ => iam::assume_role_policy(service),
+    };
     Ok(RoleSpec {
         name: role_name(&ctx.spec.name, part),
-        assume_role_policy: iam::assume_role_policy(service),
+        assume_role_policy,
         managed_policy_arns: managed,
         inline_policies: inline,
         tags: ctx.tags(part),
