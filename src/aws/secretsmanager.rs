@@ -1,9 +1,10 @@
 //! AWS Secrets Manager: passwords the stack generates itself (the RabbitMQ password), which containers
 //! receive through ECS `secrets` and which never enter Terraform state or logs.
 //!
-//! A generated value is never overwritten: ensuring an existing secret only converges its description and
-//! tags. Deletion always keeps a recovery window, so a mistaken destroy can be undone, and a later ensure
-//! of the same name restores the secret (with its old value) instead of generating a new one.
+//! A generated value is never overwritten: ensuring an existing secret only converges its description,
+//! tags and resource policy. Deletion always keeps a recovery window, so a mistaken destroy can be undone,
+//! and a later ensure of the same name restores the secret (with its old value) instead of generating a new
+//! one.
 
 use std::collections::BTreeMap;
 
@@ -137,15 +138,74 @@ async fn adopt(
     Ok((info.arn, existing.description().unwrap_or_default().to_string()))
 }
 
+/// The resource policy of a stack's secret, in `account`. It refuses every principal of another account,
+/// and refuses the value to `workload_roles` (the roles the stack's instances and containers run as): only
+/// the task execution role, which hands the value to a task as it starts, reads it among the stack's own
+/// roles. It only denies, so it grants nothing by itself and cannot lock out the account's operators or
+/// whoever runs Terraform, whose principal the stack cannot know in advance.
+pub fn secret_policy(account: &str, workload_roles: &[String]) -> String {
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "DenyOtherAccounts",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "secretsmanager:*",
+                "Resource": "*",
+                "Condition": { "StringNotEquals": { "aws:PrincipalAccount": account } }
+            },
+            {
+                "Sid": "DenyTheStacksWorkloads",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "secretsmanager:GetSecretValue",
+                "Resource": "*",
+                "Condition": { "ArnEquals": { "aws:PrincipalArn": workload_roles } }
+            }
+        ]
+    })
+    .to_string()
+}
+
+/// The secret's resource policy; `None` when it has none. Reads only.
+pub async fn resource_policy(client: &Client, name: &str) -> AwsResult<Option<String>> {
+    let out = client
+        .get_resource_policy()
+        .secret_id(name)
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("GetResourcePolicy", e))?;
+    Ok(out.resource_policy().filter(|p| !p.is_empty()).map(str::to_string))
+}
+
+/// Puts `policy` on the secret unless an equivalent one is in force. `BlockPublicPolicy` makes AWS refuse a
+/// policy that would open the secret to the world, should this one ever be edited into one.
+async fn converge_policy(client: &Client, name: &str, policy: &str) -> AwsResult<()> {
+    if resource_policy(client, name).await?.is_some_and(|p| super::iam::same_policy(&p, policy)) {
+        return Ok(());
+    }
+    client
+        .put_resource_policy()
+        .secret_id(name)
+        .resource_policy(policy)
+        .block_public_policy(true)
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("PutResourcePolicy", e))?;
+    Ok(())
+}
+
 /// Makes sure the secret `name` exists and holds a generated password: adopts an existing secret (restoring
 /// it if scheduled for deletion) without ever changing its value, or creates it with a random 32-character
-/// alphanumeric password. Then converges description and tags. May be called again after a crash;
-/// converges. Returns the secret's ARN.
+/// alphanumeric password. Then converges description, tags and, when given, its resource `policy`. May be
+/// called again after a crash; converges. Returns the secret's ARN.
 pub async fn ensure_generated_secret(
     client: &Client,
     name: &str,
     description: &str,
     tags: &BTreeMap<String, String>,
+    policy: Option<&str>,
 ) -> AwsResult<String> {
     let (arn, current_description) = match describe_raw(client, name).await? {
         Some(existing) => adopt(client, name, &existing, tags).await?,
@@ -177,6 +237,9 @@ pub async fn ensure_generated_secret(
             .send()
             .await
             .map_err(|e| AwsError::from_sdk("TagResource", e))?;
+    }
+    if let Some(policy) = policy {
+        converge_policy(client, name, policy).await?;
     }
     Ok(arn)
 }
@@ -289,6 +352,17 @@ mod tests {
         assert_eq!(tags.len(), 1);
         assert_eq!(tags[0].key(), Some("datavault:stack"));
         assert_eq!(tags[0].value(), Some("vault"));
+    }
+
+    #[test]
+    fn the_secret_policy_only_denies_other_accounts_and_the_workloads_reading_the_value() {
+        let roles = ["arn:aws:iam::123456789012:role/vault-web-task".to_string()];
+        let policy: serde_json::Value = serde_json::from_str(&secret_policy("123456789012", &roles)).unwrap();
+        let statements = policy["Statement"].as_array().unwrap();
+        assert!(statements.iter().all(|s| s["Effect"] == "Deny"), "it must grant nothing: {policy}");
+        assert_eq!(statements[0]["Condition"]["StringNotEquals"]["aws:PrincipalAccount"], "123456789012");
+        assert_eq!(statements[1]["Action"], "secretsmanager:GetSecretValue");
+        assert_eq!(statements[1]["Condition"]["ArnEquals"]["aws:PrincipalArn"][0], roles[0].as_str());
     }
 
     #[tokio::test]

@@ -1,6 +1,6 @@
 //! The Secrets Manager module against the local emulator: a generated secret is created once, adopted
 //! afterwards without its value ever changing, scheduled for deletion with a recovery window, and restored
-//! by the next ensure.
+//! by the next ensure; its resource policy is put and restored.
 
 use crate::common;
 
@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use aws_sdk_secretsmanager::Client;
 use terraform_provider_datavault::aws::STACK_TAG;
+use terraform_provider_datavault::aws::iam::same_policy;
 use terraform_provider_datavault::aws::secretsmanager::{self, SecretInfo};
 
 /// The secret's current value (compared, never printed).
@@ -27,7 +28,7 @@ async fn generated_secret_is_created_once_and_never_overwritten() {
     let name = common::unique("dv-mq-password");
     assert_eq!(secretsmanager::describe_secret(client, &name).await.unwrap(), None);
 
-    let arn = secretsmanager::ensure_generated_secret(client, &name, "RabbitMQ password", &tags()).await.unwrap();
+    let arn = secretsmanager::ensure_generated_secret(client, &name, "RabbitMQ password", &tags(), None).await.unwrap();
     assert!(arn.contains(&format!(":secret:{name}")), "{arn}");
     let info = secretsmanager::describe_secret(client, &name).await.unwrap();
     assert_eq!(info, Some(SecretInfo { arn: arn.clone(), scheduled_for_deletion: false, tags: tags() }));
@@ -37,12 +38,13 @@ async fn generated_secret_is_created_once_and_never_overwritten() {
     let seen = secretsmanager::secret_tags(client, &name).await.unwrap().unwrap();
     assert_eq!(seen.get(STACK_TAG).map(String::as_str), Some("test"));
 
-    let again = secretsmanager::ensure_generated_secret(client, &name, "RabbitMQ password", &tags()).await.unwrap();
+    let again =
+        secretsmanager::ensure_generated_secret(client, &name, "RabbitMQ password", &tags(), None).await.unwrap();
     assert_eq!(again, arn);
     assert!(value(client, &name).await == password, "second ensure must keep the value");
 
     // A changed description is converged without touching the value.
-    secretsmanager::ensure_generated_secret(client, &name, "RabbitMQ admin password", &tags()).await.unwrap();
+    secretsmanager::ensure_generated_secret(client, &name, "RabbitMQ admin password", &tags(), None).await.unwrap();
     let described = client.describe_secret().secret_id(&name).send().await.unwrap();
     assert_eq!(described.description(), Some("RabbitMQ admin password"));
     assert!(value(client, &name).await == password, "description update must keep the value");
@@ -51,11 +53,37 @@ async fn generated_secret_is_created_once_and_never_overwritten() {
 }
 
 #[tokio::test]
+async fn the_resource_policy_is_put_once_and_restored_when_changed() {
+    let Some(aws) = common::emulator().await else { return };
+    let client = &aws.secrets;
+    let name = common::unique("dv-policy");
+    let roles = ["arn:aws:iam::123456789012:role/dv-web-task".to_string()];
+    let policy = secretsmanager::secret_policy("123456789012", &roles);
+    secretsmanager::ensure_generated_secret(client, &name, "RabbitMQ password", &tags(), Some(&policy)).await.unwrap();
+    let found = secretsmanager::resource_policy(client, &name).await.unwrap().expect("a resource policy");
+    assert!(same_policy(&found, &policy), "{found}");
+
+    // Someone opens it up by hand: the next ensure puts the stack's policy back; the value stays.
+    let password = value(client, &name).await;
+    let open = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*","Action":"secretsmanager:GetSecretValue","Resource":"*"}]}"#;
+    client.put_resource_policy().secret_id(&name).resource_policy(open).send().await.unwrap();
+    secretsmanager::ensure_generated_secret(client, &name, "RabbitMQ password", &tags(), Some(&policy)).await.unwrap();
+    let found = secretsmanager::resource_policy(client, &name).await.unwrap().expect("a resource policy");
+    assert!(same_policy(&found, &policy), "the stack's policy was not restored: {found}");
+    assert!(value(client, &name).await == password, "converging the policy must keep the value");
+
+    // Without a policy to give (the account unknown), an existing one is left as it is.
+    secretsmanager::ensure_generated_secret(client, &name, "RabbitMQ password", &tags(), None).await.unwrap();
+    assert!(secretsmanager::resource_policy(client, &name).await.unwrap().is_some());
+    force_delete(client, &name).await;
+}
+
+#[tokio::test]
 async fn a_deleted_secret_is_scheduled_then_restored_with_its_value() {
     let Some(aws) = common::emulator().await else { return };
     let client = &aws.secrets;
     let name = common::unique("dv-restore");
-    let arn = secretsmanager::ensure_generated_secret(client, &name, "RabbitMQ password", &tags()).await.unwrap();
+    let arn = secretsmanager::ensure_generated_secret(client, &name, "RabbitMQ password", &tags(), None).await.unwrap();
     let password = value(client, &name).await;
 
     secretsmanager::delete_secret(client, &name, 7).await.unwrap();
@@ -63,7 +91,8 @@ async fn a_deleted_secret_is_scheduled_then_restored_with_its_value() {
     assert!(info.scheduled_for_deletion);
     secretsmanager::delete_secret(client, &name, 7).await.unwrap();
 
-    let restored = secretsmanager::ensure_generated_secret(client, &name, "RabbitMQ password", &tags()).await.unwrap();
+    let restored =
+        secretsmanager::ensure_generated_secret(client, &name, "RabbitMQ password", &tags(), None).await.unwrap();
     assert_eq!(restored, arn);
     assert_eq!(
         secretsmanager::describe_secret(client, &name).await.unwrap(),
@@ -83,7 +112,7 @@ async fn a_secret_created_out_of_band_is_adopted_with_its_value() {
     let name = common::unique("dv-adopt");
     let created = client.create_secret().name(&name).secret_string("chosen-by-an-operator").send().await.unwrap();
 
-    let arn = secretsmanager::ensure_generated_secret(client, &name, "RabbitMQ password", &tags()).await.unwrap();
+    let arn = secretsmanager::ensure_generated_secret(client, &name, "RabbitMQ password", &tags(), None).await.unwrap();
     assert_eq!(Some(arn.as_str()), created.arn());
     assert!(value(client, &name).await == "chosen-by-an-operator", "an existing value is never replaced");
     assert!(secretsmanager::secret_tags(client, &name).await.unwrap().unwrap().contains_key(STACK_TAG));

@@ -176,6 +176,8 @@ async fn change_settings(emu: Emulator) -> Result<(), String> {
         .send()
         .await
         .map_err(|e| describe(&e))?;
+    let secret = format!("{SETTINGS_NAME}/rabbitmq");
+    emu.secrets().delete_resource_policy().secret_id(&secret).send().await.map_err(|e| describe(&e))?;
     let fs_id = file_system_id(&emu).await?;
     let open = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"*"},"Action":"elasticfilesystem:ClientMount","Resource":"*"}]}"#;
     emu.efs().put_file_system_policy().file_system_id(&fs_id).policy(open).send().await.map_err(|e| describe(&e))?;
@@ -228,6 +230,11 @@ async fn settings_restored(emu: Emulator) -> Result<(), String> {
     if iam != Some(true) {
         return Err(format!("IAM database authentication is {iam:?}, expected on"));
     }
+    let secret = format!("{SETTINGS_NAME}/rabbitmq");
+    let secret_policy = emu.secrets().get_resource_policy().secret_id(&secret).send().await;
+    if secret_policy.map_err(|e| describe(&e))?.resource_policy().is_none() {
+        return Err(format!("secret {secret} has no resource policy again"));
+    }
     let fs_id = file_system_id(&emu).await?;
     let policy = emu.efs().describe_file_system_policy().file_system_id(&fs_id).send().await;
     let policy = policy.map_err(|e| describe(&e))?.policy().unwrap_or_default().to_string();
@@ -263,6 +270,7 @@ fn settings_changed_out_of_band_are_reported_and_restored_and_a_vanished_stack_l
         "public access block is missing",
         "IAM database authentication is off",
         "the file system policy differs",
+        "the secret has no resource policy",
     ];
     for expected in expectations {
         assert!(drift.contains(expected), "the refreshed `drift` should say \"{expected}\"; it is {drift}");
@@ -274,7 +282,7 @@ fn settings_changed_out_of_band_are_reported_and_restored_and_a_vanished_stack_l
     );
     announce(&format!(
         "robustness/settings: desired count, versioning, public access block, IAM database authentication, file system \
-         policy changed -> drift {drift}"
+         and secret policies changed -> drift {drift}"
     ));
 
     tf.run(&["apply", "-input=false", "-no-color", "tfplan"]).ok_or_panic();

@@ -431,7 +431,39 @@ async fn read_secrets(emu: &Emulator) -> Result<Secrets, CheckError> {
     for (what, password) in [("RabbitMQ", &rabbitmq_password), ("database", &database_password)] {
         ensure!(password.chars().all(|c| c.is_ascii_alphanumeric()), "the {what} password is not alphanumeric");
     }
+    for secret in [&name, &database_secret] {
+        check_secret_policy(emu, secret).await?;
+    }
     Ok(Secrets { rabbitmq_arn, rabbitmq_password, database_arn, database_password })
+}
+
+/// The secret's resource policy refuses other accounts, and refuses the value to the roles the instances and
+/// containers run as; the execution role, which hands the value to tasks, is not among them.
+async fn check_secret_policy(emu: &Emulator, name: &str) -> Result<(), CheckError> {
+    let out = emu.secrets().get_resource_policy().secret_id(name).send().await;
+    let out = out.map_err(|e| format!("GetResourcePolicy {name}: {}", describe(&e)))?;
+    let policy = policy_document(out.resource_policy().ok_or(format!("secret {name} has no resource policy"))?)?;
+    let statements = policy["Statement"].as_array().cloned().unwrap_or_default();
+    ensure!(statements.iter().all(|s| s["Effect"] == "Deny"), "secret {name}'s policy grants something: {policy}");
+    ensure!(
+        statements.iter().any(|s| s["Condition"]["StringNotEquals"]["aws:PrincipalAccount"].is_string()),
+        "secret {name}'s policy does not refuse other accounts: {policy}"
+    );
+    let barred: Vec<String> = statements
+        .iter()
+        .filter(|s| s["Action"] == "secretsmanager:GetSecretValue")
+        .flat_map(|s| s["Condition"]["ArnEquals"]["aws:PrincipalArn"].as_array().cloned().unwrap_or_default())
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect();
+    for role in ["instance", "web-task", "broker-task", "worker-task", "rabbitmq-task"] {
+        let arn_end = format!(":role/{NAME}-{role}");
+        ensure!(barred.iter().any(|a| a.ends_with(&arn_end)), "secret {name}'s policy lets {role} read it: {policy}");
+    }
+    ensure!(
+        !barred.iter().any(|a| a.ends_with("-execution")),
+        "secret {name}'s policy refuses the execution role, so no task could start: {policy}"
+    );
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------- data

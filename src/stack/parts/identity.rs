@@ -109,7 +109,19 @@ fn task_policies(ctx: &PartContext<'_>, service: usize) -> PartResult<BTreeMap<S
     Ok(policies)
 }
 
-/// Ensures a role (with the instance profile for the instance role) or the RabbitMQ secret.
+/// The resource policy of the stack's secrets: no other account, and none of the roles its instances and
+/// containers run as, may read them (see [`aws::secretsmanager::secret_policy`]). `None` when the account is
+/// unknown (STS unreachable): a policy for the wrong account would shut out everyone.
+fn secret_policy(ctx: &PartContext<'_>) -> Option<String> {
+    let account = ctx.aws.account_id.as_deref()?;
+    let workloads = std::iter::once(Part::InstanceRole).chain((0..SERVICES.len()).map(Part::TaskRole));
+    let roles: Vec<String> = workloads
+        .map(|part| format!("arn:{}:iam::{account}:role/{}", ctx.spec.partition, role_name(&ctx.spec.name, part)))
+        .collect();
+    Some(aws::secretsmanager::secret_policy(account, &roles))
+}
+
+/// Ensures a role (with the instance profile for the instance role) or a secret with its resource policy.
 pub async fn ensure(part: Part, ctx: &PartContext<'_>) -> PartResult<PartState> {
     let client = &ctx.aws.iam;
     if is_secret(part) {
@@ -118,6 +130,7 @@ pub async fn ensure(part: Part, ctx: &PartContext<'_>) -> PartResult<PartState> 
             &secret_name(&ctx.spec.name, part),
             secret_description(part),
             &ctx.tags(part),
+            secret_policy(ctx).as_deref(),
         )
         .await?;
         return Ok(PartState { arn: Some(arn), ..PartState::default() });
@@ -141,11 +154,21 @@ pub async fn observe(part: Part, ctx: &PartContext<'_>) -> PartResult<Option<Par
         let claimed_elsewhere = |s: &aws::secretsmanager::SecretInfo| {
             s.tags.get(aws::STACK_TAG).is_some_and(|stack| *stack != ctx.spec.name)
         };
-        return Ok(info.filter(|s| !s.scheduled_for_deletion || claimed_elsewhere(s)).map(|s| PartState {
-            arn: Some(s.arn),
-            tags: Some(s.tags),
-            ..PartState::default()
-        }));
+        let Some(info) = info.filter(|s| !s.scheduled_for_deletion || claimed_elsewhere(s)) else { return Ok(None) };
+        let drift = match secret_policy(ctx) {
+            Some(expected) if !info.scheduled_for_deletion => {
+                let name = secret_name(&ctx.spec.name, part);
+                match aws::secretsmanager::resource_policy(&ctx.aws.secrets, &name).await? {
+                    None => vec!["the secret has no resource policy".to_string()],
+                    Some(found) if !iam::same_policy(&found, &expected) => {
+                        vec!["the secret's resource policy differs from the stack's".to_string()]
+                    }
+                    Some(_) => vec![],
+                }
+            }
+            _ => vec![],
+        };
+        return Ok(Some(PartState { arn: Some(info.arn), tags: Some(info.tags), drift, ..PartState::default() }));
     }
     // Without the parts its policies name (secrets, file system, log group), the role's expected shape is
     // unknown: it is found, but not judged; the parts that are missing are reported themselves.
