@@ -252,18 +252,17 @@ fn template_spec(spec: &GroupSpec) -> LaunchTemplateSpecification {
         .build()
 }
 
+/// Auto Scaling tags name the group they belong to, and are copied onto the instances it launches.
 fn tag_list(name: &str, tags: &BTreeMap<String, String>) -> Vec<Tag> {
-    tags.iter()
-        .map(|(k, v)| {
-            Tag::builder()
-                .resource_id(name)
-                .resource_type("auto-scaling-group")
-                .key(k)
-                .value(v)
-                .propagate_at_launch(true)
-                .build()
-        })
-        .collect()
+    super::tags_as(tags, |k, v| {
+        Tag::builder()
+            .resource_id(name)
+            .resource_type("auto-scaling-group")
+            .key(k)
+            .value(v)
+            .propagate_at_launch(true)
+            .build()
+    })
 }
 
 /// Whether an Auto Scaling error says the group does not exist (it has no code of its own for that).

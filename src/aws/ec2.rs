@@ -100,22 +100,9 @@ pub async fn vpc(client: &Client, id: &str) -> AwsResult<Option<Vpc>> {
 }
 
 async fn describe_subnets(client: &Client, filters: Vec<Filter>) -> AwsResult<Vec<Subnet>> {
-    let mut subnets = Vec::new();
-    let mut token = None;
-    loop {
-        let out = client
-            .describe_subnets()
-            .set_filters(Some(filters.clone()))
-            .set_next_token(token)
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("DescribeSubnets", e))?;
-        subnets.extend(out.subnets().iter().map(to_subnet));
-        match out.next_token() {
-            Some(next) if !next.is_empty() => token = Some(next.to_string()),
-            _ => return Ok(subnets),
-        }
-    }
+    let pages = client.describe_subnets().set_filters(Some(filters)).into_paginator().items().send();
+    let subnets = pages.collect::<Result<Vec<_>, _>>().await.map_err(|e| AwsError::from_sdk("DescribeSubnets", e))?;
+    Ok(subnets.iter().map(to_subnet).collect())
 }
 
 /// The subnets of a VPC, sorted by Availability Zone then id. For the default VPC only its default subnets
@@ -676,11 +663,11 @@ fn egress_text(rule: &IngressRule) -> String {
 }
 
 fn tag_map(tags: &[Tag]) -> BTreeMap<String, String> {
-    tags.iter().map(|t| (t.key().unwrap_or_default().to_string(), t.value().unwrap_or_default().to_string())).collect()
+    super::tag_map(tags.iter().map(|t| (t.key().unwrap_or_default(), t.value())))
 }
 
 fn tag_list(tags: &BTreeMap<String, String>) -> Vec<Tag> {
-    tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()
+    super::tags_as(tags, |k, v| Tag::builder().key(k).value(v).build())
 }
 
 fn to_security_group(group: &aws_sdk_ec2::types::SecurityGroup) -> SecurityGroup {

@@ -45,7 +45,7 @@ pub fn lifecycle_policy() -> String {
 }
 
 fn tag_list(tags: &BTreeMap<String, String>) -> AwsResult<Vec<Tag>> {
-    tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build().map_err(AwsError::from)).collect()
+    super::try_tags_as(tags, |k, v| Tag::builder().key(k).value(v).build())
 }
 
 /// Describes the repository; `None` when it does not exist.
@@ -160,7 +160,7 @@ pub async fn tags(client: &Client, arn: &str) -> AwsResult<BTreeMap<String, Stri
         .send()
         .await
         .map_err(|e| AwsError::from_sdk("ListTagsForResource", e))?;
-    Ok(out.tags().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect())
+    Ok(super::tag_map(out.tags().iter().map(|t| (t.key(), t.value()))))
 }
 
 /// Deletes the repository, with its images only when `with_images` (otherwise ECR refuses a repository

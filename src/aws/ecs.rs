@@ -48,11 +48,11 @@ const DESCRIBE_SERVICES_BATCH: usize = 10;
 const DELETE_TASK_DEFINITIONS_BATCH: usize = 10;
 
 fn tag_list(tags: &BTreeMap<String, String>) -> Vec<Tag> {
-    tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()
+    super::tags_as(tags, |k, v| Tag::builder().key(k).value(v).build())
 }
 
 fn tag_map(tags: &[Tag]) -> BTreeMap<String, String> {
-    tags.iter().filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string()))).collect()
+    super::tag_map(tags.iter().map(|t| (t.key(), t.value())))
 }
 
 async fn put_tags(client: &Client, arn: &str, tags: &BTreeMap<String, String>) -> AwsResult<()> {
@@ -247,16 +247,16 @@ pub fn cluster_delete_blocker(err: &AwsError) -> Option<&'static str> {
 /// Force-deregisters every container instance still registered, so DeleteCluster is not blocked by
 /// instances whose Auto Scaling group is removed only after the cluster.
 async fn deregister_container_instances(client: &Client, cluster: &str) -> AwsResult<()> {
-    let mut next_token = None;
-    loop {
-        let out = match client.list_container_instances().cluster(cluster).set_next_token(next_token).send().await {
-            Ok(out) => out,
+    let mut pages = client.list_container_instances().cluster(cluster).into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = match page {
+            Ok(page) => page,
             Err(err) => {
                 let err = AwsError::from_sdk("ListContainerInstances", err);
                 return if err.is(&["ClusterNotFoundException"]) { Ok(()) } else { Err(err) };
             }
         };
-        for arn in out.container_instance_arns() {
+        for arn in page.container_instance_arns() {
             client
                 .deregister_container_instance()
                 .cluster(cluster)
@@ -266,11 +266,8 @@ async fn deregister_container_instances(client: &Client, cluster: &str) -> AwsRe
                 .await
                 .map_err(|e| AwsError::from_sdk("DeregisterContainerInstance", e))?;
         }
-        match out.next_token() {
-            Some(token) if !token.is_empty() => next_token = Some(token.to_string()),
-            _ => return Ok(()),
-        }
     }
+    Ok(())
 }
 
 /// Deletes the cluster. Services must already be deleted (the caller's order); container instances still
@@ -885,23 +882,8 @@ async fn register_task_definition(client: &Client, spec: &TaskDefinitionSpec) ->
 }
 
 async fn list_revisions(client: &Client, family: &str, status: TaskDefinitionStatus) -> AwsResult<Vec<String>> {
-    let mut arns = Vec::new();
-    let mut next_token = None;
-    loop {
-        let out = client
-            .list_task_definitions()
-            .family_prefix(family)
-            .status(status.clone())
-            .set_next_token(next_token)
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("ListTaskDefinitions", e))?;
-        arns.extend(out.task_definition_arns().iter().cloned());
-        match out.next_token() {
-            Some(token) if !token.is_empty() => next_token = Some(token.to_string()),
-            _ => return Ok(arns),
-        }
-    }
+    let pages = client.list_task_definitions().family_prefix(family).status(status).into_paginator().items().send();
+    pages.collect::<Result<Vec<_>, _>>().await.map_err(|e| AwsError::from_sdk("ListTaskDefinitions", e))
 }
 
 /// Deregisters every ACTIVE revision of the family, then deletes the family's INACTIVE revisions where the

@@ -139,11 +139,11 @@ pub struct AccessPointObservation {
 }
 
 fn tag_list(tags: &BTreeMap<String, String>) -> AwsResult<Vec<Tag>> {
-    tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build().map_err(AwsError::from)).collect()
+    super::try_tags_as(tags, |k, v| Tag::builder().key(k).value(v).build())
 }
 
 fn tag_map(tags: &[Tag]) -> BTreeMap<String, String> {
-    tags.iter().map(|t| (t.key().to_string(), t.value().to_string())).collect()
+    super::tag_map(tags.iter().map(|t| (t.key(), t.value())))
 }
 
 use super::wait::{self, remaining};

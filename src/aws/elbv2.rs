@@ -94,11 +94,11 @@ pub fn validate_target_group_name(name: &str) -> Result<(), String> {
 // ---------------------------------------------------------------------------------------------------------
 
 fn tag_list(tags: &BTreeMap<String, String>) -> Vec<Tag> {
-    tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()
+    super::tags_as(tags, |k, v| Tag::builder().key(k).value(v).build())
 }
 
 fn tag_map(tags: &[Tag]) -> BTreeMap<String, String> {
-    tags.iter().filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string()))).collect()
+    super::tag_map(tags.iter().map(|t| (t.key(), t.value())))
 }
 
 /// Adds or updates tags (tags set by others are left alone).
@@ -1100,22 +1100,9 @@ pub fn listener_drift(spec: &ListenerSpec, current: &[ListenerSummary]) -> Vec<S
 
 /// Every listener of the load balancer, by port.
 async fn list_listeners(client: &Client, load_balancer_arn: &str) -> AwsResult<Vec<ListenerSummary>> {
-    let mut listeners = Vec::new();
-    let mut marker = None;
-    loop {
-        let out = client
-            .describe_listeners()
-            .load_balancer_arn(load_balancer_arn)
-            .set_marker(marker)
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("DescribeListeners", e))?;
-        listeners.extend(out.listeners().iter().map(listener_from_aws));
-        match out.next_marker() {
-            Some(next) if !next.is_empty() => marker = Some(next.to_string()),
-            _ => break,
-        }
-    }
+    let pages = client.describe_listeners().load_balancer_arn(load_balancer_arn).into_paginator().items().send();
+    let found = pages.collect::<Result<Vec<_>, _>>().await.map_err(|e| AwsError::from_sdk("DescribeListeners", e))?;
+    let mut listeners: Vec<_> = found.iter().map(listener_from_aws).collect();
     listeners.sort_by(|a, b| (a.config.port, &a.arn).cmp(&(b.config.port, &b.arn)));
     Ok(listeners)
 }

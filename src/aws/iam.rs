@@ -358,47 +358,21 @@ fn unless_missing<T>(result: AwsResult<T>) -> AwsResult<Option<T>> {
 }
 
 fn tag_list(tags: &BTreeMap<String, String>) -> AwsResult<Vec<Tag>> {
-    tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build().map_err(AwsError::from)).collect()
+    super::try_tags_as(tags, |k, v| Tag::builder().key(k).value(v).build())
 }
 
 /// ARNs of the managed policies attached to the role (every page).
 async fn attached_policies(client: &Client, role: &str) -> AwsResult<BTreeSet<String>> {
-    let mut arns = BTreeSet::new();
-    let mut marker = None;
-    loop {
-        let out = client
-            .list_attached_role_policies()
-            .role_name(role)
-            .set_marker(marker)
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("ListAttachedRolePolicies", e))?;
-        arns.extend(out.attached_policies().iter().filter_map(|p| p.policy_arn().map(str::to_string)));
-        marker = out.marker().filter(|_| out.is_truncated()).map(str::to_string);
-        if marker.is_none() {
-            return Ok(arns);
-        }
-    }
+    let pages = client.list_attached_role_policies().role_name(role).into_paginator().items().send();
+    let attached =
+        pages.collect::<Result<Vec<_>, _>>().await.map_err(|e| AwsError::from_sdk("ListAttachedRolePolicies", e))?;
+    Ok(attached.iter().filter_map(|p| p.policy_arn().map(str::to_string)).collect())
 }
 
 /// Names of the role's inline policies (every page).
 async fn inline_policy_names(client: &Client, role: &str) -> AwsResult<Vec<String>> {
-    let mut names = Vec::new();
-    let mut marker = None;
-    loop {
-        let out = client
-            .list_role_policies()
-            .role_name(role)
-            .set_marker(marker)
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("ListRolePolicies", e))?;
-        names.extend(out.policy_names().iter().cloned());
-        marker = out.marker().filter(|_| out.is_truncated()).map(str::to_string);
-        if marker.is_none() {
-            return Ok(names);
-        }
-    }
+    let pages = client.list_role_policies().role_name(role).into_paginator().items().send();
+    pages.collect::<Result<Vec<_>, _>>().await.map_err(|e| AwsError::from_sdk("ListRolePolicies", e))
 }
 
 /// The role's inline policies by name, URL-decoded.
@@ -543,22 +517,10 @@ pub async fn observe_role(client: &Client, spec: &RoleSpec) -> AwsResult<Option<
 
 /// Names of the instance profiles holding the role (every page).
 async fn profiles_for_role(client: &Client, role: &str) -> AwsResult<Vec<String>> {
-    let mut names = Vec::new();
-    let mut marker = None;
-    loop {
-        let out = client
-            .list_instance_profiles_for_role()
-            .role_name(role)
-            .set_marker(marker)
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("ListInstanceProfilesForRole", e))?;
-        names.extend(out.instance_profiles().iter().map(|p| p.instance_profile_name().to_string()));
-        marker = out.marker().filter(|_| out.is_truncated()).map(str::to_string);
-        if marker.is_none() {
-            return Ok(names);
-        }
-    }
+    let pages = client.list_instance_profiles_for_role().role_name(role).into_paginator().items().send();
+    let profiles =
+        pages.collect::<Result<Vec<_>, _>>().await.map_err(|e| AwsError::from_sdk("ListInstanceProfilesForRole", e))?;
+    Ok(profiles.iter().map(|p| p.instance_profile_name().to_string()).collect())
 }
 
 async fn remove_role_from_profile(client: &Client, profile: &str, role: &str) -> AwsResult<()> {

@@ -149,6 +149,33 @@ impl From<aws_smithy_types::error::operation::BuildError> for AwsError {
 /// Result of an AWS helper.
 pub type AwsResult<T> = Result<T, AwsError>;
 
+/// The stack's tags as a service's own tag type, in key order. Every SDK has its own `Tag`, so the caller
+/// says how one is made (and anything else the service wants on it).
+pub(crate) fn tags_as<T>(tags: &BTreeMap<String, String>, make: impl Fn(&str, &str) -> T) -> Vec<T> {
+    tags.iter().map(|(k, v)| make(k, v)).collect()
+}
+
+/// [`tags_as`] for the SDKs whose tag builder checks its required fields, and so can fail.
+pub(crate) fn try_tags_as<T>(
+    tags: &BTreeMap<String, String>,
+    make: impl Fn(&str, &str) -> Result<T, aws_smithy_types::error::operation::BuildError>,
+) -> AwsResult<Vec<T>> {
+    tags.iter().map(|(k, v)| make(k, v).map_err(AwsError::from)).collect()
+}
+
+/// A service's tags, given as (key, value) pairs, back as a map. Some SDKs model both as optional: a tag
+/// without a key is dropped, a missing value reads as empty.
+pub(crate) fn tag_map<'a, K, V>(pairs: impl IntoIterator<Item = (K, V)>) -> BTreeMap<String, String>
+where
+    K: Into<Option<&'a str>>,
+    V: Into<Option<&'a str>>,
+{
+    pairs
+        .into_iter()
+        .filter_map(|(k, v)| Some((k.into()?.to_string(), v.into().unwrap_or_default().to_string())))
+        .collect()
+}
+
 pub use wait::deadline_after;
 
 /// The partition of a region, for ARNs.
@@ -185,6 +212,17 @@ mod tests {
         let err = AwsError { operation: "HeadBucket", code: Some("NotFound".into()), message: "gone".into() };
         assert!(err.is(&["NoSuchBucket", "NotFound"]));
         assert_eq!(err.to_string(), "HeadBucket failed: NotFound: gone");
+    }
+
+    #[test]
+    fn tags_convert_both_ways() {
+        let tags: BTreeMap<String, String> =
+            [("b".to_string(), "2".to_string()), ("a".to_string(), "1".to_string())].into();
+        assert_eq!(tags_as(&tags, |k, v| format!("{k}={v}")), ["a=1", "b=2"]);
+        assert_eq!(try_tags_as(&tags, |k, _| Ok(k.len())).unwrap(), [1, 1]);
+        let read = tag_map([(Some("a"), Some("1")), (None, Some("lost")), (Some("b"), None)]);
+        assert_eq!(read, BTreeMap::from([("a".to_string(), "1".to_string()), ("b".to_string(), String::new())]));
+        assert_eq!(tag_map([("a", "1")]), BTreeMap::from([("a".to_string(), "1".to_string())]));
     }
 
     #[test]

@@ -202,7 +202,7 @@ pub struct DeleteOutcome {
 }
 
 fn tag_list(tags: &BTreeMap<String, String>) -> Vec<Tag> {
-    tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()
+    super::tags_as(tags, |k, v| Tag::builder().key(k).value(v).build())
 }
 
 use super::wait::remaining;
@@ -373,11 +373,7 @@ fn observation_of(db: &DbInstance) -> DatabaseObservation {
             .collect(),
         subnet_group: db.db_subnet_group().and_then(|g| g.db_subnet_group_name()).map(str::to_string),
         master_secret_arn: base.master_secret_arn,
-        tags: db
-            .tag_list()
-            .iter()
-            .filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string())))
-            .collect(),
+        tags: super::tag_map(db.tag_list().iter().map(|t| (t.key(), t.value()))),
     }
 }
 
@@ -849,16 +845,7 @@ pub struct SubnetGroupObservation {
 pub async fn describe_subnet_group(client: &Client, name: &str) -> AwsResult<Option<SubnetGroupObservation>> {
     let Some(group) = find_subnet_group(client, name).await? else { return Ok(None) };
     let arn = group.db_subnet_group_arn().unwrap_or_default().to_string();
-    let tags = client
-        .list_tags_for_resource()
-        .resource_name(&arn)
-        .send()
-        .await
-        .map_err(|e| AwsError::from_sdk("ListTagsForResource", e))?
-        .tag_list()
-        .iter()
-        .filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string())))
-        .collect();
+    let tags = resource_tags(client, &arn).await?;
     let subnet_ids = group.subnets().iter().filter_map(|s| s.subnet_identifier().map(str::to_string)).collect();
     Ok(Some(SubnetGroupObservation { arn, subnet_ids, tags }))
 }
@@ -930,11 +917,7 @@ async fn resource_tags(client: &Client, arn: &str) -> AwsResult<BTreeMap<String,
         .send()
         .await
         .map_err(|e| AwsError::from_sdk("ListTagsForResource", e))?;
-    Ok(out
-        .tag_list()
-        .iter()
-        .filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string())))
-        .collect())
+    Ok(super::tag_map(out.tag_list().iter().map(|t| (t.key(), t.value()))))
 }
 
 /// How the parameter group differs from what the stack sets (empty when it matches).

@@ -197,7 +197,7 @@ pub async fn configure(
 
 /// Replaces the bucket's tags.
 pub async fn put_tags(client: &Client, bucket: &str, tags: &BTreeMap<String, String>) -> AwsResult<()> {
-    let tag_set = tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect::<Result<Vec<_>, _>>()?;
+    let tag_set = super::try_tags_as(tags, |k, v| Tag::builder().key(k).value(v).build())?;
     client
         .put_bucket_tagging()
         .bucket(bucket)
@@ -211,7 +211,7 @@ pub async fn put_tags(client: &Client, bucket: &str, tags: &BTreeMap<String, Str
 /// The bucket's tags; empty when it has none.
 pub async fn tags(client: &Client, bucket: &str) -> AwsResult<BTreeMap<String, String>> {
     match client.get_bucket_tagging().bucket(bucket).send().await {
-        Ok(out) => Ok(out.tag_set().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect()),
+        Ok(out) => Ok(super::tag_map(out.tag_set().iter().map(|t| (t.key(), t.value())))),
         Err(err) => {
             let err = AwsError::from_sdk("GetBucketTagging", err);
             if err.is(&["NoSuchTagSet"]) { Ok(BTreeMap::new()) } else { Err(err) }

@@ -31,18 +31,14 @@ pub struct SecretInfo {
 }
 
 fn tag_list(tags: &BTreeMap<String, String>) -> Vec<Tag> {
-    tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()
+    super::tags_as(tags, |k, v| Tag::builder().key(k).value(v).build())
 }
 
 fn to_info(out: &DescribeSecretOutput) -> SecretInfo {
     SecretInfo {
         arn: out.arn().unwrap_or_default().to_string(),
         scheduled_for_deletion: out.deleted_date().is_some(),
-        tags: out
-            .tags()
-            .iter()
-            .filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string())))
-            .collect(),
+        tags: super::tag_map(out.tags().iter().map(|t| (t.key(), t.value()))),
     }
 }
 
@@ -267,12 +263,7 @@ pub async fn put_secret_value(client: &Client, id: &str, value: &str) -> AwsResu
 
 /// The secret's tags; `None` when it does not exist.
 pub async fn secret_tags(client: &Client, name: &str) -> AwsResult<Option<BTreeMap<String, String>>> {
-    Ok(describe_raw(client, name).await?.map(|out| {
-        out.tags()
-            .iter()
-            .filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string())))
-            .collect()
-    }))
+    Ok(describe_raw(client, name).await?.map(|out| super::tag_map(out.tags().iter().map(|t| (t.key(), t.value())))))
 }
 
 /// Schedules the secret for deletion after `recovery_window_days` (7 to 30), so a mistaken destroy can be

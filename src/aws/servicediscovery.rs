@@ -100,7 +100,7 @@ pub fn dns_config() -> AwsResult<DnsConfig> {
 }
 
 fn tag_list(tags: &BTreeMap<String, String>) -> AwsResult<Vec<Tag>> {
-    tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build().map_err(AwsError::from)).collect()
+    super::try_tags_as(tags, |k, v| Tag::builder().key(k).value(v).build())
 }
 
 async fn put_tags(client: &Client, arn: &str, tags: &BTreeMap<String, String>) -> AwsResult<()> {
@@ -125,7 +125,7 @@ pub async fn tags(client: &Client, arn: &str) -> AwsResult<BTreeMap<String, Stri
         .send()
         .await
         .map_err(|e| AwsError::from_sdk("ListTagsForResource", e))?;
-    Ok(out.tags().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect())
+    Ok(super::tag_map(out.tags().iter().map(|t| (t.key(), t.value()))))
 }
 
 /// Finds the private DNS namespace by name; `None` when there is none.
@@ -135,23 +135,15 @@ pub async fn describe_namespace(client: &Client, name: &str) -> AwsResult<Option
         .values(NamespaceType::DnsPrivate.as_str())
         .condition(FilterCondition::Eq)
         .build()?;
-    let mut next_token = None;
-    loop {
-        let out = client
-            .list_namespaces()
-            .filters(filter.clone())
-            .set_next_token(next_token)
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("ListNamespaces", e))?;
-        if let Some(found) = find_private_namespace(out.namespaces(), name) {
+    // Page by page, so the pages after the one holding it are never fetched.
+    let mut pages = client.list_namespaces().filters(filter).into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| AwsError::from_sdk("ListNamespaces", e))?;
+        if let Some(found) = find_private_namespace(page.namespaces(), name) {
             return Ok(Some(found));
         }
-        match out.next_token() {
-            Some(token) if !token.is_empty() => next_token = Some(token.to_string()),
-            _ => return Ok(None),
-        }
     }
+    Ok(None)
 }
 
 /// Creates the private DNS namespace in the VPC, or adopts the one already called `name`, and applies tags.
@@ -283,26 +275,17 @@ pub async fn describe_service(client: &Client, namespace_id: &str, name: &str) -
         .values(namespace_id)
         .condition(FilterCondition::Eq)
         .build()?;
-    let mut next_token = None;
-    loop {
-        let out = client
-            .list_services()
-            .filters(filter.clone())
-            .set_next_token(next_token)
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("ListServices", e))?;
-        for summary in out.services().iter().filter(|s| s.name().is_some_and(|n| same_dns_name(n, name))) {
+    let mut pages = client.list_services().filters(filter).into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| AwsError::from_sdk("ListServices", e))?;
+        for summary in page.services().iter().filter(|s| s.name().is_some_and(|n| same_dns_name(n, name))) {
             // Summaries do not say their namespace, and some implementations ignore the filter: confirm it.
             if let Some(found) = service_in_namespace(client, summary.id().unwrap_or_default(), namespace_id).await? {
                 return Ok(Some(found));
             }
         }
-        match out.next_token() {
-            Some(token) if !token.is_empty() => next_token = Some(token.to_string()),
-            _ => return Ok(None),
-        }
     }
+    Ok(None)
 }
 
 async fn service_in_namespace(client: &Client, id: &str, namespace_id: &str) -> AwsResult<Option<DiscoveryService>> {
@@ -374,16 +357,16 @@ async fn create_service(
 
 /// Deregisters every instance still registered in the service (ECS normally does so when its service goes).
 async fn deregister_instances(client: &Client, service_id: &str) -> AwsResult<()> {
-    let mut next_token = None;
-    loop {
-        let out = match client.list_instances().service_id(service_id).set_next_token(next_token).send().await {
-            Ok(out) => out,
+    let mut pages = client.list_instances().service_id(service_id).into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = match page {
+            Ok(page) => page,
             Err(err) => {
                 let err = AwsError::from_sdk("ListInstances", err);
                 return if err.is(&["ServiceNotFound"]) { Ok(()) } else { Err(err) };
             }
         };
-        for instance in out.instances() {
+        for instance in page.instances() {
             let Some(instance_id) = instance.id() else { continue };
             if let Err(err) = client.deregister_instance().service_id(service_id).instance_id(instance_id).send().await
             {
@@ -393,11 +376,8 @@ async fn deregister_instances(client: &Client, service_id: &str) -> AwsResult<()
                 }
             }
         }
-        match out.next_token() {
-            Some(token) if !token.is_empty() => next_token = Some(token.to_string()),
-            _ => return Ok(()),
-        }
     }
+    Ok(())
 }
 
 /// Deletes the discovery service after deregistering any instance left in it, retrying while Cloud Map still

@@ -45,10 +45,7 @@ pub async fn put_claim(
 ) -> AwsResult<()> {
     // Tags can only be given when a parameter is created, so a claim left by a crash is replaced whole.
     delete_claim(client, name).await?;
-    let tags = tags
-        .iter()
-        .map(|(k, v)| aws_sdk_ssm::types::Tag::builder().key(k).value(v).build().map_err(AwsError::from))
-        .collect::<AwsResult<Vec<_>>>()?;
+    let tags = super::try_tags_as(tags, |k, v| aws_sdk_ssm::types::Tag::builder().key(k).value(v).build())?;
     client
         .put_parameter()
         .name(name)
