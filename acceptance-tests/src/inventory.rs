@@ -175,7 +175,9 @@ impl Item {
         match self.kind {
             Kind::Bucket => name == format!("{stack}-archive") || name == format!("{stack}-state"),
             Kind::Repository => name.starts_with(&format!("{stack}/")),
-            Kind::LogGroup => name == format!("/datavault/{stack}"),
+            Kind::LogGroup => {
+                name == format!("/datavault/{stack}") || name.starts_with(&format!("/aws/rds/instance/{stack}/"))
+            }
             Kind::SecurityGroup => suffixed(stack, &GROUP_SUFFIXES, name),
             Kind::VpcEndpoint => false,
             Kind::Role => suffixed(stack, &ROLE_SUFFIXES, name),

@@ -14,7 +14,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use aws_sdk_rds::Client;
-use aws_sdk_rds::types::{DbInstance, DbSubnetGroup, Tag};
+use aws_sdk_rds::types::{CloudwatchLogsExportConfiguration, DbInstance, DbSubnetGroup, Tag};
 
 use super::{AwsError, AwsResult};
 
@@ -147,6 +147,8 @@ pub struct DatabaseObservation {
     pub copy_tags_to_snapshot: bool,
     /// Whether IAM database authentication is on (FSBP RDS.10).
     pub iam_database_authentication: bool,
+    /// The logs published to CloudWatch Logs, sorted (with a pending change already counted).
+    pub log_exports: Vec<String>,
     /// Its VPC security groups.
     pub security_group_ids: Vec<String>,
     /// Its DB subnet group.
@@ -155,6 +157,16 @@ pub struct DatabaseObservation {
     pub master_secret_arn: Option<String>,
     /// Its tags.
     pub tags: BTreeMap<String, String>,
+}
+
+/// The database logs published to CloudWatch Logs (FSBP RDS.9): the error log and the slow query log. The
+/// general log (every statement, with the data in it) and the audit plugin are left off: they cost per
+/// statement and would copy archive metadata into the logs.
+pub const LOG_EXPORTS: [&str; 2] = ["error", "slowquery"];
+
+/// The CloudWatch Logs group RDS publishes the instance's `log_type` log to.
+pub fn log_group_name(identifier: &str, log_type: &str) -> String {
+    format!("/aws/rds/instance/{identifier}/{log_type}")
 }
 
 /// What a waiter does after one look: the provider's one wait decision.
@@ -181,6 +193,8 @@ pub struct Modification {
     pub copy_tags_to_snapshot: Option<bool>,
     /// Switch IAM database authentication back on.
     pub iam_database_authentication: Option<bool>,
+    /// Log types to start publishing to CloudWatch Logs, and to stop publishing.
+    pub log_exports: Option<(Vec<String>, Vec<String>)>,
     /// Hand the master password to RDS (`true`) or take it back to set a given one (`false`).
     pub manage_master_password: Option<bool>,
     /// New DB parameter group (applied at the next reboot for static parameters).
@@ -364,6 +378,7 @@ fn observation_of(db: &DbInstance) -> DatabaseObservation {
             .and_then(|p| p.iam_database_authentication_enabled())
             .or(db.iam_database_authentication_enabled())
             .unwrap_or(false),
+        log_exports: log_exports_of(db),
         security_group_ids: db
             .vpc_security_groups()
             .iter()
@@ -375,6 +390,27 @@ fn observation_of(db: &DbInstance) -> DatabaseObservation {
         master_secret_arn: base.master_secret_arn,
         tags: super::tag_map(db.tag_list().iter().map(|t| (t.key(), t.value()))),
     }
+}
+
+/// The log types the instance publishes, counting a pending change as made.
+fn log_exports_of(db: &DbInstance) -> Vec<String> {
+    let mut exports: BTreeSet<String> = db.enabled_cloudwatch_logs_exports().iter().cloned().collect();
+    if let Some(pending) = db.pending_modified_values().and_then(|p| p.pending_cloudwatch_logs_exports()) {
+        exports.extend(pending.log_types_to_enable().iter().cloned());
+        for gone in pending.log_types_to_disable() {
+            exports.remove(gone);
+        }
+    }
+    exports.into_iter().collect()
+}
+
+/// Which of [`LOG_EXPORTS`] to start publishing, and which other log types to stop; `None` when the
+/// instance publishes exactly those.
+fn log_exports_change(current: &[String]) -> Option<(Vec<String>, Vec<String>)> {
+    let enable: Vec<String> =
+        LOG_EXPORTS.iter().filter(|t| !current.iter().any(|c| c == *t)).map(|t| t.to_string()).collect();
+    let disable: Vec<String> = current.iter().filter(|c| !LOG_EXPORTS.contains(&c.as_str())).cloned().collect();
+    (!enable.is_empty() || !disable.is_empty()).then_some((enable, disable))
 }
 
 /// Describes the instance; `None` when it does not exist.
@@ -458,6 +494,13 @@ pub fn drift(spec: &DatabaseSpec, obs: &DatabaseObservation) -> Vec<String> {
     if !obs.iam_database_authentication {
         drift.push("IAM database authentication is off".to_string());
     }
+    if log_exports_change(&obs.log_exports).is_some() {
+        drift.push(format!(
+            "logs published to CloudWatch Logs are [{}], expected [{}]",
+            obs.log_exports.join(", "),
+            LOG_EXPORTS.join(", ")
+        ));
+    }
     drift
 }
 
@@ -499,6 +542,7 @@ pub fn plan_modification(
         auto_minor_version_upgrade: (!obs.auto_minor_version_upgrade).then_some(true),
         copy_tags_to_snapshot: (!obs.copy_tags_to_snapshot).then_some(true),
         iam_database_authentication: (!obs.iam_database_authentication).then_some(true),
+        log_exports: log_exports_change(&obs.log_exports),
         parameter_group: (obs.parameter_group.as_deref() != Some(spec.parameter_group.as_str()))
             .then(|| spec.parameter_group.clone()),
         manage_master_password: if wants_managed && !managed {
@@ -528,6 +572,7 @@ async fn create_instance(client: &Client, spec: &DatabaseSpec, password: &Master
         // FSBP RDS.10: database users can be IAM identities (the images log in with the password; an
         // operator can create IAM-authenticated users for their own sessions).
         .enable_iam_database_authentication(true)
+        .set_enable_cloudwatch_logs_exports(Some(LOG_EXPORTS.map(str::to_string).to_vec()))
         .backup_retention_period(spec.backup_retention_days)
         .deletion_protection(spec.deletion_protection)
         .multi_az(spec.multi_az)
@@ -563,6 +608,12 @@ async fn modify_instance(
         .set_auto_minor_version_upgrade(change.auto_minor_version_upgrade)
         .set_copy_tags_to_snapshot(change.copy_tags_to_snapshot)
         .set_enable_iam_database_authentication(change.iam_database_authentication)
+        .set_cloudwatch_logs_export_configuration(change.log_exports.as_ref().map(|(enable, disable)| {
+            CloudwatchLogsExportConfiguration::builder()
+                .set_enable_log_types(Some(enable.clone()))
+                .set_disable_log_types(Some(disable.clone()))
+                .build()
+        }))
         .set_manage_master_user_password(change.manage_master_password)
         .set_db_parameter_group_name(change.parameter_group.clone())
         .set_master_user_password(password.map(|p| p.expose().to_string()))
@@ -1063,6 +1114,7 @@ mod tests {
             auto_minor_version_upgrade: true,
             copy_tags_to_snapshot: true,
             iam_database_authentication: true,
+            log_exports: vec!["error".into(), "slowquery".into()],
             security_group_ids: vec!["sg-db".into()],
             subnet_group: Some("vault-db".into()),
             master_secret_arn: Some("arn:aws:secretsmanager:eu-west-2:1:secret:rds!db".into()),
@@ -1201,6 +1253,26 @@ mod tests {
         assert_eq!(change.auto_minor_version_upgrade, Some(true));
         assert_eq!(change.copy_tags_to_snapshot, Some(true));
         assert_eq!(change.iam_database_authentication, Some(true));
+    }
+
+    #[test]
+    fn log_exports_are_published_and_others_stopped() {
+        let none = DatabaseObservation { log_exports: vec![], ..matching() };
+        assert_eq!(
+            plan_modification(&spec(), &none, false, false).unwrap().log_exports,
+            Some((vec!["error".to_string(), "slowquery".to_string()], vec![]))
+        );
+        assert!(drift(&spec(), &none).iter().any(|d| d.starts_with("logs published to CloudWatch Logs are []")));
+        let general = DatabaseObservation {
+            log_exports: vec!["error".into(), "general".into(), "slowquery".into()],
+            ..matching()
+        };
+        assert_eq!(
+            plan_modification(&spec(), &general, false, false).unwrap().log_exports,
+            Some((vec![], vec!["general".to_string()]))
+        );
+        assert_eq!(plan_modification(&spec(), &matching(), false, false).unwrap().log_exports, None);
+        assert!(drift(&spec(), &matching()).is_empty(), "{:?}", drift(&spec(), &matching()));
     }
 
     #[test]

@@ -176,6 +176,8 @@ async fn change_settings(emu: Emulator) -> Result<(), String> {
         .send()
         .await
         .map_err(|e| describe(&e))?;
+    let db_log = format!("/aws/rds/instance/{SETTINGS_NAME}/error");
+    emu.logs().delete_retention_policy().log_group_name(&db_log).send().await.map_err(|e| describe(&e))?;
     let secret = format!("{SETTINGS_NAME}/rabbitmq");
     emu.secrets().delete_resource_policy().secret_id(&secret).send().await.map_err(|e| describe(&e))?;
     let fs_id = file_system_id(&emu).await?;
@@ -230,6 +232,12 @@ async fn settings_restored(emu: Emulator) -> Result<(), String> {
     if iam != Some(true) {
         return Err(format!("IAM database authentication is {iam:?}, expected on"));
     }
+    let db_log = format!("/aws/rds/instance/{SETTINGS_NAME}/error");
+    let groups = emu.logs().describe_log_groups().log_group_name_prefix(&db_log).send().await;
+    let retention = groups.map_err(|e| describe(&e))?.log_groups().first().and_then(|g| g.retention_in_days());
+    if retention != Some(365) {
+        return Err(format!("log group {db_log} keeps logs for {retention:?} days, expected 365"));
+    }
     let secret = format!("{SETTINGS_NAME}/rabbitmq");
     let secret_policy = emu.secrets().get_resource_policy().secret_id(&secret).send().await;
     if secret_policy.map_err(|e| describe(&e))?.resource_policy().is_none() {
@@ -271,6 +279,7 @@ fn settings_changed_out_of_band_are_reported_and_restored_and_a_vanished_stack_l
         "IAM database authentication is off",
         "the file system policy differs",
         "the secret has no resource policy",
+        "keeps logs for ever, expected 365 days",
     ];
     for expected in expectations {
         assert!(drift.contains(expected), "the refreshed `drift` should say \"{expected}\"; it is {drift}");
@@ -282,7 +291,7 @@ fn settings_changed_out_of_band_are_reported_and_restored_and_a_vanished_stack_l
     );
     announce(&format!(
         "robustness/settings: desired count, versioning, public access block, IAM database authentication, file system \
-         and secret policies changed -> drift {drift}"
+         and secret policies, database log retention changed -> drift {drift}"
     ));
 
     tf.run(&["apply", "-input=false", "-no-color", "tfplan"]).ok_or_panic();

@@ -514,6 +514,24 @@ async fn check_database(
         parameters.parameters().iter().filter_map(|p| Some((p.parameter_name()?, p.parameter_value()?))).collect();
     ensure_eq!(set.get("character_set_server").copied(), Some("utf8mb4"), "{parameter_group} character_set_server");
     ensure_eq!(set.get("collation_server").copied(), Some("utf8mb4_unicode_ci"), "{parameter_group} collation_server");
+    // FSBP RDS.9: error and slow query logs go to CloudWatch Logs, into groups the stack owns.
+    ensure_eq!(set.get("slow_query_log").copied(), Some("1"), "{parameter_group} slow_query_log");
+    ensure_eq!(set.get("log_output").copied(), Some("FILE"), "{parameter_group} log_output");
+    let mut exports: Vec<&str> = db.enabled_cloudwatch_logs_exports().iter().map(String::as_str).collect();
+    exports.sort();
+    ensure_eq!(exports, vec!["error", "slowquery"], "database logs published to CloudWatch Logs");
+    for log_type in exports {
+        let name = format!("/aws/rds/instance/{NAME}/{log_type}");
+        let out = emu.logs().describe_log_groups().log_group_name_prefix(&name).send().await;
+        let out = out.map_err(|e| format!("DescribeLogGroups {name}: {}", describe(&e)))?;
+        let group = out.log_groups().iter().find(|g| g.log_group_name() == Some(name.as_str()));
+        let group = group.ok_or(format!("log group {name} does not exist"))?;
+        ensure_eq!(group.retention_in_days(), Some(365), "{name} retention");
+        let arn = group.arn().unwrap_or_default().trim_end_matches(":*").to_string();
+        let tags = emu.logs().list_tags_for_resource().resource_arn(&arn).send().await;
+        let tags = tags.map_err(|e| format!("ListTagsForResource {arn}: {}", describe(&e)))?;
+        check_tags(&name, &tags.tags().cloned().unwrap_or_default().into_iter().collect(), NAME, &[])?;
+    }
     ensure!(db.master_user_secret().is_none(), "the master password is managed (and rotated) by RDS");
     ensure_eq!(db.db_instance_class(), Some(expected.instance_class), "database instance class");
     ensure_eq!(db.storage_encrypted(), Some(true), "database StorageEncrypted");

@@ -49,11 +49,14 @@ pub fn parameter_group_name(stack: &str) -> String {
 }
 
 /// What the stack sets in the parameter group: utf8mb4 throughout, with a collation the images' MySQL
-/// driver knows (MariaDB's default character set is latin1).
+/// driver knows (MariaDB's default character set is latin1); the slow query log on, written to a file,
+/// since RDS publishes file logs to CloudWatch Logs and never a `TABLE` log.
 fn database_parameters() -> BTreeMap<String, String> {
     BTreeMap::from([
         ("character_set_server".to_string(), "utf8mb4".to_string()),
         ("collation_server".to_string(), "utf8mb4_unicode_ci".to_string()),
+        ("slow_query_log".to_string(), "1".to_string()),
+        ("log_output".to_string(), "FILE".to_string()),
     ])
 }
 

@@ -202,8 +202,12 @@ impl Part {
             MountTargets => vec![FileSystem, SecurityGroup(Group::FileSystem), Network],
             AccessPoint(_) => vec![FileSystem],
             DbSubnetGroup => vec![Network],
-            // Its master password comes from the secret, which must therefore exist first.
-            Database => vec![DbSubnetGroup, DbParameterGroup, SecurityGroup(Group::Database), DatabaseSecret],
+            // Its master password comes from the secret, which must therefore exist first. Its logs go to
+            // groups the log group part makes (one quick request before the database's long wait), and
+            // which must outlive it on delete, or RDS would make them again, untagged.
+            Database => {
+                vec![DbSubnetGroup, DbParameterGroup, SecurityGroup(Group::Database), DatabaseSecret, LogGroup]
+            }
             LaunchTemplate => vec![InstanceRole, SecurityGroup(Group::Instances), Cluster],
             AutoScalingGroup => vec![LaunchTemplate, Network],
             Namespace => vec![Network],

@@ -1,5 +1,5 @@
 //! Storage, registry and logging parts: the archive and state buckets, the ECR repositories and the log
-//! group.
+//! groups (the stack's own, and the two RDS publishes the database's error and slow query logs to).
 //!
 //! S3 cannot tag a bucket in the call that creates it (the emulator ignores tags there, and callers may
 //! lack the newer permission), so a crash between CreateBucket and PutBucketTagging would leave a bucket
@@ -88,6 +88,7 @@ pub async fn ensure(part: Part, ctx: &PartContext<'_>) -> PartResult<PartState> 
         }
         Part::LogGroup => {
             let group = aws::logs::ensure(&aws.logs, &spec.log_group, spec.log_retention_days, &tags).await?;
+            ensure_database_log_groups(ctx, &tags).await?;
             Ok(PartState {
                 id: Some(spec.log_group.clone()),
                 arn: Some(group.arn),
@@ -138,6 +139,7 @@ pub async fn observe(part: Part, ctx: &PartContext<'_>) -> PartResult<Option<Par
                 id: Some(spec.log_group.clone()),
                 arn: Some(group.arn),
                 retention_days: group.retention_days,
+                drift: database_log_group_drift(ctx).await?,
                 tags: Some(tags),
                 ..PartState::default()
             }))
@@ -158,11 +160,74 @@ pub async fn remove(part: Part, ctx: &PartContext<'_>) -> PartResult<Removal> {
         Part::ArchiveBucket => remove_archive_bucket(spec, aws).await,
         Part::Repository(i) => remove_repository(spec, aws, &repository_name(&spec.name, COMPONENTS[i])).await,
         Part::LogGroup => {
+            // The database's groups go first: while the stack's own group exists, a later destroy still
+            // finds this part and comes back for them.
+            remove_database_log_groups(ctx).await?;
             aws::logs::delete(&aws.logs, &spec.log_group).await?;
             Ok(Removal::Removed)
         }
         _ => unreachable!("not a storage part: {part}"),
     }
+}
+
+/// The log groups RDS publishes the database's logs to. The stack makes them itself, tagged and with the
+/// stack's retention, before the database exists (the database part depends on this one): left to RDS,
+/// they would be untagged, keep logs forever and outlive the stack.
+fn database_log_groups(stack: &str) -> Vec<String> {
+    aws::rds::LOG_EXPORTS.iter().map(|log_type| aws::rds::log_group_name(stack, log_type)).collect()
+}
+
+/// Whether the log group carries this stack's tag; someone else's group of that name is left as it is
+/// (RDS still publishes into it).
+async fn is_own_log_group(ctx: &PartContext<'_>, group: &aws::logs::LogGroup) -> PartResult<bool> {
+    let tags = aws::logs::tags(&ctx.aws.logs, &group.arn).await?;
+    Ok(tags.get(aws::STACK_TAG) == Some(&ctx.spec.name))
+}
+
+/// Creates the database's log groups, or brings the stack's own back to the stack's retention.
+async fn ensure_database_log_groups(ctx: &PartContext<'_>, tags: &BTreeMap<String, String>) -> PartResult<()> {
+    let retention = ctx.spec.log_retention_days;
+    for name in database_log_groups(&ctx.spec.name) {
+        let wanted = match aws::logs::describe(&ctx.aws.logs, &name).await? {
+            None => true,
+            Some(group) if group.retention_days == Some(retention) => false,
+            Some(group) => is_own_log_group(ctx, &group).await?,
+        };
+        if wanted {
+            aws::logs::ensure(&ctx.aws.logs, &name, retention, tags).await?;
+        }
+    }
+    Ok(())
+}
+
+/// How the database's log groups differ from what the stack makes: missing, or keeping logs for another
+/// time. Reads only, one request per group.
+async fn database_log_group_drift(ctx: &PartContext<'_>) -> PartResult<Vec<String>> {
+    let retention = ctx.spec.log_retention_days;
+    let mut drift = Vec::new();
+    for name in database_log_groups(&ctx.spec.name) {
+        match aws::logs::describe(&ctx.aws.logs, &name).await? {
+            None => drift.push(format!("log group {name} is missing")),
+            Some(group) if group.retention_days != Some(retention) => drift.push(format!(
+                "log group {name} keeps logs for {}, expected {retention} days",
+                group.retention_days.map_or("ever".to_string(), |days| format!("{days} days")),
+            )),
+            Some(_) => {}
+        }
+    }
+    Ok(drift)
+}
+
+/// Deletes the database's log groups that carry the stack's tag.
+async fn remove_database_log_groups(ctx: &PartContext<'_>) -> PartResult<()> {
+    for name in database_log_groups(&ctx.spec.name) {
+        if let Some(group) = aws::logs::describe(&ctx.aws.logs, &name).await?
+            && is_own_log_group(ctx, &group).await?
+        {
+            aws::logs::delete(&ctx.aws.logs, &name).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Records whether the repository holds the image the services run (`image_tag`), and where to push it.
