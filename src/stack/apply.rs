@@ -66,7 +66,7 @@ pub async fn converge(
     let stop = cancelled_after(&ctx.cancel, limit);
     let unchanged =
         |diagnostics| StateResult { state: (!prior.is_null()).then(|| prior.clone()), diagnostics, private: None };
-    let found = match survey(&stop, aws, &spec, &Part::every(), &BTreeMap::new(), "Nothing was changed.").await {
+    let found = match survey(&stop, aws, &spec, &Part::possible(), &BTreeMap::new(), "Nothing was changed.").await {
         Ok(found) => found,
         Err(diagnostics) => return unchanged(diagnostics),
     };
@@ -76,7 +76,7 @@ pub async fn converge(
         return unchanged(diagnostics);
     }
     let password = password_change(prior, planned, config);
-    let wanted = Part::all(&spec);
+    let wanted = Part::wanted_by(&spec);
     let report = graph::run(&Part::graph(&wanted), Direction::Forward, CONCURRENCY, &stop, |part, inputs| {
         let spec = &spec;
         async move {
@@ -407,11 +407,11 @@ fn null_unknowns(value: Value) -> Value {
 pub async fn delete(ctx: &RequestContext, aws: &AwsContext, prior: &Value) -> Diagnostics {
     let spec = StackSpec::from_value(prior, aws);
     let stop = cancelled_after(&ctx.cancel, spec.timeouts.delete);
-    let found = match survey(&stop, aws, &spec, &Part::every(), &BTreeMap::new(), "Nothing was deleted.").await {
+    let found = match survey(&stop, aws, &spec, &Part::possible(), &BTreeMap::new(), "Nothing was deleted.").await {
         Ok(found) => found,
         Err(diagnostics) => return diagnostics,
     };
-    match guard::blockers(aws, &spec, &found.own, &Part::every()).await {
+    match guard::blockers(aws, &spec, &found.own, &Part::possible()).await {
         Ok(blockers) if blockers.is_empty() => {}
         Ok(blockers) => return guard::refusal(&blockers, &spec.name),
         Err(e) => {
@@ -421,7 +421,7 @@ pub async fn delete(ctx: &RequestContext, aws: &AwsContext, prior: &Value) -> Di
         }
     }
     let own = &found.own;
-    let report = graph::run(&Part::graph(&Part::every()), Direction::Backward, CONCURRENCY, &stop, |part, _| {
+    let report = graph::run(&Part::graph(&Part::possible()), Direction::Backward, CONCURRENCY, &stop, |part, _| {
         let spec = &spec;
         async move {
             if !own.contains_key(&part) {

@@ -64,7 +64,7 @@ pub async fn modify_plan(ctx: &RequestContext, change: &mut PlannedChange, aws: 
         // A new stack: look for everything under its names first (a killed apply's parts are the stack's
         // own and are adopted; anything else is not).
         let consequence = "The plan could not check the stack's names.";
-        match survey(&ctx.cancel, aws, &spec, &Part::every(), &BTreeMap::new(), consequence).await {
+        match survey(&ctx.cancel, aws, &spec, &Part::possible(), &BTreeMap::new(), consequence).await {
             Ok(found) => (found.conflicts(&spec), Report::Refuse),
             Err(failed) => {
                 diagnostics.extend(failed);

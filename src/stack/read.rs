@@ -33,7 +33,7 @@ pub async fn read(ctx: &RequestContext, aws: &AwsContext, state: &Value) -> Stat
     for pass in 0..2 {
         let spec = StackSpec::from_value(&state, aws);
         let consequence = "The state was left as it was.";
-        let found = match survey(&ctx.cancel, aws, &spec, &Part::every(), &BTreeMap::new(), consequence).await {
+        let found = match survey(&ctx.cancel, aws, &spec, &Part::possible(), &BTreeMap::new(), consequence).await {
             Ok(found) => found,
             Err(failed) => {
                 diagnostics.extend(failed);
@@ -120,7 +120,7 @@ fn refreshed_state(state: &Value, spec: &StackSpec, aws: &AwsContext, found: &Su
 /// How what exists differs from what the spec wants, one line per difference.
 fn drift(spec: &StackSpec, found: &Survey) -> Vec<String> {
     let mut drift = Vec::new();
-    for part in Part::every().into_iter().collect::<BTreeSet<_>>() {
+    for part in Part::possible().into_iter().collect::<BTreeSet<_>>() {
         let wanted = part.is_wanted(spec);
         match (found.own.get(&part), found.foreign.get(&part)) {
             // A part that exists although the stack does not want it (left by an interrupted apply, or by

@@ -50,7 +50,8 @@ pub use super::parts::RABBITMQ_IMAGE;
 /// The four DataVault services.
 pub const SERVICES: [&str; 4] = ["web", "broker", "worker", "rabbitmq"];
 
-fn n(value: i64) -> Value {
+/// A schema default or bound as a Terraform number.
+fn number(value: i64) -> Value {
     Value::Number(value as f64)
 }
 
@@ -75,19 +76,19 @@ fn service_attributes(name: &str) -> Vec<Attribute> {
             Type::Number,
             &format!("CPU units reserved for the {name} task (1024 = one vCPU). Defaults to {cpu}."),
         )
-        .default(n(cpu)),
+        .default(number(cpu)),
         Attribute::optional_computed(
             "memory",
             Type::Number,
             &format!("Memory in MiB for the {name} task. Defaults to {memory}."),
         )
-        .default(n(memory)),
+        .default(number(memory)),
         Attribute::optional_computed(
             "desired_count",
             Type::Number,
             &format!("Number of {name} tasks to run. Defaults to 1."),
         )
-        .default(n(1)),
+        .default(number(1)),
         Attribute::optional(
             "environment",
             Type::map_of_strings(),
@@ -110,25 +111,25 @@ pub fn stack_schema() -> Schema {
         Attribute::optional_computed("archive_force_destroy", Type::Bool, "Allow destroy to delete the archive bucket while it still holds data (every object version is deleted). Defaults to `false`: destroy stops with an error instead.").default(Value::Bool(false)),
         Attribute::optional_computed("adopt_untagged_resources", Type::Bool, "Take over existing resources that have the stack's names but no `datavault:stack` tag, for example a deployment made by hand or with the reference HCL. Defaults to `false`: a resource with one of the stack's names that is not tagged as the stack's stops plan and apply, and is never changed or deleted. When `true`, the plan lists every resource it takes over; apply tags each one as the stack's and manages it from then on. Resources tagged for another stack are never taken over.").default(Value::Bool(false)),
         Attribute::optional_computed("state_bucket_name", Type::String, "Name of the S3 bucket for Terraform state. Defaults to `<name>-state`. Destroy never deletes it: it is retained and reported. Changing it replaces the stack.").requires_replace(),
-        Attribute::optional_computed("log_retention_days", Type::Number, "Days CloudWatch Logs keeps the stack's logs (the services' and the database's). One of 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653. Defaults to 365.").default(n(DEFAULT_LOG_RETENTION_DAYS)),
+        Attribute::optional_computed("log_retention_days", Type::Number, "Days CloudWatch Logs keeps the stack's logs (the services' and the database's). One of 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653. Defaults to 365.").default(number(DEFAULT_LOG_RETENTION_DAYS)),
         Attribute::optional_computed("vpc_id", Type::String, "VPC to deploy into. Defaults to the region's default VPC. Changing it replaces the stack.").requires_replace(),
         Attribute::optional_computed("subnet_ids", Type::list_of_strings(), "Subnets (of `vpc_id`) for instances, tasks, the database and the file system; use at least two availability zones. Defaults to the default VPC's default subnets."),
         Attribute::optional_computed("image_tag", Type::String, "Tag of the web, broker and worker images in the stack's ECR repositories. Defaults to `729ca07`, the commit of the supported DataVault source (JiscRDSS/datavault, branch `aws_fixes`) the images are built from; the repositories keep tags immutable, so each tag names one build.").default(Value::string(DEFAULT_IMAGE_TAG)),
         Attribute::optional_computed_object("cluster", vec![
             Attribute::optional_computed("instance_type", Type::String, &format!("EC2 instance type of the ECS container instances. Defaults to `{}`. Changing it rolls the instances through a new launch template version.", c::INSTANCE_TYPE)).default(Value::string(c::INSTANCE_TYPE)),
-            Attribute::optional_computed("min_size", Type::Number, &format!("Minimum number of instances. Defaults to {}.", c::MIN_SIZE)).default(n(c::MIN_SIZE)),
-            Attribute::optional_computed("max_size", Type::Number, &format!("Maximum number of instances. Defaults to {}.", c::MAX_SIZE)).default(n(c::MAX_SIZE)),
-            Attribute::optional_computed("desired_capacity", Type::Number, &format!("Instances normally running. Defaults to {}. Each task uses one network interface (awsvpc), so the plan checks that the services fit.", c::DESIRED_CAPACITY)).default(n(c::DESIRED_CAPACITY)),
+            Attribute::optional_computed("min_size", Type::Number, &format!("Minimum number of instances. Defaults to {}.", c::MIN_SIZE)).default(number(c::MIN_SIZE)),
+            Attribute::optional_computed("max_size", Type::Number, &format!("Maximum number of instances. Defaults to {}.", c::MAX_SIZE)).default(number(c::MAX_SIZE)),
+            Attribute::optional_computed("desired_capacity", Type::Number, &format!("Instances normally running. Defaults to {}. Each task uses one network interface (awsvpc), so the plan checks that the services fit.", c::DESIRED_CAPACITY)).default(number(c::DESIRED_CAPACITY)),
             Attribute::optional("ami_id", Type::String, "AMI of the instances. Defaults to the current ECS-optimized Amazon Linux 2023 AMI from the public SSM parameter."),
             Attribute::optional("admin_cidr_blocks", Type::list_of_strings(), "CIDR blocks allowed to reach the instances over SSH. Empty by default: no administrative port is open."),
         ], "The EC2 capacity the services run on: an Auto Scaling group of ECS container instances."),
         Attribute::optional_computed_object("services", SERVICES.iter().map(|s| Attribute::optional_computed_object(s, service_attributes(s), &format!("Settings of the {s} service."))).collect(), "Per-service settings of the four DataVault services (web, broker, worker, rabbitmq)."),
         Attribute::optional_computed_object("database", vec![
             Attribute::optional_computed("instance_class", Type::String, &format!("RDS instance class. Defaults to `{}`. Changed in place.", d::INSTANCE_CLASS)).default(Value::string(d::INSTANCE_CLASS)),
-            Attribute::optional_computed("allocated_storage", Type::Number, &format!("Storage in GiB (can grow, never shrink). Defaults to {}.", d::ALLOCATED_STORAGE)).default(n(d::ALLOCATED_STORAGE)),
+            Attribute::optional_computed("allocated_storage", Type::Number, &format!("Storage in GiB (can grow, never shrink). Defaults to {}.", d::ALLOCATED_STORAGE)).default(number(d::ALLOCATED_STORAGE)),
             Attribute::optional_computed("engine", Type::String, &format!("Database engine, `mariadb` or `mysql`. Defaults to `{}`, which the supported DataVault images work with; MySQL 8 does not (its reserved word `GROUPS` is a table name of DataVault's, and its driver predates MySQL 8's collations), and MySQL 5.7 costs RDS Extended Support fees. RDS cannot change the engine of a database in place.", d::ENGINE)).default(Value::string(d::ENGINE)),
             Attribute::optional_computed("engine_version", Type::String, &format!("Engine version (major.minor, e.g. `10.11` or `11.4` for MariaDB). Defaults to `{}`; minor versions are upgraded automatically. Versions the supported images cannot use are refused at plan.", d::ENGINE_VERSION)).default(Value::string(d::ENGINE_VERSION)),
-            Attribute::optional_computed("backup_retention_days", Type::Number, &format!("Days of automated backups (1 to 35). Defaults to {}.", d::BACKUP_RETENTION_DAYS)).default(n(d::BACKUP_RETENTION_DAYS)),
+            Attribute::optional_computed("backup_retention_days", Type::Number, &format!("Days of automated backups (1 to 35). Defaults to {}.", d::BACKUP_RETENTION_DAYS)).default(number(d::BACKUP_RETENTION_DAYS)),
             Attribute::optional_computed("deletion_protection", Type::Bool, "Protect the database from deletion. Defaults to `true`: set it to `false` and apply before destroying the stack.").default(Value::Bool(true)),
             Attribute::optional_computed("skip_final_snapshot", Type::Bool, "Delete the database without a final snapshot. Defaults to `false`: destroy takes a snapshot named `<name>-final` (or `-final-2`, ... if taken).").default(Value::Bool(false)),
             Attribute::optional_computed("multi_az", Type::Bool, "Run a standby in a second availability zone. Defaults to `false`.").default(Value::Bool(false)),

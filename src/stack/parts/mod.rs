@@ -2,9 +2,9 @@
 //! observe and remove live.
 //!
 //! Most parts belong to every stack; the public entry point (the load balancer's security group, the load
-//! balancer, its target group and listeners) only to a stack whose spec asks for one. [`Part::all`] is what
-//! a spec wants; [`Part::every`] is everything a stack may have, which read and destroy look for, so a part
-//! left by an interrupted apply or by a removed setting is found and never orphaned.
+//! balancer, its target group and listeners) only to a stack whose spec asks for one. [`Part::wanted_by`] is
+//! what a spec wants; [`Part::possible`] is everything a stack may have, which read and destroy look for, so
+//! a part left by an interrupted apply or by a removed setting is found and never orphaned.
 //!
 //! Every operation may be called again after a crash and must converge: ensure finds the part by its
 //! deterministic name and adopts it before creating anything; remove treats "already gone" as done.
@@ -136,8 +136,8 @@ pub fn service_index(name: &str) -> usize {
 
 impl Part {
     /// Every part this spec wants: the parts of every stack, plus the entry point when it asks for one.
-    pub fn all(spec: &StackSpec) -> Vec<Part> {
-        Part::every().into_iter().filter(|p| p.is_wanted(spec)).collect()
+    pub fn wanted_by(spec: &StackSpec) -> Vec<Part> {
+        Part::possible().into_iter().filter(|p| p.is_wanted(spec)).collect()
     }
 
     /// Whether the spec wants this part.
@@ -146,7 +146,7 @@ impl Part {
     }
 
     /// Every part any stack may have, wanted or not: what read observes and destroy removes.
-    pub fn every() -> Vec<Part> {
+    pub fn possible() -> Vec<Part> {
         let mut parts = vec![Part::Network, Part::S3Endpoint];
         parts.extend([Group::Instances, Group::Services, Group::Database, Group::FileSystem].map(Part::SecurityGroup));
         parts.extend([Part::ArchiveBucket, Part::StateBucket, Part::LogGroup]);
@@ -584,7 +584,7 @@ pub async fn remove(part: Part, ctx: &PartContext<'_>) -> PartResult<Removal> {
 /// Parts that count as "the stack exists" on read: everything but the looked-up network and the retained
 /// state bucket.
 pub fn defining_parts() -> BTreeSet<Part> {
-    Part::every().into_iter().filter(|p| !matches!(p, Part::StateBucket | Part::Network)).collect()
+    Part::possible().into_iter().filter(|p| !matches!(p, Part::StateBucket | Part::Network)).collect()
 }
 
 #[cfg(test)]
@@ -623,7 +623,7 @@ mod tests {
 
     #[test]
     fn every_part_has_a_distinct_key_and_known_dependencies() {
-        let all = Part::every();
+        let all = Part::possible();
         let keys: BTreeSet<String> = all.iter().map(|p| p.key()).collect();
         assert_eq!(keys.len(), all.len());
         for part in &all {
@@ -635,7 +635,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_graph_is_acyclic_and_services_come_last() {
-        let order = walk(&Part::all(&spec(false)), Direction::Forward).await;
+        let order = walk(&Part::wanted_by(&spec(false)), Direction::Forward).await;
         assert_order(&order, &[Part::SecurityGroup(Group::Database), Part::Database]);
         assert_order(&order, &[Part::AutoScalingGroup, Part::Service(0)]);
         assert_order(&order, &[Part::MountTargets, Part::Service(3)]);
@@ -643,16 +643,16 @@ mod tests {
 
     #[test]
     fn load_balancer_parts_exist_only_when_wanted() {
-        let private = Part::all(&spec(false));
+        let private = Part::wanted_by(&spec(false));
         assert!(ENTRY_PARTS.iter().all(|p| !private.contains(p)), "{private:?}");
         let web = Part::Service(service_index("web"));
         assert!(Part::graph(&private)[&web].iter().all(|d| !ENTRY_PARTS.contains(d)));
-        let public = Part::all(&spec(true));
+        let public = Part::wanted_by(&spec(true));
         assert!(ENTRY_PARTS.iter().all(|p| public.contains(p)));
         assert_eq!(public.len(), private.len() + ENTRY_PARTS.len());
         assert!(Part::graph(&public)[&web].contains(&Part::TargetGroup));
         // Read and destroy look for them either way.
-        assert!(ENTRY_PARTS.iter().all(|p| Part::every().contains(p)));
+        assert!(ENTRY_PARTS.iter().all(|p| Part::possible().contains(p)));
     }
 
     #[tokio::test]
@@ -660,11 +660,11 @@ mod tests {
         let web = Part::Service(service_index("web"));
         let lb_group = Part::SecurityGroup(Group::LoadBalancer);
         let services_group = Part::SecurityGroup(Group::Services);
-        let public = Part::all(&spec(true));
+        let public = Part::wanted_by(&spec(true));
         let created = walk(&public, Direction::Forward).await;
         assert_order(&created, &[services_group, lb_group, Part::LoadBalancer, Part::Listeners, web]);
         assert_order(&created, &[Part::TargetGroup, Part::Listeners]);
-        let deleted = walk(&Part::every(), Direction::Backward).await;
+        let deleted = walk(&Part::possible(), Direction::Backward).await;
         assert_order(&deleted, &[web, Part::Listeners, Part::LoadBalancer, lb_group, services_group]);
         assert_order(&deleted, &[Part::Listeners, Part::TargetGroup, Part::Network]);
     }
