@@ -14,11 +14,12 @@ use crate::framework::{Diagnostics, RequestContext, StateResult, Value};
 use super::graph::{self, Direction};
 use super::guard;
 use super::model::{COMPONENTS, StackSpec};
+use super::outcome::{self, Walk};
 use super::ownership::{self, PrivateState, any_blocking, conflict_diagnostics};
 use super::parts::storage::PUSH_TARGET;
 use super::parts::{
-    self, Group, IMAGE_MISSING, Part, PartContext, PartError, PartState, PasswordChange, Removal, SOURCE_BRANCH,
-    SOURCE_COMMIT, SOURCE_REPOSITORY, WEB_PATH, WEB_PORT, group_key,
+    self, Group, IMAGE_MISSING, Part, PartContext, PartState, PasswordChange, Removal, SOURCE_BRANCH, SOURCE_COMMIT,
+    SOURCE_REPOSITORY, WEB_PATH, WEB_PORT, group_key,
 };
 use super::schema::SERVICES;
 use super::survey::{CONCURRENCY, Survey, survey};
@@ -86,7 +87,7 @@ pub async fn converge(
     })
     .await;
     let done: BTreeMap<Part, PartState> = report.done.iter().cloned().collect();
-    diagnostics.extend(run_diagnostics(&report, &spec.name, &ctx.cancel, limit, "apply"));
+    diagnostics.extend(outcome::diagnostics(&report, Walk::Apply { limit }, &spec.name, &ctx.cancel));
     // Only once every wanted part is right (web no longer uses the target group, the services' group no
     // longer admits the load balancer) can the unwanted ones go.
     if report.is_complete() {
@@ -115,44 +116,6 @@ pub async fn converge(
         state.set("missing_images", Value::List(planned_missing.clone()));
     }
     StateResult { state: Some(state), diagnostics, private: Some(private) }
-}
-
-/// The diagnostics of a forward or backward walk that did not finish: each failed part, or why the walk
-/// stopped. `what` is the operation (`apply`, `destroy`).
-fn run_diagnostics<T>(
-    report: &graph::Report<Part, T, PartError>,
-    stack: &str,
-    cancel: &CancellationToken,
-    limit: Duration,
-    what: &str,
-) -> Diagnostics {
-    let mut diagnostics = Diagnostics::new();
-    let next = match what {
-        "destroy" => "Parts already deleted are skipped when destroy runs again.",
-        _ => "What was created is recorded in state; the next apply continues from there.",
-    };
-    for (part, error) in &report.failed {
-        let summary = match error {
-            PartError::Refused(_) => format!("{} Refused To Protect Data", capitalised(what)),
-            _ => format!("Failed To {} Part {part}", if what == "destroy" { "Delete" } else { "Apply" }),
-        };
-        diagnostics
-            .error(summary, format!("Stack {stack}: {part}: {}. {next}", error.to_string().trim_end_matches('.')));
-    }
-    if report.cancelled && report.failed.is_empty() {
-        let why = if cancel.is_cancelled() {
-            "Terraform asked the provider to stop".to_string()
-        } else {
-            format!("the {} timeout passed", crate::framework::duration::format(limit))
-        };
-        diagnostics.error(format!("{} Interrupted", capitalised(what)), format!("Stack {stack}: {why}. {next}"));
-    }
-    diagnostics
-}
-
-fn capitalised(word: &str) -> String {
-    let mut chars = word.chars();
-    chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default()
 }
 
 /// Removes, dependents first, the stack's own parts that the spec does not want (those of a load balancer
@@ -190,22 +153,7 @@ async fn remove_unwanted(
         }
     })
     .await;
-    for (part, error) in &report.failed {
-        diagnostics.error(
-            format!("Failed To Remove Part {part}"),
-            format!(
-                "Stack {}: {part} is no longer wanted, but removing it failed: {}. The next apply tries again.",
-                spec.name,
-                error.to_string().trim_end_matches('.')
-            ),
-        );
-    }
-    if report.cancelled && report.failed.is_empty() {
-        diagnostics.error(
-            "Apply Interrupted",
-            "The apply stopped while removing parts the configuration no longer wants; the next apply continues.",
-        );
-    }
+    diagnostics.extend(outcome::diagnostics(&report, Walk::Removal, &spec.name, stop));
 }
 
 /// The planned value with every output filled from the parts that exist; outputs of parts that do not
@@ -452,7 +400,8 @@ pub async fn delete(ctx: &RequestContext, aws: &AwsContext, prior: &Value) -> Di
             ),
         );
     }
-    diagnostics.extend(run_diagnostics(&report, &spec.name, &ctx.cancel, spec.timeouts.delete, "destroy"));
+    let walk = Walk::Destroy { limit: spec.timeouts.delete };
+    diagnostics.extend(outcome::diagnostics(&report, walk, &spec.name, &ctx.cancel));
     if report.is_complete()
         && let Err(e) = parts::storage::remove_claims(&spec, aws).await
     {

@@ -9,6 +9,7 @@
 //! - [`survey`]: observing every part and sorting what exists into own parts and look-alikes;
 //! - [`guard`]: what must hold before any part is deleted;
 //! - [`graph`]: the dependency-graph runner (concurrent, stops cleanly on failure or cancellation);
+//! - [`outcome`]: how a walk over the graph that did not finish is told to the user;
 //! - [`plan`], [`apply`], [`read`]: the lifecycle over the parts.
 
 pub mod apply;
@@ -16,6 +17,7 @@ pub mod checks;
 pub mod graph;
 pub mod guard;
 pub mod model;
+pub mod outcome;
 pub mod ownership;
 pub mod parts;
 pub mod plan;

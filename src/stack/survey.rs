@@ -12,6 +12,7 @@ use crate::framework::Diagnostics;
 
 use super::graph::{self, Direction};
 use super::model::StackSpec;
+use super::outcome::{self, Walk};
 use super::ownership::{Conflict, Owner};
 use super::parts::{self, Part, PartContext, PartState, PasswordChange, defining_parts};
 
@@ -75,17 +76,7 @@ pub async fn survey(
     )
     .await;
     if !report.is_complete() {
-        let mut diagnostics = Diagnostics::new();
-        for (part, error) in &report.failed {
-            diagnostics.error(
-                format!("Failed To Read Part {part}"),
-                format!("Stack {}: {part}: {error}. {consequence}", spec.name),
-            );
-        }
-        if report.failed.is_empty() {
-            diagnostics.error("Interrupted", format!("The provider was stopped or timed out. {consequence}"));
-        }
-        return Err(diagnostics);
+        return Err(outcome::diagnostics(&report, Walk::Survey { consequence }, &spec.name, cancel));
     }
     let mut found = Survey::default();
     for (part, state) in report.done.into_iter().filter_map(|(p, s)| s.map(|s| (p, s))) {
