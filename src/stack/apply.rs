@@ -21,7 +21,7 @@ use super::parts::{
     self, Group, IMAGE_MISSING, Part, PartContext, PartState, PasswordChange, Removal, SOURCE_BRANCH, SOURCE_COMMIT,
     SOURCE_REPOSITORY, WEB_PATH, WEB_PORT, group_key,
 };
-use super::schema::SERVICES;
+use super::service::Service;
 use super::survey::{CONCURRENCY, Survey, survey};
 /// How often the steady-state wait polls ECS.
 const STEADY_STATE_POLL: Duration = Duration::from_secs(15);
@@ -195,15 +195,17 @@ pub fn state_with_outputs(planned: &Value, done: &BTreeMap<Part, PartState>) -> 
     state.set("launch_template_id", id(Part::LaunchTemplate));
     state.set(
         "service_arns",
-        map((0..SERVICES.len())
-            .map(|s| (SERVICES[s].to_string(), done.get(&Part::Service(s)).and_then(|p| p.arn.clone())))
+        map(Service::ALL
+            .into_iter()
+            .map(|s| (s.name().to_string(), done.get(&Part::Service(s)).and_then(|p| p.arn.clone())))
             .collect()),
     );
     state.set(
         "service_discovery_names",
-        map((0..SERVICES.len())
-            .filter(|s| parts::is_discoverable(*s))
-            .map(|s| (SERVICES[s].to_string(), done.get(&Part::Discovery(s)).and_then(|p| p.url.clone())))
+        map(Service::ALL
+            .into_iter()
+            .filter(|s| s.is_discoverable())
+            .map(|s| (s.name().to_string(), done.get(&Part::Discovery(s)).and_then(|p| p.url.clone())))
             .collect()),
     );
     state.set(
@@ -223,7 +225,7 @@ pub fn state_with_outputs(planned: &Value, done: &BTreeMap<Part, PartState>) -> 
     state.set("rabbitmq_secret_arn", arn(Part::RabbitmqSecret));
     state.set("database_secret_arn", arn(Part::DatabaseSecret));
     state.set("file_system_id", id(Part::FileSystem));
-    let web = parts::service_index("web");
+    let web = Service::Web;
     let load_balancer = state.get("load_balancer").clone();
     let web_url = if load_balancer.is_null() {
         done.get(&Part::Discovery(web)).and_then(|d| d.url.as_deref()).map(internal_web_url)
@@ -256,10 +258,10 @@ async fn wait_for_services(
     diagnostics: &mut Diagnostics,
 ) {
     let waiting_for_images = services_waiting_for_images(done);
-    let names: Vec<String> = SERVICES
-        .iter()
-        .filter(|s| spec.service(s).desired_count > 0 && !waiting_for_images.iter().any(|w| w == *s))
-        .map(|s| s.to_string())
+    let names: Vec<String> = Service::ALL
+        .into_iter()
+        .filter(|s| spec.service(s.name()).desired_count > 0 && !waiting_for_images.iter().any(|w| w == s.name()))
+        .map(|s| s.name().to_string())
         .collect();
     if names.is_empty() {
         return;
@@ -286,16 +288,18 @@ async fn wait_for_services(
 
 /// The services created but not started because their image is not in the stack's repository yet.
 pub fn services_waiting_for_images(done: &BTreeMap<Part, PartState>) -> Vec<String> {
-    (0..SERVICES.len())
+    Service::ALL
+        .into_iter()
         .filter(|s| done.get(&Part::TaskDefinition(*s)).is_some_and(|td| td.values.contains_key(IMAGE_MISSING)))
-        .map(|s| SERVICES[s].to_string())
+        .map(|s| s.name().to_string())
         .collect()
 }
 
 /// The warning of an apply that leaves services waiting for their images: which, where to push them, and
 /// how (from a clone of the supported DataVault source).
 fn images_missing_warning(spec: &StackSpec, done: &BTreeMap<Part, PartState>) -> Option<(String, String)> {
-    let waiting: Vec<(usize, String)> = (0..SERVICES.len())
+    let waiting: Vec<(Service, String)> = Service::ALL
+        .into_iter()
         .filter_map(|s| done.get(&Part::TaskDefinition(s))?.values.get(IMAGE_MISSING).map(|t| (s, t.clone())))
         .collect();
     if waiting.is_empty() {
@@ -310,7 +314,7 @@ fn images_missing_warning(spec: &StackSpec, done: &BTreeMap<Part, PartState>) ->
         ),
     ];
     for (s, target) in &waiting {
-        let dockerfile = if SERVICES[*s] == "web" { "webapp" } else { SERVICES[*s] };
+        let dockerfile = if *s == Service::Web { "webapp" } else { s.name() };
         commands.push(format!(
             "docker build --platform linux/amd64 -f {dockerfile}.Dockerfile -t {target} . && docker push {target}"
         ));
@@ -323,7 +327,7 @@ fn images_missing_warning(spec: &StackSpec, done: &BTreeMap<Part, PartState>) ->
              images from {SOURCE_REPOSITORY} (branch {SOURCE_BRANCH}) and push them:\n{}\nThen run terraform \
              apply again: the plan shows the services starting.",
             spec.name,
-            waiting.iter().map(|(s, _)| SERVICES[*s]).collect::<Vec<_>>().join(", "),
+            waiting.iter().map(|(s, _)| s.name()).collect::<Vec<_>>().join(", "),
             spec.image_tag,
             commands.iter().map(|c| format!("  {c}")).collect::<Vec<_>>().join("\n")
         ),
@@ -448,7 +452,7 @@ mod tests {
             url: Some("vault-web-1.eu-west-2.elb.amazonaws.com".into()),
             ..PartState::default()
         };
-        let web = parts::service_index("web");
+        let web = Service::Web;
         let discovery = PartState { url: Some("web.vault.datavault.internal".into()), ..PartState::default() };
         let done = BTreeMap::from([
             (Part::LoadBalancer, lb),
@@ -497,11 +501,11 @@ mod tests {
             state.values.insert(IMAGE_MISSING.into(), target.into());
             state
         };
-        let web = parts::service_index("web");
+        let web = Service::Web;
         let target = "123456789012.dkr.ecr.eu-west-2.amazonaws.com/vault/web:729ca07";
         let done = BTreeMap::from([
             (Part::TaskDefinition(web), waiting(target)),
-            (Part::TaskDefinition(parts::service_index("rabbitmq")), PartState::default()),
+            (Part::TaskDefinition(Service::Rabbitmq), PartState::default()),
         ]);
         assert_eq!(services_waiting_for_images(&done), vec!["web"]);
         let (summary, detail) = images_missing_warning(&spec, &done).expect("a warning");

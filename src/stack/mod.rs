@@ -4,6 +4,7 @@
 //! - [`validation`]: static checks of a configuration, with attribute paths;
 //! - [`checks`]: plan-time checks that ask AWS (read-only), for a new stack or a changed setting;
 //! - [`model`]: the desired shape derived from a plan or state (names, tags);
+//! - [`service`]: the four DataVault services as a type;
 //! - [`parts`]: the part list with ensure / observe / remove for each part;
 //! - [`ownership`]: which resources are the stack's own (its tags), and the conflicts with those that are not;
 //! - [`survey`]: observing every part and sorting what exists into own parts and look-alikes;
@@ -23,6 +24,7 @@ pub mod parts;
 pub mod plan;
 pub mod read;
 pub mod schema;
+pub mod service;
 pub mod survey;
 pub mod validation;
 

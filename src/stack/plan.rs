@@ -12,8 +12,9 @@ use super::model::{
     COMPONENTS, StackSpec, bucket_arn, default_archive_bucket, default_state_bucket, log_group_name, merged_tags,
 };
 use super::ownership::{PrivateState, Report, conflict_diagnostics};
-use super::parts::{Part, dns_name, service_index};
+use super::parts::{Part, dns_name};
 use super::schema::SERVICES;
+use super::service::Service;
 use super::survey::survey;
 use super::{checks, guard};
 
@@ -43,7 +44,10 @@ fn map_outputs(load_balancer: bool) -> Vec<(&'static str, Vec<&'static str>)> {
         ("ecr_repository_urls", COMPONENTS.to_vec()),
         ("security_group_ids", groups),
         ("service_arns", SERVICES.to_vec()),
-        ("service_discovery_names", SERVICES.iter().copied().filter(|s| *s != "worker").collect()),
+        (
+            "service_discovery_names",
+            Service::ALL.into_iter().filter(|s| s.is_discoverable()).map(Service::name).collect(),
+        ),
     ]
 }
 
@@ -238,7 +242,7 @@ fn plan_entry_point(planned: &mut Value) {
         return;
     }
     let web_url = if load_balancer.is_null() {
-        planned.get("name").as_str().map(|name| internal_web_url(&dns_name(name, service_index("web"))))
+        planned.get("name").as_str().map(|name| internal_web_url(&dns_name(name, Service::Web)))
     } else {
         match (load_balancer.get("dns_name"), load_balancer.get("certificate_arn")) {
             (Value::String(dns), Value::Null) => Some(public_web_url(dns, false)),

@@ -9,8 +9,9 @@ use crate::framework::{Diagnostics, RequestContext, StateResult, Value};
 use super::apply::state_with_outputs;
 use super::model::{StackSpec, default_archive_bucket, default_state_bucket, log_group_name};
 use super::ownership::{Conflict, PrivateState, bullets};
-use super::parts::{Group, IMAGE_MISSING, Part, PartState, service_index, split_list};
-use super::schema::{DEFAULT_LOG_RETENTION_DAYS, SERVICES};
+use super::parts::{Group, IMAGE_MISSING, Part, PartState, split_list};
+use super::schema::DEFAULT_LOG_RETENTION_DAYS;
+use super::service::Service;
 use super::survey::{Survey, survey};
 use super::validation::name_problem;
 
@@ -170,7 +171,7 @@ fn fill_settings(state: &mut Value, existing: &BTreeMap<Part, PartState>) {
     let value = |part: Part, key: &str| existing.get(&part).and_then(|s| s.values.get(key).cloned());
     let number = |part: Part, key: &str| value(part, key).and_then(|v| v.parse::<f64>().ok()).map(Value::Number);
     let boolean = |part: Part, key: &str| value(part, key).map(|v| Value::Bool(v == "true"));
-    let web = Part::TaskDefinition(service_index("web"));
+    let web = Part::TaskDefinition(Service::Web);
     if state.get("image_tag").is_null()
         && let Some(tag) = value(web, "image").and_then(|i| i.rsplit_once(':').map(|(_, t)| t.to_string()))
     {
@@ -204,8 +205,9 @@ fn fill_settings(state: &mut Value, existing: &BTreeMap<Part, PartState>) {
         state.set("cluster", object(fields));
     }
     let mut services = state.get("services").as_map().cloned().unwrap_or_default();
-    for (i, name) in SERVICES.iter().enumerate() {
-        let known = services.get(*name).is_some_and(|v| !v.is_null());
+    for i in Service::ALL {
+        let name = i.name();
+        let known = services.get(name).is_some_and(|v| !v.is_null());
         if known || !existing.contains_key(&Part::Service(i)) || !existing.contains_key(&Part::TaskDefinition(i)) {
             continue;
         }

@@ -1,5 +1,6 @@
 //! The `datavault_stack` schema: attributes, their defaults and descriptions.
 
+use super::service::Service;
 use crate::framework::{Attribute, Block, Schema, Type, Value};
 
 /// Default log retention: one year, the AWS Foundational Security Best Practices minimum (CloudWatch.16).
@@ -48,7 +49,8 @@ pub const DEFAULT_IMAGE_TAG: &str = "729ca07";
 /// The public RabbitMQ image (management listener included, which the other services probe).
 pub use super::parts::RABBITMQ_IMAGE;
 /// The four DataVault services.
-pub const SERVICES: [&str; 4] = ["web", "broker", "worker", "rabbitmq"];
+pub const SERVICES: [&str; 4] =
+    [Service::Web.name(), Service::Broker.name(), Service::Worker.name(), Service::Rabbitmq.name()];
 
 /// A schema default or bound as a Terraform number.
 fn number(value: i64) -> Value {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use crate::aws;
 use crate::aws::iam::{self, RoleSpec};
 
-use super::super::schema::SERVICES;
+use super::super::service::Service;
 use super::{Part, PartContext, PartResult, PartState, Removal, wiring};
 
 /// Days a deleted secret can still be restored; an apply within that window restores it.
@@ -38,7 +38,7 @@ pub fn role_name(stack: &str, part: Part) -> String {
     match part {
         Part::InstanceRole => format!("{stack}-instance"),
         Part::ExecutionRole => format!("{stack}-execution"),
-        Part::TaskRole(s) => format!("{stack}-{}-task", SERVICES[s]),
+        Part::TaskRole(s) => format!("{stack}-{}-task", s.name()),
         _ => unreachable!("not a role: {part}"),
     }
 }
@@ -92,7 +92,7 @@ fn role_spec(part: Part, ctx: &PartContext<'_>) -> PartResult<RoleSpec> {
 
 /// What a service's task role allows: ECS Exec sessions (recorded in the stack's log group), mounting its
 /// own folder of the file system, and, for workers, the archive bucket.
-fn task_policies(ctx: &PartContext<'_>, service: usize) -> PartResult<BTreeMap<String, String>> {
+fn task_policies(ctx: &PartContext<'_>, service: Service) -> PartResult<BTreeMap<String, String>> {
     let mut policies = BTreeMap::from([("ecs-exec".to_string(), iam::ecs_exec_policy(ctx.arn_of(Part::LogGroup)?))]);
     let file_system = ctx.arn_of(Part::FileSystem)?;
     for kind in wiring::access_points(service) {
@@ -102,7 +102,7 @@ fn task_policies(ctx: &PartContext<'_>, service: usize) -> PartResult<BTreeMap<S
             iam::file_system_client_policy(file_system, access_point),
         );
     }
-    if SERVICES[service] == "worker" {
+    if service.writes_archive() {
         let archive = iam::archive_bucket_access_policy(&ctx.spec.partition, &ctx.spec.archive_bucket);
         policies.insert("archive-bucket".to_string(), archive);
     }
@@ -114,7 +114,7 @@ fn task_policies(ctx: &PartContext<'_>, service: usize) -> PartResult<BTreeMap<S
 /// unknown (STS unreachable): a policy for the wrong account would shut out everyone.
 fn secret_policy(ctx: &PartContext<'_>) -> Option<String> {
     let account = ctx.aws.account_id.as_deref()?;
-    let workloads = std::iter::once(Part::InstanceRole).chain((0..SERVICES.len()).map(Part::TaskRole));
+    let workloads = std::iter::once(Part::InstanceRole).chain(Service::ALL.map(Part::TaskRole));
     let roles: Vec<String> = workloads
         .map(|part| format!("arn:{}:iam::{account}:role/{}", ctx.spec.partition, role_name(&ctx.spec.name, part)))
         .collect();

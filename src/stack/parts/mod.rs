@@ -27,7 +27,7 @@ use crate::aws::{AwsContext, AwsError};
 
 use super::model::{COMPONENTS, StackSpec, namespace_name, repository_name};
 use super::ownership::{Conflict, Owner};
-use super::schema::SERVICES;
+use super::service::Service;
 
 pub use entry::WEB_PATH;
 pub use network::WEB_PORT;
@@ -59,7 +59,7 @@ pub enum AccessPointKind {
     Working,
 }
 
-/// One part of the stack. Services are indexed into [`SERVICES`], repositories into [`COMPONENTS`].
+/// One part of the stack. Repositories are indexed into [`COMPONENTS`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Part {
     /// The VPC and subnets (looked up, never created).
@@ -81,7 +81,7 @@ pub enum Part {
     /// The tasks' execution role (image pulls, logs, secrets).
     ExecutionRole,
     /// A service's task role: ECS Exec, its folder on the file system, and for workers the archive bucket.
-    TaskRole(usize),
+    TaskRole(Service),
     /// The generated RabbitMQ password.
     RabbitmqSecret,
     /// The database's master password (generated, or the write-only one), for RDS and the services.
@@ -107,11 +107,11 @@ pub enum Part {
     /// The private DNS namespace.
     Namespace,
     /// A Cloud Map service (web, broker, rabbitmq).
-    Discovery(usize),
+    Discovery(Service),
     /// A task definition.
-    TaskDefinition(usize),
+    TaskDefinition(Service),
     /// An ECS service.
-    Service(usize),
+    Service(Service),
     /// The public Application Load Balancer in front of web (optional).
     LoadBalancer,
     /// The load balancer's target group, in which ECS registers web's tasks (optional).
@@ -123,16 +123,6 @@ pub enum Part {
 /// The parts of the optional public entry point, in creation order.
 pub const ENTRY_PARTS: [Part; 4] =
     [Part::SecurityGroup(Group::LoadBalancer), Part::LoadBalancer, Part::TargetGroup, Part::Listeners];
-
-/// Services other services connect to, and so have a DNS name (workers only connect out).
-pub fn is_discoverable(service: usize) -> bool {
-    SERVICES[service] != "worker"
-}
-
-/// Index of a service by name.
-pub fn service_index(name: &str) -> usize {
-    SERVICES.iter().position(|s| *s == name).expect("known service")
-}
 
 impl Part {
     /// Every part this spec wants: the parts of every stack, plus the entry point when it asks for one.
@@ -152,7 +142,7 @@ impl Part {
         parts.extend([Part::ArchiveBucket, Part::StateBucket, Part::LogGroup]);
         parts.extend((0..COMPONENTS.len()).map(Part::Repository));
         parts.extend([Part::InstanceRole, Part::ExecutionRole, Part::RabbitmqSecret, Part::DatabaseSecret]);
-        parts.extend((0..SERVICES.len()).map(Part::TaskRole));
+        parts.extend(Service::ALL.map(Part::TaskRole));
         parts.extend([Part::FileSystem, Part::MountTargets]);
         parts.extend([AccessPointKind::Rabbitmq, AccessPointKind::Working].map(Part::AccessPoint));
         parts.extend([
@@ -164,9 +154,9 @@ impl Part {
             Part::AutoScalingGroup,
         ]);
         parts.push(Part::Namespace);
-        parts.extend((0..SERVICES.len()).filter(|s| is_discoverable(*s)).map(Part::Discovery));
-        parts.extend((0..SERVICES.len()).map(Part::TaskDefinition));
-        parts.extend((0..SERVICES.len()).map(Part::Service));
+        parts.extend(Service::ALL.into_iter().filter(|s| s.is_discoverable()).map(Part::Discovery));
+        parts.extend(Service::ALL.map(Part::TaskDefinition));
+        parts.extend(Service::ALL.map(Part::Service));
         parts.extend(ENTRY_PARTS);
         parts
     }
@@ -184,7 +174,7 @@ impl Part {
             TaskRole(s) => {
                 let mut deps = vec![LogGroup, FileSystem];
                 deps.extend(wiring::access_points(s).into_iter().map(AccessPoint));
-                if SERVICES[s] == "worker" {
+                if s.writes_archive() {
                     deps.push(ArchiveBucket);
                 }
                 deps
@@ -215,7 +205,7 @@ impl Part {
             TaskDefinition(s) => {
                 let mut deps = vec![ExecutionRole, TaskRole(s), LogGroup, RabbitmqSecret, Namespace, FileSystem];
                 // Only broker and workers are given the database's address and password.
-                if matches!(SERVICES[s], "broker" | "worker") {
+                if s.needs_database() {
                     deps.extend([Database, DatabaseSecret]);
                 }
                 deps.extend([AccessPointKind::Rabbitmq, AccessPointKind::Working].map(AccessPoint));
@@ -231,16 +221,16 @@ impl Part {
                     MountTargets,
                     AutoScalingGroup,
                 ];
-                if is_discoverable(s) {
+                if s.is_discoverable() {
                     deps.push(Discovery(s));
                 }
                 // ECS registers tasks only in a target group a load balancer forwards to; and on delete
                 // the service lets go of the target group before the listeners and the group go.
-                if s == service_index("web") {
+                if s.faces_users() {
                     deps.extend([Listeners, TargetGroup]);
                 }
                 // Workers write to the archive through it, so it goes only after them.
-                if SERVICES[s] == "worker" {
+                if s.writes_archive() {
                     deps.push(S3Endpoint);
                 }
                 deps
@@ -271,7 +261,7 @@ impl Part {
             Part::LogGroup => "log_group".into(),
             Part::InstanceRole => "instance_role".into(),
             Part::ExecutionRole => "execution_role".into(),
-            Part::TaskRole(s) => format!("task_role_{}", SERVICES[s]),
+            Part::TaskRole(s) => format!("task_role_{}", s),
             Part::RabbitmqSecret => "rabbitmq_secret".into(),
             Part::DatabaseSecret => "database_secret".into(),
             Part::FileSystem => "file_system".into(),
@@ -285,9 +275,9 @@ impl Part {
             Part::LaunchTemplate => "launch_template".into(),
             Part::AutoScalingGroup => "autoscaling_group".into(),
             Part::Namespace => "namespace".into(),
-            Part::Discovery(s) => format!("discovery_{}", SERVICES[s]),
-            Part::TaskDefinition(s) => format!("task_definition_{}", SERVICES[s]),
-            Part::Service(s) => format!("service_{}", SERVICES[s]),
+            Part::Discovery(s) => format!("discovery_{}", s),
+            Part::TaskDefinition(s) => format!("task_definition_{}", s),
+            Part::Service(s) => format!("service_{}", s),
             Part::LoadBalancer => "load_balancer".into(),
             Part::TargetGroup => "target_group".into(),
             Part::Listeners => "listeners".into(),
@@ -332,9 +322,9 @@ impl Part {
             Part::LaunchTemplate => format!("EC2 launch template {stack}"),
             Part::AutoScalingGroup => format!("Auto Scaling group {stack}"),
             Part::Namespace => format!("Cloud Map namespace {}", namespace_name(stack)),
-            Part::Discovery(s) => format!("Cloud Map service {} in {}", SERVICES[s], namespace_name(stack)),
+            Part::Discovery(s) => format!("Cloud Map service {} in {}", s, namespace_name(stack)),
             Part::TaskDefinition(s) => format!("ECS task definition family {}", services::family(stack, s)),
-            Part::Service(s) => format!("ECS service {} in cluster {stack}", SERVICES[s]),
+            Part::Service(s) => format!("ECS service {} in cluster {stack}", s),
             Part::LoadBalancer => format!("load balancer {}", crate::aws::elbv2::load_balancer_name(stack)),
             Part::TargetGroup => format!("target group {}", crate::aws::elbv2::target_group_name(stack)),
             Part::Listeners => "the load balancer's listeners".into(),
@@ -637,15 +627,15 @@ mod tests {
     async fn the_graph_is_acyclic_and_services_come_last() {
         let order = walk(&Part::wanted_by(&spec(false)), Direction::Forward).await;
         assert_order(&order, &[Part::SecurityGroup(Group::Database), Part::Database]);
-        assert_order(&order, &[Part::AutoScalingGroup, Part::Service(0)]);
-        assert_order(&order, &[Part::MountTargets, Part::Service(3)]);
+        assert_order(&order, &[Part::AutoScalingGroup, Part::Service(Service::Web)]);
+        assert_order(&order, &[Part::MountTargets, Part::Service(Service::Rabbitmq)]);
     }
 
     #[test]
     fn load_balancer_parts_exist_only_when_wanted() {
         let private = Part::wanted_by(&spec(false));
         assert!(ENTRY_PARTS.iter().all(|p| !private.contains(p)), "{private:?}");
-        let web = Part::Service(service_index("web"));
+        let web = Part::Service(Service::Web);
         assert!(Part::graph(&private)[&web].iter().all(|d| !ENTRY_PARTS.contains(d)));
         let public = Part::wanted_by(&spec(true));
         assert!(ENTRY_PARTS.iter().all(|p| public.contains(p)));
@@ -657,7 +647,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_entry_point_is_created_before_web_and_deleted_after_it() {
-        let web = Part::Service(service_index("web"));
+        let web = Part::Service(Service::Web);
         let lb_group = Part::SecurityGroup(Group::LoadBalancer);
         let services_group = Part::SecurityGroup(Group::Services);
         let public = Part::wanted_by(&spec(true));
@@ -671,8 +661,8 @@ mod tests {
 
     #[test]
     fn workers_have_no_dns_name() {
-        assert!(!is_discoverable(service_index("worker")));
-        assert!(is_discoverable(service_index("rabbitmq")));
+        assert!(!Service::Worker.is_discoverable());
+        assert!(Service::Rabbitmq.is_discoverable());
     }
 
     #[test]

@@ -9,11 +9,11 @@ use crate::aws::ecs::{
 };
 
 use super::super::model::{COMPONENTS, namespace_name};
-use super::super::schema::SERVICES;
+use super::super::service::Service;
 use super::network::WEB_PORT;
 use super::storage::{IMAGE_PRESENT, PUSH_TARGET};
 use super::wiring::{self, Endpoints, Wiring};
-use super::{Group, Part, PartContext, PartError, PartResult, PartState, Removal, is_discoverable};
+use super::{Group, Part, PartContext, PartError, PartResult, PartState, Removal};
 
 /// How long a new role may take to become usable by ECS.
 const IAM_PROPAGATION: Duration = Duration::from_secs(120);
@@ -25,13 +25,13 @@ const STOP_TIMEOUT_SECONDS: i32 = 30;
 const WEB_STARTUP_GRACE_SECONDS: i32 = 300;
 
 /// The ECS task family of a service.
-pub fn family(stack: &str, service: usize) -> String {
-    format!("{stack}-{}", SERVICES[service])
+pub fn family(stack: &str, service: Service) -> String {
+    format!("{stack}-{}", service.name())
 }
 
 /// The DNS name a service answers at.
-pub fn dns_name(stack: &str, service: usize) -> String {
-    format!("{}.{}", SERVICES[service], namespace_name(stack))
+pub fn dns_name(stack: &str, service: Service) -> String {
+    format!("{}.{}", service.name(), namespace_name(stack))
 }
 
 fn repository_url(ctx: &PartContext<'_>, service: &str) -> PartResult<Option<String>> {
@@ -48,8 +48,8 @@ fn repository_url(ctx: &PartContext<'_>, service: &str) -> PartResult<Option<Str
 
 /// Where to push the service's image when the stack's repository does not hold it yet; `None` when it is
 /// there, or when the service runs an image from elsewhere (which the stack cannot check).
-fn missing_image(ctx: &PartContext<'_>, service: usize) -> Option<String> {
-    let name = SERVICES[service];
+fn missing_image(ctx: &PartContext<'_>, service: Service) -> Option<String> {
+    let name = service.name();
     if ctx.spec.service(name).image.is_some() {
         return None;
     }
@@ -62,7 +62,7 @@ fn missing_image(ctx: &PartContext<'_>, service: usize) -> Option<String> {
 /// [`PartState::values`] key of a task definition whose image is not pushed yet: where to push it.
 pub const IMAGE_MISSING: &str = "image_missing";
 
-fn task_definition_state(ctx: &PartContext<'_>, service: usize, mut state: PartState) -> PartState {
+fn task_definition_state(ctx: &PartContext<'_>, service: Service, mut state: PartState) -> PartState {
     if let Some(target) = missing_image(ctx, service) {
         state.values.insert(IMAGE_MISSING.into(), target);
     }
@@ -71,15 +71,15 @@ fn task_definition_state(ctx: &PartContext<'_>, service: usize, mut state: PartS
 
 /// Whether the service's image is not pushed yet: its tasks could only fail to pull it and trip the
 /// deployment circuit breaker, so a new service starts none and a running one stays as it is.
-fn awaiting_image(ctx: &PartContext<'_>, service: usize) -> PartResult<bool> {
+fn awaiting_image(ctx: &PartContext<'_>, service: Service) -> PartResult<bool> {
     Ok(ctx.part(Part::TaskDefinition(service))?.values.contains_key(IMAGE_MISSING))
 }
 
 /// What the stack knows that the service's wiring needs. Web and RabbitMQ need nothing of the database,
 /// so they do not wait for it.
-fn endpoints(ctx: &PartContext<'_>, service: usize) -> PartResult<Endpoints> {
+fn endpoints(ctx: &PartContext<'_>, service: Service) -> PartResult<Endpoints> {
     let stack = &ctx.spec.name;
-    let uses_database = matches!(SERVICES[service], "broker" | "worker");
+    let uses_database = matches!(service.name(), "broker" | "worker");
     let (database_host, database_secret) = if uses_database {
         let database = ctx.part(Part::Database)?;
         let host = database.url.clone().ok_or_else(|| PartError::Missing("database has no endpoint yet".into()))?;
@@ -88,8 +88,8 @@ fn endpoints(ctx: &PartContext<'_>, service: usize) -> PartResult<Endpoints> {
         (String::new(), String::new())
     };
     Ok(Endpoints {
-        broker_host: dns_name(stack, super::service_index("broker")),
-        rabbitmq_host: dns_name(stack, super::service_index("rabbitmq")),
+        broker_host: dns_name(stack, Service::Broker),
+        rabbitmq_host: dns_name(stack, Service::Rabbitmq),
         database_host,
         database_secret,
         rabbitmq_secret: ctx.arn_of(Part::RabbitmqSecret)?.to_string(),
@@ -107,19 +107,19 @@ fn database_secret_reference(ctx: &PartContext<'_>) -> PartResult<String> {
 /// changes the database password: the broker reads it only when it starts.
 const PASSWORD_VERSION_VARIABLE: &str = "DATAVAULT_DATABASE_PASSWORD_VERSION";
 
-fn wiring_of(ctx: &PartContext<'_>, service: usize) -> PartResult<Wiring> {
+fn wiring_of(ctx: &PartContext<'_>, service: Service) -> PartResult<Wiring> {
     let endpoints = endpoints(ctx, service)?;
-    Ok(match SERVICES[service] {
-        "web" => wiring::web(&endpoints),
-        "broker" => wiring::broker(&endpoints),
-        "worker" => wiring::worker(&endpoints),
-        _ => wiring::rabbitmq(&endpoints),
+    Ok(match service {
+        Service::Web => wiring::web(&endpoints),
+        Service::Broker => wiring::broker(&endpoints),
+        Service::Worker => wiring::worker(&endpoints),
+        Service::Rabbitmq => wiring::rabbitmq(&endpoints),
     })
 }
 
 /// The task definition a service should run.
-pub fn task_definition_spec(ctx: &PartContext<'_>, service: usize) -> PartResult<TaskDefinitionSpec> {
-    let name = SERVICES[service];
+pub fn task_definition_spec(ctx: &PartContext<'_>, service: Service) -> PartResult<TaskDefinitionSpec> {
+    let name = service.name();
     let settings = ctx.spec.service(name);
     let wiring = wiring_of(ctx, service)?;
     let mut environment = wiring.environment;
@@ -190,19 +190,19 @@ pub fn task_definition_spec(ctx: &PartContext<'_>, service: usize) -> PartResult
 /// Adding or removing it later is an UpdateService with `loadBalancers`, which ECS supports for rolling
 /// deployments (a new deployment registers the tasks in, or takes them out of, the target group). The
 /// moto emulator accepts and records it but registers no targets, since it runs no tasks.
-fn load_balancer_target(ctx: &PartContext<'_>, service: usize) -> PartResult<Option<LoadBalancerTarget>> {
-    if ctx.spec.load_balancer.is_none() || service != super::service_index("web") {
+fn load_balancer_target(ctx: &PartContext<'_>, service: Service) -> PartResult<Option<LoadBalancerTarget>> {
+    if ctx.spec.load_balancer.is_none() || service != Service::Web {
         return Ok(None);
     }
     Ok(Some(LoadBalancerTarget {
         target_group_arn: ctx.arn_of(Part::TargetGroup)?.to_string(),
-        container_name: SERVICES[service].to_string(),
+        container_name: service.name().to_string(),
         container_port: WEB_PORT,
     }))
 }
 
-fn service_spec(ctx: &PartContext<'_>, service: usize) -> PartResult<ServiceSpec> {
-    let name = SERVICES[service];
+fn service_spec(ctx: &PartContext<'_>, service: Service) -> PartResult<ServiceSpec> {
+    let name = service.name();
     let load_balancer = load_balancer_target(ctx, service)?;
     // Web rolls: the new task starts before the old one stops. The others must never run twice at once:
     // two RabbitMQs would share one data directory, a second broker would recreate the schema under the
@@ -216,7 +216,7 @@ fn service_spec(ctx: &PartContext<'_>, service: usize) -> PartResult<ServiceSpec
         awaiting_image: awaiting_image(ctx, service)?,
         subnet_ids: ctx.subnet_ids()?,
         security_group_ids: vec![ctx.id_of(Part::SecurityGroup(Group::Services))?.to_string()],
-        registry_arn: if is_discoverable(service) {
+        registry_arn: if service.is_discoverable() {
             Some(ctx.arn_of(Part::Discovery(service))?.to_string())
         } else {
             None
@@ -249,8 +249,7 @@ pub async fn ensure(part: Part, ctx: &PartContext<'_>) -> PartResult<PartState> 
         Part::Discovery(s) => {
             let ns_id = ctx.id_of(Part::Namespace)?;
             let found =
-                aws::servicediscovery::ensure_service(&aws.servicediscovery, ns_id, SERVICES[s], &ctx.tags(part))
-                    .await?;
+                aws::servicediscovery::ensure_service(&aws.servicediscovery, ns_id, s.name(), &ctx.tags(part)).await?;
             Ok(PartState {
                 id: Some(found.id),
                 arn: Some(found.arn),
@@ -291,7 +290,7 @@ pub async fn observe(part: Part, ctx: &PartContext<'_>) -> PartResult<Option<Par
         Part::Discovery(s) => {
             let Ok(ns_id) = ctx.id_of(Part::Namespace) else { return Ok(None) };
             let client = &aws.servicediscovery;
-            let Some(found) = aws::servicediscovery::describe_service(client, ns_id, SERVICES[s]).await? else {
+            let Some(found) = aws::servicediscovery::describe_service(client, ns_id, s.name()).await? else {
                 return Ok(None);
             };
             let tags = aws::servicediscovery::tags(client, &found.arn).await?;
@@ -321,9 +320,9 @@ pub async fn observe(part: Part, ctx: &PartContext<'_>) -> PartResult<Option<Par
         }
         Part::Service(s) => {
             let expected = service_spec(ctx, s).ok();
-            Ok(aws::ecs::describe_service(&aws.ecs, &spec.name, SERVICES[s], expected.as_ref()).await?.map(|svc| {
+            Ok(aws::ecs::describe_service(&aws.ecs, &spec.name, s.name(), expected.as_ref()).await?.map(|svc| {
                 let mut state = PartState {
-                    id: Some(SERVICES[s].to_string()),
+                    id: Some(s.name().to_string()),
                     arn: Some(svc.arn),
                     drift: svc.drift,
                     tags: Some(svc.tags),
@@ -355,7 +354,7 @@ pub async fn remove(part: Part, ctx: &PartContext<'_>) -> PartResult<Removal> {
             }
         }
         Part::TaskDefinition(s) => aws::ecs::deregister_task_definitions(&aws.ecs, &family(&spec.name, s)).await?,
-        Part::Service(s) => aws::ecs::delete_service(&aws.ecs, &spec.name, SERVICES[s], timeout).await?,
+        Part::Service(s) => aws::ecs::delete_service(&aws.ecs, &spec.name, s.name(), timeout).await?,
         _ => unreachable!("not a service part: {part}"),
     }
     Ok(Removal::Removed)

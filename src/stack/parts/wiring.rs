@@ -24,6 +24,7 @@ use std::collections::BTreeMap;
 
 use crate::aws::ecs::HealthCheck;
 
+use super::super::service::Service;
 use super::AccessPointKind;
 
 /// The repository the supported images are built from.
@@ -83,12 +84,12 @@ pub struct Wiring {
     pub working_directory: Option<String>,
 }
 
-/// The access points a service mounts (by index into `SERVICES`: web, broker, worker, rabbitmq).
-pub fn access_points(service: usize) -> Vec<AccessPointKind> {
-    match super::super::schema::SERVICES[service] {
-        "broker" | "worker" => vec![AccessPointKind::Working],
-        "rabbitmq" => vec![AccessPointKind::Rabbitmq],
-        _ => vec![],
+/// The access points a service mounts.
+pub fn access_points(service: Service) -> Vec<AccessPointKind> {
+    match service {
+        Service::Broker | Service::Worker => vec![AccessPointKind::Working],
+        Service::Rabbitmq => vec![AccessPointKind::Rabbitmq],
+        Service::Web => vec![],
     }
 }
 
@@ -111,7 +112,7 @@ fn shell_check(command: &str, start: i32) -> HealthCheck {
 /// Web: Tomcat with the web app; it calls the broker over HTTP and nothing else.
 pub fn web(endpoints: &Endpoints) -> Wiring {
     Wiring {
-        ports: vec![8080],
+        ports: Service::Web.ports().to_vec(),
         environment: env(&[("BROKER_HOST", &endpoints.broker_host), ("JAVA_TOOL_OPTIONS", JAVA_OPTIONS)]),
         secrets: BTreeMap::new(),
         mounts: vec![],
@@ -149,7 +150,7 @@ fn backend(endpoints: &Endpoints) -> (BTreeMap<String, String>, BTreeMap<String,
 pub fn broker(endpoints: &Endpoints) -> Wiring {
     let (environment, secrets) = backend(endpoints);
     Wiring {
-        ports: vec![8080],
+        ports: Service::Broker.ports().to_vec(),
         environment,
         secrets,
         mounts: vec![(AccessPointKind::Working, "working", WORKING_FOLDER)],
@@ -168,7 +169,7 @@ pub fn worker(endpoints: &Endpoints) -> Wiring {
     let (environment, secrets) = backend(endpoints);
     let command = ["java", "-cp", WORKER_CLASSPATH, "org.datavaultplatform.worker.WorkerInstance"];
     Wiring {
-        ports: vec![],
+        ports: Service::Worker.ports().to_vec(),
         environment,
         secrets,
         mounts: vec![(AccessPointKind::Working, "working", WORKING_FOLDER)],
@@ -182,7 +183,7 @@ pub fn worker(endpoints: &Endpoints) -> Wiring {
 /// RabbitMQ: the queue, with its data on EFS under a node name that does not change with the task.
 pub fn rabbitmq(endpoints: &Endpoints) -> Wiring {
     Wiring {
-        ports: vec![5672, 15672],
+        ports: Service::Rabbitmq.ports().to_vec(),
         environment: env(&[("RABBITMQ_DEFAULT_USER", APPLICATION_USER), ("RABBITMQ_NODENAME", "rabbit@localhost")]),
         secrets: BTreeMap::from([("RABBITMQ_DEFAULT_PASS".to_string(), endpoints.rabbitmq_secret.clone())]),
         mounts: vec![(AccessPointKind::Rabbitmq, "rabbitmq-data", "/var/lib/rabbitmq")],
