@@ -8,6 +8,27 @@ use crate::aws::ec2::LaunchTemplateSpec;
 
 use super::{Group, Part, PartContext, PartError, PartResult, PartState, Removal};
 
+/// The compute parts: the cluster and the container instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ComputePart {
+    /// [`Part::Cluster`].
+    Cluster,
+    /// [`Part::LaunchTemplate`].
+    LaunchTemplate,
+    /// [`Part::AutoScalingGroup`].
+    AutoScalingGroup,
+}
+
+impl From<ComputePart> for Part {
+    fn from(part: ComputePart) -> Part {
+        match part {
+            ComputePart::Cluster => Part::Cluster,
+            ComputePart::LaunchTemplate => Part::LaunchTemplate,
+            ComputePart::AutoScalingGroup => Part::AutoScalingGroup,
+        }
+    }
+}
+
 /// How long a new instance profile may take to become usable by EC2 Auto Scaling.
 const IAM_PROPAGATION: Duration = Duration::from_secs(120);
 
@@ -54,21 +75,22 @@ fn template_of(ctx: &PartContext<'_>) -> PartResult<(String, i64)> {
 }
 
 /// Ensures a compute part.
-pub async fn ensure(part: Part, ctx: &PartContext<'_>) -> PartResult<PartState> {
+pub async fn ensure(part: ComputePart, ctx: &PartContext<'_>) -> PartResult<PartState> {
     let (aws, spec) = (ctx.aws, ctx.spec);
     match part {
-        Part::Cluster => {
-            let cluster = aws::ecs::ensure_cluster(&aws.ecs, &spec.name, &spec.log_group, &ctx.tags(part)).await?;
+        ComputePart::Cluster => {
+            let cluster =
+                aws::ecs::ensure_cluster(&aws.ecs, &spec.name, &spec.log_group, &ctx.tags(part.into())).await?;
             Ok(PartState { id: Some(cluster.name), arn: Some(cluster.arn), ..PartState::default() })
         }
-        Part::LaunchTemplate => {
+        ComputePart::LaunchTemplate => {
             let template =
                 aws::ec2::ensure_launch_template(&aws.ec2, &spec.name, &launch_template_spec(ctx).await?).await?;
             let mut state = PartState::with_id(template.id);
             state.values.insert("version".into(), template.version.to_string());
             Ok(state)
         }
-        Part::AutoScalingGroup => {
+        ComputePart::AutoScalingGroup => {
             let (id, version) = template_of(ctx)?;
             let group_spec = group_spec(ctx, &id, version)?;
             let group = aws::iam::retry_while_propagating(IAM_PROPAGATION, || {
@@ -77,15 +99,14 @@ pub async fn ensure(part: Part, ctx: &PartContext<'_>) -> PartResult<PartState> 
             .await?;
             Ok(PartState { id: Some(group.name), arn: Some(group.arn), ..PartState::default() })
         }
-        _ => unreachable!("not a compute part: {part}"),
     }
 }
 
 /// Observes a compute part.
-pub async fn observe(part: Part, ctx: &PartContext<'_>) -> PartResult<Option<PartState>> {
+pub async fn observe(part: ComputePart, ctx: &PartContext<'_>) -> PartResult<Option<PartState>> {
     let (aws, spec) = (ctx.aws, ctx.spec);
     match part {
-        Part::Cluster => {
+        ComputePart::Cluster => {
             Ok(aws::ecs::describe_cluster(&aws.ecs, &spec.name, &spec.log_group).await?.map(|c| PartState {
                 id: Some(spec.name.clone()),
                 arn: Some(c.arn),
@@ -94,7 +115,7 @@ pub async fn observe(part: Part, ctx: &PartContext<'_>) -> PartResult<Option<Par
                 ..PartState::default()
             }))
         }
-        Part::LaunchTemplate => {
+        ComputePart::LaunchTemplate => {
             let Ok(expected) = launch_template_spec(ctx).await else {
                 return Ok(aws::ec2::describe_launch_template(&aws.ec2, &spec.name, &placeholder_template())
                     .await?
@@ -107,7 +128,7 @@ pub async fn observe(part: Part, ctx: &PartContext<'_>) -> PartResult<Option<Par
                 state
             }))
         }
-        Part::AutoScalingGroup => {
+        ComputePart::AutoScalingGroup => {
             let expected = template_of(ctx).and_then(|(id, version)| group_spec(ctx, &id, version));
             let lookup = expected.clone().unwrap_or_else(|_| placeholder_group(&spec.name));
             let Some(found) = aws::autoscaling::describe_group(&aws.autoscaling, &spec.name, &lookup).await? else {
@@ -129,7 +150,6 @@ pub async fn observe(part: Part, ctx: &PartContext<'_>) -> PartResult<Option<Par
             state.values.extend(sizes.into_iter().map(|(k, v)| (k.to_string(), v.to_string())));
             Ok(Some(state))
         }
-        _ => unreachable!("not a compute part: {part}"),
     }
 }
 
@@ -166,15 +186,14 @@ fn placeholder_group(name: &str) -> GroupSpec {
 
 /// Removes a compute part: the group's instances are terminated before the group goes, and the cluster
 /// deregisters what is left of them.
-pub async fn remove(part: Part, ctx: &PartContext<'_>) -> PartResult<Removal> {
+pub async fn remove(part: ComputePart, ctx: &PartContext<'_>) -> PartResult<Removal> {
     let (aws, spec) = (ctx.aws, ctx.spec);
     match part {
-        Part::Cluster => aws::ecs::delete_cluster(&aws.ecs, &spec.name, spec.timeouts.delete).await?,
-        Part::LaunchTemplate => aws::ec2::delete_launch_template(&aws.ec2, &spec.name).await?,
-        Part::AutoScalingGroup => {
+        ComputePart::Cluster => aws::ecs::delete_cluster(&aws.ecs, &spec.name, spec.timeouts.delete).await?,
+        ComputePart::LaunchTemplate => aws::ec2::delete_launch_template(&aws.ec2, &spec.name).await?,
+        ComputePart::AutoScalingGroup => {
             aws::autoscaling::delete_group(&aws.autoscaling, &spec.name, spec.timeouts.delete).await?
         }
-        _ => unreachable!("not a compute part: {part}"),
     }
     Ok(Removal::Removed)
 }

@@ -14,6 +14,37 @@ use std::collections::BTreeMap;
 use super::network::zone_subnet_ids;
 use super::{AccessPointKind, Group, Part, PartContext, PartResult, PartState, PasswordChange, Removal};
 
+/// The data parts: the file system with its mount targets and access points, and the database with its
+/// subnet and parameter groups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataPart {
+    /// [`Part::FileSystem`].
+    FileSystem,
+    /// [`Part::MountTargets`].
+    MountTargets,
+    /// [`Part::AccessPoint`].
+    AccessPoint(AccessPointKind),
+    /// [`Part::DbSubnetGroup`].
+    DbSubnetGroup,
+    /// [`Part::DbParameterGroup`].
+    DbParameterGroup,
+    /// [`Part::Database`].
+    Database,
+}
+
+impl From<DataPart> for Part {
+    fn from(part: DataPart) -> Part {
+        match part {
+            DataPart::FileSystem => Part::FileSystem,
+            DataPart::MountTargets => Part::MountTargets,
+            DataPart::AccessPoint(kind) => Part::AccessPoint(kind),
+            DataPart::DbSubnetGroup => Part::DbSubnetGroup,
+            DataPart::DbParameterGroup => Part::DbParameterGroup,
+            DataPart::Database => Part::Database,
+        }
+    }
+}
+
 /// The database name and master user the DataVault images expect.
 const DATABASE_USER: &str = "datavault";
 
@@ -89,16 +120,17 @@ fn database_state(identifier: &str, arn: String, endpoint: Option<String>) -> Pa
 }
 
 /// Ensures a data part, waiting until it is usable.
-pub async fn ensure(part: Part, ctx: &PartContext<'_>) -> PartResult<PartState> {
+pub async fn ensure(part: DataPart, ctx: &PartContext<'_>) -> PartResult<PartState> {
     let (aws, spec) = (ctx.aws, ctx.spec);
     let timeout = spec.timeouts.create;
     match part {
-        Part::FileSystem => {
+        DataPart::FileSystem => {
             let fs =
-                aws::efs::ensure_file_system(&aws.efs, &creation_token(&spec.name), &ctx.tags(part), timeout).await?;
+                aws::efs::ensure_file_system(&aws.efs, &creation_token(&spec.name), &ctx.tags(part.into()), timeout)
+                    .await?;
             Ok(PartState { id: Some(fs.id), arn: Some(fs.arn), ..PartState::default() })
         }
-        Part::MountTargets => {
+        DataPart::MountTargets => {
             let fs_id = ctx.id_of(Part::FileSystem)?;
             let group = ctx.id_of(Part::SecurityGroup(Group::FileSystem))?;
             let targets =
@@ -109,39 +141,42 @@ pub async fn ensure(part: Part, ctx: &PartContext<'_>) -> PartResult<PartState> 
                 .insert("mount_target_ids".into(), targets.iter().map(|t| t.id.as_str()).collect::<Vec<_>>().join(","));
             Ok(state)
         }
-        Part::AccessPoint(kind) => {
+        DataPart::AccessPoint(kind) => {
             let fs_id = ctx.id_of(Part::FileSystem)?;
-            let point =
-                aws::efs::ensure_access_point(&aws.efs, fs_id, &access_point_spec(&spec.name, kind), &ctx.tags(part))
-                    .await?;
+            let point = aws::efs::ensure_access_point(
+                &aws.efs,
+                fs_id,
+                &access_point_spec(&spec.name, kind),
+                &ctx.tags(part.into()),
+            )
+            .await?;
             Ok(PartState { id: Some(point.id), arn: Some(point.arn), ..PartState::default() })
         }
-        Part::DbSubnetGroup => {
+        DataPart::DbSubnetGroup => {
             let subnets = ctx.subnet_ids()?;
             aws::rds::ensure_subnet_group(
                 &aws.rds,
                 &spec.name,
                 "DataVault database subnets",
                 &subnets,
-                &ctx.tags(part),
+                &ctx.tags(part.into()),
             )
             .await?;
             Ok(PartState::with_id(&spec.name))
         }
-        Part::DbParameterGroup => {
+        DataPart::DbParameterGroup => {
             let arn = aws::rds::ensure_parameter_group(
                 &aws.rds,
                 &parameter_group_name(&spec.name),
                 &parameter_group_family(ctx),
                 "DataVault database: utf8mb4",
                 &database_parameters(),
-                &ctx.tags(part),
+                &ctx.tags(part.into()),
             )
             .await?;
             Ok(PartState { arn: Some(arn), ..PartState::with_id(parameter_group_name(&spec.name)) })
         }
-        Part::Database => ensure_database(ctx).await,
-        _ => unreachable!("not a data part: {part}"),
+        DataPart::Database => ensure_database(ctx).await,
     }
 }
 
@@ -180,10 +215,10 @@ async fn ensure_database(ctx: &PartContext<'_>) -> PartResult<PartState> {
 }
 
 /// Observes a data part.
-pub async fn observe(part: Part, ctx: &PartContext<'_>) -> PartResult<Option<PartState>> {
+pub async fn observe(part: DataPart, ctx: &PartContext<'_>) -> PartResult<Option<PartState>> {
     let (aws, spec) = (ctx.aws, ctx.spec);
     match part {
-        Part::FileSystem => {
+        DataPart::FileSystem => {
             Ok(aws::efs::find_file_system(&aws.efs, &creation_token(&spec.name)).await?.map(|fs| PartState {
                 id: Some(fs.id),
                 arn: Some(fs.arn),
@@ -192,7 +227,7 @@ pub async fn observe(part: Part, ctx: &PartContext<'_>) -> PartResult<Option<Par
                 ..PartState::default()
             }))
         }
-        Part::MountTargets => {
+        DataPart::MountTargets => {
             let Ok(fs_id) = ctx.id_of(Part::FileSystem) else { return Ok(None) };
             let targets = aws::efs::describe_mount_targets(&aws.efs, fs_id).await?;
             if targets.is_empty() {
@@ -213,7 +248,7 @@ pub async fn observe(part: Part, ctx: &PartContext<'_>) -> PartResult<Option<Par
             }
             Ok(Some(state))
         }
-        Part::AccessPoint(kind) => {
+        DataPart::AccessPoint(kind) => {
             let Ok(fs_id) = ctx.id_of(Part::FileSystem) else { return Ok(None) };
             Ok(aws::efs::describe_access_point(&aws.efs, fs_id, &access_point_spec(&spec.name, kind)).await?.map(|p| {
                 PartState {
@@ -225,10 +260,10 @@ pub async fn observe(part: Part, ctx: &PartContext<'_>) -> PartResult<Option<Par
                 }
             }))
         }
-        Part::DbSubnetGroup => Ok(aws::rds::describe_subnet_group(&aws.rds, &spec.name)
+        DataPart::DbSubnetGroup => Ok(aws::rds::describe_subnet_group(&aws.rds, &spec.name)
             .await?
             .map(|group| PartState { arn: Some(group.arn), tags: Some(group.tags), ..PartState::with_id(&spec.name) })),
-        Part::DbParameterGroup => {
+        DataPart::DbParameterGroup => {
             let name = parameter_group_name(&spec.name);
             let parameters = database_parameters();
             let Some(found) = aws::rds::describe_parameter_group(&aws.rds, &name, &parameters).await? else {
@@ -241,7 +276,7 @@ pub async fn observe(part: Part, ctx: &PartContext<'_>) -> PartResult<Option<Par
                 ..PartState::with_id(name)
             }))
         }
-        Part::Database => {
+        DataPart::Database => {
             let Some(found) = aws::rds::describe_instance(&aws.rds, &spec.name).await? else { return Ok(None) };
             let mut state = database_state(&found.identifier, found.arn.clone(), found.endpoint.clone());
             if found.master_secret_arn.is_some() {
@@ -264,35 +299,36 @@ pub async fn observe(part: Part, ctx: &PartContext<'_>) -> PartResult<Option<Par
             state.values.extend(settings.into_iter().map(|(k, v)| (k.to_string(), v)));
             Ok(Some(state))
         }
-        _ => unreachable!("not a data part: {part}"),
     }
 }
 
 /// Removes a data part. The database keeps a final snapshot unless told otherwise; deletion protection
 /// stops the destroy with a clear message.
-pub async fn remove(part: Part, ctx: &PartContext<'_>) -> PartResult<Removal> {
+pub async fn remove(part: DataPart, ctx: &PartContext<'_>) -> PartResult<Removal> {
     let (aws, spec) = (ctx.aws, ctx.spec);
     let timeout = spec.timeouts.delete;
-    let observed_id = ctx.parts.get(&part).and_then(|s| s.id.clone());
+    let observed_id = ctx.parts.get(&Part::from(part)).and_then(|s| s.id.clone());
     match part {
-        Part::FileSystem => {
+        DataPart::FileSystem => {
             if let Some(fs_id) = observed_id {
                 aws::efs::delete_file_system(&aws.efs, &fs_id, timeout).await?;
             }
         }
-        Part::MountTargets => {
+        DataPart::MountTargets => {
             if let Some(fs_id) = observed_id {
                 aws::efs::delete_mount_targets(&aws.efs, &fs_id, timeout).await?;
             }
         }
-        Part::AccessPoint(_) => {
+        DataPart::AccessPoint(_) => {
             if let Some(id) = observed_id {
                 aws::efs::delete_access_point(&aws.efs, &id).await?;
             }
         }
-        Part::DbSubnetGroup => aws::rds::delete_subnet_group(&aws.rds, &spec.name).await?,
-        Part::DbParameterGroup => aws::rds::delete_parameter_group(&aws.rds, &parameter_group_name(&spec.name)).await?,
-        Part::Database => {
+        DataPart::DbSubnetGroup => aws::rds::delete_subnet_group(&aws.rds, &spec.name).await?,
+        DataPart::DbParameterGroup => {
+            aws::rds::delete_parameter_group(&aws.rds, &parameter_group_name(&spec.name)).await?
+        }
+        DataPart::Database => {
             let outcome =
                 aws::rds::delete_instance(&aws.rds, &spec.name, spec.database.skip_final_snapshot, timeout).await?;
             if let Some(snapshot) = outcome.final_snapshot {
@@ -303,7 +339,6 @@ pub async fn remove(part: Part, ctx: &PartContext<'_>) -> PartResult<Removal> {
                 )));
             }
         }
-        _ => unreachable!("not a data part: {part}"),
     }
     Ok(Removal::Removed)
 }

@@ -13,6 +13,27 @@ use crate::aws::elbv2::{ListenerSpec, LoadBalancerSpec, TargetGroupSpec};
 use super::network::{WEB_PORT, load_balancer_subnet_ids};
 use super::{Group, Part, PartContext, PartError, PartResult, PartState, Removal};
 
+/// The entry-point parts (the load balancer's security group is a network part).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryPart {
+    /// [`Part::LoadBalancer`].
+    LoadBalancer,
+    /// [`Part::TargetGroup`].
+    TargetGroup,
+    /// [`Part::Listeners`].
+    Listeners,
+}
+
+impl From<EntryPart> for Part {
+    fn from(part: EntryPart) -> Part {
+        match part {
+            EntryPart::LoadBalancer => Part::LoadBalancer,
+            EntryPart::TargetGroup => Part::TargetGroup,
+            EntryPart::Listeners => Part::Listeners,
+        }
+    }
+}
+
 /// Where the web app answers, which the target group's health check asks for (Tomcat redirects it to the
 /// login page, a healthy answer).
 pub const WEB_PATH: &str = "/datavault-webapp/";
@@ -54,33 +75,32 @@ fn expected<T>(ctx: &PartContext<'_>, spec: impl FnOnce(&PartContext<'_>) -> Par
 }
 
 /// Ensures an entry-point part: finds it by name and adopts it, else creates it; then converges it.
-pub async fn ensure(part: Part, ctx: &PartContext<'_>) -> PartResult<PartState> {
+pub async fn ensure(part: EntryPart, ctx: &PartContext<'_>) -> PartResult<PartState> {
     let client = &ctx.aws.elbv2;
     match part {
-        Part::LoadBalancer => {
+        EntryPart::LoadBalancer => {
             let spec = load_balancer_spec(ctx)?;
             let lb = aws::elbv2::ensure_load_balancer(client, &spec).await?;
             Ok(PartState { id: Some(spec.name), arn: Some(lb.arn), url: Some(lb.dns_name), ..PartState::default() })
         }
-        Part::TargetGroup => {
+        EntryPart::TargetGroup => {
             let spec = target_group_spec(ctx)?;
             let tg = aws::elbv2::ensure_target_group(client, &spec).await?;
             Ok(PartState { id: Some(spec.name), arn: Some(tg.arn), ..PartState::default() })
         }
-        Part::Listeners => {
+        EntryPart::Listeners => {
             let spec = listener_spec(ctx)?;
             let arns = aws::elbv2::ensure_listeners(client, &spec).await?;
             Ok(PartState { id: arns.into_iter().next(), ..PartState::default() })
         }
-        _ => unreachable!("not an entry-point part: {part}"),
     }
 }
 
 /// Observes an entry-point part, wanted or not; `None` when it does not exist.
-pub async fn observe(part: Part, ctx: &PartContext<'_>) -> PartResult<Option<PartState>> {
+pub async fn observe(part: EntryPart, ctx: &PartContext<'_>) -> PartResult<Option<PartState>> {
     let (client, stack) = (&ctx.aws.elbv2, &ctx.spec.name);
     match part {
-        Part::LoadBalancer => {
+        EntryPart::LoadBalancer => {
             let name = aws::elbv2::load_balancer_name(stack);
             let found =
                 aws::elbv2::describe_load_balancer(client, &name, expected(ctx, load_balancer_spec).as_ref()).await?;
@@ -97,7 +117,7 @@ pub async fn observe(part: Part, ctx: &PartContext<'_>) -> PartResult<Option<Par
                 state
             }))
         }
-        Part::TargetGroup => {
+        EntryPart::TargetGroup => {
             let name = aws::elbv2::target_group_name(stack);
             let found =
                 aws::elbv2::describe_target_group(client, &name, expected(ctx, target_group_spec).as_ref()).await?;
@@ -109,7 +129,7 @@ pub async fn observe(part: Part, ctx: &PartContext<'_>) -> PartResult<Option<Par
                 ..PartState::default()
             }))
         }
-        Part::Listeners => {
+        EntryPart::Listeners => {
             let Ok(load_balancer_arn) = ctx.arn_of(Part::LoadBalancer) else { return Ok(None) };
             let current = aws::elbv2::describe_listeners(client, load_balancer_arn).await?;
             if current.is_empty() {
@@ -125,27 +145,25 @@ pub async fn observe(part: Part, ctx: &PartContext<'_>) -> PartResult<Option<Par
             }
             Ok(Some(state))
         }
-        _ => unreachable!("not an entry-point part: {part}"),
     }
 }
 
 /// Removes an entry-point part; absent is success. Listeners go first so nothing forwards to the target
 /// group; the load balancer is awaited until AWS no longer lists it.
-pub async fn remove(part: Part, ctx: &PartContext<'_>) -> PartResult<Removal> {
+pub async fn remove(part: EntryPart, ctx: &PartContext<'_>) -> PartResult<Removal> {
     let (client, stack, timeout) = (&ctx.aws.elbv2, &ctx.spec.name, ctx.spec.timeouts.delete);
     match part {
-        Part::Listeners => {
+        EntryPart::Listeners => {
             if let Some(arn) = ctx.parts.get(&Part::LoadBalancer).and_then(|lb| lb.arn.as_deref()) {
                 aws::elbv2::delete_listeners(client, arn).await?;
             }
         }
-        Part::LoadBalancer => {
+        EntryPart::LoadBalancer => {
             aws::elbv2::delete_load_balancer(client, &aws::elbv2::load_balancer_name(stack), timeout).await?
         }
-        Part::TargetGroup => {
+        EntryPart::TargetGroup => {
             aws::elbv2::delete_target_group(client, &aws::elbv2::target_group_name(stack), timeout).await?
         }
-        _ => unreachable!("not an entry-point part: {part}"),
     }
     Ok(Removal::Removed)
 }

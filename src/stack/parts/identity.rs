@@ -12,48 +12,128 @@ use super::{Part, PartContext, PartResult, PartState, Removal, wiring};
 /// Days a deleted secret can still be restored; an apply within that window restores it.
 const SECRET_RECOVERY_DAYS: i64 = 7;
 
-/// The name of a secret of the stack: `<stack>/rabbitmq`, `<stack>/database`.
-pub fn secret_name(stack: &str, part: Part) -> String {
-    match part {
-        Part::DatabaseSecret => format!("{stack}/database"),
-        _ => format!("{stack}/rabbitmq"),
+/// The identity parts: the stack's IAM roles and its two secrets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdentityPart {
+    /// [`Part::InstanceRole`].
+    InstanceRole,
+    /// [`Part::ExecutionRole`].
+    ExecutionRole,
+    /// [`Part::TaskRole`].
+    TaskRole(Service),
+    /// [`Part::RabbitmqSecret`].
+    RabbitmqSecret,
+    /// [`Part::DatabaseSecret`].
+    DatabaseSecret,
+}
+
+impl From<IdentityPart> for Part {
+    fn from(part: IdentityPart) -> Part {
+        match part {
+            IdentityPart::InstanceRole => Part::InstanceRole,
+            IdentityPart::ExecutionRole => Part::ExecutionRole,
+            IdentityPart::TaskRole(s) => Part::TaskRole(s),
+            IdentityPart::RabbitmqSecret => Part::RabbitmqSecret,
+            IdentityPart::DatabaseSecret => Part::DatabaseSecret,
+        }
     }
 }
 
-fn secret_description(part: Part) -> &'static str {
-    match part {
-        Part::DatabaseSecret => {
+/// A role of the stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The container instances' role, carried by an instance profile of the same name.
+    Instance,
+    /// The tasks' execution role.
+    Execution,
+    /// A service's task role.
+    Task(Service),
+}
+
+impl From<Role> for Part {
+    fn from(role: Role) -> Part {
+        match role {
+            Role::Instance => Part::InstanceRole,
+            Role::Execution => Part::ExecutionRole,
+            Role::Task(s) => Part::TaskRole(s),
+        }
+    }
+}
+
+/// A secret of the stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Secret {
+    /// RabbitMQ's generated password.
+    Rabbitmq,
+    /// The database's master password.
+    Database,
+}
+
+impl From<Secret> for Part {
+    fn from(secret: Secret) -> Part {
+        match secret {
+            Secret::Rabbitmq => Part::RabbitmqSecret,
+            Secret::Database => Part::DatabaseSecret,
+        }
+    }
+}
+
+/// Roles and secrets live in different services and share nothing but the family, so each operation
+/// splits on this first.
+enum Identity {
+    Role(Role),
+    Secret(Secret),
+}
+
+impl IdentityPart {
+    fn identity(self) -> Identity {
+        match self {
+            IdentityPart::InstanceRole => Identity::Role(Role::Instance),
+            IdentityPart::ExecutionRole => Identity::Role(Role::Execution),
+            IdentityPart::TaskRole(s) => Identity::Role(Role::Task(s)),
+            IdentityPart::RabbitmqSecret => Identity::Secret(Secret::Rabbitmq),
+            IdentityPart::DatabaseSecret => Identity::Secret(Secret::Database),
+        }
+    }
+}
+
+/// The name of a secret of the stack: `<stack>/rabbitmq`, `<stack>/database`.
+pub fn secret_name(stack: &str, secret: Secret) -> String {
+    match secret {
+        Secret::Database => format!("{stack}/database"),
+        Secret::Rabbitmq => format!("{stack}/rabbitmq"),
+    }
+}
+
+fn secret_description(secret: Secret) -> &'static str {
+    match secret {
+        Secret::Database => {
             "DataVault database master password (letters and digits; set by the stack, injected as an ECS secret)"
         }
-        _ => "DataVault RabbitMQ password (generated; injected into containers as an ECS secret)",
+        Secret::Rabbitmq => "DataVault RabbitMQ password (generated; injected into containers as an ECS secret)",
     }
-}
-
-fn is_secret(part: Part) -> bool {
-    matches!(part, Part::RabbitmqSecret | Part::DatabaseSecret)
 }
 
 /// The name of a role (and of the instance profile, for the instance role).
-pub fn role_name(stack: &str, part: Part) -> String {
-    match part {
-        Part::InstanceRole => format!("{stack}-instance"),
-        Part::ExecutionRole => format!("{stack}-execution"),
-        Part::TaskRole(s) => format!("{stack}-{}-task", s.name()),
-        _ => unreachable!("not a role: {part}"),
+pub fn role_name(stack: &str, role: Role) -> String {
+    match role {
+        Role::Instance => format!("{stack}-instance"),
+        Role::Execution => format!("{stack}-execution"),
+        Role::Task(s) => format!("{stack}-{}-task", s.name()),
     }
 }
 
 /// What a role should be. The execution role's policy names the secrets, so it needs them first.
-fn role_spec(part: Part, ctx: &PartContext<'_>) -> PartResult<RoleSpec> {
+fn role_spec(role: Role, ctx: &PartContext<'_>) -> PartResult<RoleSpec> {
     let partition = &ctx.spec.partition;
-    let (service, managed, inline, description) = match part {
-        Part::InstanceRole => (
+    let (service, managed, inline, description) = match role {
+        Role::Instance => (
             iam::EC2_SERVICE,
             vec![iam::managed_policy_arn(partition, iam::ECS_INSTANCE_ROLE_POLICY)],
             BTreeMap::new(),
             "DataVault ECS container instances: the ECS agent's permissions only",
         ),
-        Part::ExecutionRole => {
+        Role::Execution => {
             let secrets = [Part::DatabaseSecret, Part::RabbitmqSecret]
                 .map(|secret| ctx.arn_of(secret).map(str::to_string))
                 .into_iter()
@@ -65,27 +145,26 @@ fn role_spec(part: Part, ctx: &PartContext<'_>) -> PartResult<RoleSpec> {
                 "DataVault task execution: image pulls, logs and the two passwords",
             )
         }
-        Part::TaskRole(s) => (
+        Role::Task(s) => (
             iam::ECS_TASKS_SERVICE,
             vec![],
             task_policies(ctx, s)?,
             "DataVault service: ECS Exec and its own data only",
         ),
-        _ => unreachable!("not a role: {part}"),
     };
     // Only the task roles get source conditions: AWS documents them for task roles, not for EC2's instance
     // roles nor the task execution role, and a condition the service does not satisfy would stop every
     // instance or task. Without a known account (STS unreachable) the plain trust policy is the one that works.
-    let assume_role_policy = match (part, ctx.aws.account_id.as_deref()) {
-        (Part::TaskRole(_), Some(account)) => iam::ecs_tasks_trust_policy(partition, &ctx.spec.region, account),
+    let assume_role_policy = match (role, ctx.aws.account_id.as_deref()) {
+        (Role::Task(_), Some(account)) => iam::ecs_tasks_trust_policy(partition, &ctx.spec.region, account),
         _ => iam::assume_role_policy(service),
     };
     Ok(RoleSpec {
-        name: role_name(&ctx.spec.name, part),
+        name: role_name(&ctx.spec.name, role),
         assume_role_policy,
         managed_policy_arns: managed,
         inline_policies: inline,
-        tags: ctx.tags(part),
+        tags: ctx.tags(role.into()),
         description: description.to_string(),
     })
 }
@@ -114,75 +193,90 @@ fn task_policies(ctx: &PartContext<'_>, service: Service) -> PartResult<BTreeMap
 /// unknown (STS unreachable): a policy for the wrong account would shut out everyone.
 fn secret_policy(ctx: &PartContext<'_>) -> Option<String> {
     let account = ctx.aws.account_id.as_deref()?;
-    let workloads = std::iter::once(Part::InstanceRole).chain(Service::ALL.map(Part::TaskRole));
+    let workloads = std::iter::once(Role::Instance).chain(Service::ALL.map(Role::Task));
     let roles: Vec<String> = workloads
-        .map(|part| format!("arn:{}:iam::{account}:role/{}", ctx.spec.partition, role_name(&ctx.spec.name, part)))
+        .map(|role| format!("arn:{}:iam::{account}:role/{}", ctx.spec.partition, role_name(&ctx.spec.name, role)))
         .collect();
     Some(aws::secretsmanager::secret_policy(account, &roles))
 }
 
 /// Ensures a role (with the instance profile for the instance role) or a secret with its resource policy.
-pub async fn ensure(part: Part, ctx: &PartContext<'_>) -> PartResult<PartState> {
-    let client = &ctx.aws.iam;
-    if is_secret(part) {
-        let arn = aws::secretsmanager::ensure_generated_secret(
-            &ctx.aws.secrets,
-            &secret_name(&ctx.spec.name, part),
-            secret_description(part),
-            &ctx.tags(part),
-            secret_policy(ctx).as_deref(),
-        )
-        .await?;
-        return Ok(PartState { arn: Some(arn), ..PartState::default() });
+pub async fn ensure(part: IdentityPart, ctx: &PartContext<'_>) -> PartResult<PartState> {
+    match part.identity() {
+        Identity::Secret(secret) => ensure_secret(secret, ctx).await,
+        Identity::Role(role) => ensure_role(role, ctx).await,
     }
-    let role = iam::ensure_role(client, &role_spec(part, ctx)?).await?;
-    let mut state = PartState { id: Some(role.name.clone()), arn: Some(role.arn), ..PartState::default() };
-    if part == Part::InstanceRole {
-        let profile = iam::ensure_instance_profile(client, &role.name, &role.name, &ctx.tags(part)).await?;
+}
+
+async fn ensure_secret(secret: Secret, ctx: &PartContext<'_>) -> PartResult<PartState> {
+    let arn = aws::secretsmanager::ensure_generated_secret(
+        &ctx.aws.secrets,
+        &secret_name(&ctx.spec.name, secret),
+        secret_description(secret),
+        &ctx.tags(secret.into()),
+        secret_policy(ctx).as_deref(),
+    )
+    .await?;
+    Ok(PartState { arn: Some(arn), ..PartState::default() })
+}
+
+async fn ensure_role(role: Role, ctx: &PartContext<'_>) -> PartResult<PartState> {
+    let client = &ctx.aws.iam;
+    let found = iam::ensure_role(client, &role_spec(role, ctx)?).await?;
+    let mut state = PartState { id: Some(found.name.clone()), arn: Some(found.arn), ..PartState::default() };
+    if role == Role::Instance {
+        let profile = iam::ensure_instance_profile(client, &found.name, &found.name, &ctx.tags(role.into())).await?;
         state.values.insert("instance_profile_arn".into(), profile);
     }
     Ok(state)
 }
 
 /// Observes a role or the secret.
-pub async fn observe(part: Part, ctx: &PartContext<'_>) -> PartResult<Option<PartState>> {
-    if is_secret(part) {
-        // A secret scheduled for deletion counts as absent (a destroyed stack is not found again through
-        // it; the next create restores it), unless another stack's tags claim it: then it is a look-alike
-        // the plan must name, since restoring it would take it over.
-        let info = aws::secretsmanager::describe_secret(&ctx.aws.secrets, &secret_name(&ctx.spec.name, part)).await?;
-        let claimed_elsewhere = |s: &aws::secretsmanager::SecretInfo| {
-            s.tags.get(aws::STACK_TAG).is_some_and(|stack| *stack != ctx.spec.name)
-        };
-        let Some(info) = info.filter(|s| !s.scheduled_for_deletion || claimed_elsewhere(s)) else { return Ok(None) };
-        let drift = match secret_policy(ctx) {
-            Some(expected) if !info.scheduled_for_deletion => {
-                let name = secret_name(&ctx.spec.name, part);
-                match aws::secretsmanager::resource_policy(&ctx.aws.secrets, &name).await? {
-                    None => vec!["the secret has no resource policy".to_string()],
-                    Some(found) if !iam::same_policy(&found, &expected) => {
-                        vec!["the secret's resource policy differs from the stack's".to_string()]
-                    }
-                    Some(_) => vec![],
-                }
-            }
-            _ => vec![],
-        };
-        return Ok(Some(PartState { arn: Some(info.arn), tags: Some(info.tags), drift, ..PartState::default() }));
+pub async fn observe(part: IdentityPart, ctx: &PartContext<'_>) -> PartResult<Option<PartState>> {
+    match part.identity() {
+        Identity::Secret(secret) => observe_secret(secret, ctx).await,
+        Identity::Role(role) => observe_role(role, ctx).await,
     }
+}
+
+async fn observe_secret(secret: Secret, ctx: &PartContext<'_>) -> PartResult<Option<PartState>> {
+    // A secret scheduled for deletion counts as absent (a destroyed stack is not found again through it;
+    // the next create restores it), unless another stack's tags claim it: then it is a look-alike the plan
+    // must name, since restoring it would take it over.
+    let info = aws::secretsmanager::describe_secret(&ctx.aws.secrets, &secret_name(&ctx.spec.name, secret)).await?;
+    let claimed_elsewhere =
+        |s: &aws::secretsmanager::SecretInfo| s.tags.get(aws::STACK_TAG).is_some_and(|stack| *stack != ctx.spec.name);
+    let Some(info) = info.filter(|s| !s.scheduled_for_deletion || claimed_elsewhere(s)) else { return Ok(None) };
+    let drift = match secret_policy(ctx) {
+        Some(expected) if !info.scheduled_for_deletion => {
+            let name = secret_name(&ctx.spec.name, secret);
+            match aws::secretsmanager::resource_policy(&ctx.aws.secrets, &name).await? {
+                None => vec!["the secret has no resource policy".to_string()],
+                Some(found) if !iam::same_policy(&found, &expected) => {
+                    vec!["the secret's resource policy differs from the stack's".to_string()]
+                }
+                Some(_) => vec![],
+            }
+        }
+        _ => vec![],
+    };
+    Ok(Some(PartState { arn: Some(info.arn), tags: Some(info.tags), drift, ..PartState::default() }))
+}
+
+async fn observe_role(role: Role, ctx: &PartContext<'_>) -> PartResult<Option<PartState>> {
     // Without the parts its policies name (secrets, file system, log group), the role's expected shape is
     // unknown: it is found, but not judged; the parts that are missing are reported themselves.
-    let expected = role_spec(part, ctx).ok();
+    let expected = role_spec(role, ctx).ok();
     let spec = expected.clone().unwrap_or_else(|| RoleSpec {
-        name: role_name(&ctx.spec.name, part),
+        name: role_name(&ctx.spec.name, role),
         assume_role_policy: String::new(),
         managed_policy_arns: vec![],
         inline_policies: BTreeMap::new(),
-        tags: ctx.tags(part),
+        tags: ctx.tags(role.into()),
         description: String::new(),
     });
     let Some(found) = iam::observe_role(&ctx.aws.iam, &spec).await? else {
-        return observe_orphan_profile(part, ctx, &spec.name).await;
+        return observe_orphan_profile(role, ctx, &spec.name).await;
     };
     let mut state = PartState {
         id: Some(spec.name.clone()),
@@ -191,7 +285,7 @@ pub async fn observe(part: Part, ctx: &PartContext<'_>) -> PartResult<Option<Par
         tags: Some(found.tags),
         ..PartState::default()
     };
-    if part == Part::InstanceRole {
+    if role == Role::Instance {
         match iam::instance_profile(&ctx.aws.iam, &spec.name).await? {
             Some(profile) => {
                 state.values.insert("instance_profile_arn".into(), profile.arn);
@@ -210,8 +304,8 @@ pub async fn observe(part: Part, ctx: &PartContext<'_>) -> PartResult<Option<Par
 /// Without its role, the instance role part is what an instance profile of its name says: nothing when
 /// there is none or it is the stack's own (the next apply recreates the role), a look-alike for the plan to
 /// name when it is someone else's.
-async fn observe_orphan_profile(part: Part, ctx: &PartContext<'_>, name: &str) -> PartResult<Option<PartState>> {
-    if part != Part::InstanceRole {
+async fn observe_orphan_profile(role: Role, ctx: &PartContext<'_>, name: &str) -> PartResult<Option<PartState>> {
+    if role != Role::Instance {
         return Ok(None);
     }
     let Some(profile) = iam::instance_profile(&ctx.aws.iam, name).await? else { return Ok(None) };
@@ -222,16 +316,19 @@ async fn observe_orphan_profile(part: Part, ctx: &PartContext<'_>, name: &str) -
 }
 
 /// Removes a role (and its instance profile) or schedules the secret's deletion.
-pub async fn remove(part: Part, ctx: &PartContext<'_>) -> PartResult<Removal> {
-    if is_secret(part) {
-        let name = secret_name(&ctx.spec.name, part);
-        aws::secretsmanager::delete_secret(&ctx.aws.secrets, &name, SECRET_RECOVERY_DAYS).await?;
-        return Ok(Removal::Removed);
+pub async fn remove(part: IdentityPart, ctx: &PartContext<'_>) -> PartResult<Removal> {
+    match part.identity() {
+        Identity::Secret(secret) => {
+            let name = secret_name(&ctx.spec.name, secret);
+            aws::secretsmanager::delete_secret(&ctx.aws.secrets, &name, SECRET_RECOVERY_DAYS).await?;
+        }
+        Identity::Role(role) => {
+            let name = role_name(&ctx.spec.name, role);
+            if role == Role::Instance {
+                iam::delete_instance_profile(&ctx.aws.iam, &name).await?;
+            }
+            iam::delete_role(&ctx.aws.iam, &name).await?;
+        }
     }
-    let name = role_name(&ctx.spec.name, part);
-    if part == Part::InstanceRole {
-        iam::delete_instance_profile(&ctx.aws.iam, &name).await?;
-    }
-    iam::delete_role(&ctx.aws.iam, &name).await?;
     Ok(Removal::Removed)
 }

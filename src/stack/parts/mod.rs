@@ -29,10 +29,13 @@ use super::model::{COMPONENTS, StackSpec, namespace_name, repository_name};
 use super::ownership::{Conflict, Owner};
 use super::service::Service;
 
-pub use entry::WEB_PATH;
-pub use network::WEB_PORT;
-pub use services::{IMAGE_MISSING, dns_name};
-pub use storage::archive_not_empty_message;
+pub use compute::ComputePart;
+pub use data::DataPart;
+pub use entry::{EntryPart, WEB_PATH};
+pub use identity::IdentityPart;
+pub use network::{NetworkPart, WEB_PORT};
+pub use services::{IMAGE_MISSING, ServicesPart, dns_name};
+pub use storage::{StoragePart, archive_not_empty_message};
 pub use wiring::{RABBITMQ_IMAGE, SOURCE_BRANCH, SOURCE_COMMIT, SOURCE_REPOSITORY};
 
 /// A security group of the stack.
@@ -118,6 +121,25 @@ pub enum Part {
     TargetGroup,
     /// The load balancer's listeners: HTTPS plus a redirect from HTTP, or plain HTTP (optional).
     Listeners,
+}
+
+/// A part as one of its family's, which is what that family's module ensures, observes and removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// The VPC and subnets, the security groups and the S3 endpoint.
+    Network(NetworkPart),
+    /// The buckets, the ECR repositories and the log groups.
+    Storage(StoragePart),
+    /// The IAM roles and the secrets.
+    Identity(IdentityPart),
+    /// The file system and the database, with what they need.
+    Data(DataPart),
+    /// The cluster and its container instances.
+    Compute(ComputePart),
+    /// Service discovery, the task definitions and the ECS services.
+    Services(ServicesPart),
+    /// The optional public entry point, but for its security group.
+    Entry(EntryPart),
 }
 
 /// The parts of the optional public entry point, in creation order.
@@ -243,6 +265,40 @@ impl Part {
         }
     }
 
+    /// The part's family: the one place that says which module handles which part.
+    pub fn family(self) -> Family {
+        match self {
+            Part::Network => Family::Network(NetworkPart::Network),
+            Part::SecurityGroup(g) => Family::Network(NetworkPart::SecurityGroup(g)),
+            Part::S3Endpoint => Family::Network(NetworkPart::S3Endpoint),
+            Part::ArchiveBucket => Family::Storage(StoragePart::ArchiveBucket),
+            Part::StateBucket => Family::Storage(StoragePart::StateBucket),
+            Part::Repository(i) => Family::Storage(StoragePart::Repository(i)),
+            Part::LogGroup => Family::Storage(StoragePart::LogGroup),
+            Part::InstanceRole => Family::Identity(IdentityPart::InstanceRole),
+            Part::ExecutionRole => Family::Identity(IdentityPart::ExecutionRole),
+            Part::TaskRole(s) => Family::Identity(IdentityPart::TaskRole(s)),
+            Part::RabbitmqSecret => Family::Identity(IdentityPart::RabbitmqSecret),
+            Part::DatabaseSecret => Family::Identity(IdentityPart::DatabaseSecret),
+            Part::FileSystem => Family::Data(DataPart::FileSystem),
+            Part::MountTargets => Family::Data(DataPart::MountTargets),
+            Part::AccessPoint(kind) => Family::Data(DataPart::AccessPoint(kind)),
+            Part::DbSubnetGroup => Family::Data(DataPart::DbSubnetGroup),
+            Part::DbParameterGroup => Family::Data(DataPart::DbParameterGroup),
+            Part::Database => Family::Data(DataPart::Database),
+            Part::Cluster => Family::Compute(ComputePart::Cluster),
+            Part::LaunchTemplate => Family::Compute(ComputePart::LaunchTemplate),
+            Part::AutoScalingGroup => Family::Compute(ComputePart::AutoScalingGroup),
+            Part::Namespace => Family::Services(ServicesPart::Namespace),
+            Part::Discovery(s) => Family::Services(ServicesPart::Discovery(s)),
+            Part::TaskDefinition(s) => Family::Services(ServicesPart::TaskDefinition(s)),
+            Part::Service(s) => Family::Services(ServicesPart::Service(s)),
+            Part::LoadBalancer => Family::Entry(EntryPart::LoadBalancer),
+            Part::TargetGroup => Family::Entry(EntryPart::TargetGroup),
+            Part::Listeners => Family::Entry(EntryPart::Listeners),
+        }
+    }
+
     /// The dependency graph of `parts`: dependencies outside the set are dropped (web without a load
     /// balancer does not wait for one).
     pub fn graph(parts: &[Part]) -> BTreeMap<Part, Vec<Part>> {
@@ -307,10 +363,16 @@ impl Part {
             Part::StateBucket => format!("S3 bucket {}", spec.state_bucket),
             Part::Repository(i) => format!("ECR repository {}", repository_name(stack, COMPONENTS[i])),
             Part::LogGroup => format!("CloudWatch log group {}", spec.log_group),
-            Part::InstanceRole => format!("IAM role and instance profile {}", identity::role_name(stack, self)),
-            Part::ExecutionRole | Part::TaskRole(_) => format!("IAM role {}", identity::role_name(stack, self)),
-            Part::RabbitmqSecret | Part::DatabaseSecret => {
-                format!("Secrets Manager secret {}", identity::secret_name(stack, self))
+            Part::InstanceRole => {
+                format!("IAM role and instance profile {}", identity::role_name(stack, identity::Role::Instance))
+            }
+            Part::ExecutionRole => format!("IAM role {}", identity::role_name(stack, identity::Role::Execution)),
+            Part::TaskRole(s) => format!("IAM role {}", identity::role_name(stack, identity::Role::Task(s))),
+            Part::RabbitmqSecret => {
+                format!("Secrets Manager secret {}", identity::secret_name(stack, identity::Secret::Rabbitmq))
+            }
+            Part::DatabaseSecret => {
+                format!("Secrets Manager secret {}", identity::secret_name(stack, identity::Secret::Database))
             }
             Part::FileSystem => format!("EFS file system with creation token {}", data::creation_token(stack)),
             Part::MountTargets => "the file system's mount targets".into(),
@@ -485,27 +547,14 @@ pub fn split_list(joined: &str) -> Vec<String> {
 /// Creates or adopts the part and converges its settings.
 pub async fn ensure(part: Part, ctx: &PartContext<'_>) -> PartResult<PartState> {
     tracing::debug!(part = %part, stack = %ctx.spec.name, "ensuring part");
-    let result = match part {
-        Part::Network => network::ensure_network(ctx).await,
-        Part::SecurityGroup(group) => network::ensure_group(group, ctx).await,
-        Part::S3Endpoint => network::ensure_s3_endpoint(ctx).await,
-        Part::ArchiveBucket | Part::StateBucket | Part::Repository(_) | Part::LogGroup => {
-            storage::ensure(part, ctx).await
-        }
-        Part::InstanceRole | Part::ExecutionRole | Part::TaskRole(_) | Part::RabbitmqSecret | Part::DatabaseSecret => {
-            identity::ensure(part, ctx).await
-        }
-        Part::FileSystem
-        | Part::MountTargets
-        | Part::AccessPoint(_)
-        | Part::DbSubnetGroup
-        | Part::DbParameterGroup
-        | Part::Database => data::ensure(part, ctx).await,
-        Part::Cluster | Part::LaunchTemplate | Part::AutoScalingGroup => compute::ensure(part, ctx).await,
-        Part::Namespace | Part::Discovery(_) | Part::TaskDefinition(_) | Part::Service(_) => {
-            services::ensure(part, ctx).await
-        }
-        Part::LoadBalancer | Part::TargetGroup | Part::Listeners => entry::ensure(part, ctx).await,
+    let result = match part.family() {
+        Family::Network(p) => network::ensure(p, ctx).await,
+        Family::Storage(p) => storage::ensure(p, ctx).await,
+        Family::Identity(p) => identity::ensure(p, ctx).await,
+        Family::Data(p) => data::ensure(p, ctx).await,
+        Family::Compute(p) => compute::ensure(p, ctx).await,
+        Family::Services(p) => services::ensure(p, ctx).await,
+        Family::Entry(p) => entry::ensure(p, ctx).await,
     };
     if let Err(e) = &result {
         tracing::warn!(part = %part, stack = %ctx.spec.name, error = %e, "part failed");
@@ -520,54 +569,28 @@ pub async fn observe(part: Part, ctx: &PartContext<'_>) -> PartResult<Option<Par
 }
 
 async fn observe_resource(part: Part, ctx: &PartContext<'_>) -> PartResult<Option<PartState>> {
-    match part {
-        Part::Network => network::observe_network(ctx).await,
-        Part::SecurityGroup(group) => network::observe_group(group, ctx).await,
-        Part::S3Endpoint => network::observe_s3_endpoint(ctx).await,
-        Part::ArchiveBucket | Part::StateBucket | Part::Repository(_) | Part::LogGroup => {
-            storage::observe(part, ctx).await
-        }
-        Part::InstanceRole | Part::ExecutionRole | Part::TaskRole(_) | Part::RabbitmqSecret | Part::DatabaseSecret => {
-            identity::observe(part, ctx).await
-        }
-        Part::FileSystem
-        | Part::MountTargets
-        | Part::AccessPoint(_)
-        | Part::DbSubnetGroup
-        | Part::DbParameterGroup
-        | Part::Database => data::observe(part, ctx).await,
-        Part::Cluster | Part::LaunchTemplate | Part::AutoScalingGroup => compute::observe(part, ctx).await,
-        Part::Namespace | Part::Discovery(_) | Part::TaskDefinition(_) | Part::Service(_) => {
-            services::observe(part, ctx).await
-        }
-        Part::LoadBalancer | Part::TargetGroup | Part::Listeners => entry::observe(part, ctx).await,
+    match part.family() {
+        Family::Network(p) => network::observe(p, ctx).await,
+        Family::Storage(p) => storage::observe(p, ctx).await,
+        Family::Identity(p) => identity::observe(p, ctx).await,
+        Family::Data(p) => data::observe(p, ctx).await,
+        Family::Compute(p) => compute::observe(p, ctx).await,
+        Family::Services(p) => services::observe(p, ctx).await,
+        Family::Entry(p) => entry::observe(p, ctx).await,
     }
 }
 
 /// Removes the part, or keeps it where data must be protected.
 pub async fn remove(part: Part, ctx: &PartContext<'_>) -> PartResult<Removal> {
     tracing::debug!(part = %part, stack = %ctx.spec.name, "removing part");
-    match part {
-        Part::Network => Ok(Removal::Removed),
-        Part::SecurityGroup(_) => network::remove_group(part, ctx).await,
-        Part::S3Endpoint => network::remove_s3_endpoint(ctx).await,
-        Part::ArchiveBucket | Part::StateBucket | Part::Repository(_) | Part::LogGroup => {
-            storage::remove(part, ctx).await
-        }
-        Part::InstanceRole | Part::ExecutionRole | Part::TaskRole(_) | Part::RabbitmqSecret | Part::DatabaseSecret => {
-            identity::remove(part, ctx).await
-        }
-        Part::FileSystem
-        | Part::MountTargets
-        | Part::AccessPoint(_)
-        | Part::DbSubnetGroup
-        | Part::DbParameterGroup
-        | Part::Database => data::remove(part, ctx).await,
-        Part::Cluster | Part::LaunchTemplate | Part::AutoScalingGroup => compute::remove(part, ctx).await,
-        Part::Namespace | Part::Discovery(_) | Part::TaskDefinition(_) | Part::Service(_) => {
-            services::remove(part, ctx).await
-        }
-        Part::LoadBalancer | Part::TargetGroup | Part::Listeners => entry::remove(part, ctx).await,
+    match part.family() {
+        Family::Network(p) => network::remove(p, ctx).await,
+        Family::Storage(p) => storage::remove(p, ctx).await,
+        Family::Identity(p) => identity::remove(p, ctx).await,
+        Family::Data(p) => data::remove(p, ctx).await,
+        Family::Compute(p) => compute::remove(p, ctx).await,
+        Family::Services(p) => services::remove(p, ctx).await,
+        Family::Entry(p) => entry::remove(p, ctx).await,
     }
 }
 
@@ -657,6 +680,22 @@ mod tests {
         let deleted = walk(&Part::possible(), Direction::Backward).await;
         assert_order(&deleted, &[web, Part::Listeners, Part::LoadBalancer, lb_group, services_group]);
         assert_order(&deleted, &[Part::Listeners, Part::TargetGroup, Part::Network]);
+    }
+
+    #[test]
+    fn every_part_comes_back_from_its_family() {
+        for part in Part::possible() {
+            let back = match part.family() {
+                Family::Network(p) => Part::from(p),
+                Family::Storage(p) => Part::from(p),
+                Family::Identity(p) => Part::from(p),
+                Family::Data(p) => Part::from(p),
+                Family::Compute(p) => Part::from(p),
+                Family::Services(p) => Part::from(p),
+                Family::Entry(p) => Part::from(p),
+            };
+            assert_eq!(back, part);
+        }
     }
 
     #[test]

@@ -15,6 +15,54 @@ use super::{Group, Part, PartContext, PartError, PartResult, PartState, Removal,
 const SERVICE_PORTS: [(i32, &str); 3] =
     [(8080, "web and broker HTTP"), (5672, "RabbitMQ AMQP"), (15672, "RabbitMQ management")];
 
+/// The network parts: the looked-up VPC and subnets, the security groups and the S3 endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetworkPart {
+    /// [`Part::Network`].
+    Network,
+    /// [`Part::SecurityGroup`].
+    SecurityGroup(Group),
+    /// [`Part::S3Endpoint`].
+    S3Endpoint,
+}
+
+impl From<NetworkPart> for Part {
+    fn from(part: NetworkPart) -> Part {
+        match part {
+            NetworkPart::Network => Part::Network,
+            NetworkPart::SecurityGroup(group) => Part::SecurityGroup(group),
+            NetworkPart::S3Endpoint => Part::S3Endpoint,
+        }
+    }
+}
+
+/// Ensures a network part.
+pub async fn ensure(part: NetworkPart, ctx: &PartContext<'_>) -> PartResult<PartState> {
+    match part {
+        NetworkPart::Network => ensure_network(ctx).await,
+        NetworkPart::SecurityGroup(group) => ensure_group(group, ctx).await,
+        NetworkPart::S3Endpoint => ensure_s3_endpoint(ctx).await,
+    }
+}
+
+/// Observes a network part.
+pub async fn observe(part: NetworkPart, ctx: &PartContext<'_>) -> PartResult<Option<PartState>> {
+    match part {
+        NetworkPart::Network => observe_network(ctx).await,
+        NetworkPart::SecurityGroup(group) => observe_group(group, ctx).await,
+        NetworkPart::S3Endpoint => observe_s3_endpoint(ctx).await,
+    }
+}
+
+/// Removes a network part; the network itself was never the stack's to remove.
+pub async fn remove(part: NetworkPart, ctx: &PartContext<'_>) -> PartResult<Removal> {
+    match part {
+        NetworkPart::Network => Ok(Removal::Removed),
+        NetworkPart::SecurityGroup(group) => remove_group(group, ctx).await,
+        NetworkPart::S3Endpoint => remove_s3_endpoint(ctx).await,
+    }
+}
+
 /// The security group's name.
 pub fn group_name(stack: &str, group: Group) -> String {
     format!("{stack}-{}", group_key(group).replace('_', "-"))
@@ -34,7 +82,7 @@ fn group_description(group: Group) -> &'static str {
 pub const WEB_PORT: i32 = 8080;
 
 /// Looks up the VPC and subnets: the configured ones, else the region's default VPC and its subnets.
-pub async fn ensure_network(ctx: &PartContext<'_>) -> PartResult<PartState> {
+async fn ensure_network(ctx: &PartContext<'_>) -> PartResult<PartState> {
     observe_network(ctx).await?.ok_or_else(|| {
         PartError::Missing(match &ctx.spec.vpc_id {
             Some(vpc) => format!("VPC {vpc} does not exist in {}", ctx.spec.region),
@@ -47,7 +95,7 @@ pub async fn ensure_network(ctx: &PartContext<'_>) -> PartResult<PartState> {
 }
 
 /// Observes the network; `None` when the VPC is gone.
-pub async fn observe_network(ctx: &PartContext<'_>) -> PartResult<Option<PartState>> {
+async fn observe_network(ctx: &PartContext<'_>) -> PartResult<Option<PartState>> {
     let client = &ctx.aws.ec2;
     let vpc = match &ctx.spec.vpc_id {
         Some(id) => aws::ec2::vpc(client, id).await?,
@@ -172,7 +220,7 @@ fn allows_egress(group: Group) -> bool {
 }
 
 /// Ensures a security group and converges its rules.
-pub async fn ensure_group(group: Group, ctx: &PartContext<'_>) -> PartResult<PartState> {
+async fn ensure_group(group: Group, ctx: &PartContext<'_>) -> PartResult<PartState> {
     let client = &ctx.aws.ec2;
     let vpc_id = ctx.id_of(Part::Network)?;
     let name = group_name(&ctx.spec.name, group);
@@ -199,7 +247,7 @@ pub async fn ensure_group(group: Group, ctx: &PartContext<'_>) -> PartResult<Par
 }
 
 /// Observes a security group and how its rules differ.
-pub async fn observe_group(group: Group, ctx: &PartContext<'_>) -> PartResult<Option<PartState>> {
+async fn observe_group(group: Group, ctx: &PartContext<'_>) -> PartResult<Option<PartState>> {
     let Ok(vpc_id) = ctx.id_of(Part::Network) else { return Ok(None) };
     let name = group_name(&ctx.spec.name, group);
     let Some(found) = aws::ec2::describe_security_group(&ctx.aws.ec2, vpc_id, &name).await? else { return Ok(None) };
@@ -237,11 +285,13 @@ pub async fn observe_group(group: Group, ctx: &PartContext<'_>) -> PartResult<Op
 }
 
 /// Deletes a security group once nothing uses it (lingering network interfaces are waited out).
-pub async fn remove_group(part: Part, ctx: &PartContext<'_>) -> PartResult<Removal> {
-    let Some(id) = ctx.parts.get(&part).and_then(|s| s.id.clone()) else { return Ok(Removal::Removed) };
+async fn remove_group(group: Group, ctx: &PartContext<'_>) -> PartResult<Removal> {
+    let Some(id) = ctx.parts.get(&Part::SecurityGroup(group)).and_then(|s| s.id.clone()) else {
+        return Ok(Removal::Removed);
+    };
     // Rules referencing other groups would block their deletion.
     aws::ec2::revoke_all_ingress(&ctx.aws.ec2, &id).await?;
-    if part == Part::SecurityGroup(Group::LoadBalancer)
+    if group == Group::LoadBalancer
         && let Some(services) = ctx.parts.get(&Part::SecurityGroup(Group::Services)).and_then(|s| s.id.as_deref())
     {
         // The services' group admits this one: that rule goes with it, or this group cannot be deleted.
@@ -275,7 +325,7 @@ async fn s3_endpoint_plan(
 /// Ensures the S3 gateway endpoint: awsvpc tasks on EC2 get no public address, so without a NAT route
 /// or this endpoint the workers could not reach the archive bucket. Gateway endpoints cost nothing and
 /// keep the traffic inside AWS.
-pub async fn ensure_s3_endpoint(ctx: &PartContext<'_>) -> PartResult<PartState> {
+async fn ensure_s3_endpoint(ctx: &PartContext<'_>) -> PartResult<PartState> {
     let (wanted, ours) = s3_endpoint_plan(ctx).await?;
     let client = &ctx.aws.ec2;
     let id = match ours {
@@ -294,7 +344,7 @@ pub async fn ensure_s3_endpoint(ctx: &PartContext<'_>) -> PartResult<PartState> 
 
 /// Observes the stack's S3 endpoint (found by its tags) and whether it routes every task subnet that no
 /// other endpoint serves.
-pub async fn observe_s3_endpoint(ctx: &PartContext<'_>) -> PartResult<Option<PartState>> {
+async fn observe_s3_endpoint(ctx: &PartContext<'_>) -> PartResult<Option<PartState>> {
     if ctx.id_of(Part::Network).is_err() {
         return Ok(None);
     }
@@ -311,7 +361,7 @@ pub async fn observe_s3_endpoint(ctx: &PartContext<'_>) -> PartResult<Option<Par
 }
 
 /// Deletes the stack's S3 endpoint.
-pub async fn remove_s3_endpoint(ctx: &PartContext<'_>) -> PartResult<Removal> {
+async fn remove_s3_endpoint(ctx: &PartContext<'_>) -> PartResult<Removal> {
     if let Some(id) = ctx.parts.get(&Part::S3Endpoint).and_then(|s| s.id.clone()) {
         aws::ec2::delete_endpoint(&ctx.aws.ec2, &id).await?;
     }

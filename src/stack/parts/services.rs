@@ -15,6 +15,30 @@ use super::storage::{IMAGE_PRESENT, PUSH_TARGET};
 use super::wiring::{self, Endpoints, Wiring};
 use super::{Group, Part, PartContext, PartError, PartResult, PartState, Removal};
 
+/// The service parts: service discovery, the task definitions and the ECS services.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServicesPart {
+    /// [`Part::Namespace`].
+    Namespace,
+    /// [`Part::Discovery`].
+    Discovery(Service),
+    /// [`Part::TaskDefinition`].
+    TaskDefinition(Service),
+    /// [`Part::Service`].
+    Service(Service),
+}
+
+impl From<ServicesPart> for Part {
+    fn from(part: ServicesPart) -> Part {
+        match part {
+            ServicesPart::Namespace => Part::Namespace,
+            ServicesPart::Discovery(s) => Part::Discovery(s),
+            ServicesPart::TaskDefinition(s) => Part::TaskDefinition(s),
+            ServicesPart::Service(s) => Part::Service(s),
+        }
+    }
+}
+
 /// How long a new role may take to become usable by ECS.
 const IAM_PROPAGATION: Duration = Duration::from_secs(120);
 /// Seconds ECS waits after asking a container to stop.
@@ -231,25 +255,26 @@ fn service_spec(ctx: &PartContext<'_>, service: Service) -> PartResult<ServiceSp
 }
 
 /// Ensures a service part.
-pub async fn ensure(part: Part, ctx: &PartContext<'_>) -> PartResult<PartState> {
+pub async fn ensure(part: ServicesPart, ctx: &PartContext<'_>) -> PartResult<PartState> {
     let (aws, spec) = (ctx.aws, ctx.spec);
     match part {
-        Part::Namespace => {
+        ServicesPart::Namespace => {
             let vpc_id = ctx.id_of(Part::Network)?;
             let ns = aws::servicediscovery::ensure_private_namespace(
                 &aws.servicediscovery,
                 &namespace_name(&spec.name),
                 vpc_id,
-                &ctx.tags(part),
+                &ctx.tags(part.into()),
                 spec.timeouts.create,
             )
             .await?;
             Ok(PartState { id: Some(ns.id), arn: Some(ns.arn), url: Some(ns.name), ..PartState::default() })
         }
-        Part::Discovery(s) => {
+        ServicesPart::Discovery(s) => {
             let ns_id = ctx.id_of(Part::Namespace)?;
             let found =
-                aws::servicediscovery::ensure_service(&aws.servicediscovery, ns_id, s.name(), &ctx.tags(part)).await?;
+                aws::servicediscovery::ensure_service(&aws.servicediscovery, ns_id, s.name(), &ctx.tags(part.into()))
+                    .await?;
             Ok(PartState {
                 id: Some(found.id),
                 arn: Some(found.arn),
@@ -257,23 +282,22 @@ pub async fn ensure(part: Part, ctx: &PartContext<'_>) -> PartResult<PartState> 
                 ..PartState::default()
             })
         }
-        Part::TaskDefinition(s) => {
+        ServicesPart::TaskDefinition(s) => {
             let td = aws::ecs::ensure_task_definition(&aws.ecs, &task_definition_spec(ctx, s)?).await?;
             Ok(task_definition_state(ctx, s, PartState { arn: Some(td.arn), ..PartState::default() }))
         }
-        Part::Service(s) => {
+        ServicesPart::Service(s) => {
             let svc = aws::ecs::ensure_service(&aws.ecs, &service_spec(ctx, s)?, IAM_PROPAGATION).await?;
             Ok(PartState { id: Some(svc.name), arn: Some(svc.arn), ..PartState::default() })
         }
-        _ => unreachable!("not a service part: {part}"),
     }
 }
 
 /// Observes a service part.
-pub async fn observe(part: Part, ctx: &PartContext<'_>) -> PartResult<Option<PartState>> {
+pub async fn observe(part: ServicesPart, ctx: &PartContext<'_>) -> PartResult<Option<PartState>> {
     let (aws, spec) = (ctx.aws, ctx.spec);
     match part {
-        Part::Namespace => {
+        ServicesPart::Namespace => {
             let client = &aws.servicediscovery;
             let Some(ns) = aws::servicediscovery::describe_namespace(client, &namespace_name(&spec.name)).await? else {
                 return Ok(None);
@@ -287,7 +311,7 @@ pub async fn observe(part: Part, ctx: &PartContext<'_>) -> PartResult<Option<Par
                 ..PartState::default()
             }))
         }
-        Part::Discovery(s) => {
+        ServicesPart::Discovery(s) => {
             let Ok(ns_id) = ctx.id_of(Part::Namespace) else { return Ok(None) };
             let client = &aws.servicediscovery;
             let Some(found) = aws::servicediscovery::describe_service(client, ns_id, s.name()).await? else {
@@ -302,7 +326,7 @@ pub async fn observe(part: Part, ctx: &PartContext<'_>) -> PartResult<Option<Par
                 ..PartState::default()
             }))
         }
-        Part::TaskDefinition(s) => {
+        ServicesPart::TaskDefinition(s) => {
             let expected = task_definition_spec(ctx, s).ok();
             Ok(aws::ecs::describe_task_definition(&aws.ecs, &family(&spec.name, s), expected.as_ref()).await?.map(
                 |td| {
@@ -318,7 +342,7 @@ pub async fn observe(part: Part, ctx: &PartContext<'_>) -> PartResult<Option<Par
                 },
             ))
         }
-        Part::Service(s) => {
+        ServicesPart::Service(s) => {
             let expected = service_spec(ctx, s).ok();
             Ok(aws::ecs::describe_service(&aws.ecs, &spec.name, s.name(), expected.as_ref()).await?.map(|svc| {
                 let mut state = PartState {
@@ -332,30 +356,30 @@ pub async fn observe(part: Part, ctx: &PartContext<'_>) -> PartResult<Option<Par
                 state
             }))
         }
-        _ => unreachable!("not a service part: {part}"),
     }
 }
 
 /// Removes a service part: services are drained and deleted before their task definitions, discovery
 /// names and namespace.
-pub async fn remove(part: Part, ctx: &PartContext<'_>) -> PartResult<Removal> {
+pub async fn remove(part: ServicesPart, ctx: &PartContext<'_>) -> PartResult<Removal> {
     let (aws, spec) = (ctx.aws, ctx.spec);
     let timeout = spec.timeouts.delete;
-    let observed_id = ctx.parts.get(&part).and_then(|s| s.id.clone());
+    let observed_id = ctx.parts.get(&Part::from(part)).and_then(|s| s.id.clone());
     match part {
-        Part::Namespace => {
+        ServicesPart::Namespace => {
             if let Some(id) = observed_id {
                 aws::servicediscovery::delete_namespace(&aws.servicediscovery, &id, timeout).await?;
             }
         }
-        Part::Discovery(_) => {
+        ServicesPart::Discovery(_) => {
             if let Some(id) = observed_id {
                 aws::servicediscovery::delete_service(&aws.servicediscovery, &id, timeout).await?;
             }
         }
-        Part::TaskDefinition(s) => aws::ecs::deregister_task_definitions(&aws.ecs, &family(&spec.name, s)).await?,
-        Part::Service(s) => aws::ecs::delete_service(&aws.ecs, &spec.name, s.name(), timeout).await?,
-        _ => unreachable!("not a service part: {part}"),
+        ServicesPart::TaskDefinition(s) => {
+            aws::ecs::deregister_task_definitions(&aws.ecs, &family(&spec.name, s)).await?
+        }
+        ServicesPart::Service(s) => aws::ecs::delete_service(&aws.ecs, &spec.name, s.name(), timeout).await?,
     }
     Ok(Removal::Removed)
 }

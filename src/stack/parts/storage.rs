@@ -15,18 +15,61 @@ use crate::aws;
 use super::super::model::{COMPONENTS, StackSpec, bucket_arn, repository_name};
 use super::{Part, PartContext, PartError, PartResult, PartState, Removal};
 
-fn bucket_name(part: Part, spec: &StackSpec) -> &str {
-    if part == Part::ArchiveBucket { &spec.archive_bucket } else { &spec.state_bucket }
+/// The storage parts: the buckets, the ECR repositories and the log groups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoragePart {
+    /// [`Part::ArchiveBucket`].
+    ArchiveBucket,
+    /// [`Part::StateBucket`].
+    StateBucket,
+    /// [`Part::Repository`].
+    Repository(usize),
+    /// [`Part::LogGroup`].
+    LogGroup,
+}
+
+impl From<StoragePart> for Part {
+    fn from(part: StoragePart) -> Part {
+        match part {
+            StoragePart::ArchiveBucket => Part::ArchiveBucket,
+            StoragePart::StateBucket => Part::StateBucket,
+            StoragePart::Repository(i) => Part::Repository(i),
+            StoragePart::LogGroup => Part::LogGroup,
+        }
+    }
+}
+
+/// The stack's two buckets, which are made, claimed and observed alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Bucket {
+    Archive,
+    State,
+}
+
+impl From<Bucket> for Part {
+    fn from(bucket: Bucket) -> Part {
+        match bucket {
+            Bucket::Archive => Part::ArchiveBucket,
+            Bucket::State => Part::StateBucket,
+        }
+    }
+}
+
+fn bucket_name(bucket: Bucket, spec: &StackSpec) -> &str {
+    match bucket {
+        Bucket::Archive => &spec.archive_bucket,
+        Bucket::State => &spec.state_bucket,
+    }
 }
 
 /// The SSM parameter that claims a bucket for the stack while it is being created.
-pub fn claim_name(stack: &str, part: Part) -> String {
-    format!("/datavault/{stack}/claims/{}", part.key())
+fn claim_name(stack: &str, bucket: Bucket) -> String {
+    format!("/datavault/{stack}/claims/{}", Part::from(bucket).key())
 }
 
 /// Creates the bucket if it does not exist, claiming it first, and tags it; the claim goes once the tags
 /// are on. A bucket found without the stack's mark keeps its claim until then too.
-async fn create_and_mark(ctx: &PartContext<'_>, part: Part, tags: &BTreeMap<String, String>) -> PartResult<()> {
+async fn create_and_mark(ctx: &PartContext<'_>, part: Bucket, tags: &BTreeMap<String, String>) -> PartResult<()> {
     let (spec, aws) = (ctx.spec, ctx.aws);
     let bucket = bucket_name(part, spec);
     let claim = claim_name(&spec.name, part);
@@ -53,40 +96,31 @@ async fn create_and_mark(ctx: &PartContext<'_>, part: Part, tags: &BTreeMap<Stri
 /// A bucket's marks: its tags, or, while it has none, the stack's claim on it.
 async fn bucket_marks(
     ctx: &PartContext<'_>,
-    part: Part,
+    part: Bucket,
     tags: BTreeMap<String, String>,
 ) -> PartResult<BTreeMap<String, String>> {
     if tags.contains_key(aws::STACK_TAG) {
         return Ok(tags);
     }
     let claimed = aws::ssm::claim(&ctx.aws.ssm, &claim_name(&ctx.spec.name, part), &ctx.spec.name).await?;
-    Ok(if claimed.as_deref() == Some(bucket_name(part, ctx.spec)) { ctx.tags(part) } else { tags })
+    Ok(if claimed.as_deref() == Some(bucket_name(part, ctx.spec)) { ctx.tags(part.into()) } else { tags })
 }
 
 /// Ensures a storage, registry or logging part.
-pub async fn ensure(part: Part, ctx: &PartContext<'_>) -> PartResult<PartState> {
+pub async fn ensure(part: StoragePart, ctx: &PartContext<'_>) -> PartResult<PartState> {
     let (spec, aws) = (ctx.spec, ctx.aws);
-    let tags = ctx.tags(part);
+    let tags = ctx.tags(part.into());
     match part {
-        Part::ArchiveBucket | Part::StateBucket => {
-            let bucket = bucket_name(part, spec);
-            create_and_mark(ctx, part, &tags).await?;
-            aws::s3::configure(&aws.s3, bucket, &spec.partition, &tags).await?;
-            Ok(PartState {
-                id: Some(bucket.to_string()),
-                arn: Some(bucket_arn(&spec.partition, bucket)),
-                tags: Some(tags),
-                ..PartState::default()
-            })
-        }
-        Part::Repository(i) => {
+        StoragePart::ArchiveBucket => ensure_bucket(Bucket::Archive, ctx, tags).await,
+        StoragePart::StateBucket => ensure_bucket(Bucket::State, ctx, tags).await,
+        StoragePart::Repository(i) => {
             let name = repository_name(&spec.name, COMPONENTS[i]);
             let repo = aws::ecr::ensure(&aws.ecr, &name, &tags).await?;
             let state =
                 PartState { arn: Some(repo.arn), url: Some(repo.uri), tags: Some(tags), ..PartState::default() };
             with_image(ctx, &name, state).await
         }
-        Part::LogGroup => {
+        StoragePart::LogGroup => {
             let group = aws::logs::ensure(&aws.logs, &spec.log_group, spec.log_retention_days, &tags).await?;
             ensure_database_log_groups(ctx, &tags).await?;
             Ok(PartState {
@@ -97,26 +131,29 @@ pub async fn ensure(part: Part, ctx: &PartContext<'_>) -> PartResult<PartState> 
                 ..PartState::default()
             })
         }
-        _ => unreachable!("not a storage part: {part}"),
     }
 }
 
+async fn ensure_bucket(part: Bucket, ctx: &PartContext<'_>, tags: BTreeMap<String, String>) -> PartResult<PartState> {
+    let (spec, aws) = (ctx.spec, ctx.aws);
+    let bucket = bucket_name(part, spec);
+    create_and_mark(ctx, part, &tags).await?;
+    aws::s3::configure(&aws.s3, bucket, &spec.partition, &tags).await?;
+    Ok(PartState {
+        id: Some(bucket.to_string()),
+        arn: Some(bucket_arn(&spec.partition, bucket)),
+        tags: Some(tags),
+        ..PartState::default()
+    })
+}
+
 /// Observes a storage, registry or logging part.
-pub async fn observe(part: Part, ctx: &PartContext<'_>) -> PartResult<Option<PartState>> {
+pub async fn observe(part: StoragePart, ctx: &PartContext<'_>) -> PartResult<Option<PartState>> {
     let (spec, aws) = (ctx.spec, ctx.aws);
     match part {
-        Part::ArchiveBucket | Part::StateBucket => {
-            let bucket = bucket_name(part, spec);
-            let Some(found) = aws::s3::observe(&aws.s3, bucket).await? else { return Ok(None) };
-            Ok(Some(PartState {
-                id: Some(bucket.to_string()),
-                arn: Some(bucket_arn(&spec.partition, bucket)),
-                drift: found.drift,
-                tags: Some(bucket_marks(ctx, part, found.tags).await?),
-                ..PartState::default()
-            }))
-        }
-        Part::Repository(i) => {
+        StoragePart::ArchiveBucket => observe_bucket(Bucket::Archive, ctx).await,
+        StoragePart::StateBucket => observe_bucket(Bucket::State, ctx).await,
+        StoragePart::Repository(i) => {
             let Some(repo) = aws::ecr::describe(&aws.ecr, &repository_name(&spec.name, COMPONENTS[i])).await? else {
                 return Ok(None);
             };
@@ -130,7 +167,7 @@ pub async fn observe(part: Part, ctx: &PartContext<'_>) -> PartResult<Option<Par
             };
             Ok(Some(with_image(ctx, &repository_name(&spec.name, COMPONENTS[i]), state).await?))
         }
-        Part::LogGroup => {
+        StoragePart::LogGroup => {
             // Retention drift is not listed here: read records the actual retention in
             // log_retention_days, so the plan shows it as a change of that attribute.
             let Some(group) = aws::logs::describe(&aws.logs, &spec.log_group).await? else { return Ok(None) };
@@ -144,29 +181,40 @@ pub async fn observe(part: Part, ctx: &PartContext<'_>) -> PartResult<Option<Par
                 ..PartState::default()
             }))
         }
-        _ => unreachable!("not a storage part: {part}"),
     }
 }
 
+async fn observe_bucket(part: Bucket, ctx: &PartContext<'_>) -> PartResult<Option<PartState>> {
+    let (spec, aws) = (ctx.spec, ctx.aws);
+    let bucket = bucket_name(part, spec);
+    let Some(found) = aws::s3::observe(&aws.s3, bucket).await? else { return Ok(None) };
+    Ok(Some(PartState {
+        id: Some(bucket.to_string()),
+        arn: Some(bucket_arn(&spec.partition, bucket)),
+        drift: found.drift,
+        tags: Some(bucket_marks(ctx, part, found.tags).await?),
+        ..PartState::default()
+    }))
+}
+
 /// Removes a storage, registry or logging part; the state bucket is always retained.
-pub async fn remove(part: Part, ctx: &PartContext<'_>) -> PartResult<Removal> {
+pub async fn remove(part: StoragePart, ctx: &PartContext<'_>) -> PartResult<Removal> {
     let (spec, aws) = (ctx.spec, ctx.aws);
     match part {
-        Part::StateBucket => Ok(Removal::Retained(format!(
+        StoragePart::StateBucket => Ok(Removal::Retained(format!(
             "The state bucket {} was kept: it may hold Terraform state, including this configuration's own. Delete it \
              yourself once nothing uses it.",
             spec.state_bucket
         ))),
-        Part::ArchiveBucket => remove_archive_bucket(spec, aws).await,
-        Part::Repository(i) => remove_repository(spec, aws, &repository_name(&spec.name, COMPONENTS[i])).await,
-        Part::LogGroup => {
+        StoragePart::ArchiveBucket => remove_archive_bucket(spec, aws).await,
+        StoragePart::Repository(i) => remove_repository(spec, aws, &repository_name(&spec.name, COMPONENTS[i])).await,
+        StoragePart::LogGroup => {
             // The database's groups go first: while the stack's own group exists, a later destroy still
             // finds this part and comes back for them.
             remove_database_log_groups(ctx).await?;
             aws::logs::delete(&aws.logs, &spec.log_group).await?;
             Ok(Removal::Removed)
         }
-        _ => unreachable!("not a storage part: {part}"),
     }
 }
 
@@ -295,7 +343,7 @@ pub fn archive_not_empty_message(bucket: &str) -> String {
 /// Deletes the stack's bucket claims that a crash before a bucket's tagging may have left. Absent is
 /// success, and a stack without leftover claims sees only reads.
 pub async fn remove_claims(spec: &StackSpec, aws: &aws::AwsContext) -> PartResult<()> {
-    for part in [Part::ArchiveBucket, Part::StateBucket] {
+    for part in [Bucket::Archive, Bucket::State] {
         let claim = claim_name(&spec.name, part);
         if aws::ssm::claim(&aws.ssm, &claim, &spec.name).await?.is_some() {
             aws::ssm::delete_claim(&aws.ssm, &claim).await?;
