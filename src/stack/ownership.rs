@@ -4,8 +4,8 @@
 //! team's bucket `shop-archive`, a role `shop-task` made by hand, the reference deployment's untagged
 //! resources, or a second stack whose name makes the same look-alike. What proves a resource is this
 //! stack's is its mark, the tag `datavault:stack = <name>` together with `datavault:part = <part>`, which
-//! every create call writes (or, for S3, a claim written before the bucket, see
-//! [`super::parts::storage`]). Parts that cannot carry tags (mount targets, listeners) belong to the parent
+//! every create call writes (or, for S3, a claim written before the bucket: see the
+//! storage parts in [`super::parts`]). Parts that cannot carry tags (mount targets, listeners) belong to the parent
 //! they live in.
 //!
 //! A found resource is judged once, when it is observed, into an [`Owner`]. Everything downstream works
