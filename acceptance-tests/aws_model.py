@@ -33,13 +33,22 @@ figures, in AWS seconds, and where they come from:
   has been retried 1 time(s): failed to resolve ref <image>: <image>: not found", with the container's
   reason the same and no exit code (stopCode TaskFailedToStart).
 
+- A task reads its secrets as it starts, as its execution role: a secret that does not exist, is scheduled
+  for deletion, or whose resource policy explicitly denies secretsmanager:GetSecretValue to that role stops
+  the task with "ResourceInitializationError: unable to pull secrets or registry auth: execution resource
+  retrieval failed: unable to retrieve secret from asm: ..." and the Secrets Manager error (ECS "stopped
+  tasks" troubleshooting guide, ResourceInitializationError). The policy conditions understood are
+  aws:PrincipalArn and aws:PrincipalAccount with the Arn*/String* operators; a Deny with any other condition
+  is not applied. The execution role's own IAM policy is not evaluated.
+
 An image pulls when it is not in ECR (public images are assumed pullable) or when the emulator's ECR holds
-its tag. Only what the stack reads is modelled: DescribeServices, ListTasks and DescribeTasks of failed
+its tag. Secrets are judged once per deployment. Only what the stack reads is modelled: DescribeServices, ListTasks and DescribeTasks of failed
 tasks, DescribeDBInstances, DescribeMountTargets / CreateMountTarget, GetOperation, CreateAutoScalingGroup
 after CreateInstanceProfile. Deletes stay instant; container instances joining the cluster are not
 modelled (the stack does not wait for them).
 """
 
+import fnmatch
 import json
 import math
 import re
@@ -58,6 +67,7 @@ PULL_RETRY = 30.0
 
 ECS = "AmazonEC2ContainerServiceV20141113"
 ECR = "AmazonEC2ContainerRegistry_V20150921"
+SECRETS = "secretsmanager"
 CIRCUIT_BREAKER = "ECS deployment circuit breaker: tasks failed to start."
 
 
@@ -69,6 +79,53 @@ def pull_error(image):
     return (
         "CannotPullContainerError: pull image manifest has been retried 1 time(s): "
         f"failed to resolve ref {image}: {image}: not found"
+    )
+
+
+def listed(value):
+    return value if isinstance(value, list) else [value]
+
+
+def condition_holds(condition, role_arn):
+    """Whether a policy statement's Condition holds for a request made as `role_arn` (see the docstring)."""
+    facts = {"aws:principalarn": role_arn, "aws:principalaccount": role_arn.split(":")[4]}
+    for operator, tests in (condition or {}).items():
+        for key, values in tests.items():
+            actual = facts.get(key.lower())
+            if actual is None:
+                return False
+            like = operator.endswith("Like")
+            matched = any(fnmatch.fnmatchcase(actual, v) if like else actual == v for v in listed(values))
+            if operator in ("ArnEquals", "ArnLike", "StringEquals", "StringLike"):
+                if not matched:
+                    return False
+            elif operator in ("ArnNotEquals", "ArnNotLike", "StringNotEquals", "StringNotLike"):
+                if matched:
+                    return False
+            else:
+                return False
+    return True
+
+
+def denies_read(policy_text, role_arn):
+    """Whether a secret's resource policy explicitly denies GetSecretValue to `role_arn`."""
+    try:
+        policy = json.loads(policy_text or "{}")
+    except ValueError:
+        return False
+    for statement in listed(policy.get("Statement", [])):
+        actions = listed(statement.get("Action", []))
+        reads = any(a in ("*", "secretsmanager:*", "secretsmanager:GetSecretValue") for a in actions)
+        if statement.get("Effect") == "Deny" and reads and condition_holds(statement.get("Condition"), role_arn):
+            return True
+    return False
+
+
+def secret_error(arn, problem):
+    return (
+        "ResourceInitializationError: unable to pull secrets or registry auth: execution resource retrieval "
+        f"failed: unable to retrieve secret from asm: service call has been retried 1 time(s): failed to fetch "
+        f"secret {arn} from secrets manager: {problem}"
     )
 
 
@@ -85,7 +142,7 @@ class Model:
         self.mount_targets = {}  # id -> created at
         self.operations = {}  # operation id -> started at
         self.deployments = {}  # (cluster, service) -> {"id", "started", "task_definition", "desired"}
-        self.images = {}  # task definition ARN -> [(container, image)]
+        self.definitions = {}  # task definition ARN -> {"images": [(container, image)], "role", "secrets"}
         self.serial = 0
 
     def aws_seconds(self, since):
@@ -248,16 +305,51 @@ class Model:
                     "desired": desired,
                 }
 
-    def images_of(self, task_definition, headers):
+    def definition(self, task_definition, headers):
+        """What the model needs of a task definition: its images, execution role and secrets."""
         with self.lock:
-            if task_definition in self.images:
-                return self.images[task_definition]
+            if task_definition in self.definitions:
+                return self.definitions[task_definition]
         status, answer = self.call_upstream(f"{ECS}.DescribeTaskDefinition", {"taskDefinition": task_definition}, headers)
-        containers = answer.get("taskDefinition", {}).get("containerDefinitions", []) if status == 200 else []
-        images = [(c.get("name", ""), c.get("image", "")) for c in containers]
+        found = answer.get("taskDefinition", {}) if status == 200 else {}
+        containers = found.get("containerDefinitions", [])
+        definition = {
+            "images": [(c.get("name", ""), c.get("image", "")) for c in containers],
+            "role": found.get("executionRoleArn", ""),
+            # A secret may be referenced with a JSON key after its ARN: the secret is the first 7 fields.
+            "secrets": sorted({":".join(s.get("valueFrom", "").split(":")[:7]) for c in containers for s in c.get("secrets", [])}),
+        }
         with self.lock:
-            self.images[task_definition] = images
-        return images
+            self.definitions[task_definition] = definition
+        return definition
+
+    def images_of(self, task_definition, headers):
+        return self.definition(task_definition, headers)["images"]
+
+    def secret_refusal(self, task_definition, headers):
+        """The stopped reason of a task that cannot read one of its secrets as it starts; None when it can."""
+        definition = self.definition(task_definition, headers)
+        role = definition["role"]
+        for arn in definition["secrets"]:
+            status, described = self.call_upstream(f"{SECRETS}.DescribeSecret", {"SecretId": arn}, headers)
+            if status != 200:
+                return secret_error(arn, "ResourceNotFoundException: Secrets Manager can't find the specified secret.")
+            if described.get("DeletedDate"):
+                return secret_error(
+                    arn,
+                    "InvalidRequestException: You can't perform this operation on the secret because it was marked "
+                    "for deletion.",
+                )
+            status, policy = self.call_upstream(f"{SECRETS}.GetResourcePolicy", {"SecretId": arn}, headers)
+            if role and status == 200 and denies_read(policy.get("ResourcePolicy"), role):
+                account, name = role.split(":")[4], role.rsplit("/", 1)[-1]
+                return secret_error(
+                    arn,
+                    f"AccessDeniedException: User: arn:aws:sts::{account}:assumed-role/{name}/task is not authorized "
+                    f"to perform: secretsmanager:GetSecretValue on resource: {arn} with an explicit deny in a "
+                    "resource-based policy",
+                )
+        return None
 
     def pullable(self, image, headers):
         match = re.match(r"^[0-9]+\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(?:\.cn)?/([^:@]+)(?::([^@]+))?$", image)
@@ -270,7 +362,11 @@ class Model:
         return status == 200 and bool(answer.get("imageDetails"))
 
     def progress(self, key, headers):
-        """(deployment, running, pending, rollout state, reason, failed attempts, missing image) of a service."""
+        """(deployment, running, pending, rollout state, reason, failed attempts, failure) of a service.
+
+        The failure, when its tasks cannot start, is {"reason": stopped reason, "image": the image that cannot be
+        pulled, or None when the image pulls but a secret cannot be read}.
+        """
         with self.lock:
             deployment = dict(self.deployments[key])
         desired = deployment["desired"]
@@ -281,16 +377,26 @@ class Model:
             (image for _, image in self.images_of(deployment["task_definition"], headers) if not self.pullable(image, headers)),
             None,
         )
-        if missing is None:
+        failure = pull_error(missing) if missing is not None else None
+        if failure is None:
+            if "secrets" not in deployment:
+                refusal = self.secret_refusal(deployment["task_definition"], headers)
+                with self.lock:
+                    if self.deployments.get(key, {}).get("id") == deployment["id"]:
+                        self.deployments[key].setdefault("secrets", refusal)
+                deployment["secrets"] = refusal
+            failure = deployment["secrets"]
+        if failure is None:
             running = desired if age >= TASK_START else 0
             done = age >= TASK_START + DEPLOYMENT
             state = "COMPLETED" if done else "IN_PROGRESS"
             reason = f"ECS deployment {deployment['id']} {'completed' if done else 'in progress'}."
             return deployment, running, desired - running, state, reason, 0, None
         attempts = int(age // PULL_RETRY)
+        failed = {"reason": failure, "image": missing}
         if attempts >= breaker_threshold(desired):
-            return deployment, 0, 0, "FAILED", CIRCUIT_BREAKER, attempts, missing
-        return deployment, 0, desired, "IN_PROGRESS", f"ECS deployment {deployment['id']} in progress.", attempts, missing
+            return deployment, 0, 0, "FAILED", CIRCUIT_BREAKER, attempts, failed
+        return deployment, 0, desired, "IN_PROGRESS", f"ECS deployment {deployment['id']} in progress.", attempts, failed
 
     def describe_services(self, data, headers):
         for service in data.get("services", []):
@@ -322,23 +428,27 @@ class Model:
         return json.dumps(data).encode("utf-8")
 
     def failed_tasks(self, request, headers):
-        """The stopped tasks of a service whose image cannot be pulled; None when the model has none."""
+        """The stopped tasks of a service whose tasks cannot start; None when the model has none."""
         if request.get("desiredStatus") != "STOPPED" or not request.get("serviceName"):
             return None
         key = (request.get("cluster", "default").rsplit("/", 1)[-1], request["serviceName"])
         with self.lock:
             if key not in self.deployments:
                 return None
-        deployment, _, _, _, _, attempts, missing = self.progress(key, headers)
-        if missing is None or attempts == 0:
+        deployment, _, _, _, _, attempts, failure = self.progress(key, headers)
+        if failure is None or attempts == 0:
             return []
         count = min(attempts, int(request.get("maxResults") or 100), 3)
-        return [self.failed_task(key, deployment, missing, i) for i in range(count)]
+        return [self.failed_task(key, deployment, failure, i) for i in range(count)]
 
-    def failed_task(self, key, deployment, image, index):
+    def failed_task(self, key, deployment, failure, index):
         cluster, service = key
         arn = f"arn:aws:ecs:model:000000000000:task/{cluster}/model{deployment['id'][-8:]}{service}{index}"
-        reason = pull_error(image)
+        reason, image = failure["reason"], failure["image"]
+        # A pull failure is the container's too; a task that cannot read its secrets never got to a container.
+        container = {"name": service, "image": image, "lastStatus": "STOPPED", "reason": reason}
+        if image is None:
+            container = {"name": service, "lastStatus": "STOPPED"}
         return {
             "taskArn": arn,
             "clusterArn": cluster,
@@ -348,7 +458,7 @@ class Model:
             "desiredStatus": "STOPPED",
             "stopCode": "TaskFailedToStart",
             "stoppedReason": reason,
-            "containers": [{"name": service, "image": image, "lastStatus": "STOPPED", "reason": reason}],
+            "containers": [container],
         }
 
     def describe_failed(self, arns, headers):

@@ -143,6 +143,8 @@ class State:
         with the credential scope naming the target's service so the emulator routes it there.
         """
         service = "ecr" if target.startswith(aws_model.ECR) else "ecs"
+        if target.startswith(aws_model.SECRETS):
+            service = "secretsmanager"
         payload = json.dumps(body).encode()
         conn = http.client.HTTPConnection(self.upstream.hostname, self.upstream.port or 80, timeout=60)
         try:

@@ -6,10 +6,12 @@
 //! Empty repositories: the first apply succeeds, warns, starts nothing and taints nothing. Images pushed:
 //! the plan is an update that starts the services, and its apply waits until they are stable. A tag never
 //! pushed: the services keep running what they run. An image that cannot be pulled: the apply fails with
-//! ECS's stopped reason, nothing is tainted, the next plan retries; fixing the image converges.
+//! ECS's stopped reason, nothing is tainted, the next plan retries; fixing the image converges. A secret
+//! the execution role may not read: ECS's reason, and the next apply repairs the policy and redeploys.
 
 use std::time::Instant;
 
+use datavault_acceptance_tests::emulator::describe;
 use datavault_acceptance_tests::runner::announce;
 use datavault_acceptance_tests::{CommandOutput, Emulator};
 use serde_json::{Value, json};
@@ -66,6 +68,57 @@ fn state_value(tf: &Tf, path: &str) -> Value {
     let state = tf.state().unwrap_or_else(|e| panic!("{e}"));
     assert!(!tainted(&state), "the stack is tainted");
     value(&state, path).cloned().unwrap_or(Value::Null)
+}
+
+/// Denies the stack's execution role the RabbitMQ secret in its resource policy, forces a new RabbitMQ
+/// deployment through the model (at `proxy`), and returns the stopped reason of its tasks once the circuit
+/// breaker has failed it.
+async fn deny_the_secret_and_redeploy(emu: &Emulator, proxy: &str) -> Result<String, String> {
+    let role = emu.iam().get_role().role_name(format!("{NAME}-execution")).send().await;
+    let role = role.map_err(|e| describe(&e))?.role().map(|r| r.arn().to_string()).ok_or("no execution role")?;
+    let deny = json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": "secretsmanager:GetSecretValue",
+            "Resource": "*",
+            "Condition": { "ArnEquals": { "aws:PrincipalArn": role } }
+        }]
+    });
+    let secret = format!("{NAME}/rabbitmq");
+    let put = emu.secrets().put_resource_policy().secret_id(&secret).resource_policy(deny.to_string()).send().await;
+    put.map_err(|e| describe(&e))?;
+    let model = Emulator::connect(proxy).await;
+    let update = model.ecs().update_service().cluster(NAME).service("rabbitmq").force_new_deployment(true);
+    update.send().await.map_err(|e| describe(&e))?;
+    let deadline = Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let out = model.ecs().describe_services().cluster(NAME).services("rabbitmq").send().await;
+        let out = out.map_err(|e| describe(&e))?;
+        let primary = out.services().first().and_then(|s| s.deployments().first()).cloned();
+        let state = primary.as_ref().and_then(|d| d.rollout_state()).map(|s| s.as_str().to_string());
+        if state.as_deref() == Some("FAILED") {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(format!("RabbitMQ's deployment never failed; it is {state:?}"));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let stopped = model
+        .ecs()
+        .list_tasks()
+        .cluster(NAME)
+        .service_name("rabbitmq")
+        .desired_status(aws_sdk_ecs::types::DesiredStatus::Stopped)
+        .send()
+        .await
+        .map_err(|e| describe(&e))?;
+    let tasks = model.ecs().describe_tasks().cluster(NAME).set_tasks(Some(stopped.task_arns().to_vec())).send().await;
+    let tasks = tasks.map_err(|e| describe(&e))?;
+    let reason = tasks.tasks().first().and_then(|t| t.stopped_reason()).ok_or("no stopped task")?;
+    Ok(reason.to_string())
 }
 
 #[test]
@@ -149,6 +202,18 @@ fn from_empty_repositories_to_running_services_and_back_from_a_failed_deployment
     tf.expect_empty_plans().unwrap_or_else(|e| panic!("{e}"));
     let fixed = ctx.block_on(services(emu)).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(counts(&fixed), expected_counts(1), "every service runs again");
+
+    // 6. A secret the execution role may not read (a policy tightened by hand): the tasks of RabbitMQ's next
+    // deployment cannot start; the next apply puts the stack's policy back and starts the deployment anew.
+    let reason = ctx.block_on(deny_the_secret_and_redeploy(&ctx.emulator, &ctx.proxy.url()));
+    let reason = reason.unwrap_or_else(|e| panic!("{e}"));
+    assert!(reason.contains("ResourceInitializationError"), "not ECS's reason for a secret it cannot read: {reason}");
+    assert!(reason.contains("explicit deny"), "the stopped reason does not say the policy denied it: {reason}");
+    expect_update_plan(&tf, "after the secret's policy was tightened");
+    tf.apply().ok_or_panic();
+    tf.expect_empty_plans().unwrap_or_else(|e| panic!("{e}"));
+    let recovered = ctx.block_on(services(emu)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(counts(&recovered), expected_counts(1), "every service runs once the policy is the stack's again");
 
     tf.destroy().ok_or_panic();
     let left = ctx.block_on(orphans(emu, NAME)).unwrap_or_else(|e| panic!("{e}"));
