@@ -4,6 +4,7 @@
 //! This layer is protocol-agnostic: `crate::plugin` converts wire messages to and from these types, and
 //! `crate::provider` / `crate::stack` implement [`Provider`] and [`Resource`] on top of them.
 
+pub mod configured;
 pub mod diagnostics;
 pub mod duration;
 pub mod plan;
@@ -13,6 +14,7 @@ pub mod server;
 pub mod types;
 pub mod value;
 
+pub use configured::Configured;
 pub use diagnostics::{AttributePath, Diagnostic, Diagnostics, Severity};
 pub use resource::{IdentityAttribute, IdentitySchema, PlannedChange, Provider, RequestContext, Resource, StateResult};
 pub use schema::{Attribute, Block, NestedBlock, Nesting, Schema};

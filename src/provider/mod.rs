@@ -9,45 +9,29 @@ mod config;
 pub use config::build as build_aws_context;
 pub mod schema;
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 
 use crate::aws::AwsContext;
-use crate::framework::{Diagnostics, Provider, RequestContext, Resource, Schema, Value};
+use crate::framework::{Configured, Diagnostics, Provider, RequestContext, Resource, Schema, Value};
 
-/// The configured AWS context, shared between the provider and its resources. Empty until Terraform has
-/// called ConfigureProvider.
-#[derive(Debug, Default)]
-pub struct ProviderData {
-    aws: RwLock<Option<Arc<AwsContext>>>,
-}
+/// The AWS context the provider's configuration builds, shared with the stack resource.
+pub type SharedAws = Configured<AwsContext>;
 
-impl ProviderData {
-    /// The AWS context, or a diagnostic if the provider has not been configured (e.g. its configuration
-    /// depends on values unknown until apply).
-    pub fn aws(&self) -> Result<Arc<AwsContext>, Diagnostics> {
-        self.aws.read().expect("provider data lock").clone().ok_or_else(|| {
-            let mut diags = Diagnostics::new();
-            diags.error(
-                "Provider Not Configured",
-                "The datavault provider has no AWS configuration yet. If the provider block uses values known \
-                 only after apply, apply those first (for example with -target).",
-            );
-            diags
-        })
-    }
-}
+/// Why there is no AWS context yet, when a resource asks before ConfigureProvider.
+const NOT_CONFIGURED: &str = "The datavault provider has no AWS configuration yet. If the provider block uses values \
+                              known only after apply, apply those first (for example with -target).";
 
 /// The provider.
 pub struct DataVaultProvider {
-    data: Arc<ProviderData>,
+    data: Arc<SharedAws>,
 }
 
 impl DataVaultProvider {
     /// A provider waiting to be configured.
     pub fn new() -> Self {
-        DataVaultProvider { data: Arc::new(ProviderData::default()) }
+        DataVaultProvider { data: Arc::new(Configured::new(NOT_CONFIGURED)) }
     }
 }
 
@@ -84,7 +68,7 @@ impl Provider for DataVaultProvider {
             }
         };
         match built {
-            Ok(aws) => *self.data.aws.write().expect("provider data lock") = Some(Arc::new(aws)),
+            Ok(aws) => self.data.set(aws),
             Err(more) => diags.extend(more),
         }
         diags

@@ -32,20 +32,20 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use crate::aws::AwsContext;
 use crate::framework::{
-    Diagnostics, IdentityAttribute, IdentitySchema, PlannedChange, RequestContext, Resource, Schema, StateResult, Type,
-    Value,
+    Configured, Diagnostics, IdentityAttribute, IdentitySchema, PlannedChange, RequestContext, Resource, Schema,
+    StateResult, Type, Value,
 };
-use crate::provider::ProviderData;
 
 /// The resource type.
 pub struct StackResource {
-    data: Arc<ProviderData>,
+    data: Arc<Configured<AwsContext>>,
 }
 
 impl StackResource {
     /// A resource using the provider's (eventually configured) AWS context.
-    pub fn new(data: Arc<ProviderData>) -> Self {
+    pub fn new(data: Arc<Configured<AwsContext>>) -> Self {
         StackResource { data }
     }
 }
@@ -70,7 +70,7 @@ impl Resource for StackResource {
 
     async fn modify_plan(&self, ctx: &RequestContext, change: &mut PlannedChange) -> Diagnostics {
         let mut diagnostics = validation::validate(&change.config);
-        match self.data.aws() {
+        match self.data.get() {
             Ok(aws) => diagnostics.extend(plan::modify_plan(ctx, change, &aws).await),
             Err(diags) => diagnostics.extend(diags),
         }
@@ -78,35 +78,35 @@ impl Resource for StackResource {
     }
 
     async fn plan_destroy(&self, ctx: &RequestContext, prior: &Value) -> Diagnostics {
-        match self.data.aws() {
+        match self.data.get() {
             Ok(aws) => plan::plan_destroy(ctx, prior, &aws).await,
             Err(diags) => diags,
         }
     }
 
     async fn apply(&self, ctx: &RequestContext, prior: &Value, planned: &Value, config: &Value) -> StateResult {
-        match self.data.aws() {
+        match self.data.get() {
             Ok(aws) => apply::converge(ctx, &aws, prior, planned, config).await,
             Err(diags) => failed(diags, None),
         }
     }
 
     async fn delete(&self, ctx: &RequestContext, prior: &Value) -> Diagnostics {
-        match self.data.aws() {
+        match self.data.get() {
             Ok(aws) => apply::delete(ctx, &aws, prior).await,
             Err(diags) => diags,
         }
     }
 
     async fn read(&self, ctx: &RequestContext, state: &Value) -> StateResult {
-        match self.data.aws() {
+        match self.data.get() {
             Ok(aws) => read::read(ctx, &aws, state).await,
             Err(diags) => failed(diags, Some(state)),
         }
     }
 
     async fn import(&self, _ctx: &RequestContext, id: &str) -> StateResult {
-        match self.data.aws() {
+        match self.data.get() {
             Ok(aws) => read::import_state(id, &aws.region),
             Err(diags) => failed(diags, None),
         }
@@ -137,7 +137,7 @@ impl Resource for StackResource {
     }
 
     async fn import_by_identity(&self, _ctx: &RequestContext, identity: &Value) -> StateResult {
-        let aws = match self.data.aws() {
+        let aws = match self.data.get() {
             Ok(aws) => aws,
             Err(diags) => return failed(diags, None),
         };
