@@ -8,7 +8,7 @@
 #
 # The schema comes from the real thing: the freshly built provider is installed into Terraform through a
 # private filesystem mirror (as scripts/demo.sh does) and `terraform providers schema -json` is fed to the
-# generator (acceptance-tests/src/bin/gen-docs.rs). No AWS credentials are needed.
+# generator (tools/gen-docs). No AWS credentials are needed.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -115,7 +115,7 @@ if ! "$TF" -chdir="$WORK" fmt -check -recursive -diff examples >"$WORK/fmt.log" 
 fi
 [[ "$EXAMPLES_OK" == 1 ]] || { echo "gen-docs: fix the examples first" >&2; exit 1; }
 
-cargo run -q -p datavault-acceptance-tests --bin gen-docs -- --out "$WORK/docs" <"$WORK/schema.json"
+cargo run -q -p datavault-gen-docs --bin gen-docs -- --out "$WORK/docs" <"$WORK/schema.json"
 
 if [[ "$CHECK" == 1 ]]; then
     CURRENT=docs

@@ -39,4 +39,3 @@ pub use inventory::{STACK_TAG, assert_emulator_clean, assert_emulator_empty, sta
 pub use runner::run;
 pub use state::{attr, attr_str, change_actions, resource, resource_change};
 pub use terraform::CommandOutput;
-pub mod docs;

@@ -6,7 +6,7 @@
 //! ```
 //!
 //! It reads the JSON of `terraform providers schema -json` from `--schema FILE` (or standard input), renders
-//! every `templates/**/*.md.tmpl` (see [`datavault_acceptance_tests::docs`]) and writes the pages under
+//! every `templates/**/*.md.tmpl` (see [`datavault_gen_docs`]) and writes the pages under
 //! `--out`. Files already in `--out` that it does not generate are left alone: `scripts/gen-docs.sh` generates
 //! into an empty directory and replaces `docs/` with it. Exits non-zero, listing every problem, when something
 //! lacks a description, a template is wrong, or a resource has no template.
@@ -16,7 +16,7 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use datavault_acceptance_tests::docs::{Options, generate};
+use datavault_gen_docs::{Options, generate};
 
 const USAGE: &str = "usage: gen-docs [--schema FILE|-] [--out DIR] [--templates DIR] [--root DIR] [--provider NAME]
   --schema FILE     JSON of `terraform providers schema -json` (default: standard input)
