@@ -34,7 +34,7 @@ pub enum Walk<'a> {
     },
 }
 
-impl Walk<'_> {
+impl<'a> Walk<'a> {
     /// The summary of the error for one failed part.
     fn failure_summary(self, part: Part, error: &PartError) -> String {
         match (self, error) {
@@ -59,10 +59,10 @@ impl Walk<'_> {
         }
     }
 
-    /// What the user can expect after this walk stopped half-way.
-    fn next(self) -> &'static str {
+    /// What the user can expect after this walk stopped half-way (for a survey, what its caller did not do).
+    fn next(self) -> &'a str {
         match self {
-            Walk::Survey { .. } => "",
+            Walk::Survey { consequence } => consequence,
             Walk::Apply { .. } => "What was created is recorded in state; the next apply continues from there.",
             Walk::Removal => "The next apply continues.",
             Walk::Destroy { .. } => "Parts already deleted are skipped when destroy runs again.",
@@ -110,13 +110,7 @@ pub fn diagnostics<T>(
 ) -> Diagnostics {
     let mut diagnostics = Diagnostics::new();
     for (part, error) in &report.failed {
-        let detail = match walk {
-            Walk::Survey { consequence } => {
-                format!("{} {consequence}", walk.failure_detail(stack, *part, error).trim_end())
-            }
-            _ => walk.failure_detail(stack, *part, error),
-        };
-        diagnostics.error(walk.failure_summary(*part, error), detail);
+        diagnostics.error(walk.failure_summary(*part, error), walk.failure_detail(stack, *part, error));
     }
     if report.cancelled && report.failed.is_empty() {
         let (summary, detail) = walk.interruption(stack, cancel);
