@@ -39,22 +39,57 @@ struct Phase {
     what: &'static str,
     wall: Duration,
     requests: u64,
-    chain: usize,
+    chain: Vec<String>,
+    /// Requests per operation.
+    operations: String,
     /// From the first request's start to the last one's end.
     span: Duration,
 }
 
-/// The longest chain of requests r1, r2, ... in which each started after the previous one ended.
-fn longest_chain(records: &[Record]) -> usize {
+/// The longest chain of requests r1, r2, ... in which each started after the previous one ended, as the
+/// operations along it.
+fn longest_chain(records: &[Record]) -> Vec<String> {
     let mut by_end: Vec<&Record> = records.iter().collect();
     by_end.sort_by(|a, b| a.end.total_cmp(&b.end));
-    // depth[i]: the longest chain ending with by_end[i]; O(n^2) is nothing for a few hundred requests.
+    // depth[i]: the longest chain ending with by_end[i], reached from before[i]; O(n^2) is nothing for a
+    // few hundred requests.
     let mut depth = vec![0usize; by_end.len()];
+    let mut before: Vec<Option<usize>> = vec![None; by_end.len()];
     for i in 0..by_end.len() {
-        let before = (0..i).filter(|&j| by_end[j].end <= by_end[i].start).map(|j| depth[j]).max().unwrap_or(0);
-        depth[i] = before + 1;
+        before[i] = (0..i).filter(|&j| by_end[j].end <= by_end[i].start).max_by_key(|&j| depth[j]);
+        depth[i] = before[i].map_or(0, |j| depth[j]) + 1;
     }
-    depth.into_iter().max().unwrap_or(0)
+    let mut at = (0..by_end.len()).max_by_key(|&i| depth[i]);
+    let mut chain = Vec::new();
+    while let Some(i) = at {
+        chain.push(operation(by_end[i]));
+        at = before[i];
+    }
+    chain.reverse();
+    chain
+}
+
+/// A request's operation, with the S3 or EFS subresource for REST calls (`s3 GET ?tagging`).
+fn operation(record: &Record) -> String {
+    match record.action.as_str() {
+        "s3" | "efs" => {
+            let query = record.path.split_once('?').map(|(_, q)| q.split('&').next().unwrap_or_default());
+            let what = query.filter(|q| !q.is_empty()).map_or_else(|| "/".to_string(), |q| format!("?{q}"));
+            format!("{} {} {}", record.action, record.method, what.split('=').next().unwrap_or_default())
+        }
+        action => action.to_string(),
+    }
+}
+
+/// Requests per operation, most frequent first.
+fn by_operation(records: &[Record]) -> String {
+    let mut counts: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+    for record in records {
+        *counts.entry(operation(record)).or_default() += 1;
+    }
+    let mut counts: Vec<(String, usize)> = counts.into_iter().collect();
+    counts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    counts.iter().map(|(op, n)| format!("{op} {n}")).collect::<Vec<_>>().join(", ")
 }
 
 fn measure(ctx: &Ctx, what: &'static str, run: impl FnOnce() -> datavault_acceptance_tests::CommandOutput) -> Phase {
@@ -68,7 +103,14 @@ fn measure(ctx: &Ctx, what: &'static str, run: impl FnOnce() -> datavault_accept
     let first = records.iter().map(|r| r.start).fold(f64::INFINITY, f64::min);
     let last = records.iter().map(|r| r.end).fold(0.0, f64::max);
     let span = Duration::from_secs_f64((last - first).max(0.0));
-    Phase { what, wall, requests: stats.total, chain: longest_chain(&records), span }
+    Phase {
+        what,
+        wall,
+        requests: stats.total,
+        chain: longest_chain(&records),
+        operations: by_operation(&records),
+        span,
+    }
 }
 
 fn pem_certificate(dir: &Path) -> String {
@@ -155,7 +197,7 @@ fn bench_apply_plan_destroy_and_handshake() {
     ));
     for p in &phases {
         let serial = latency * p.requests as u32;
-        let critical = latency * p.chain as u32;
+        let critical = latency * p.chain.len() as u32;
         lines.push(format!(
             "{:<16} {:>7} {:>9} {:>9} {:>11} {:>16} {:>12.2} {:>14.2}",
             p.what,
@@ -163,10 +205,14 @@ fn bench_apply_plan_destroy_and_handshake() {
             secs(p.span),
             p.requests,
             secs(serial),
-            format!("{} ({} req)", secs(critical), p.chain),
+            format!("{} ({} req)", secs(critical), p.chain.len()),
             p.wall.as_secs_f64() / serial.as_secs_f64().max(f64::EPSILON),
             p.wall.as_secs_f64() / critical.as_secs_f64().max(f64::EPSILON),
         ));
+    }
+    for p in &phases {
+        lines.push(format!("{}: requests by operation: {}", p.what, p.operations));
+        lines.push(format!("{}: critical path: {}", p.what, p.chain.join(" > ")));
     }
 
     let cert = pem_certificate(ctx.root());
