@@ -50,7 +50,13 @@ fn tag_list(tags: &BTreeMap<String, String>) -> AwsResult<Vec<Tag>> {
 
 /// Describes the repository; `None` when it does not exist.
 pub async fn describe(client: &Client, name: &str) -> AwsResult<Option<Repository>> {
-    let out = match client.describe_repositories().repository_names(name).send().await {
+    // Both at once: a refresh waits one round trip. The lifecycle read of a missing repository fails as
+    // missing too, and is dropped with it.
+    let (described, lifecycle) = tokio::join!(
+        client.describe_repositories().repository_names(name).send(),
+        client.get_lifecycle_policy().repository_name(name).send()
+    );
+    let out = match described {
         Ok(out) => out,
         Err(err) => {
             let err = AwsError::from_sdk("DescribeRepositories", err);
@@ -62,15 +68,12 @@ pub async fn describe(client: &Client, name: &str) -> AwsResult<Option<Repositor
     if !repo.image_scanning_configuration().is_some_and(|c| c.scan_on_push()) {
         drift.push("scan on push is off".to_string());
     }
-    match client.get_lifecycle_policy().repository_name(name).send().await {
-        Ok(_) => {}
-        Err(err) => {
-            let err = AwsError::from_sdk("GetLifecyclePolicy", err);
-            if !err.is(&["LifecyclePolicyNotFoundException"]) {
-                return Err(err);
-            }
-            drift.push("lifecycle policy is missing".to_string());
+    if let Err(err) = lifecycle {
+        let err = AwsError::from_sdk("GetLifecyclePolicy", err);
+        if !err.is(&["LifecyclePolicyNotFoundException"]) {
+            return Err(err);
         }
+        drift.push("lifecycle policy is missing".to_string());
     }
     Ok(Some(Repository {
         arn: repo.repository_arn().unwrap_or_default().to_string(),

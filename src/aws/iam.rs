@@ -375,31 +375,40 @@ async fn inline_policy_names(client: &Client, role: &str) -> AwsResult<Vec<Strin
     pages.collect::<Result<Vec<_>, _>>().await.map_err(|e| AwsError::from_sdk("ListRolePolicies", e))
 }
 
-/// The role's inline policies by name, URL-decoded.
+/// The role's inline policies by name, URL-decoded: listed, then all read at once.
 async fn inline_policies(client: &Client, role: &str) -> AwsResult<BTreeMap<String, String>> {
-    let mut policies = BTreeMap::new();
-    for name in inline_policy_names(client, role).await? {
+    let names = inline_policy_names(client, role).await?;
+    let reads = names.into_iter().map(|name| async move {
         let out = client.get_role_policy().role_name(role).policy_name(&name).send().await;
         // A policy deleted between the listing and this read is simply not there.
-        if let Some(out) = unless_missing(out.map_err(|e| AwsError::from_sdk("GetRolePolicy", e)))? {
-            policies.insert(name, decode_policy(out.policy_document()));
-        }
-    }
-    Ok(policies)
+        let found = unless_missing(out.map_err(|e| AwsError::from_sdk("GetRolePolicy", e)))?;
+        AwsResult::Ok(found.map(|out| (name, decode_policy(out.policy_document()))))
+    });
+    let policies: Vec<Option<(String, String)>> = futures_util::future::try_join_all(reads).await?;
+    Ok(policies.into_iter().flatten().collect())
 }
 
-/// Reads the role and its policies; `None` when it does not exist.
+/// Reads the role and its policies; `None` when it does not exist. The role and both policy listings are
+/// asked for at once (a refresh waits for one round trip, not three); policy reads of a role that turns out
+/// not to exist fail as missing and are dropped with it.
 async fn fetch_role(client: &Client, name: &str) -> AwsResult<Option<RoleState>> {
-    let out = client.get_role().role_name(name).send().await.map_err(|e| AwsError::from_sdk("GetRole", e));
-    let Some(out) = unless_missing(out)? else { return Ok(None) };
+    let role = async {
+        unless_missing(client.get_role().role_name(name).send().await.map_err(|e| AwsError::from_sdk("GetRole", e)))
+    };
+    let (out, managed, inline) =
+        tokio::join!(role, async { unless_missing(attached_policies(client, name).await) }, async {
+            unless_missing(inline_policies(client, name).await)
+        });
+    let Some(out) = out? else { return Ok(None) };
     let role = out.role().ok_or_else(|| AwsError::other("GetRole", format!("no role in the reply for {name}")))?;
     Ok(Some(RoleState {
         arn: role.arn().to_string(),
         tags: role.tags().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect(),
         trust_policy: role.assume_role_policy_document().map(decode_policy).unwrap_or_default(),
         description: role.description().unwrap_or_default().to_string(),
-        managed_policy_arns: attached_policies(client, name).await?,
-        inline_policies: inline_policies(client, name).await?,
+        // Deleted between GetRole and the listing: as good as none.
+        managed_policy_arns: managed?.unwrap_or_default(),
+        inline_policies: inline?.unwrap_or_default(),
     }))
 }
 

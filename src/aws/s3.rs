@@ -224,17 +224,32 @@ pub async fn observe(client: &Client, bucket: &str) -> AwsResult<Option<BucketOb
     if !exists(client, bucket).await? {
         return Ok(None);
     }
-    let mut drift = Vec::new();
+    // Each setting is its own request; all of them at once, so a refresh waits one round trip for them.
+    let (versioning, public_access, encryption, policy, tags) = tokio::try_join!(
+        versioning_drift(client, bucket),
+        public_access_drift(client, bucket),
+        encryption_drift(client, bucket),
+        policy_drift(client, bucket),
+        tags(client, bucket),
+    )?;
+    let drift = [versioning, public_access, encryption, policy].into_iter().flatten().collect();
+    Ok(Some(BucketObservation { tags, drift }))
+}
+
+async fn versioning_drift(client: &Client, bucket: &str) -> AwsResult<Option<String>> {
     let versioning = client
         .get_bucket_versioning()
         .bucket(bucket)
         .send()
         .await
         .map_err(|e| AwsError::from_sdk("GetBucketVersioning", e))?;
-    if versioning.status() != Some(&BucketVersioningStatus::Enabled) {
+    Ok((versioning.status() != Some(&BucketVersioningStatus::Enabled)).then(|| {
         let status = versioning.status().map_or("never enabled", |s| s.as_str());
-        drift.push(format!("versioning is {status}, expected Enabled"));
-    }
+        format!("versioning is {status}, expected Enabled")
+    }))
+}
+
+async fn public_access_drift(client: &Client, bucket: &str) -> AwsResult<Option<String>> {
     match client.get_public_access_block().bucket(bucket).send().await {
         Ok(out) => {
             let c = out.public_access_block_configuration();
@@ -244,40 +259,43 @@ pub async fn observe(client: &Client, bucket: &str) -> AwsResult<Option<BucketOb
                     && c.block_public_policy() == Some(true)
                     && c.restrict_public_buckets() == Some(true)
             });
-            if !all {
-                drift.push("public access block is not fully enabled".to_string());
-            }
+            Ok((!all).then(|| "public access block is not fully enabled".to_string()))
         }
         Err(err) => {
             let err = AwsError::from_sdk("GetPublicAccessBlock", err);
             if !err.is(&["NoSuchPublicAccessBlockConfiguration"]) {
                 return Err(err);
             }
-            drift.push("public access block is missing".to_string());
+            Ok(Some("public access block is missing".to_string()))
         }
     }
+}
+
+async fn encryption_drift(client: &Client, bucket: &str) -> AwsResult<Option<String>> {
     match client.get_bucket_encryption().bucket(bucket).send().await {
-        Ok(_) => {}
+        Ok(_) => Ok(None),
         Err(err) => {
             let err = AwsError::from_sdk("GetBucketEncryption", err);
             if !err.is(&["ServerSideEncryptionConfigurationNotFoundError"]) {
                 return Err(err);
             }
-            drift.push("default encryption is missing".to_string());
+            Ok(Some("default encryption is missing".to_string()))
         }
     }
+}
+
+async fn policy_drift(client: &Client, bucket: &str) -> AwsResult<Option<String>> {
     match client.get_bucket_policy().bucket(bucket).send().await {
-        Ok(out) if out.policy().is_some_and(|p| p.contains("aws:SecureTransport")) => {}
-        Ok(_) => drift.push("bucket policy no longer denies insecure transport".to_string()),
+        Ok(out) if out.policy().is_some_and(|p| p.contains("aws:SecureTransport")) => Ok(None),
+        Ok(_) => Ok(Some("bucket policy no longer denies insecure transport".to_string())),
         Err(err) => {
             let err = AwsError::from_sdk("GetBucketPolicy", err);
             if !err.is(&["NoSuchBucketPolicy"]) {
                 return Err(err);
             }
-            drift.push("TLS-only bucket policy is missing".to_string());
+            Ok(Some("TLS-only bucket policy is missing".to_string()))
         }
     }
-    Ok(Some(BucketObservation { tags: tags(client, bucket).await?, drift }))
 }
 
 /// Whether the bucket holds any object version or delete marker.

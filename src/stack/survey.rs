@@ -16,8 +16,14 @@ use super::outcome::{self, Walk};
 use super::ownership::{Conflict, Owner};
 use super::parts::{self, Part, PartContext, PartState, PasswordChange, defining_parts};
 
-/// How many AWS operations run at once: enough to overlap waits, few enough to stay clear of throttling.
+/// How many parts are ensured or removed at once: enough to overlap waits, few enough to keep the
+/// account's write rate limits (a few requests per second for many APIs) clear of throttling.
 pub const CONCURRENCY: usize = 8;
+
+/// How many parts are observed at once: every part of a stack. Reads are what AWS allows most of (EC2's
+/// describe calls refill at 20 per second on a bucket of 100) and a survey is one burst of a few requests
+/// per part, so holding parts back would only chain independent reads one after another.
+pub const SURVEY_CONCURRENCY: usize = 64;
 
 /// What exists under a stack's names.
 #[derive(Debug, Clone, Default)]
@@ -65,7 +71,7 @@ pub async fn survey(
     let report = graph::run(
         &Part::graph(parts),
         Direction::Forward,
-        CONCURRENCY,
+        SURVEY_CONCURRENCY,
         cancel,
         |part, inputs: BTreeMap<Part, Option<PartState>>| async move {
             let mut present = known.clone();

@@ -118,7 +118,8 @@ pub async fn ensure(part: StoragePart, ctx: &PartContext<'_>) -> PartResult<Part
             let repo = aws::ecr::ensure(&aws.ecr, &name, &tags).await?;
             let state =
                 PartState { arn: Some(repo.arn), url: Some(repo.uri), tags: Some(tags), ..PartState::default() };
-            with_image(ctx, &name, state).await
+            let present = aws::ecr::has_image(&aws.ecr, &name, &spec.image_tag).await?;
+            Ok(with_image(ctx, present, state))
         }
         StoragePart::LogGroup => {
             let group = aws::logs::ensure(&aws.logs, &spec.log_group, spec.log_retention_days, &tags).await?;
@@ -157,27 +158,31 @@ pub async fn observe(part: StoragePart, ctx: &PartContext<'_>) -> PartResult<Opt
             let Some(repo) = aws::ecr::describe(&aws.ecr, &repository_name(&spec.name, COMPONENTS[i])).await? else {
                 return Ok(None);
             };
-            let tags = aws::ecr::tags(&aws.ecr, &repo.arn).await?;
+            let name = repository_name(&spec.name, COMPONENTS[i]);
+            let (tags, image) = tokio::join!(
+                aws::ecr::tags(&aws.ecr, &repo.arn),
+                aws::ecr::has_image(&aws.ecr, &name, &spec.image_tag)
+            );
             let state = PartState {
                 arn: Some(repo.arn),
                 url: Some(repo.uri),
                 drift: repo.drift,
-                tags: Some(tags),
+                tags: Some(tags?),
                 ..PartState::default()
             };
-            Ok(Some(with_image(ctx, &repository_name(&spec.name, COMPONENTS[i]), state).await?))
+            Ok(Some(with_image(ctx, image?, state)))
         }
         StoragePart::LogGroup => {
             // Retention drift is not listed here: read records the actual retention in
             // log_retention_days, so the plan shows it as a change of that attribute.
             let Some(group) = aws::logs::describe(&aws.logs, &spec.log_group).await? else { return Ok(None) };
-            let tags = aws::logs::tags(&aws.logs, &group.arn).await?;
+            let (tags, drift) = tokio::join!(aws::logs::tags(&aws.logs, &group.arn), database_log_group_drift(ctx));
             Ok(Some(PartState {
                 id: Some(spec.log_group.clone()),
                 arn: Some(group.arn),
                 retention_days: group.retention_days,
-                drift: database_log_group_drift(ctx).await?,
-                tags: Some(tags),
+                drift: drift?,
+                tags: Some(tags?),
                 ..PartState::default()
             }))
         }
@@ -252,18 +257,17 @@ async fn ensure_database_log_groups(ctx: &PartContext<'_>, tags: &BTreeMap<Strin
 /// time. Reads only, one request per group.
 async fn database_log_group_drift(ctx: &PartContext<'_>) -> PartResult<Vec<String>> {
     let retention = ctx.spec.log_retention_days;
-    let mut drift = Vec::new();
-    for name in database_log_groups(&ctx.spec.name) {
-        match aws::logs::describe(&ctx.aws.logs, &name).await? {
-            None => drift.push(format!("log group {name} is missing")),
-            Some(group) if group.retention_days != Some(retention) => drift.push(format!(
-                "log group {name} keeps logs for {}, expected {retention} days",
-                group.retention_days.map_or("ever".to_string(), |days| format!("{days} days")),
-            )),
-            Some(_) => {}
-        }
-    }
-    Ok(drift)
+    let names = database_log_groups(&ctx.spec.name);
+    let found = futures_util::future::try_join_all(names.iter().map(|name| aws::logs::describe(&ctx.aws.logs, name)));
+    let drift = names.iter().zip(found.await?).filter_map(|(name, group)| match group {
+        None => Some(format!("log group {name} is missing")),
+        Some(group) if group.retention_days != Some(retention) => Some(format!(
+            "log group {name} keeps logs for {}, expected {retention} days",
+            group.retention_days.map_or("ever".to_string(), |days| format!("{days} days")),
+        )),
+        Some(_) => None,
+    });
+    Ok(drift.collect())
 }
 
 /// Deletes the database's log groups that carry the stack's tag.
@@ -279,14 +283,13 @@ async fn remove_database_log_groups(ctx: &PartContext<'_>) -> PartResult<()> {
 }
 
 /// Records whether the repository holds the image the services run (`image_tag`), and where to push it.
-async fn with_image(ctx: &PartContext<'_>, repository: &str, mut state: PartState) -> PartResult<PartState> {
-    let tag = &ctx.spec.image_tag;
-    let present = aws::ecr::has_image(&ctx.aws.ecr, repository, tag).await?;
+/// Records whether the repository holds the image at `image_tag`, and where to push it.
+fn with_image(ctx: &PartContext<'_>, present: bool, mut state: PartState) -> PartState {
     state.values.insert(IMAGE_PRESENT.into(), present.to_string());
     if let Some(url) = &state.url {
-        state.values.insert(PUSH_TARGET.into(), format!("{url}:{tag}"));
+        state.values.insert(PUSH_TARGET.into(), format!("{url}:{}", ctx.spec.image_tag));
     }
-    Ok(state)
+    state
 }
 
 /// [`PartState::values`] key: whether a repository holds the image at `image_tag` (`true`/`false`).
