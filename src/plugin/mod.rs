@@ -1,7 +1,7 @@
 //! The protocol server: everything Terraform's plugin client needs to start, reach and stop the provider.
 //!
 //! - [`handshake`]: the go-plugin environment contract and the handshake line;
-//! - [`tls`]: mutual TLS with Terraform's one-off client certificate;
+//! - [`tls`]: mutual TLS with Terraform's one-off client certificate ([`p521`] checks its signatures);
 //! - [`logging`]: hclog-style JSON lines on stderr;
 //! - [`go_plugin`]: go-plugin's controller, stdio and broker services;
 //! - [`provider_service`] and [`convert`]: the `tfplugin6.Provider` service over the framework server.
@@ -13,6 +13,7 @@ pub mod convert;
 pub mod go_plugin;
 pub mod handshake;
 pub mod logging;
+pub mod p521;
 pub mod proto;
 pub mod provider_service;
 pub mod tls;

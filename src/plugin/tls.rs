@@ -5,7 +5,10 @@
 //! other's certificate. The client certificate is pinned byte for byte rather than validated as a chain:
 //! go-plugin marks it as a CA, which path validation rightly refuses as an end-entity certificate, and
 //! pinning is the stronger check anyway. Handshake signatures are still verified (including P-521, which
-//! go-plugin uses).
+//! go-plugin uses, through [`super::p521`]).
+//!
+//! The crypto provider is ring: it draws its randomness from the OS, so the server key is made in well under
+//! a millisecond (AWS-LC seeds itself from CPU jitter first, tens of milliseconds on every plugin start).
 
 use std::sync::Arc;
 
@@ -29,11 +32,11 @@ pub struct ServerTls {
 pub fn server_tls(client_cert_pem: &str) -> Result<ServerTls, String> {
     let client_cert = CertificateDer::from_pem_slice(client_cert_pem.as_bytes())
         .map_err(|e| format!("PLUGIN_CLIENT_CERT is not a PEM certificate: {e}"))?;
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
     let (server_cert, server_key) = generate_server_certificate()?;
     let verifier = Arc::new(PinnedClientCertificate {
         expected: client_cert,
-        algorithms: provider.signature_verification_algorithms,
+        algorithms: super::p521::with_p521(provider.signature_verification_algorithms),
     });
     let mut config = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -120,7 +123,7 @@ impl ClientCertVerifier for PinnedClientCertificate {
 
 /// Makes sure one process-wide crypto provider is installed (the AWS SDK's TLS shares it).
 pub fn install_crypto_provider() {
-    let _ = CryptoProvider::install_default(rustls::crypto::aws_lc_rs::default_provider());
+    let _ = CryptoProvider::install_default(rustls::crypto::ring::default_provider());
 }
 
 #[cfg(test)]
@@ -144,7 +147,9 @@ mod tests {
         let other = client_pem();
         let verifier = PinnedClientCertificate {
             expected: CertificateDer::from_pem_slice(announced.as_bytes()).unwrap(),
-            algorithms: rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms,
+            algorithms: crate::plugin::p521::with_p521(
+                rustls::crypto::ring::default_provider().signature_verification_algorithms,
+            ),
         };
         let now = UnixTime::now();
         let good = CertificateDer::from_pem_slice(announced.as_bytes()).unwrap();

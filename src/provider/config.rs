@@ -149,6 +149,7 @@ async fn load_sdk_config(config: &Value) -> Result<SdkConfig, Diagnostics> {
         _ => RetryConfig::standard(),
     };
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(https_client())
         .retry_config(retry.with_max_attempts(retries + 1))
         .timeout_config(call_timeouts());
     if let Some(region) = config.get("region").as_str() {
@@ -167,6 +168,13 @@ async fn load_sdk_config(config: &Value) -> Result<SdkConfig, Diagnostics> {
     let base = loader.load().await;
     let with_web_identity = assume_role_with_web_identity(base, config.get("assume_role_with_web_identity"));
     Ok(assume_role(with_web_identity, config.get("assume_role")).await)
+}
+
+/// The HTTPS client for every AWS call (and the credential providers'): rustls with ring, trusting the
+/// system's certificate store, as aws-config's default client does.
+fn https_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+    aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https()
 }
 
 /// Bounds on every AWS call, so an endpoint that stops answering fails the call instead of hanging plan or
