@@ -67,13 +67,29 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
     crate::framework::duration::parse(text).filter(|d| (900..=43_200).contains(&d.as_secs()))
 }
 
-/// A service client from the shared SDK config, with the `endpoints` override for that service if set.
+/// A service client from the shared SDK config, with the `endpoints` override for that service if set and
+/// no retry quota (see [`unmetered_retries`]).
 macro_rules! client {
-    ($crate_name:ident, $sdk:expr, $config:expr, $service:literal) => {
-        $crate_name::Client::from_conf(
-            with_endpoint($crate_name::config::Builder::from($sdk), $config, $service, |b, url| b.endpoint_url(url))
-                .build(),
-        )
+    ($crate_name:ident, $sdk:expr, $config:expr, $service:literal) => {{
+        use $crate_name::config::retry::{RetryPartition, TokenBucket};
+        let builder = $crate_name::config::Builder::from($sdk).retry_partition(unmetered_retries!(
+            RetryPartition,
+            TokenBucket,
+            $service
+        ));
+        $crate_name::Client::from_conf(with_endpoint(builder, $config, $service, |b, url| b.endpoint_url(url)).build())
+    }};
+}
+
+/// The retry partition of a client: retries limited by `max_retries` and the backoff only, never by the
+/// SDK's retry quota. The quota (500 tokens per service and process, 5 per retried throttling error) is
+/// shared by every stack the provider process serves; several stacks planned at once against an account
+/// that throttles drain it within a second, and the SDK then fails calls at the first throttling error
+/// instead of backing off (terraform-provider-aws turned its Go SDK's equivalent off for the same reason).
+/// Adaptive mode still slows the client down as throttling comes back.
+macro_rules! unmetered_retries {
+    ($partition:ident, $bucket:ident, $service:expr) => {
+        $partition::custom(concat!("datavault-", $service)).token_bucket($bucket::unlimited()).build()
     };
 }
 
@@ -132,12 +148,17 @@ fn s3_client(sdk: &SdkConfig, config: &Value) -> aws_sdk_s3::Client {
         .get("s3_use_path_style")
         .as_bool()
         .unwrap_or_else(|| std::env::var("AWS_S3_USE_PATH_STYLE").is_ok_and(|v| v.eq_ignore_ascii_case("true")));
-    let builder = aws_sdk_s3::config::Builder::from(sdk).force_path_style(path_style);
+    use aws_sdk_s3::config::retry::{RetryPartition, TokenBucket};
+    let builder = aws_sdk_s3::config::Builder::from(sdk)
+        .force_path_style(path_style)
+        .retry_partition(unmetered_retries!(RetryPartition, TokenBucket, "s3"));
     aws_sdk_s3::Client::from_conf(with_endpoint(builder, config, "s3", |b, url| b.endpoint_url(url)).build())
 }
 
 fn sts_client(sdk: &SdkConfig, config: &Value) -> aws_sdk_sts::Client {
-    let builder = aws_sdk_sts::config::Builder::from(sdk);
+    use aws_sdk_sts::config::retry::{RetryPartition, TokenBucket};
+    let builder =
+        aws_sdk_sts::config::Builder::from(sdk).retry_partition(unmetered_retries!(RetryPartition, TokenBucket, "sts"));
     aws_sdk_sts::Client::from_conf(with_endpoint(builder, config, "sts", |b, url| b.endpoint_url(url)).build())
 }
 
@@ -290,6 +311,24 @@ mod tests {
         assert_eq!(parse_duration("5m"), None, "below STS's 15 minute minimum");
         assert_eq!(parse_duration("13h"), None, "above STS's 12 hour maximum");
         assert_eq!(parse_duration("soon"), None);
+    }
+
+    #[tokio::test]
+    async fn clients_retry_without_a_shared_quota() {
+        let config = Value::Map(
+            [
+                ("region".to_string(), Value::string("eu-west-2")),
+                ("access_key".to_string(), Value::string("AKIAEXAMPLE")),
+                ("secret_key".to_string(), Value::string("example")),
+                ("skip_credentials_validation".to_string(), Value::Bool(true)),
+            ]
+            .into(),
+        );
+        let aws = build(&config).await.map_err(|d| format!("{d:?}")).unwrap();
+        let partition = aws.iam.config().retry_partition().expect("a retry partition is set").clone();
+        assert_eq!(partition.to_string(), "datavault-iam");
+        let s3 = aws.s3.config().retry_partition().expect("a retry partition is set").clone();
+        assert_eq!(s3.to_string(), "datavault-s3");
     }
 
     #[test]
