@@ -46,6 +46,13 @@ FAULT_PROXY_LATENCY_MS, FAULT_PROXY_SEED):
                     (freeze.committed), so a test can kill the client at exactly that point. Setting
                     freeze_after to null releases held requests by closing their connections.
 
+  rate_limits       {"read": [burst, per_second], "write": [burst, per_second]}: a token bucket per AWS
+                    service (the credential scope of the request's signature) and kind of call, as AWS
+                    meters an account's requests; a request that finds its bucket empty is throttled in its
+                    protocol's shape (counted as kind `rate_limit`). EC2 documents 100 / 20 per second for
+                    describe calls and 200 / 5 for most writes; other services publish less, but throttle
+                    alike. null: no limits.
+
   model             {"scale": N} (or FAULT_PROXY_MODEL_SCALE=N): answers as AWS would where the emulator
                     is silent (a database that takes minutes, tasks that start or fail to pull their image),
                     with time running N times faster; see aws_model.py. null: the emulator as it is.
@@ -97,6 +104,7 @@ def default_config():
         "rules": [],
         "freeze_after": None,
         "model": None,
+        "rate_limits": None,
     }
 
 
@@ -166,6 +174,7 @@ class State:
             conn.close()
 
     def clear(self):
+        self.buckets = {}  # (service, "read" | "write") -> [tokens, last refill time]
         self.total = 0
         self.forwarded = 0
         self.faulted = 0
@@ -189,6 +198,12 @@ class State:
         for rule in config["rules"]:
             if "action" not in rule:
                 raise ValueError(f"a rule needs an action: {rule}")
+        limits = config.get("rate_limits")
+        if limits is not None:
+            for kind in ("read", "write"):
+                burst, per_second = limits.get(kind, [None, None])
+                if not (float(burst) >= 1 and float(per_second) > 0):
+                    raise ValueError(f"rate_limits.{kind} must be [burst >= 1, per_second > 0], not {limits.get(kind)!r}")
         model = config.get("model")
         if model is not None and not (isinstance(model, dict) and float(model.get("scale", 0)) > 0):
             raise ValueError(f"model must be null or {{\"scale\": N}} with N > 0, not {model!r}")
@@ -230,6 +245,35 @@ class State:
 
     def now(self):
         return time.monotonic() - self.started
+
+    def take_token(self, service, kind):
+        """Whether the (service, kind) bucket had a token for this request (call with the lock held)."""
+        limits = self.config.get("rate_limits")
+        if not limits:
+            return True
+        burst, per_second = (float(x) for x in limits[kind])
+        now = time.monotonic()
+        tokens, last = self.buckets.get((service, kind), (burst, now))
+        tokens = min(burst, tokens + (now - last) * per_second)
+        allowed = tokens >= 1.0
+        self.buckets[(service, kind)] = (tokens - 1.0 if allowed else tokens, now)
+        return allowed
+
+
+READ_PREFIXES = ("Describe", "Get", "List", "Head", "BatchGet", "Lookup", "Search", "Discover")
+
+
+def call_kind(action, method):
+    """"read" or "write", as AWS meters calls (the harness's Record::is_write tells them apart the same way)."""
+    if action in ("s3", "efs"):
+        return "read" if method in ("GET", "HEAD") else "write"
+    return "read" if action.startswith(READ_PREFIXES) else "write"
+
+
+def signing_service(headers):
+    """The service in the request's SigV4 credential scope (`ec2`, `iam`, `s3`, ...)."""
+    match = re.search(r"Credential=[^/]+/[^/]+/[^/]+/([^/]+)/aws4_request", headers.get("Authorization", ""))
+    return match.group(1) if match else "unknown"
 
 
 def classify(headers, body, path):
@@ -412,6 +456,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             kind = None
             if rule is None and config["fault_rate"] > 0 and state.random.random() < config["fault_rate"]:
                 kind = state.random.choice(config["kinds"])
+            if rule is None and kind is None:
+                if not state.take_token(signing_service(self.headers), call_kind(action, self.command)):
+                    kind = "rate_limit"
             k = config.get("freeze_after")
             role = None
             if k is not None:
@@ -474,7 +521,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             )
             self.record(n, action, start, status, f"rule:{rule['code']}")
             return self.send(status, headers, payload)
-        if kind == "throttle":
+        if kind in ("throttle", "rate_limit"):
             status, headers, payload = throttle(protocol)
             self.record(n, action, start, status, kind)
             return self.send(status, headers, payload)

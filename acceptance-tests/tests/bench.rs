@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use datavault_acceptance_tests::emulator::describe;
 use datavault_acceptance_tests::runner::announce;
 use serde_json::json;
 
@@ -250,6 +251,120 @@ fn bench_apply_plan_destroy_and_handshake() {
     lines.push(
         "(wall: the whole terraform command; AWS span: first request sent to last answer; serial sum: requests x latency; \
          critical path: the longest chain of requests each sent after the previous one was answered, x latency)"
+            .to_string(),
+    );
+    announce(&lines.join("\n"));
+    ctx.finish();
+}
+
+/// A configuration of `count` stacks, as a university with several departments (or a Terraform Cloud
+/// organisation with one workspace of many) would declare them, each in a network of `networks`.
+fn many_stacks_config(prefix: &str, count: usize, networks: &[Network]) -> String {
+    let mut hcl = stack_config(&format!("{prefix}-0"), "");
+    hcl.truncate(hcl.find("resource \"datavault_stack\"").expect("the config declares a stack"));
+    for (i, (vpc, subnets)) in networks.iter().take(count).enumerate() {
+        let subnets = subnets.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(", ");
+        hcl.push_str(&format!(
+            "resource \"datavault_stack\" \"s{i}\" {{\n  name                  = \"{prefix}-{i}\"\n  \
+             vpc_id                = \"{vpc}\"\n  subnet_ids            = [{subnets}]\n  \
+             wait_for_steady_state = false\n  \
+             database              = {{ deletion_protection = false, skip_final_snapshot = true }}\n}}\n\n"
+        ));
+    }
+    hcl
+}
+
+/// A VPC and its subnets.
+type Network = (String, Vec<String>);
+
+/// `count` VPCs with a subnet in each of two zones. Each stack gets its own: the emulator allows one Cloud
+/// Map private DNS namespace per VPC, where AWS allows several with different names (so stacks may share a
+/// VPC there).
+async fn networks(emulator: &datavault_acceptance_tests::Emulator, count: usize) -> Result<Vec<Network>, String> {
+    let ec2 = emulator.ec2();
+    let zones = ec2.describe_availability_zones().send().await.map_err(|e| describe(&e))?;
+    let zones: Vec<String> =
+        zones.availability_zones().iter().filter_map(|z| z.zone_name()).take(2).map(str::to_string).collect();
+    let mut networks = Vec::new();
+    for i in 0..count {
+        let vpc =
+            ec2.create_vpc().cidr_block(format!("10.{}.0.0/16", 100 + i)).send().await.map_err(|e| describe(&e))?;
+        let vpc = vpc.vpc().and_then(|v| v.vpc_id()).unwrap_or_default().to_string();
+        let mut subnets = Vec::new();
+        for (z, zone) in zones.iter().enumerate() {
+            let subnet = ec2
+                .create_subnet()
+                .vpc_id(&vpc)
+                .availability_zone(zone)
+                .cidr_block(format!("10.{}.{}.0/24", 100 + i, z + 1))
+                .send()
+                .await
+                .map_err(|e| describe(&e))?;
+            subnets.push(subnet.subnet().and_then(|s| s.subnet_id()).unwrap_or_default().to_string());
+        }
+        networks.push((vpc, subnets));
+    }
+    Ok(networks)
+}
+
+/// Token buckets per service the proxy meters requests with: EC2's documented figures for describe calls
+/// (100, refilled at 20 per second) and for most writes (200, refilled at 5 per second).
+const RATE_LIMITS: (u64, u64, u64, u64) = (100, 20, 200, 5);
+
+#[test]
+#[ignore = "a benchmark: run it with `make bench`"]
+fn bench_many_stacks() {
+    let Some(ctx) = setup("bench-many") else { return };
+    let latency_ms: u64 = std::env::var("DATAVAULT_BENCH_LATENCY_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(50);
+    let counts: Vec<usize> = std::env::var("DATAVAULT_BENCH_STACKS")
+        .ok()
+        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![1, 4, 16]);
+    let warm_up = ctx.workdir("warm-up", &stack_config("rb-many-warm", ""));
+    warm_up.apply().ok_or_panic();
+    warm_up.destroy().ok_or_panic();
+    let most = counts.iter().copied().max().unwrap_or(1);
+    let networks = ctx.block_on(networks(&ctx.emulator, most)).unwrap_or_else(|e| panic!("making VPCs: {e}"));
+    let (read_burst, read_rate, write_burst, write_rate) = RATE_LIMITS;
+    ctx.proxy.configure(json!({
+        "latency_ms": latency_ms,
+        "rate_limits": {"read": [read_burst, read_rate], "write": [write_burst, write_rate]},
+    }));
+
+    let mut lines = vec![format!(
+        "bench, many stacks: {latency_ms} ms per AWS request; per service, reads {read_burst} at once then \
+         {read_rate}/s, writes {write_burst} then {write_rate}/s (throttled requests answered as AWS does); \
+         Terraform's default parallelism (10)"
+    )];
+    lines.push(format!(
+        "{:<8} {:>12} {:>10} {:>12} {:>10} {:>12} {:>10} {:>12}",
+        "stacks", "apply wall", "vs 1", "req/stack", "throttled", "destroy wall", "vs 1", "throttled"
+    ));
+    let mut first: Option<(Duration, Duration)> = None;
+    for count in counts {
+        let tf = ctx.workdir(&format!("many-{count}"), &many_stacks_config(&format!("rb-m{count}"), count, &networks));
+        let apply = measure(&ctx, "apply", || tf.apply());
+        let apply_throttled = ctx.proxy.stats().by_kind.get("rate_limit").copied().unwrap_or(0);
+        let destroy = measure(&ctx, "destroy", || tf.destroy());
+        let destroy_throttled = ctx.proxy.stats().by_kind.get("rate_limit").copied().unwrap_or(0);
+        let (apply_1, destroy_1) = *first.get_or_insert((apply.wall, destroy.wall));
+        lines.push(format!(
+            "{:<8} {:>12} {:>10.2} {:>12.1} {:>10} {:>12} {:>10.2} {:>12}",
+            count,
+            secs(apply.wall),
+            apply.wall.as_secs_f64() / apply_1.as_secs_f64(),
+            (apply.requests - apply_throttled) as f64 / count as f64,
+            apply_throttled,
+            secs(destroy.wall),
+            destroy.wall.as_secs_f64() / destroy_1.as_secs_f64(),
+            destroy_throttled,
+        ));
+    }
+    ctx.proxy.reset();
+    lines.push(
+        "(vs 1: wall over the one-stack wall, linear growth would equal the stack count; req/stack: requests that \
+         got an answer, per stack; every apply and destroy succeeded, throttled requests were retried by the \
+         provider's retry mode)"
             .to_string(),
     );
     announce(&lines.join("\n"));
