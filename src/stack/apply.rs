@@ -78,14 +78,16 @@ pub async fn converge(
     }
     let password = password_change(prior, planned, config);
     let wanted = Part::wanted_by(&spec);
-    let report = graph::run(&Part::graph(&wanted), Direction::Forward, CONCURRENCY, &stop, |part, inputs| {
-        let spec = &spec;
-        async move {
-            let pctx = PartContext { spec, aws, parts: &inputs, password };
-            parts::ensure(part, &pctx).await
-        }
-    })
-    .await;
+    let weight = |part: &Part| part.typical_seconds(Direction::Forward);
+    let report =
+        graph::run_weighted(&Part::graph(&wanted), Direction::Forward, CONCURRENCY, &stop, weight, |part, inputs| {
+            let spec = &spec;
+            async move {
+                let pctx = PartContext { spec, aws, parts: &inputs, password };
+                parts::ensure(part, &pctx).await
+            }
+        })
+        .await;
     let done: BTreeMap<Part, PartState> = report.done.iter().cloned().collect();
     diagnostics.extend(outcome::diagnostics(&report, Walk::Apply { limit }, &spec.name, &ctx.cancel));
     // Only once every wanted part is right (web no longer uses the target group, the services' group no
@@ -145,14 +147,16 @@ async fn remove_unwanted(
             );
         }
     }
-    let report = graph::run(&Part::graph(&unwanted), Direction::Backward, CONCURRENCY, stop, |part, _| {
-        let existing = &existing;
-        async move {
-            let pctx = PartContext { spec, aws, parts: existing, password: PasswordChange::Keep };
-            parts::remove(part, &pctx).await
-        }
-    })
-    .await;
+    let weight = |part: &Part| part.typical_seconds(Direction::Backward);
+    let report =
+        graph::run_weighted(&Part::graph(&unwanted), Direction::Backward, CONCURRENCY, stop, weight, |part, _| {
+            let existing = &existing;
+            async move {
+                let pctx = PartContext { spec, aws, parts: existing, password: PasswordChange::Keep };
+                parts::remove(part, &pctx).await
+            }
+        })
+        .await;
     diagnostics.extend(outcome::diagnostics(&report, Walk::Removal, &spec.name, stop));
 }
 
@@ -373,7 +377,9 @@ pub async fn delete(ctx: &RequestContext, aws: &AwsContext, prior: &Value) -> Di
         }
     }
     let own = &found.own;
-    let report = graph::run(&Part::graph(&Part::possible()), Direction::Backward, CONCURRENCY, &stop, |part, _| {
+    let weight = |part: &Part| part.typical_seconds(Direction::Backward);
+    let graph = Part::graph(&Part::possible());
+    let report = graph::run_weighted(&graph, Direction::Backward, CONCURRENCY, &stop, weight, |part, _| {
         let spec = &spec;
         async move {
             if !own.contains_key(&part) {

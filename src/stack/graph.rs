@@ -56,8 +56,31 @@ where
     F: Fn(N, BTreeMap<N, T>) -> Fut,
     Fut: Future<Output = Result<T, E>>,
 {
+    run_weighted(graph, direction, concurrency, cancel, |_| 0, work).await
+}
+
+/// [`run`], starting the ready node with the longest road ahead first when the concurrency cap leaves a
+/// choice: a node's road is its own `weight` (how long its work typically takes) plus the longest road of
+/// the nodes waiting for it. Long waits then begin at once and overlap everything else, instead of queueing
+/// behind quick work that happens to come first. Ties go in node order.
+pub async fn run_weighted<N, T, E, W, F, Fut>(
+    graph: &BTreeMap<N, Vec<N>>,
+    direction: Direction,
+    concurrency: usize,
+    cancel: &CancellationToken,
+    weight: W,
+    work: F,
+) -> Report<N, T, E>
+where
+    N: Ord + Clone,
+    T: Clone,
+    W: Fn(&N) -> u64,
+    F: Fn(N, BTreeMap<N, T>) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
     let waits_for = edges(graph, direction);
     assert_acyclic(&waits_for);
+    let road = roads_ahead(&waits_for, &weight);
     let mut pending: BTreeSet<N> = waits_for.keys().cloned().collect();
     let mut outputs: BTreeMap<N, T> = BTreeMap::new();
     let mut report = Report { done: Vec::new(), failed: Vec::new(), skipped: Vec::new(), cancelled: false };
@@ -66,12 +89,11 @@ where
     loop {
         let stopping = !report.failed.is_empty() || cancel.is_cancelled();
         if !stopping {
-            let ready: Vec<N> = pending
-                .iter()
-                .filter(|n| waits_for[*n].iter().all(|d| outputs.contains_key(d)))
-                .take(concurrency.max(1).saturating_sub(running.len()))
-                .cloned()
-                .collect();
+            let mut ready: Vec<N> =
+                pending.iter().filter(|n| waits_for[*n].iter().all(|d| outputs.contains_key(d))).cloned().collect();
+            // Stable: equal roads keep node order.
+            ready.sort_by_key(|n| std::cmp::Reverse(road[n]));
+            ready.truncate(concurrency.max(1).saturating_sub(running.len()));
             for node in ready {
                 pending.remove(&node);
                 let inputs = waits_for[&node].iter().map(|d| (d.clone(), outputs[d].clone())).collect();
@@ -105,6 +127,35 @@ where
     report.cancelled = cancel.is_cancelled();
     report.skipped = pending.into_iter().chain(interrupted).collect();
     report
+}
+
+/// Each node's own weight plus the longest road of the nodes that wait for it.
+fn roads_ahead<N: Ord + Clone>(waits_for: &BTreeMap<N, Vec<N>>, weight: &impl Fn(&N) -> u64) -> BTreeMap<N, u64> {
+    let mut waited_on_by: BTreeMap<&N, Vec<&N>> = waits_for.keys().map(|n| (n, Vec::new())).collect();
+    for (node, deps) in waits_for {
+        for dep in deps {
+            waited_on_by.get_mut(dep).expect("node present").push(node);
+        }
+    }
+    fn road<'a, N: Ord>(
+        node: &'a N,
+        waited_on_by: &BTreeMap<&'a N, Vec<&'a N>>,
+        weight: &impl Fn(&N) -> u64,
+        known: &mut BTreeMap<&'a N, u64>,
+    ) -> u64 {
+        if let Some(&known) = known.get(node) {
+            return known;
+        }
+        let after = waited_on_by[node].iter().map(|next| road(*next, waited_on_by, weight, known)).max().unwrap_or(0);
+        let total = weight(node) + after;
+        known.insert(node, total);
+        total
+    }
+    let mut known = BTreeMap::new();
+    for node in waits_for.keys() {
+        road(node, &waited_on_by, weight, &mut known);
+    }
+    known.into_iter().map(|(n, w)| (n.clone(), w)).collect()
 }
 
 fn edges<N: Ord + Clone>(graph: &BTreeMap<N, Vec<N>>, direction: Direction) -> BTreeMap<N, Vec<N>> {
@@ -168,6 +219,28 @@ mod tests {
         assert_eq!(order.last(), Some(&"service"));
         let service = report.done.iter().find(|(n, _)| *n == "service").unwrap();
         assert_eq!(service.1, "service<-db+fs");
+    }
+
+    #[tokio::test]
+    async fn the_longest_road_starts_first_when_slots_are_scarce() {
+        // Two independent chains: a quick "logs" alone, and "secret" -> "database" (a long wait). With one
+        // slot, node order would start "logs" first; the weights make "secret" go first, then "database".
+        let graph = BTreeMap::from([("database", vec!["secret"]), ("logs", vec![]), ("secret", vec![])]);
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let weight = |node: &&str| if *node == "database" { 450 } else { 1 };
+        let report: Report<_, (), ()> =
+            run_weighted(&graph, Direction::Forward, 1, &CancellationToken::new(), weight, |node, _| {
+                let order = order.clone();
+                async move {
+                    order.lock().unwrap().push(node);
+                    Ok(())
+                }
+            })
+            .await;
+        assert!(report.is_complete());
+        assert_eq!(*order.lock().unwrap(), vec!["secret", "database", "logs"]);
+        let roads = roads_ahead(&edges(&graph, Direction::Forward), &weight);
+        assert_eq!((roads["secret"], roads["database"], roads["logs"]), (451, 450, 1));
     }
 
     #[tokio::test]
