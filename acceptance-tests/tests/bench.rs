@@ -370,3 +370,91 @@ fn bench_many_stacks() {
     announce(&lines.join("\n"));
     ctx.finish();
 }
+
+/// The default image tag, which the bench pushes once the repositories exist.
+const IMAGE_TAG: &str = "729ca07";
+const BUILT: [&str; 3] = ["web", "broker", "worker"];
+
+/// A figure of the behaviour model (`NAME = 360.0` in acceptance-tests/aws_model.py), in AWS seconds: read
+/// from the model itself, so the bound below moves with it.
+fn model_figure(name: &str) -> f64 {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("aws_model.py");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.trim_start().strip_prefix('=')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{} has no figure {name}", path.display()))
+}
+
+#[test]
+#[ignore = "a benchmark: run it with `make bench`"]
+fn bench_waits_against_the_behaviour_model() {
+    let Some(ctx) = setup("bench-waits") else { return };
+    let scale: f64 = std::env::var("DATAVAULT_BENCH_MODEL_SCALE").ok().and_then(|v| v.parse().ok()).unwrap_or(6.0);
+    let warm_up = ctx.workdir("warm-up", &stack_config("rb-waits-warm", ""));
+    warm_up.apply().ok_or_panic();
+    warm_up.destroy().ok_or_panic();
+    ctx.proxy.configure(json!({"model": {"scale": scale}}));
+    let name = "rb-waits";
+    let config = stack_config(name, "")
+        .replace("wait_for_steady_state = false", "wait_for_steady_state = true\n  images_force_destroy  = true");
+    let tf = ctx.workdir("work", &config);
+
+    let create = measure(&ctx, "create (no images)", || tf.apply());
+    ctx.block_on(async {
+        for service in BUILT {
+            ctx.emulator.push_image(&format!("{name}/{service}"), IMAGE_TAG).await?;
+        }
+        Ok::<_, datavault_acceptance_tests::CheckError>(())
+    })
+    .unwrap_or_else(|e| panic!("pushing the images: {e}"));
+    let update = measure(&ctx, "update (images pushed)", || tf.apply());
+    let destroy = measure(&ctx, "destroy", || tf.destroy());
+    ctx.proxy.reset();
+
+    // The waits AWS imposes, along the stack's dependencies (src/stack/parts/mod.rs, Part::depends_on):
+    // create: the database (its subnet group, parameter group, group and secret are quick) against RabbitMQ,
+    // the one service whose image exists, which starts once the mount targets, the namespace (through its
+    // discovery service) and the Auto Scaling group (the instance profile propagating) are there; update:
+    // the services' tasks starting and their deployments completing, all at once; destroy: none (the model
+    // deletes at once).
+    let (rds, mount, namespace, iam) = (
+        model_figure("RDS_CREATE"),
+        model_figure("MOUNT_TARGET"),
+        model_figure("NAMESPACE"),
+        model_figure("IAM_PROPAGATION"),
+    );
+    let deployment = model_figure("TASK_START") + model_figure("DEPLOYMENT");
+    let bounds = [rds.max(mount.max(namespace).max(iam) + deployment), deployment, 0.0];
+
+    let mut lines = vec![format!(
+        "bench, waits: the behaviour model at scale {scale} (an AWS minute in {:.1} s), no added latency; bound: the \
+         longest chain of the model's waits along the stack's dependencies (create: max(RDS_CREATE {rds}, \
+         max(MOUNT_TARGET {mount}, NAMESPACE {namespace}, IAM_PROPAGATION {iam}) + TASK_START + DEPLOYMENT {deployment}) \
+         AWS s; update: TASK_START + DEPLOYMENT; destroy: no waits in the model)",
+        60.0 / scale
+    )];
+    lines.push(format!("{:<24} {:>8} {:>8} {:>11} {:>9}", "", "wall", "bound", "wall/bound", "requests"));
+    for (phase, bound) in [&create, &update, &destroy].into_iter().zip(bounds) {
+        let bound = Duration::from_secs_f64(bound / scale);
+        let ratio = if bound.is_zero() {
+            "-".to_string()
+        } else {
+            format!("{:.2}", phase.wall.as_secs_f64() / bound.as_secs_f64())
+        };
+        lines.push(format!(
+            "{:<24} {:>8} {:>8} {:>11} {:>9}",
+            phase.what,
+            secs(phase.wall),
+            secs(bound),
+            ratio,
+            phase.requests
+        ));
+    }
+    lines.push(
+        "(wall includes Terraform's own work and the provider's polling: each wait looks again after 1 s, then backs \
+         off; the model's time runs `scale` times faster than the provider's polls)"
+            .to_string(),
+    );
+    announce(&lines.join("\n"));
+    ctx.finish();
+}
