@@ -10,6 +10,7 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_runtime::env_config::file::{EnvConfigFileKind as ProfileFileKind, EnvConfigFiles as ProfileFiles};
+use aws_sdk_sts::config::retry::{RetryPartition, TokenBucket};
 
 use crate::aws::{AwsContext, partition_of};
 use crate::framework::{AttributePath, Diagnostics, Value};
@@ -71,12 +72,7 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
 /// no retry quota (see [`unmetered_retries`]).
 macro_rules! client {
     ($crate_name:ident, $sdk:expr, $config:expr, $service:literal) => {{
-        use $crate_name::config::retry::{RetryPartition, TokenBucket};
-        let builder = $crate_name::config::Builder::from($sdk).retry_partition(unmetered_retries!(
-            RetryPartition,
-            TokenBucket,
-            $service
-        ));
+        let builder = $crate_name::config::Builder::from($sdk).retry_partition(unmetered_retries($service));
         $crate_name::Client::from_conf(with_endpoint(builder, $config, $service, |b, url| b.endpoint_url(url)).build())
     }};
 }
@@ -86,11 +82,10 @@ macro_rules! client {
 /// shared by every stack the provider process serves; several stacks planned at once against an account
 /// that throttles drain it within a second, and the SDK then fails calls at the first throttling error
 /// instead of backing off (terraform-provider-aws turned its Go SDK's equivalent off for the same reason).
-/// Adaptive mode still slows the client down as throttling comes back.
-macro_rules! unmetered_retries {
-    ($partition:ident, $bucket:ident, $service:expr) => {
-        $partition::custom(concat!("datavault-", $service)).token_bucket($bucket::unlimited()).build()
-    };
+/// Adaptive mode still slows the client down as throttling comes back. (Every SDK crate re-exports the same
+/// runtime types; STS's are used for all.)
+fn unmetered_retries(service: &str) -> RetryPartition {
+    RetryPartition::custom(format!("datavault-{service}")).token_bucket(TokenBucket::unlimited()).build()
 }
 
 /// Builds the AWS context from the provider block and the environment.
@@ -148,17 +143,13 @@ fn s3_client(sdk: &SdkConfig, config: &Value) -> aws_sdk_s3::Client {
         .get("s3_use_path_style")
         .as_bool()
         .unwrap_or_else(|| std::env::var("AWS_S3_USE_PATH_STYLE").is_ok_and(|v| v.eq_ignore_ascii_case("true")));
-    use aws_sdk_s3::config::retry::{RetryPartition, TokenBucket};
-    let builder = aws_sdk_s3::config::Builder::from(sdk)
-        .force_path_style(path_style)
-        .retry_partition(unmetered_retries!(RetryPartition, TokenBucket, "s3"));
+    let builder =
+        aws_sdk_s3::config::Builder::from(sdk).force_path_style(path_style).retry_partition(unmetered_retries("s3"));
     aws_sdk_s3::Client::from_conf(with_endpoint(builder, config, "s3", |b, url| b.endpoint_url(url)).build())
 }
 
 fn sts_client(sdk: &SdkConfig, config: &Value) -> aws_sdk_sts::Client {
-    use aws_sdk_sts::config::retry::{RetryPartition, TokenBucket};
-    let builder =
-        aws_sdk_sts::config::Builder::from(sdk).retry_partition(unmetered_retries!(RetryPartition, TokenBucket, "sts"));
+    let builder = aws_sdk_sts::config::Builder::from(sdk).retry_partition(unmetered_retries("sts"));
     aws_sdk_sts::Client::from_conf(with_endpoint(builder, config, "sts", |b, url| b.endpoint_url(url)).build())
 }
 
