@@ -201,6 +201,23 @@ mod tests {
         ])
     }
 
+    /// The order a complete walk of `graph` with one slot runs its nodes in.
+    async fn one_at_a_time(
+        graph: &BTreeMap<&'static str, Vec<&'static str>>,
+        direction: Direction,
+        weight: impl Fn(&&'static str) -> u64,
+    ) -> Vec<&'static str> {
+        let order = Mutex::new(Vec::new());
+        let report: Report<_, (), ()> =
+            run_weighted(graph, direction, 1, &CancellationToken::new(), weight, |node, _| {
+                order.lock().unwrap().push(node);
+                async { Ok(()) }
+            })
+            .await;
+        assert!(report.is_complete());
+        order.into_inner().unwrap()
+    }
+
     #[tokio::test]
     async fn runs_dependencies_first_and_passes_their_outputs() {
         let order = Arc::new(Mutex::new(Vec::new()));
@@ -226,37 +243,15 @@ mod tests {
         // Two independent chains: a quick "logs" alone, and "secret" -> "database" (a long wait). With one
         // slot, node order would start "logs" first; the weights make "secret" go first, then "database".
         let graph = BTreeMap::from([("database", vec!["secret"]), ("logs", vec![]), ("secret", vec![])]);
-        let order = Arc::new(Mutex::new(Vec::new()));
         let weight = |node: &&str| if *node == "database" { 450 } else { 1 };
-        let report: Report<_, (), ()> =
-            run_weighted(&graph, Direction::Forward, 1, &CancellationToken::new(), weight, |node, _| {
-                let order = order.clone();
-                async move {
-                    order.lock().unwrap().push(node);
-                    Ok(())
-                }
-            })
-            .await;
-        assert!(report.is_complete());
-        assert_eq!(*order.lock().unwrap(), vec!["secret", "database", "logs"]);
+        assert_eq!(one_at_a_time(&graph, Direction::Forward, weight).await, vec!["secret", "database", "logs"]);
         let roads = roads_ahead(&edges(&graph, Direction::Forward), &weight);
         assert_eq!((roads["secret"], roads["database"], roads["logs"]), (451, 450, 1));
     }
 
     #[tokio::test]
     async fn backward_runs_dependents_first() {
-        let order = Arc::new(Mutex::new(Vec::new()));
-        let report: Report<_, (), ()> =
-            run(&diamond(), Direction::Backward, 1, &CancellationToken::new(), |node, _| {
-                let order = order.clone();
-                async move {
-                    order.lock().unwrap().push(node);
-                    Ok(())
-                }
-            })
-            .await;
-        assert!(report.is_complete());
-        let order = order.lock().unwrap().clone();
+        let order = one_at_a_time(&diamond(), Direction::Backward, |_| 0).await;
         assert_eq!(order.first(), Some(&"service"));
         assert_eq!(order.last(), Some(&"network"));
     }
