@@ -31,6 +31,7 @@ pub struct Emulator {
     ecs: aws_sdk_ecs::Client,
     efs: aws_sdk_efs::Client,
     iam: aws_sdk_iam::Client,
+    kms: aws_sdk_kms::Client,
     rds: aws_sdk_rds::Client,
     secrets: aws_sdk_secretsmanager::Client,
     ssm: aws_sdk_ssm::Client,
@@ -72,6 +73,7 @@ impl Emulator {
             ecs: aws_sdk_ecs::Client::new(&sdk),
             efs: aws_sdk_efs::Client::new(&sdk),
             iam: aws_sdk_iam::Client::new(&sdk),
+            kms: aws_sdk_kms::Client::new(&sdk),
             rds: aws_sdk_rds::Client::new(&sdk),
             secrets: aws_sdk_secretsmanager::Client::new(&sdk),
             ssm: aws_sdk_ssm::Client::new(&sdk),
@@ -124,6 +126,11 @@ impl Emulator {
     /// IAM client.
     pub fn iam(&self) -> &aws_sdk_iam::Client {
         &self.iam
+    }
+
+    /// AWS KMS.
+    pub fn kms(&self) -> &aws_sdk_kms::Client {
+        &self.kms
     }
 
     /// RDS client.

@@ -13,6 +13,8 @@ mod support;
 mod archive;
 #[path = "stack/drift.rs"]
 mod drift;
+#[path = "stack/encryption.rs"]
+mod encryption;
 #[path = "stack/full.rs"]
 mod full;
 #[path = "stack/harness.rs"]

@@ -24,6 +24,10 @@ resource "datavault_stack" "main" {
   state_bucket_name     = "${var.name}-state"
   log_retention_days    = var.log_retention_days
 
+  # A customer-managed KMS key of var.region for all data at rest (null: AWS managed keys). It is fixed when
+  # the stack is created; see the security guide for what its key policy must allow.
+  kms_key_arn = var.kms_key_arn
+
   # The public entry point: HTTPS with an ACM certificate of the stack's region (HTTP only redirects),
   # reachable from the given address ranges. Without this block the web app stays private to the VPC.
   load_balancer = {

@@ -28,6 +28,12 @@ variable "archive_force_destroy" {
   default     = false
 }
 
+variable "kms_key_arn" {
+  description = "ARN of a customer-managed symmetric KMS key in var.region that encrypts the archive, the database, the file system, logs, secrets, images and volumes. Null keeps AWS managed keys. Cannot be changed after the stack is created."
+  type        = string
+  default     = null
+}
+
 variable "web_certificate_arn" {
   description = "ARN of the ACM certificate (in var.region) for the web app's domain, served by the load balancer on HTTPS."
   type        = string

@@ -996,6 +996,8 @@ pub struct LaunchTemplateSpec {
     pub security_group_ids: Vec<String>,
     /// The user data as plain text (it is base64-encoded here).
     pub user_data: String,
+    /// The customer-managed KMS key of the root volumes; `None`: the account's default EBS key.
+    pub kms_key: Option<String>,
     /// Tags for the template itself and the instances' root volumes (instances get theirs from the Auto
     /// Scaling group). Changing them creates a new template version.
     pub tags: BTreeMap<String, String>,
@@ -1023,6 +1025,8 @@ pub struct RootVolume {
     pub volume_type: Option<String>,
     /// Whether it is encrypted.
     pub encrypted: bool,
+    /// The KMS key it is encrypted with, when one is named.
+    pub kms_key: Option<String>,
     /// Whether it goes with the instance.
     pub delete_on_termination: bool,
 }
@@ -1075,6 +1079,7 @@ impl TemplateData {
                 size_gib: Some(ROOT_VOLUME_GIB),
                 volume_type: Some("gp3".into()),
                 encrypted: true,
+                kms_key: spec.kms_key.clone(),
                 delete_on_termination: true,
             }),
             detailed_monitoring: true,
@@ -1105,6 +1110,7 @@ impl TemplateData {
                     size_gib: m.ebs().and_then(|e| e.volume_size()),
                     volume_type: m.ebs().and_then(|e| e.volume_type()).map(|t| t.as_str().to_string()),
                     encrypted: m.ebs().and_then(|e| e.encrypted()).unwrap_or(false),
+                    kms_key: m.ebs().and_then(|e| e.kms_key_id()).map(str::to_string),
                     delete_on_termination: m.ebs().and_then(|e| e.delete_on_termination()).unwrap_or(false),
                 }
             }),
@@ -1154,6 +1160,7 @@ impl TemplateData {
                             .set_volume_size(root.size_gib)
                             .set_volume_type(root.volume_type.as_deref().map(VolumeType::from))
                             .encrypted(root.encrypted)
+                            .set_kms_key_id(root.kms_key.clone())
                             .delete_on_termination(root.delete_on_termination)
                             .build(),
                     )
@@ -1225,6 +1232,11 @@ fn root_volume_drift(expected: Option<&RootVolume>, actual: Option<&RootVolume>)
     let mut drift = Vec::new();
     if want.encrypted && !is.encrypted {
         drift.push("root volume is not encrypted".to_string());
+    }
+    if let Some(key) = &want.kms_key
+        && !super::kms::same_key(is.kms_key.as_deref(), key)
+    {
+        drift.push(format!("root volume is not encrypted with {key}"));
     }
     if is.volume_type != want.volume_type {
         let show = |t: &Option<String>| t.clone().unwrap_or_else(|| "unset".into());
@@ -1476,6 +1488,7 @@ mod tests {
             instance_profile_arn: "arn:aws:iam::123456789012:instance-profile/vault".into(),
             security_group_ids: vec!["sg-b".into(), "sg-a".into()],
             user_data: ecs_user_data("vault"),
+            kms_key: None,
             tags: [("datavault:stack".to_string(), "vault".to_string())].into(),
         }
     }

@@ -82,8 +82,14 @@ pub async fn describe(client: &Client, name: &str) -> AwsResult<Option<Repositor
     }))
 }
 
-/// Creates the repository or adopts the existing one, then applies scanning, lifecycle and tags.
-pub async fn ensure(client: &Client, name: &str, tags: &BTreeMap<String, String>) -> AwsResult<Repository> {
+/// Creates the repository (encrypted with `kms_key` when given, which ECR fixes at creation) or adopts the
+/// existing one, then applies scanning, lifecycle and tags.
+pub async fn ensure(
+    client: &Client,
+    name: &str,
+    kms_key: Option<&str>,
+    tags: &BTreeMap<String, String>,
+) -> AwsResult<Repository> {
     if describe(client, name).await?.is_none() {
         let created = client
             .create_repository()
@@ -91,7 +97,10 @@ pub async fn ensure(client: &Client, name: &str, tags: &BTreeMap<String, String>
             .image_tag_mutability(ImageTagMutability::Immutable)
             .image_scanning_configuration(ImageScanningConfiguration::builder().scan_on_push(true).build())
             .encryption_configuration(
-                EncryptionConfiguration::builder().encryption_type(EncryptionType::Aes256).build()?,
+                EncryptionConfiguration::builder()
+                    .encryption_type(if kms_key.is_some() { EncryptionType::Kms } else { EncryptionType::Aes256 })
+                    .set_kms_key(kms_key.map(str::to_string))
+                    .build()?,
             )
             .set_tags(Some(tag_list(tags)?))
             .send()

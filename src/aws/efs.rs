@@ -264,12 +264,14 @@ fn file_system_of(fs: &FileSystemDescription) -> FileSystem {
 async fn create_file_system(
     client: &Client,
     creation_token: &str,
+    kms_key: Option<&str>,
     tags: &BTreeMap<String, String>,
 ) -> AwsResult<FileSystem> {
     let created = client
         .create_file_system()
         .creation_token(creation_token)
         .encrypted(true)
+        .set_kms_key_id(kms_key.map(str::to_string))
         .performance_mode(PerformanceMode::GeneralPurpose)
         .throughput_mode(THROUGHPUT_MODE)
         .backup(true)
@@ -308,19 +310,20 @@ async fn wait_file_system_available(client: &Client, fs_id: &str, timeout: Durat
     Ok(())
 }
 
-/// Finds the file system by its creation token, or creates it (encrypted, general purpose, elastic
-/// throughput, automatic backups); waits until it is available; enables backups if they were switched
+/// Finds the file system by its creation token, or creates it (encrypted, with `kms_key` when given, which
+/// EFS fixes at creation; general purpose, elastic throughput, automatic backups); waits until it is available; enables backups if they were switched
 /// off; puts [`file_system_policy`] in force; applies the tags. May be called again after a crash;
 /// converges.
 pub async fn ensure_file_system(
     client: &Client,
     creation_token: &str,
+    kms_key: Option<&str>,
     tags: &BTreeMap<String, String>,
     timeout: Duration,
 ) -> AwsResult<FileSystem> {
     let fs = match describe_by_token(client, creation_token).await? {
         Some(existing) => file_system_of(&existing),
-        None => create_file_system(client, creation_token, tags).await?,
+        None => create_file_system(client, creation_token, kms_key, tags).await?,
     };
     wait_file_system_available(client, &fs.id, timeout).await?;
     if !backups_enabled(client, &fs.id).await? {

@@ -262,6 +262,23 @@ pub fn read_secrets_policy(secret_arns: &[String]) -> String {
     .to_string()
 }
 
+/// Use of a customer-managed KMS key through one AWS service only (`kms:ViaService`, e.g.
+/// `s3.eu-west-2.amazonaws.com`): what a role needs to read (kms:Decrypt) and, with kms:GenerateDataKey, to
+/// write data that service encrypts with the key. The role cannot use the key directly.
+pub fn kms_via_service_policy(key_arn: &str, actions: &[&str], service_host: &str) -> String {
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "UseStackKeyThroughOneService",
+            "Effect": "Allow",
+            "Action": actions,
+            "Resource": key_arn,
+            "Condition": {"StringEquals": {"kms:ViaService": service_host}}
+        }]
+    })
+    .to_string()
+}
+
 /// Decodes `%XX` escapes and `+` (IAM returns policy documents form-URL-encoded).
 fn url_decode(text: &str) -> String {
     let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);

@@ -17,6 +17,19 @@ pub struct LogGroup {
     pub arn: String,
     /// Retention in days; `None` means never expire.
     pub retention_days: Option<i64>,
+    /// The KMS key its events are encrypted with; `None`: CloudWatch Logs' own encryption.
+    pub kms_key: Option<String>,
+}
+
+impl LogGroup {
+    /// How the group's encryption differs from encryption under `kms_key` (none when no key is wanted).
+    pub fn key_drift(&self, name: &str, kms_key: Option<&str>) -> Option<String> {
+        let key = kms_key?;
+        (!super::kms::same_key(self.kms_key.as_deref(), key)).then(|| match &self.kms_key {
+            Some(other) => format!("log group {name} is encrypted with {other}, expected {key}"),
+            None => format!("log group {name} is not encrypted with {key}"),
+        })
+    }
 }
 
 /// Describes the log group; `None` when it does not exist.
@@ -30,20 +43,25 @@ pub async fn describe(client: &Client, name: &str) -> AwsResult<Option<LogGroup>
     Ok(out.log_groups().iter().find(|g| g.log_group_name() == Some(name)).map(|g| LogGroup {
         arn: g.arn().unwrap_or_default().trim_end_matches(":*").to_string(),
         retention_days: g.retention_in_days().map(i64::from),
+        kms_key: g.kms_key_id().map(str::to_string),
     }))
 }
 
-/// Creates the log group or adopts it, then applies retention and tags.
+/// Creates the log group (encrypted under `kms_key` when given) or adopts it, then applies retention, the
+/// key and tags. A group found without the key gets it; one with a key the stack did not ask for keeps it.
 pub async fn ensure(
     client: &Client,
     name: &str,
     retention_days: i64,
+    kms_key: Option<&str>,
     tags: &BTreeMap<String, String>,
 ) -> AwsResult<LogGroup> {
-    if describe(client, name).await?.is_none() {
+    let found = describe(client, name).await?;
+    if found.is_none() {
         let created = client
             .create_log_group()
             .log_group_name(name)
+            .set_kms_key_id(kms_key.map(str::to_string))
             .set_tags(Some(tags.clone().into_iter().collect()))
             .send()
             .await;
@@ -61,6 +79,18 @@ pub async fn ensure(
         .send()
         .await
         .map_err(|e| AwsError::from_sdk("PutRetentionPolicy", e))?;
+    if let (Some(key), Some(group)) = (kms_key, &found)
+        && group.key_drift(name, Some(key)).is_some()
+    {
+        // Only events written from now on are encrypted with the key; earlier ones keep theirs.
+        client
+            .associate_kms_key()
+            .log_group_name(name)
+            .kms_key_id(key)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("AssociateKmsKey", e))?;
+    }
     let group = describe(client, name).await?.ok_or_else(|| {
         AwsError::other("DescribeLogGroups", format!("log group {name} vanished while being configured"))
     })?;

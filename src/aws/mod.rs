@@ -9,6 +9,7 @@ pub mod ecs;
 pub mod efs;
 pub mod elbv2;
 pub mod iam;
+pub mod kms;
 pub mod logs;
 pub mod rds;
 pub mod s3;
@@ -72,6 +73,8 @@ pub struct AwsContext {
     pub elbv2: aws_sdk_elasticloadbalancingv2::Client,
     /// AWS IAM.
     pub iam: aws_sdk_iam::Client,
+    /// AWS KMS (reads of the stack's customer-managed key only).
+    pub kms: aws_sdk_kms::Client,
     /// Amazon RDS.
     pub rds: aws_sdk_rds::Client,
     /// AWS Secrets Manager.

@@ -86,6 +86,9 @@ pub struct DatabaseSpec {
     pub deletion_protection: bool,
     /// Whether it runs a standby in a second Availability Zone.
     pub multi_az: bool,
+    /// The customer-managed KMS key of its storage and of the password secret RDS manages; `None`: the
+    /// AWS managed keys. RDS fixes the storage key at creation.
+    pub kms_key: Option<String>,
     /// Tags for the instance (copied to its snapshots).
     pub tags: BTreeMap<String, String>,
 }
@@ -566,6 +569,7 @@ async fn create_instance(client: &Client, spec: &DatabaseSpec, password: &Master
         .allocated_storage(spec.allocated_storage)
         .storage_type(STORAGE_TYPE)
         .storage_encrypted(true)
+        .set_kms_key_id(spec.kms_key.clone())
         .publicly_accessible(false)
         .auto_minor_version_upgrade(true)
         .copy_tags_to_snapshot(true)
@@ -582,7 +586,9 @@ async fn create_instance(client: &Client, spec: &DatabaseSpec, password: &Master
         .master_username(&spec.master_username)
         .set_tags(Some(tag_list(&spec.tags)));
     request = match password {
-        MasterPassword::Managed => request.manage_master_user_password(true),
+        MasterPassword::Managed => {
+            request.manage_master_user_password(true).set_master_user_secret_kms_key_id(spec.kms_key.clone())
+        }
         MasterPassword::Given(secret) => request.master_user_password(secret.expose()),
     };
     let out = request.send().await.map_err(|e| AwsError::from_sdk("CreateDBInstance", e))?;
@@ -591,10 +597,13 @@ async fn create_instance(client: &Client, spec: &DatabaseSpec, password: &Master
 
 async fn modify_instance(
     client: &Client,
-    identifier: &str,
+    spec: &DatabaseSpec,
     change: &Modification,
     password: Option<&SecretString>,
 ) -> AwsResult<DbInstance> {
+    let identifier = &spec.identifier;
+    // A password RDS starts to manage goes into a secret under the stack's key, as at creation.
+    let secret_key = if change.manage_master_password == Some(true) { spec.kms_key.clone() } else { None };
     let out = client
         .modify_db_instance()
         .db_instance_identifier(identifier)
@@ -615,6 +624,7 @@ async fn modify_instance(
                 .build()
         }))
         .set_manage_master_user_password(change.manage_master_password)
+        .set_master_user_secret_kms_key_id(secret_key)
         .set_db_parameter_group_name(change.parameter_group.clone())
         .set_master_user_password(password.map(|p| p.expose().to_string()))
         .send()
@@ -650,11 +660,8 @@ async fn converge_instance(
     }
     let change = plan_modification(spec, &obs, *password == MasterPassword::Managed, given.is_some())
         .map_err(|message| AwsError::other("ModifyDBInstance", message))?;
-    let db = if change.is_empty() && given.is_none() {
-        db
-    } else {
-        modify_instance(client, &spec.identifier, &change, given).await?
-    };
+    let db =
+        if change.is_empty() && given.is_none() { db } else { modify_instance(client, spec, &change, given).await? };
     add_tags(client, &obs.arn, &spec.tags).await?;
     Ok(database_of(&db))
 }
@@ -1090,6 +1097,7 @@ mod tests {
             backup_retention_days: 7,
             deletion_protection: true,
             multi_az: false,
+            kms_key: None,
             tags: BTreeMap::new(),
         }
     }

@@ -23,6 +23,8 @@ pub struct BucketObservation {
     pub tags: BTreeMap<String, String>,
     /// Human-readable differences from the managed settings (empty when none).
     pub drift: Vec<String>,
+    /// The KMS key of its default encryption, when that is SSE-KMS with a customer key.
+    pub kms_key: Option<String>,
 }
 
 /// The TLS-only bucket policy (AWS Foundational Security Best Practices S3.5).
@@ -125,12 +127,13 @@ pub async fn create(client: &Client, bucket: &str, region: &str) -> AwsResult<bo
     }
 }
 
-/// Applies every managed setting: no ACLs, no public access, default encryption, versioning, TLS-only
-/// policy and tags. Each call is idempotent.
+/// Applies every managed setting: no ACLs, no public access, default encryption (SSE-KMS with a bucket key
+/// under `kms_key`, else SSE-S3), versioning, TLS-only policy and tags. Each call is idempotent.
 pub async fn configure(
     client: &Client,
     bucket: &str,
     partition: &str,
+    kms_key: Option<&str>,
     tags: &BTreeMap<String, String>,
 ) -> AwsResult<()> {
     client
@@ -167,7 +170,11 @@ pub async fn configure(
                     ServerSideEncryptionRule::builder()
                         .apply_server_side_encryption_by_default(
                             ServerSideEncryptionByDefault::builder()
-                                .sse_algorithm(ServerSideEncryption::Aes256)
+                                .sse_algorithm(match kms_key {
+                                    Some(_) => ServerSideEncryption::AwsKms,
+                                    None => ServerSideEncryption::Aes256,
+                                })
+                                .set_kms_master_key_id(kms_key.map(str::to_string))
                                 .build()?,
                         )
                         .bucket_key_enabled(true)
@@ -219,8 +226,9 @@ pub async fn tags(client: &Client, bucket: &str) -> AwsResult<BTreeMap<String, S
     }
 }
 
-/// Describes the bucket and how it differs from the managed settings; `None` when it does not exist.
-pub async fn observe(client: &Client, bucket: &str) -> AwsResult<Option<BucketObservation>> {
+/// Describes the bucket and how it differs from the managed settings (encrypted under `kms_key` when one is
+/// given); `None` when it does not exist.
+pub async fn observe(client: &Client, bucket: &str, kms_key: Option<&str>) -> AwsResult<Option<BucketObservation>> {
     if !exists(client, bucket).await? {
         return Ok(None);
     }
@@ -228,12 +236,14 @@ pub async fn observe(client: &Client, bucket: &str) -> AwsResult<Option<BucketOb
     let (versioning, public_access, encryption, policy, tags) = tokio::try_join!(
         versioning_drift(client, bucket),
         public_access_drift(client, bucket),
-        encryption_drift(client, bucket),
+        encryption(client, bucket),
         policy_drift(client, bucket),
         tags(client, bucket),
     )?;
-    let drift = [versioning, public_access, encryption, policy].into_iter().flatten().collect();
-    Ok(Some(BucketObservation { tags, drift }))
+    let encryption_drift = encryption_drift(encryption.as_ref(), kms_key);
+    let drift = [versioning, public_access, encryption_drift, policy].into_iter().flatten().collect();
+    let kms_key = encryption.and_then(|e| e.kms_key);
+    Ok(Some(BucketObservation { tags, drift, kms_key }))
 }
 
 async fn versioning_drift(client: &Client, bucket: &str) -> AwsResult<Option<String>> {
@@ -271,17 +281,42 @@ async fn public_access_drift(client: &Client, bucket: &str) -> AwsResult<Option<
     }
 }
 
-async fn encryption_drift(client: &Client, bucket: &str) -> AwsResult<Option<String>> {
+/// A bucket's default encryption: its algorithm and, for SSE-KMS, its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct DefaultEncryption {
+    algorithm: String,
+    kms_key: Option<String>,
+}
+
+/// The bucket's default encryption; `None` when it has none.
+async fn encryption(client: &Client, bucket: &str) -> AwsResult<Option<DefaultEncryption>> {
     match client.get_bucket_encryption().bucket(bucket).send().await {
-        Ok(_) => Ok(None),
+        Ok(out) => {
+            let rules = out.server_side_encryption_configuration().map(|c| c.rules()).unwrap_or_default();
+            let default = rules.iter().find_map(|r| r.apply_server_side_encryption_by_default());
+            Ok(Some(DefaultEncryption {
+                algorithm: default.map_or("unknown", |d| d.sse_algorithm().as_str()).to_string(),
+                kms_key: default.and_then(|d| d.kms_master_key_id()).map(str::to_string),
+            }))
+        }
         Err(err) => {
             let err = AwsError::from_sdk("GetBucketEncryption", err);
             if !err.is(&["ServerSideEncryptionConfigurationNotFoundError"]) {
                 return Err(err);
             }
-            Ok(Some("default encryption is missing".to_string()))
+            Ok(None)
         }
     }
+}
+
+/// How the default encryption differs from the stack's: missing, or not under the stack's key.
+fn encryption_drift(found: Option<&DefaultEncryption>, kms_key: Option<&str>) -> Option<String> {
+    let Some(found) = found else { return Some("default encryption is missing".to_string()) };
+    let key = kms_key?;
+    (found.algorithm != "aws:kms" || !super::kms::same_key(found.kms_key.as_deref(), key)).then(|| {
+        let now = found.kms_key.as_deref().map_or(found.algorithm.clone(), |k| format!("{} with {k}", found.algorithm));
+        format!("default encryption is {now}, expected aws:kms with {key}")
+    })
 }
 
 async fn policy_drift(client: &Client, bucket: &str) -> AwsResult<Option<String>> {
@@ -407,6 +442,23 @@ pub async fn find_by_tags(client: &Client, stack: &str, part: &str) -> AwsResult
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn default_encryption_drifts_when_missing_or_under_another_key() {
+        let key = "arn:aws:kms:eu-west-2:123456789012:key/k1";
+        let sse = |algorithm: &str, key: Option<&str>| DefaultEncryption {
+            algorithm: algorithm.to_string(),
+            kms_key: key.map(str::to_string),
+        };
+        assert_eq!(encryption_drift(None, None).unwrap(), "default encryption is missing");
+        assert_eq!(encryption_drift(Some(&sse("AES256", None)), None), None);
+        assert_eq!(encryption_drift(Some(&sse("aws:kms", Some("k1"))), Some(key)), None);
+        assert!(
+            encryption_drift(Some(&sse("AES256", None)), Some(key)).unwrap().contains("is AES256, expected aws:kms")
+        );
+        let other = encryption_drift(Some(&sse("aws:kms", Some("k2"))), Some(key)).unwrap();
+        assert!(other.contains("aws:kms with k2"), "{other}");
+    }
 
     #[test]
     fn policy_denies_plain_http_on_bucket_and_objects() {

@@ -28,6 +28,8 @@ pub struct SecretInfo {
     pub scheduled_for_deletion: bool,
     /// Its tags, which say whose it is.
     pub tags: BTreeMap<String, String>,
+    /// The KMS key its values are encrypted with; `None`: the AWS managed key `aws/secretsmanager`.
+    pub kms_key: Option<String>,
 }
 
 fn tag_list(tags: &BTreeMap<String, String>) -> Vec<Tag> {
@@ -39,6 +41,7 @@ fn to_info(out: &DescribeSecretOutput) -> SecretInfo {
         arn: out.arn().unwrap_or_default().to_string(),
         scheduled_for_deletion: out.deleted_date().is_some(),
         tags: super::tag_map(out.tags().iter().map(|t| (t.key(), t.value()))),
+        kms_key: out.kms_key_id().map(str::to_string),
     }
 }
 
@@ -88,12 +91,14 @@ async fn create(
     client: &Client,
     name: &str,
     description: &str,
+    kms_key: Option<&str>,
     tags: &BTreeMap<String, String>,
 ) -> AwsResult<Option<String>> {
     let created = client
         .create_secret()
         .name(name)
         .description(description)
+        .set_kms_key_id(kms_key.map(str::to_string))
         .secret_string(random_password(client).await?)
         .set_tags(Some(tag_list(tags)))
         .send()
@@ -115,7 +120,7 @@ async fn adopt(
     name: &str,
     existing: &DescribeSecretOutput,
     tags: &BTreeMap<String, String>,
-) -> AwsResult<(String, String)> {
+) -> AwsResult<(String, String, Option<String>)> {
     let info = to_info(existing);
     super::refuse_foreign("RestoreSecret", &format!("secret {name}"), &info.tags, tags)?;
     if info.scheduled_for_deletion && info.tags.get(super::STACK_TAG) != tags.get(super::STACK_TAG) {
@@ -131,7 +136,7 @@ async fn adopt(
     if info.scheduled_for_deletion {
         restore(client, name).await?;
     }
-    Ok((info.arn, existing.description().unwrap_or_default().to_string()))
+    Ok((info.arn, existing.description().unwrap_or_default().to_string(), info.kms_key))
 }
 
 /// The resource policy of a stack's secret, in `account`. It refuses every principal of another account,
@@ -194,19 +199,21 @@ async fn converge_policy(client: &Client, name: &str, policy: &str) -> AwsResult
 
 /// Makes sure the secret `name` exists and holds a generated password: adopts an existing secret (restoring
 /// it if scheduled for deletion) without ever changing its value, or creates it with a random 32-character
-/// alphanumeric password. Then converges description, tags and, when given, its resource `policy`. May be
-/// called again after a crash; converges. Returns the secret's ARN.
+/// alphanumeric password, encrypted with `kms_key` when given. Then converges description, the key (when
+/// one is given), tags and, when given, its resource `policy`. May be called again after a crash;
+/// converges. Returns the secret's ARN.
 pub async fn ensure_generated_secret(
     client: &Client,
     name: &str,
     description: &str,
+    kms_key: Option<&str>,
     tags: &BTreeMap<String, String>,
     policy: Option<&str>,
 ) -> AwsResult<String> {
-    let (arn, current_description) = match describe_raw(client, name).await? {
+    let (arn, current_description, current_key) = match describe_raw(client, name).await? {
         Some(existing) => adopt(client, name, &existing, tags).await?,
-        None => match create(client, name, description, tags).await? {
-            Some(arn) => (arn, description.to_string()),
+        None => match create(client, name, description, kms_key, tags).await? {
+            Some(arn) => (arn, description.to_string(), kms_key.map(str::to_string)),
             None => {
                 let existing = describe_raw(client, name).await?.ok_or_else(|| {
                     AwsError::other("DescribeSecret", format!("secret {name} reported as existing but not found"))
@@ -215,12 +222,15 @@ pub async fn ensure_generated_secret(
             }
         },
     };
-    if current_description != description {
-        // Without SecretString, UpdateSecret changes metadata only and creates no new version.
+    let new_key = kms_key.filter(|key| !super::kms::same_key(current_key.as_deref(), key));
+    if current_description != description || new_key.is_some() {
+        // Without SecretString, UpdateSecret changes metadata only and creates no new version; a new key
+        // re-encrypts the current and previous versions.
         client
             .update_secret()
             .secret_id(name)
             .description(description)
+            .set_kms_key_id(new_key.map(str::to_string))
             .send()
             .await
             .map_err(|e| AwsError::from_sdk("UpdateSecret", e))?;
@@ -313,6 +323,7 @@ mod tests {
                 arn: "arn:aws:secretsmanager:eu-west-2:1:secret:mq-AbCdEf".into(),
                 scheduled_for_deletion: false,
                 tags: BTreeMap::new(),
+                kms_key: None,
             }
         );
         let doomed =

@@ -116,6 +116,7 @@ pub async fn build(config: &Value) -> Result<AwsContext, Diagnostics> {
         efs: client!(aws_sdk_efs, &sdk, config, "efs"),
         elbv2: client!(aws_sdk_elasticloadbalancingv2, &sdk, config, "elbv2"),
         iam: client!(aws_sdk_iam, &sdk, config, "iam"),
+        kms: client!(aws_sdk_kms, &sdk, config, "kms"),
         rds: client!(aws_sdk_rds, &sdk, config, "rds"),
         secrets: client!(aws_sdk_secretsmanager, &sdk, config, "secretsmanager"),
         servicediscovery: client!(aws_sdk_servicediscovery, &sdk, config, "servicediscovery"),

@@ -44,8 +44,12 @@ pub async fn plan_checks(
             && !config.get("services").is_unknown();
         if wanted { check_images(aws, spec).await } else { Ok(vec![]) }
     };
-    let (network, instance_type, buckets, images) = tokio::join!(network, instance_type, buckets, images);
-    for result in [network, instance_type, buckets, images] {
+    let key = async {
+        let wanted = spec.kms_key_arn.is_some() && changed(&["kms_key_arn"]) && known(&["kms_key_arn"]);
+        if wanted { check_kms_key(aws, spec).await } else { Ok(vec![]) }
+    };
+    let (network, instance_type, buckets, images, key) = tokio::join!(network, instance_type, buckets, images, key);
+    for result in [network, instance_type, buckets, images, key] {
         match result {
             Ok(found) => diagnostics.0.extend(found),
             Err(e) => diagnostics.warning(
@@ -64,6 +68,68 @@ fn at<'a>(value: &'a Value, path: &[&str]) -> &'a Value {
 
 fn refuse(path: AttributePath, summary: &str, detail: String) -> Diagnostic {
     Diagnostic::error(summary, detail).at(path)
+}
+
+/// The key exists in the stack's region and can encrypt data for the services the stack uses (refused
+/// otherwise), and its policy lets the two principals that use it outside the stack's own roles do so
+/// (a warning: a grant can also give them the key, and the caller may not read the policy).
+async fn check_kms_key(aws: &AwsContext, spec: &StackSpec) -> aws::AwsResult<Vec<Diagnostic>> {
+    let Some(arn) = &spec.kms_key_arn else { return Ok(vec![]) };
+    let path = AttributePath::root("kms_key_arn");
+    let key_region = arn.split(':').nth(3).unwrap_or_default();
+    if key_region != spec.region {
+        let detail = format!(
+            "The key {arn} is in {key_region}, and the stack is in {}: every service encrypts with keys of its own \
+             region only. Give a key of {} (or a replica of this multi-Region key there).",
+            spec.region, spec.region
+        );
+        return Ok(vec![refuse(path, "KMS Key In Another Region", detail)]);
+    }
+    let Some(key) = aws::kms::describe(&aws.kms, arn).await? else {
+        let detail = format!(
+            "KMS has no key {arn} that this account can use. Check the ARN, and that the key policy lets this \
+             account use a key of another account."
+        );
+        return Ok(vec![refuse(path, "KMS Key Not Found", detail)]);
+    };
+    let problems = aws::kms::key_problems(&key);
+    if !problems.is_empty() {
+        let detail = format!("The stack cannot encrypt with {arn}: {}.", problems.join("; "));
+        return Ok(vec![refuse(path, "Unusable KMS Key", detail)]);
+    }
+    let (Some(account), Some(policy)) = (&aws.account_id, aws::kms::policy(&aws.kms, arn).await?) else {
+        return Ok(vec![]);
+    };
+    let logs = aws::kms::logs_service_principal(&spec.region);
+    let autoscaling = aws::kms::autoscaling_service_role(&spec.partition, account);
+    let missing = aws::kms::principals_not_allowed(&policy, &[&logs, &autoscaling]);
+    let consequences = missing.iter().map(|principal| {
+        if *principal == logs {
+            format!("{logs} (CloudWatch Logs: creating the log groups fails with AccessDeniedException)")
+        } else {
+            format!(
+                "{autoscaling} (Auto Scaling: instances with encrypted root volumes fail to launch with \
+                 Client.InternalError, unless a grant gives it the key)"
+            )
+        }
+    });
+    let consequences: Vec<String> = consequences.collect();
+    Ok(if consequences.is_empty() {
+        vec![]
+    } else {
+        vec![
+            Diagnostic::warning(
+                "KMS Key Policy Does Not Name All Users",
+                format!(
+                    "The key policy of {arn} does not allow {}. Add a statement allowing kms:Encrypt*, kms:Decrypt*, \
+                     kms:ReEncrypt*, kms:GenerateDataKey* and kms:Describe* to each (see the provider's security \
+                     guide).",
+                    consequences.join(", nor ")
+                ),
+            )
+            .at(path),
+        ]
+    })
 }
 
 /// The VPC exists; the subnets exist, belong to it and span at least two availability zones (RDS and the

@@ -111,6 +111,8 @@ pub struct StackSpec {
     pub log_group: String,
     /// Log retention in days.
     pub log_retention_days: i64,
+    /// The customer-managed KMS key every encrypting part uses; `None`: AWS-managed encryption.
+    pub kms_key_arn: Option<String>,
     /// Provider default tags merged with the resource's tags.
     pub tags_all: BTreeMap<String, String>,
     /// The region.
@@ -317,6 +319,7 @@ impl StackSpec {
                 .map_or_else(|| default_state_bucket(&name), str::to_string),
             log_group: log_group_name(&name),
             log_retention_days: int_or(value.get("log_retention_days"), DEFAULT_LOG_RETENTION_DAYS),
+            kms_key_arn: value.get("kms_key_arn").as_str().filter(|k| !k.is_empty()).map(str::to_string),
             tags_all: merged_tags(default_tags, &tags),
             region: region.to_string(),
             partition: partition.to_string(),

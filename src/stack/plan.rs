@@ -131,6 +131,7 @@ fn plan_settings(ctx: &RequestContext, change: &mut PlannedChange, aws: &AwsCont
         plan_entry_point(planned);
         mark_missing_outputs(planned);
         check_engine_change(&change.prior, planned, &mut diagnostics);
+        check_kms_key_change(&change.prior, planned, &mut diagnostics);
         plan_images(&change.prior, planned);
     }
     // Unknown settings here are ones the configuration leaves to the provider, which means defaults;
@@ -166,6 +167,31 @@ fn plan_images(prior: &Value, planned: &mut Value) {
         _ => Value::Unknown,
     };
     planned.set("image_push_targets", targets);
+}
+
+/// The database, the file system and the ECR repositories keep the key they were created with (AWS has no
+/// call that changes it), so a stack keeps its key for life; the other way, replacing the stack, would
+/// delete the archive's database. Refused at plan, with the way out.
+fn check_kms_key_change(prior: &Value, planned: &Value, diagnostics: &mut Diagnostics) {
+    let (was, wanted) = (prior.get("kms_key_arn"), planned.get("kms_key_arn"));
+    if was == wanted || wanted.is_unknown() {
+        return;
+    }
+    let show = |key: &Value| key.as_str().map_or("AWS managed keys".to_string(), |k| format!("the key {k}"));
+    diagnostics.push(
+        Diagnostic::error(
+            "KMS Key Cannot Change",
+            format!(
+                "The stack was created with {}, and its database, file system and ECR repositories cannot change \
+                 the key they are encrypted with. Keep kms_key_arn as it was; to move the data under {}, create a \
+                 new stack with it and move the data (database dump or snapshot copy, DataSync for the file \
+                 system, S3 Batch Operations for the archive).",
+                show(was),
+                show(wanted)
+            ),
+        )
+        .at(AttributePath::root("kms_key_arn")),
+    );
 }
 
 /// RDS changes neither the engine of a database nor, through the stack's parameter group, its major

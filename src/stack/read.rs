@@ -9,7 +9,7 @@ use crate::framework::{Diagnostics, RequestContext, StateResult, Value};
 use super::apply::state_with_outputs;
 use super::model::{StackSpec, default_archive_bucket, default_state_bucket, log_group_name};
 use super::ownership::{Conflict, PrivateState, bullets};
-use super::parts::{Group, IMAGE_MISSING, Part, PartState, split_list};
+use super::parts::{Group, IMAGE_MISSING, KMS_KEY, Part, PartState, split_list};
 use super::schema::DEFAULT_LOG_RETENTION_DAYS;
 use super::service::Service;
 use super::survey::{Survey, survey};
@@ -114,6 +114,7 @@ fn refreshed_state(state: &Value, spec: &StackSpec, aws: &AwsContext, found: &Su
     // other state, no `load_balancer` means the configuration does not want one, and the plan removes it.
     if state.get("drift").is_null() {
         fill_load_balancer(&mut new, existing);
+        fill_kms_key(&mut new, existing);
     }
     new
 }
@@ -162,6 +163,18 @@ fn fill_load_balancer(state: &mut Value, existing: &BTreeMap<Part, PartState>) {
         ("arn", load_balancer.and_then(|lb| lb.arn.clone()).map(Value::string)),
     ];
     state.set("load_balancer", object(fields));
+}
+
+/// An import takes the stack's key from the archive bucket's default encryption: the key the stack was
+/// created with, which its database, file system and repositories keep. Later reads leave the setting to the
+/// configuration, and a bucket under another key is drift.
+fn fill_kms_key(state: &mut Value, existing: &BTreeMap<Part, PartState>) {
+    let key = existing.get(&Part::ArchiveBucket).and_then(|bucket| bucket.values.get(KMS_KEY));
+    if state.get("kms_key_arn").is_null()
+        && let Some(key) = key.filter(|k| k.starts_with("arn:"))
+    {
+        state.set("kms_key_arn", Value::string(key));
+    }
 }
 
 /// Fills the settings the state leaves open (null) with what AWS has: after an import, or where the

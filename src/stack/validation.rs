@@ -101,6 +101,7 @@ pub fn validate(config: &Value) -> Diagnostics {
     validate_database(config.get("database"), &mut diags);
     validate_services(config.get("services"), &mut diags);
     validate_load_balancer(config.get("load_balancer"), &mut diags);
+    validate_kms_key(config.get("kms_key_arn"), &mut diags);
     validate_timeouts(config.get("timeouts"), &mut diags);
     validate_tags(config.get("tags"), &mut diags);
     diags
@@ -567,6 +568,41 @@ pub fn certificate_arn_problem(arn: &str) -> Option<String> {
     })
 }
 
+/// Why `arn` cannot be the ARN of a KMS key, if it cannot: `arn:<partition>:kms:<region>:<account>:key/<id>`.
+/// Aliases are refused: an alias can be pointed at another key later, while the database, the file system
+/// and the repositories keep the key they were created with.
+pub fn kms_key_arn_problem(arn: &str) -> Option<String> {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let ok = match parts[..] {
+        ["arn", partition, "kms", region, account, resource] => {
+            !partition.is_empty()
+                && !region.is_empty()
+                && account.len() == 12
+                && account.chars().all(|c| c.is_ascii_digit())
+                && resource.strip_prefix("key/").is_some_and(|id| !id.is_empty() && !id.contains('/'))
+        }
+        _ => false,
+    };
+    (!ok).then(|| {
+        let alias = if arn.contains(":alias/") || arn.starts_with("alias/") {
+            " An alias can later point at another key, while the database, the file system and the repositories \
+             keep the key they were created with; give the ARN of the key itself (aws kms describe-key --key-id \
+             <alias> shows it)."
+        } else {
+            ""
+        };
+        format!("{arn:?} is not a KMS key ARN such as \"arn:aws:kms:eu-west-2:123456789012:key/<key id>\".{alias}")
+    })
+}
+
+fn validate_kms_key(key: &Value, diags: &mut Diagnostics) {
+    if let Some(arn) = key.as_str()
+        && let Some(problem) = kms_key_arn_problem(arn)
+    {
+        diags.attribute_error(AttributePath::root("kms_key_arn"), "Invalid KMS Key ARN", problem);
+    }
+}
+
 fn validate_load_balancer(load_balancer: &Value, diags: &mut Diagnostics) {
     let path = AttributePath::root("load_balancer");
     if let Some(arn) = load_balancer.get("certificate_arn").as_str()
@@ -924,6 +960,23 @@ mod tests {
         // A load balancer with every setting left to its default is valid; so is none at all.
         assert!(!validate(&object(&[("load_balancer", object(&[]))])).has_errors());
         assert!(!validate(&object(&[("load_balancer", Value::Null)])).has_errors());
+    }
+
+    #[test]
+    fn kms_keys_are_named_by_key_arns_not_aliases() {
+        assert_eq!(
+            kms_key_arn_problem("arn:aws:kms:eu-west-2:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"),
+            None
+        );
+        assert!(
+            kms_key_arn_problem("arn:aws:kms:eu-west-2:123456789012:alias/archive")
+                .unwrap()
+                .contains("alias can later")
+        );
+        assert!(kms_key_arn_problem("alias/archive").unwrap().contains("alias can later"));
+        assert!(kms_key_arn_problem("1234abcd-12ab-34cd-56ef-1234567890ab").is_some());
+        assert!(kms_key_arn_problem("arn:aws:kms:eu-west-2:1234:key/x").is_some());
+        assert!(kms_key_arn_problem("arn:aws:kms::123456789012:key/x").is_some());
     }
 
     #[test]

@@ -31,6 +31,7 @@ async fn groups_create_adopt_update_and_delete() {
         instance_profile_arn: "arn:aws:iam::123456789012:instance-profile/datavault-test".into(),
         security_group_ids: vec![sg.clone()],
         user_data: ec2::ecs_user_data(&stack),
+        kms_key: None,
         tags: tags(&stack, "launch-template"),
     };
     let template = ec2::ensure_launch_template(&aws.ec2, &stack, &template_spec).await.unwrap();

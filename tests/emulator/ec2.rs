@@ -143,6 +143,7 @@ async fn launch_templates_create_adopt_and_version() {
         instance_profile_arn: "arn:aws:iam::123456789012:instance-profile/datavault-test".into(),
         security_group_ids: vec![sg.clone()],
         user_data: ec2::ecs_user_data(&stack),
+        kms_key: None,
         tags: tags(&stack, "launch-template"),
     };
 

@@ -66,18 +66,18 @@ async fn file_system_mount_targets_and_access_points_converge_and_delete_in_orde
 
     // File system: created encrypted with backups, found again, adopted on the second ensure.
     assert!(efs::find_file_system(client, &token).await.unwrap().is_none());
-    let fs = efs::ensure_file_system(client, &token, &tags, TIMEOUT).await.unwrap();
+    let fs = efs::ensure_file_system(client, &token, None, &tags, TIMEOUT).await.unwrap();
     assert!(fs.id.starts_with("fs-") && fs.arn.contains(&fs.id), "{fs:?}");
     let seen = efs::find_file_system(client, &token).await.unwrap().expect("file system exists");
     assert_eq!((seen.id.as_str(), seen.encrypted, seen.life_cycle_state.as_str()), (fs.id.as_str(), true, "available"));
     assert!(seen.drift.is_empty(), "{:?}", seen.drift);
     assert_eq!(seen.tags.get(STACK_TAG), Some(&token));
-    assert_eq!(efs::ensure_file_system(client, &token, &tags, TIMEOUT).await.unwrap(), fs);
+    assert_eq!(efs::ensure_file_system(client, &token, None, &tags, TIMEOUT).await.unwrap(), fs);
 
     // Out-of-band: a tag removed is restored by the next ensure.
     client.untag_resource().resource_id(&fs.id).tag_keys("Application").send().await.unwrap();
     assert!(!efs::find_file_system(client, &token).await.unwrap().unwrap().tags.contains_key("Application"));
-    efs::ensure_file_system(client, &token, &tags, TIMEOUT).await.unwrap();
+    efs::ensure_file_system(client, &token, None, &tags, TIMEOUT).await.unwrap();
     assert_eq!(
         efs::find_file_system(client, &token).await.unwrap().unwrap().tags.get("Application").map(String::as_str),
         Some("DataVault")
@@ -167,7 +167,7 @@ async fn a_repeated_creation_token_is_adopted_not_duplicated() {
     let token = common::unique("dv-efs-token");
     // A first run created the file system and crashed before recording it.
     let first = client.create_file_system().creation_token(&token).encrypted(true).backup(true).send().await.unwrap();
-    let fs = efs::ensure_file_system(client, &token, &BTreeMap::new(), TIMEOUT).await.unwrap();
+    let fs = efs::ensure_file_system(client, &token, None, &BTreeMap::new(), TIMEOUT).await.unwrap();
     assert_eq!(fs.id, first.file_system_id());
     let all = client.describe_file_systems().creation_token(&token).send().await.unwrap();
     assert_eq!(all.file_systems().len(), 1);
@@ -202,7 +202,7 @@ async fn mount_targets_reject_two_subnets_in_one_zone() {
         .subnet_id()
         .unwrap()
         .to_string();
-    let fs = efs::ensure_file_system(client, &token, &BTreeMap::new(), TIMEOUT).await.unwrap();
+    let fs = efs::ensure_file_system(client, &token, None, &BTreeMap::new(), TIMEOUT).await.unwrap();
     let err = efs::ensure_mount_targets(client, &fs.id, &[subnets[0].clone(), extra.clone()], &sg, TIMEOUT)
         .await
         .unwrap_err();

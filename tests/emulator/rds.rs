@@ -62,6 +62,7 @@ fn spec(identifier: &str, subnet_group: &str, sg: &str) -> DatabaseSpec {
         backup_retention_days: 7,
         deletion_protection: true,
         multi_az: false,
+        kms_key: None,
         tags: BTreeMap::from([(STACK_TAG.to_string(), identifier.to_string())]),
     }
 }

@@ -28,10 +28,11 @@ async fn generated_secret_is_created_once_and_never_overwritten() {
     let name = common::unique("dv-mq-password");
     assert_eq!(secretsmanager::describe_secret(client, &name).await.unwrap(), None);
 
-    let arn = secretsmanager::ensure_generated_secret(client, &name, "RabbitMQ password", &tags(), None).await.unwrap();
+    let arn =
+        secretsmanager::ensure_generated_secret(client, &name, "RabbitMQ password", None, &tags(), None).await.unwrap();
     assert!(arn.contains(&format!(":secret:{name}")), "{arn}");
     let info = secretsmanager::describe_secret(client, &name).await.unwrap();
-    assert_eq!(info, Some(SecretInfo { arn: arn.clone(), scheduled_for_deletion: false, tags: tags() }));
+    assert_eq!(info, Some(SecretInfo { arn: arn.clone(), scheduled_for_deletion: false, tags: tags(), kms_key: None }));
     let password = value(client, &name).await;
     assert_eq!(password.len(), 32);
     assert!(password.chars().all(|c| c.is_ascii_alphanumeric()), "password must be safe in URLs");
@@ -39,12 +40,14 @@ async fn generated_secret_is_created_once_and_never_overwritten() {
     assert_eq!(seen.get(STACK_TAG).map(String::as_str), Some("test"));
 
     let again =
-        secretsmanager::ensure_generated_secret(client, &name, "RabbitMQ password", &tags(), None).await.unwrap();
+        secretsmanager::ensure_generated_secret(client, &name, "RabbitMQ password", None, &tags(), None).await.unwrap();
     assert_eq!(again, arn);
     assert!(value(client, &name).await == password, "second ensure must keep the value");
 
     // A changed description is converged without touching the value.
-    secretsmanager::ensure_generated_secret(client, &name, "RabbitMQ admin password", &tags(), None).await.unwrap();
+    secretsmanager::ensure_generated_secret(client, &name, "RabbitMQ admin password", None, &tags(), None)
+        .await
+        .unwrap();
     let described = client.describe_secret().secret_id(&name).send().await.unwrap();
     assert_eq!(described.description(), Some("RabbitMQ admin password"));
     assert!(value(client, &name).await == password, "description update must keep the value");
@@ -59,7 +62,9 @@ async fn the_resource_policy_is_put_once_and_restored_when_changed() {
     let name = common::unique("dv-policy");
     let roles = ["arn:aws:iam::123456789012:role/dv-web-task".to_string()];
     let policy = secretsmanager::secret_policy("123456789012", &roles);
-    secretsmanager::ensure_generated_secret(client, &name, "RabbitMQ password", &tags(), Some(&policy)).await.unwrap();
+    secretsmanager::ensure_generated_secret(client, &name, "RabbitMQ password", None, &tags(), Some(&policy))
+        .await
+        .unwrap();
     let found = secretsmanager::resource_policy(client, &name).await.unwrap().expect("a resource policy");
     assert!(same_policy(&found, &policy), "{found}");
 
@@ -67,13 +72,15 @@ async fn the_resource_policy_is_put_once_and_restored_when_changed() {
     let password = value(client, &name).await;
     let open = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*","Action":"secretsmanager:GetSecretValue","Resource":"*"}]}"#;
     client.put_resource_policy().secret_id(&name).resource_policy(open).send().await.unwrap();
-    secretsmanager::ensure_generated_secret(client, &name, "RabbitMQ password", &tags(), Some(&policy)).await.unwrap();
+    secretsmanager::ensure_generated_secret(client, &name, "RabbitMQ password", None, &tags(), Some(&policy))
+        .await
+        .unwrap();
     let found = secretsmanager::resource_policy(client, &name).await.unwrap().expect("a resource policy");
     assert!(same_policy(&found, &policy), "the stack's policy was not restored: {found}");
     assert!(value(client, &name).await == password, "converging the policy must keep the value");
 
     // Without a policy to give (the account unknown), an existing one is left as it is.
-    secretsmanager::ensure_generated_secret(client, &name, "RabbitMQ password", &tags(), None).await.unwrap();
+    secretsmanager::ensure_generated_secret(client, &name, "RabbitMQ password", None, &tags(), None).await.unwrap();
     assert!(secretsmanager::resource_policy(client, &name).await.unwrap().is_some());
     force_delete(client, &name).await;
 }
@@ -83,7 +90,8 @@ async fn a_deleted_secret_is_scheduled_then_restored_with_its_value() {
     let Some(aws) = common::emulator().await else { return };
     let client = &aws.secrets;
     let name = common::unique("dv-restore");
-    let arn = secretsmanager::ensure_generated_secret(client, &name, "RabbitMQ password", &tags(), None).await.unwrap();
+    let arn =
+        secretsmanager::ensure_generated_secret(client, &name, "RabbitMQ password", None, &tags(), None).await.unwrap();
     let password = value(client, &name).await;
 
     secretsmanager::delete_secret(client, &name, 7).await.unwrap();
@@ -92,11 +100,11 @@ async fn a_deleted_secret_is_scheduled_then_restored_with_its_value() {
     secretsmanager::delete_secret(client, &name, 7).await.unwrap();
 
     let restored =
-        secretsmanager::ensure_generated_secret(client, &name, "RabbitMQ password", &tags(), None).await.unwrap();
+        secretsmanager::ensure_generated_secret(client, &name, "RabbitMQ password", None, &tags(), None).await.unwrap();
     assert_eq!(restored, arn);
     assert_eq!(
         secretsmanager::describe_secret(client, &name).await.unwrap(),
-        Some(SecretInfo { arn, scheduled_for_deletion: false, tags: tags() })
+        Some(SecretInfo { arn, scheduled_for_deletion: false, tags: tags(), kms_key: None })
     );
     assert!(value(client, &name).await == password, "restore keeps the old value");
 
@@ -112,7 +120,8 @@ async fn a_secret_created_out_of_band_is_adopted_with_its_value() {
     let name = common::unique("dv-adopt");
     let created = client.create_secret().name(&name).secret_string("chosen-by-an-operator").send().await.unwrap();
 
-    let arn = secretsmanager::ensure_generated_secret(client, &name, "RabbitMQ password", &tags(), None).await.unwrap();
+    let arn =
+        secretsmanager::ensure_generated_secret(client, &name, "RabbitMQ password", None, &tags(), None).await.unwrap();
     assert_eq!(Some(arn.as_str()), created.arn());
     assert!(value(client, &name).await == "chosen-by-an-operator", "an existing value is never replaced");
     assert!(secretsmanager::secret_tags(client, &name).await.unwrap().unwrap().contains_key(STACK_TAG));

@@ -694,7 +694,8 @@ fn strings(value: &Value) -> Vec<String> {
     }
 }
 
-async fn inline_policies(emu: &Emulator, role: &str) -> Result<BTreeMap<String, Value>, CheckError> {
+/// A role's inline policies by name, decoded.
+pub(crate) async fn inline_policies(emu: &Emulator, role: &str) -> Result<BTreeMap<String, Value>, CheckError> {
     let names = emu
         .iam()
         .list_role_policies()

@@ -49,6 +49,7 @@ async fn launch_template_spec(ctx: &PartContext<'_>) -> PartResult<LaunchTemplat
         instance_profile_arn: profile,
         security_group_ids: vec![ctx.id_of(Part::SecurityGroup(Group::Instances))?.to_string()],
         user_data: aws::ec2::ecs_user_data(&ctx.spec.name),
+        kms_key: ctx.spec.kms_key_arn.clone(),
         tags: ctx.tags(Part::LaunchTemplate),
     })
 }
@@ -167,6 +168,7 @@ fn placeholder_template() -> LaunchTemplateSpec {
         instance_profile_arn: String::new(),
         security_group_ids: vec![],
         user_data: String::new(),
+        kms_key: None,
         tags: Default::default(),
     }
 }

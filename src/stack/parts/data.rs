@@ -111,6 +111,7 @@ fn database_spec(ctx: &PartContext<'_>) -> PartResult<DatabaseSpec> {
         backup_retention_days: d.backup_retention_days as i32,
         deletion_protection: d.deletion_protection,
         multi_az: d.multi_az,
+        kms_key: ctx.spec.kms_key_arn.clone(),
         tags: ctx.tags(Part::Database),
     })
 }
@@ -125,9 +126,8 @@ pub async fn ensure(part: DataPart, ctx: &PartContext<'_>) -> PartResult<PartSta
     let timeout = spec.timeouts.create;
     match part {
         DataPart::FileSystem => {
-            let fs =
-                aws::efs::ensure_file_system(&aws.efs, &creation_token(&spec.name), &ctx.tags(part.into()), timeout)
-                    .await?;
+            let (token, key, tags) = (creation_token(&spec.name), spec.kms_key_arn.as_deref(), ctx.tags(part.into()));
+            let fs = aws::efs::ensure_file_system(&aws.efs, &token, key, &tags, timeout).await?;
             Ok(PartState { id: Some(fs.id), arn: Some(fs.arn), ..PartState::default() })
         }
         DataPart::MountTargets => {

@@ -138,10 +138,15 @@ fn role_spec(role: Role, ctx: &PartContext<'_>) -> PartResult<RoleSpec> {
                 .map(|secret| ctx.arn_of(secret).map(str::to_string))
                 .into_iter()
                 .collect::<PartResult<Vec<String>>>()?;
+            let mut policies = BTreeMap::from([("read-secrets".to_string(), iam::read_secrets_policy(&secrets))]);
+            if let Some(key) = &ctx.spec.kms_key_arn {
+                let through = format!("secretsmanager.{}.amazonaws.com", ctx.spec.region);
+                policies.insert("secrets-key".into(), iam::kms_via_service_policy(key, &["kms:Decrypt"], &through));
+            }
             (
                 iam::ECS_TASKS_SERVICE,
                 vec![iam::managed_policy_arn(partition, iam::ECS_TASK_EXECUTION_ROLE_POLICY)],
-                BTreeMap::from([("read-secrets".to_string(), iam::read_secrets_policy(&secrets))]),
+                policies,
                 "DataVault task execution: image pulls, logs and the two passwords",
             )
         }
@@ -184,6 +189,11 @@ fn task_policies(ctx: &PartContext<'_>, service: Service) -> PartResult<BTreeMap
     if service.writes_archive() {
         let archive = iam::archive_bucket_access_policy(&ctx.spec.partition, &ctx.spec.archive_bucket);
         policies.insert("archive-bucket".to_string(), archive);
+        if let Some(key) = &ctx.spec.kms_key_arn {
+            let (actions, through) =
+                (["kms:Decrypt", "kms:GenerateDataKey"], format!("s3.{}.amazonaws.com", ctx.spec.region));
+            policies.insert("archive-key".to_string(), iam::kms_via_service_policy(key, &actions, &through));
+        }
     }
     Ok(policies)
 }
@@ -213,6 +223,7 @@ async fn ensure_secret(secret: Secret, ctx: &PartContext<'_>) -> PartResult<Part
         &ctx.aws.secrets,
         &secret_name(&ctx.spec.name, secret),
         secret_description(secret),
+        ctx.spec.kms_key_arn.as_deref(),
         &ctx.tags(secret.into()),
         secret_policy(ctx).as_deref(),
     )
@@ -260,6 +271,9 @@ async fn observe_secret(secret: Secret, ctx: &PartContext<'_>) -> PartResult<Opt
         }
         _ => vec![],
     };
+    let key_drift = ctx.spec.kms_key_arn.as_deref().filter(|key| !aws::kms::same_key(info.kms_key.as_deref(), key));
+    let drift =
+        drift.into_iter().chain(key_drift.map(|key| format!("the secret is not encrypted with {key}"))).collect();
     Ok(Some(PartState { arn: Some(info.arn), tags: Some(info.tags), drift, ..PartState::default() }))
 }
 

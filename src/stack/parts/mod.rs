@@ -35,7 +35,7 @@ pub use entry::{EntryPart, WEB_PATH};
 pub use identity::IdentityPart;
 pub use network::{NetworkPart, WEB_PORT};
 pub use services::{IMAGE_MISSING, ServicesPart, dns_name};
-pub use storage::{StoragePart, archive_not_empty_message};
+pub use storage::{KMS_KEY, StoragePart, archive_not_empty_message};
 pub use wiring::{RABBITMQ_IMAGE, SOURCE_BRANCH, SOURCE_COMMIT, SOURCE_REPOSITORY};
 
 /// A security group of the stack.

@@ -115,14 +115,15 @@ pub async fn ensure(part: StoragePart, ctx: &PartContext<'_>) -> PartResult<Part
         StoragePart::StateBucket => ensure_bucket(Bucket::State, ctx, tags).await,
         StoragePart::Repository(i) => {
             let name = repository_name(&spec.name, COMPONENTS[i]);
-            let repo = aws::ecr::ensure(&aws.ecr, &name, &tags).await?;
+            let repo = aws::ecr::ensure(&aws.ecr, &name, spec.kms_key_arn.as_deref(), &tags).await?;
             let state =
                 PartState { arn: Some(repo.arn), url: Some(repo.uri), tags: Some(tags), ..PartState::default() };
             let present = aws::ecr::has_image(&aws.ecr, &name, &spec.image_tag).await?;
             Ok(with_image(ctx, present, state))
         }
         StoragePart::LogGroup => {
-            let group = aws::logs::ensure(&aws.logs, &spec.log_group, spec.log_retention_days, &tags).await?;
+            let key = spec.kms_key_arn.as_deref();
+            let group = aws::logs::ensure(&aws.logs, &spec.log_group, spec.log_retention_days, key, &tags).await?;
             ensure_database_log_groups(ctx, &tags).await?;
             Ok(PartState {
                 id: Some(spec.log_group.clone()),
@@ -139,7 +140,7 @@ async fn ensure_bucket(part: Bucket, ctx: &PartContext<'_>, tags: BTreeMap<Strin
     let (spec, aws) = (ctx.spec, ctx.aws);
     let bucket = bucket_name(part, spec);
     create_and_mark(ctx, part, &tags).await?;
-    aws::s3::configure(&aws.s3, bucket, &spec.partition, &tags).await?;
+    aws::s3::configure(&aws.s3, bucket, &spec.partition, spec.kms_key_arn.as_deref(), &tags).await?;
     Ok(PartState {
         id: Some(bucket.to_string()),
         arn: Some(bucket_arn(&spec.partition, bucket)),
@@ -177,11 +178,12 @@ pub async fn observe(part: StoragePart, ctx: &PartContext<'_>) -> PartResult<Opt
             // log_retention_days, so the plan shows it as a change of that attribute.
             let Some(group) = aws::logs::describe(&aws.logs, &spec.log_group).await? else { return Ok(None) };
             let (tags, drift) = tokio::join!(aws::logs::tags(&aws.logs, &group.arn), database_log_group_drift(ctx));
+            let key_drift = group.key_drift(&spec.log_group, spec.kms_key_arn.as_deref());
             Ok(Some(PartState {
                 id: Some(spec.log_group.clone()),
                 arn: Some(group.arn),
                 retention_days: group.retention_days,
-                drift: drift?,
+                drift: key_drift.into_iter().chain(drift?).collect(),
                 tags: Some(tags?),
                 ..PartState::default()
             }))
@@ -192,14 +194,18 @@ pub async fn observe(part: StoragePart, ctx: &PartContext<'_>) -> PartResult<Opt
 async fn observe_bucket(part: Bucket, ctx: &PartContext<'_>) -> PartResult<Option<PartState>> {
     let (spec, aws) = (ctx.spec, ctx.aws);
     let bucket = bucket_name(part, spec);
-    let Some(found) = aws::s3::observe(&aws.s3, bucket).await? else { return Ok(None) };
-    Ok(Some(PartState {
+    let Some(found) = aws::s3::observe(&aws.s3, bucket, spec.kms_key_arn.as_deref()).await? else { return Ok(None) };
+    let mut state = PartState {
         id: Some(bucket.to_string()),
         arn: Some(bucket_arn(&spec.partition, bucket)),
         drift: found.drift,
         tags: Some(bucket_marks(ctx, part, found.tags).await?),
         ..PartState::default()
-    }))
+    };
+    if let Some(key) = found.kms_key {
+        state.values.insert(KMS_KEY.into(), key);
+    }
+    Ok(Some(state))
 }
 
 /// Removes a storage, registry or logging part; the state bucket is always retained.
@@ -239,33 +245,38 @@ async fn is_own_log_group(ctx: &PartContext<'_>, group: &aws::logs::LogGroup) ->
 
 /// Creates the database's log groups, or brings the stack's own back to the stack's retention.
 async fn ensure_database_log_groups(ctx: &PartContext<'_>, tags: &BTreeMap<String, String>) -> PartResult<()> {
-    let retention = ctx.spec.log_retention_days;
+    let (retention, key) = (ctx.spec.log_retention_days, ctx.spec.kms_key_arn.as_deref());
     for name in database_log_groups(&ctx.spec.name) {
         let wanted = match aws::logs::describe(&ctx.aws.logs, &name).await? {
             None => true,
-            Some(group) if group.retention_days == Some(retention) => false,
+            Some(group) if group.retention_days == Some(retention) && group.key_drift(&name, key).is_none() => false,
             Some(group) => is_own_log_group(ctx, &group).await?,
         };
         if wanted {
-            aws::logs::ensure(&ctx.aws.logs, &name, retention, tags).await?;
+            aws::logs::ensure(&ctx.aws.logs, &name, retention, key, tags).await?;
         }
     }
     Ok(())
 }
 
-/// How the database's log groups differ from what the stack makes: missing, or keeping logs for another
-/// time. Reads only, one request per group.
+/// How the database's log groups differ from what the stack makes: missing, keeping logs for another time,
+/// or not encrypted with the stack's key. Reads only, one request per group.
 async fn database_log_group_drift(ctx: &PartContext<'_>) -> PartResult<Vec<String>> {
     let retention = ctx.spec.log_retention_days;
     let names = database_log_groups(&ctx.spec.name);
     let found = futures_util::future::try_join_all(names.iter().map(|name| aws::logs::describe(&ctx.aws.logs, name)));
-    let drift = names.iter().zip(found.await?).filter_map(|(name, group)| match group {
-        None => Some(format!("log group {name} is missing")),
-        Some(group) if group.retention_days != Some(retention) => Some(format!(
-            "log group {name} keeps logs for {}, expected {retention} days",
-            group.retention_days.map_or("ever".to_string(), |days| format!("{days} days")),
-        )),
-        Some(_) => None,
+    let key = ctx.spec.kms_key_arn.as_deref();
+    let drift = names.iter().zip(found.await?).flat_map(|(name, group)| match group {
+        None => vec![format!("log group {name} is missing")],
+        Some(group) => {
+            let retention = (group.retention_days != Some(retention)).then(|| {
+                format!(
+                    "log group {name} keeps logs for {}, expected {retention} days",
+                    group.retention_days.map_or("ever".to_string(), |days| format!("{days} days")),
+                )
+            });
+            retention.into_iter().chain(group.key_drift(name, key)).collect()
+        }
     });
     Ok(drift.collect())
 }
@@ -292,6 +303,8 @@ fn with_image(ctx: &PartContext<'_>, present: bool, mut state: PartState) -> Par
     state
 }
 
+/// [`PartState::values`] key: the KMS key a bucket's default encryption uses, when it uses one.
+pub const KMS_KEY: &str = "kms_key";
 /// [`PartState::values`] key: whether a repository holds the image at `image_tag` (`true`/`false`).
 pub const IMAGE_PRESENT: &str = "image_present";
 /// [`PartState::values`] key: where to push a repository's image, `<url>:<image_tag>`.
