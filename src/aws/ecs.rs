@@ -525,29 +525,10 @@ fn dependency_condition(spec: &TaskDefinitionSpec, dependency: &str) -> Containe
 }
 
 impl NormalTask {
-    fn from_spec(spec: &TaskDefinitionSpec) -> Self {
-        let containers = spec.containers.iter().map(|c| (c.name.clone(), NormalContainer::from_spec(spec, c)));
-        let volumes = spec.volumes.iter().map(|v| {
-            let normal = NormalVolume {
-                file_system_id: Some(v.file_system_id.clone()),
-                access_point_id: Some(v.access_point_id.clone()),
-                root_directory: "/".to_string(),
-                transit_encryption: true,
-                iam_authorization: true,
-            };
-            (v.name.clone(), normal)
-        });
-        NormalTask {
-            family: spec.family.clone(),
-            task_role_arn: non_empty(spec.task_role_arn.as_deref()),
-            execution_role_arn: non_empty(Some(&spec.execution_role_arn)),
-            network_mode: NetworkMode::Awsvpc.as_str().to_string(),
-            ec2_compatible: true,
-            cpu: Some(i64::from(spec.cpu)),
-            memory: Some(i64::from(spec.memory)),
-            containers: containers.collect(),
-            volumes: volumes.collect(),
-        }
+    /// What ECS would describe after registering `spec`: the spec goes through the same builder as the
+    /// registration, so what is compared and what is registered cannot drift apart.
+    fn from_spec(spec: &TaskDefinitionSpec) -> AwsResult<Self> {
+        Ok(NormalTask::from_described(&wanted_definition(spec)?))
     }
 
     fn from_described(td: &aws_sdk_ecs::types::TaskDefinition) -> Self {
@@ -583,37 +564,6 @@ fn normal_volume(v: &Volume) -> NormalVolume {
 }
 
 impl NormalContainer {
-    fn from_spec(spec: &TaskDefinitionSpec, c: &ContainerSpec) -> Self {
-        NormalContainer {
-            image: c.image.clone(),
-            cpu: c.cpu,
-            memory: Some(c.memory),
-            essential: c.essential,
-            ports: c.port_mappings.iter().map(|p| (*p, *p, "tcp".to_string())).collect(),
-            environment: c.environment.clone(),
-            secrets: c.secrets.clone(),
-            mount_points: c
-                .mount_points
-                .iter()
-                .map(|m| (m.source_volume.clone(), m.container_path.clone(), m.read_only))
-                .collect(),
-            log_driver: Some(LogDriver::Awslogs.as_str().to_string()),
-            log_options: log_options(&c.log),
-            health_check: c.health_check.clone(),
-            readonly_root_filesystem: c.readonly_root_filesystem,
-            privileged: false,
-            depends_on: c
-                .depends_on
-                .iter()
-                .map(|d| (d.clone(), dependency_condition(spec, d).as_str().to_string()))
-                .collect(),
-            command: c.command.clone(),
-            working_directory: c.working_directory.clone(),
-            init_process: c.init_process,
-            stop_timeout: c.stop_timeout,
-        }
-    }
-
     fn from_described(c: &ContainerDefinition) -> Self {
         let log = c.log_configuration();
         NormalContainer {
@@ -722,7 +672,10 @@ pub fn task_definition_differences(
     spec: &TaskDefinitionSpec,
     described: &aws_sdk_ecs::types::TaskDefinition,
 ) -> Vec<String> {
-    let want = NormalTask::from_spec(spec);
+    let want = match NormalTask::from_spec(spec) {
+        Ok(want) => want,
+        Err(e) => return vec![format!("the spec cannot be registered: {e}")],
+    };
     let have = NormalTask::from_described(described);
     let mut out = Vec::new();
     differ(&mut out, "family", &want.family, &have.family);
@@ -857,11 +810,12 @@ pub async fn ensure_task_definition(client: &Client, spec: &TaskDefinitionSpec) 
     register_task_definition(client, spec).await
 }
 
-async fn register_task_definition(client: &Client, spec: &TaskDefinitionSpec) -> AwsResult<TaskDefinition> {
+/// The task definition `spec` describes, as ECS reports a registered revision: the one description of a
+/// spec, which registration sends and drift detection compares against.
+fn wanted_definition(spec: &TaskDefinitionSpec) -> AwsResult<aws_sdk_ecs::types::TaskDefinition> {
     let containers = spec.containers.iter().map(|c| container_definition(spec, c)).collect::<AwsResult<Vec<_>>>()?;
     let volumes = spec.volumes.iter().map(efs_volume).collect::<AwsResult<Vec<_>>>()?;
-    let out = client
-        .register_task_definition()
+    Ok(aws_sdk_ecs::types::TaskDefinition::builder()
         .family(&spec.family)
         .set_task_role_arn(non_empty(spec.task_role_arn.as_deref()))
         .execution_role_arn(&spec.execution_role_arn)
@@ -871,6 +825,22 @@ async fn register_task_definition(client: &Client, spec: &TaskDefinitionSpec) ->
         .memory(spec.memory.to_string())
         .set_container_definitions(Some(containers))
         .set_volumes(Some(volumes))
+        .build())
+}
+
+async fn register_task_definition(client: &Client, spec: &TaskDefinitionSpec) -> AwsResult<TaskDefinition> {
+    let wanted = wanted_definition(spec)?;
+    let out = client
+        .register_task_definition()
+        .set_family(wanted.family().map(str::to_string))
+        .set_task_role_arn(wanted.task_role_arn().map(str::to_string))
+        .set_execution_role_arn(wanted.execution_role_arn().map(str::to_string))
+        .set_network_mode(wanted.network_mode().cloned())
+        .set_requires_compatibilities(Some(wanted.requires_compatibilities().to_vec()))
+        .set_cpu(wanted.cpu().map(str::to_string))
+        .set_memory(wanted.memory().map(str::to_string))
+        .set_container_definitions(Some(wanted.container_definitions().to_vec()))
+        .set_volumes(Some(wanted.volumes().to_vec()))
         .set_tags(if spec.tags.is_empty() { None } else { Some(tag_list(&spec.tags)) })
         .send()
         .await
@@ -1928,23 +1898,12 @@ mod tests {
     }
 
     #[test]
-    fn what_we_register_matches_the_spec_after_a_round_trip() {
+    fn what_we_register_is_secure_and_equals_what_ecs_describes() {
         let spec = spec();
-        let containers: Vec<_> = spec.containers.iter().map(|c| container_definition(&spec, c).unwrap()).collect();
-        let td = aws_sdk_ecs::types::TaskDefinition::builder()
-            .family("vault-broker")
-            .status(TaskDefinitionStatus::Active)
-            .task_role_arn("arn:aws:iam::123456789012:role/vault-task")
-            .execution_role_arn(ROLE)
-            .network_mode(NetworkMode::Awsvpc)
-            .requires_compatibilities(Compatibility::Ec2)
-            .cpu("256")
-            .memory("512")
-            .set_container_definitions(Some(containers))
-            .set_volumes(Some(spec.volumes.iter().map(|v| efs_volume(v).unwrap()).collect()))
-            .build();
-        assert!(matches(&spec, &td), "{:?}", task_definition_differences(&spec, &td));
-        let broker = &td.container_definitions()[0];
+        let td = wanted_definition(&spec).unwrap();
+        // The hand-written description of the same revision, in ECS's order: the builder says what ECS says.
+        assert_eq!(NormalTask::from_described(&td), NormalTask::from_described(&described()));
+        let broker = td.container_definitions().iter().find(|c| c.name() == Some("broker")).unwrap();
         assert_eq!(broker.privileged(), Some(false));
         assert!(broker.environment().iter().all(|kv| !kv.name().unwrap().contains("PASSWORD")));
         let volume = td.volumes()[0].efs_volume_configuration().unwrap();
