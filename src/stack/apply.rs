@@ -15,11 +15,12 @@ use super::graph::{self, Direction};
 use super::guard;
 use super::model::{COMPONENTS, StackSpec};
 use super::outcome::{self, Walk};
+use super::outputs;
 use super::ownership::{self, PrivateState, any_blocking, conflict_diagnostics};
 use super::parts::storage::PUSH_TARGET;
 use super::parts::{
-    self, Group, IMAGE_MISSING, Part, PartContext, PartState, PasswordChange, Removal, SOURCE_BRANCH, SOURCE_COMMIT,
-    SOURCE_REPOSITORY, WEB_PATH, WEB_PORT, group_key,
+    self, IMAGE_MISSING, Part, PartContext, PartState, PasswordChange, Removal, SOURCE_BRANCH, SOURCE_COMMIT,
+    SOURCE_REPOSITORY, WEB_PATH, WEB_PORT,
 };
 use super::service::Service;
 use super::survey::{CONCURRENCY, Survey, survey};
@@ -164,54 +165,17 @@ async fn remove_unwanted(
 /// exist (after a failure) are null, never unknown.
 pub fn state_with_outputs(planned: &Value, done: &BTreeMap<Part, PartState>) -> Value {
     let mut state = planned.clone();
+    outputs::fill(&mut state, done);
     let arn = |part: Part| Value::opt_string(done.get(&part).and_then(|s| s.arn.clone()));
-    let id = |part: Part| Value::opt_string(done.get(&part).and_then(|s| s.id.clone()));
     let url = |part: Part| Value::opt_string(done.get(&part).and_then(|s| s.url.clone()));
     let map = |entries: Vec<(String, Option<String>)>| {
         Value::Map(entries.into_iter().filter_map(|(k, v)| v.map(|v| (k, Value::string(v)))).collect())
     };
-    state.set("archive_bucket_arn", arn(Part::ArchiveBucket));
-    state.set("state_bucket_arn", arn(Part::StateBucket));
-    state.set("log_group_arn", arn(Part::LogGroup));
-    state.set(
-        "ecr_repository_urls",
-        map(COMPONENTS
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (c.to_string(), done.get(&Part::Repository(i)).and_then(|s| s.url.clone())))
-            .collect()),
-    );
     if let Some(network) = done.get(&Part::Network) {
         state.set("vpc_id", Value::opt_string(network.id.clone()));
         let subnets = parts::split_list(network.values.get("subnet_ids").map(String::as_str).unwrap_or_default());
         state.set("subnet_ids", Value::string_list(subnets));
     }
-    let groups = [Group::Instances, Group::Services, Group::Database, Group::FileSystem, Group::LoadBalancer];
-    state.set(
-        "security_group_ids",
-        map(groups
-            .iter()
-            .map(|g| (group_key(*g).to_string(), done.get(&Part::SecurityGroup(*g)).and_then(|s| s.id.clone())))
-            .collect()),
-    );
-    state.set("cluster_arn", arn(Part::Cluster));
-    state.set("autoscaling_group_name", id(Part::AutoScalingGroup));
-    state.set("launch_template_id", id(Part::LaunchTemplate));
-    state.set(
-        "service_arns",
-        map(Service::ALL
-            .into_iter()
-            .map(|s| (s.name().to_string(), done.get(&Part::Service(s)).and_then(|p| p.arn.clone())))
-            .collect()),
-    );
-    state.set(
-        "service_discovery_names",
-        map(Service::ALL
-            .into_iter()
-            .filter(|s| s.is_discoverable())
-            .map(|s| (s.name().to_string(), done.get(&Part::Discovery(s)).and_then(|p| p.url.clone())))
-            .collect()),
-    );
     state.set(
         "image_push_targets",
         map(COMPONENTS
@@ -224,11 +188,6 @@ pub fn state_with_outputs(planned: &Value, done: &BTreeMap<Part, PartState>) -> 
             .collect()),
     );
     state.set("missing_images", Value::string_list(services_waiting_for_images(done)));
-    state.set("database_endpoint", url(Part::Database));
-
-    state.set("rabbitmq_secret_arn", arn(Part::RabbitmqSecret));
-    state.set("database_secret_arn", arn(Part::DatabaseSecret));
-    state.set("file_system_id", id(Part::FileSystem));
     let web = Service::Web;
     let load_balancer = state.get("load_balancer").clone();
     let web_url = if load_balancer.is_null() {
@@ -422,6 +381,7 @@ pub async fn delete(ctx: &RequestContext, aws: &AwsContext, prior: &Value) -> Di
 
 #[cfg(test)]
 mod tests {
+    use super::super::parts::Group;
     use super::*;
 
     #[test]

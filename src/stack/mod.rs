@@ -19,6 +19,7 @@ pub mod graph;
 pub mod guard;
 pub mod model;
 pub mod outcome;
+pub mod outputs;
 pub mod ownership;
 pub mod parts;
 pub mod plan;

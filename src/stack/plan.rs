@@ -11,45 +11,12 @@ use super::apply::{internal_web_url, public_web_url};
 use super::model::{
     COMPONENTS, StackSpec, bucket_arn, default_archive_bucket, default_state_bucket, log_group_name, merged_tags,
 };
+use super::outputs::{MAP_OUTPUTS, PART_OUTPUTS};
 use super::ownership::{PrivateState, Report, conflict_diagnostics};
 use super::parts::{Part, dns_name};
-use super::schema::SERVICES;
 use super::service::Service;
 use super::survey::survey;
 use super::{checks, guard};
-
-/// Outputs that exist once their part exists: null in state means the part went missing.
-const PART_OUTPUTS: &[&str] = &[
-    "archive_bucket_arn",
-    "state_bucket_arn",
-    "log_group_arn",
-    "cluster_arn",
-    "autoscaling_group_name",
-    "launch_template_id",
-    "database_endpoint",
-    "database_secret_arn",
-    "rabbitmq_secret_arn",
-    "file_system_id",
-    "web_url",
-];
-
-/// Map outputs with the keys they have once every part of theirs exists (`load_balancer`: whether the
-/// stack has one).
-fn map_outputs(load_balancer: bool) -> Vec<(&'static str, Vec<&'static str>)> {
-    let mut groups = vec!["instances", "services", "database", "file_system"];
-    if load_balancer {
-        groups.push("load_balancer");
-    }
-    vec![
-        ("ecr_repository_urls", COMPONENTS.to_vec()),
-        ("security_group_ids", groups),
-        ("service_arns", SERVICES.to_vec()),
-        (
-            "service_discovery_names",
-            Service::ALL.into_iter().filter(|s| s.is_discoverable()).map(Service::name).collect(),
-        ),
-    ]
-}
 
 /// Fills in what the provider knows at plan time on top of the framework's generic plan, and refuses now,
 /// with read-only calls only, what apply would otherwise find out after writing: names taken by resources
@@ -233,7 +200,9 @@ fn check_engine_change(prior: &Value, planned: &Value, diagnostics: &mut Diagnos
 /// A part that went missing out of band left its outputs null (or its key out of a map): they come back
 /// on apply.
 fn mark_missing_outputs(planned: &mut Value) {
-    for output in PART_OUTPUTS {
+    // Outputs that exist once their part exists: null in state means the part went missing.
+    let attributes = PART_OUTPUTS.iter().map(|o| o.attribute).chain(["web_url"]);
+    for output in attributes {
         if planned.get(output).is_null() {
             planned.set(output, Value::Unknown);
         }
@@ -248,11 +217,13 @@ fn mark_missing_outputs(planned: &mut Value) {
         }
         planned.set("load_balancer", load_balancer);
     }
-    for (output, keys) in map_outputs(!planned.get("load_balancer").is_null()) {
-        let complete =
-            planned.get(output).as_map().is_some_and(|m| keys.iter().all(|k| m.get(*k).is_some_and(|v| !v.is_null())));
+    let load_balancer = !planned.get("load_balancer").is_null();
+    for output in MAP_OUTPUTS {
+        let keys = output.entries(load_balancer).into_iter().map(|(key, _)| key);
+        let map = planned.get(output.attribute).as_map().cloned();
+        let complete = map.is_some_and(|m| keys.into_iter().all(|k| m.get(k).is_some_and(|v| !v.is_null())));
         if !complete {
-            planned.set(output, Value::Unknown);
+            planned.set(output.attribute, Value::Unknown);
         }
     }
 }

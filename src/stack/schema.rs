@@ -105,7 +105,7 @@ fn service_attributes(name: &str) -> Vec<Attribute> {
 pub fn stack_schema() -> Schema {
     use cluster_defaults as c;
     use database_defaults as d;
-    let attributes = vec![
+    let mut attributes = vec![
         Attribute::required("name", Type::String, "Name of the stack. Every AWS resource of the stack is named from it and tagged `datavault:stack = <name>`. 3 to 24 characters: lowercase letters, digits and hyphens, starting with a letter. Changing it replaces the whole stack.").requires_replace(),
         Attribute::optional("tags", Type::map_of_strings(), "Tags for every AWS resource of the stack, on top of the provider's `default_tags`."),
         Attribute::optional_computed("archive_bucket_name", Type::String, "Name of the S3 bucket holding archived research data. Defaults to `<name>-archive`. Changing it replaces the stack.").requires_replace(),
@@ -155,26 +155,13 @@ pub fn stack_schema() -> Schema {
         Attribute::computed("id", Type::String, "The stack's name, which is also its import id."),
         Attribute::computed("region", Type::String, "AWS region of the stack. A provider configured for another region replaces the stack.").requires_replace(),
         Attribute::computed("tags_all", Type::map_of_strings(), "All tags of the stack's resources: the provider's `default_tags` merged with `tags`."),
-        Attribute::computed("archive_bucket_arn", Type::String, "ARN of the archive bucket."),
-        Attribute::computed("state_bucket_arn", Type::String, "ARN of the state bucket."),
-        Attribute::computed("ecr_repository_urls", Type::map_of_strings(), "Repository URLs to push the DataVault images to, keyed by `web`, `broker` and `worker`."),
         Attribute::computed("image_push_targets", Type::map_of_strings(), "Where to push each DataVault image for this stack to run it: `<repository URL>:<image_tag>`, keyed by `web`, `broker` and `worker` (services whose `image` is overridden are left out)."),
         Attribute::computed("missing_images", Type::list_of_strings(), "Services whose image is not in the stack's repository at `image_tag`, as of the last refresh or apply. They are created but not started; once the images are pushed, the next plan shows them starting. Empty when every image is there."),
         Attribute::computed("log_group_name", Type::String, "Name of the CloudWatch log group (`/datavault/<name>`)."),
-        Attribute::computed("log_group_arn", Type::String, "ARN of the CloudWatch log group."),
-        Attribute::computed("security_group_ids", Type::map_of_strings(), "Security group ids, keyed by `instances`, `services`, `database` and `file_system`, and `load_balancer` with a load balancer."),
-        Attribute::computed("cluster_arn", Type::String, "ARN of the ECS cluster."),
-        Attribute::computed("autoscaling_group_name", Type::String, "Name of the Auto Scaling group of container instances."),
-        Attribute::computed("launch_template_id", Type::String, "Id of the instances' launch template."),
-        Attribute::computed("service_arns", Type::map_of_strings(), "ARNs of the ECS services, keyed by service."),
-        Attribute::computed("service_discovery_names", Type::map_of_strings(), "Private DNS names the services reach each other by, keyed by service (e.g. `broker.<name>.datavault.internal`)."),
-        Attribute::computed("database_endpoint", Type::String, "Address of the MySQL database."),
-        Attribute::computed("database_secret_arn", Type::String, "ARN of the Secrets Manager secret holding the database master password (managed by RDS unless `password_wo` is used). The password itself is never in state."),
-        Attribute::computed("rabbitmq_secret_arn", Type::String, "ARN of the Secrets Manager secret holding the generated RabbitMQ password."),
-        Attribute::computed("file_system_id", Type::String, "Id of the EFS file system (RabbitMQ data and the shared /tmp/datavault working folder)."),
         Attribute::computed("web_url", Type::String, "Where the web app answers: with `load_balancer`, `https://<dns_name>/datavault-webapp/` (`http://` without a certificate); without, its service discovery name and path, inside the VPC only."),
         Attribute::computed("drift", Type::list_of_strings(), "Differences between the stack's AWS resources and their managed settings, found by the last refresh. Empty after every apply, which repairs them."),
     ];
+    attributes.extend(super::outputs::attributes());
     Schema {
         version: 0,
         block: Block {
