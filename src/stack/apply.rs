@@ -17,10 +17,9 @@ use super::model::{COMPONENTS, StackSpec};
 use super::outcome::{self, Walk};
 use super::outputs;
 use super::ownership::{self, PrivateState, any_blocking, conflict_diagnostics};
-use super::parts::storage::PUSH_TARGET;
 use super::parts::{
-    self, IMAGE_MISSING, Part, PartContext, PartState, PasswordChange, Removal, SOURCE_BRANCH, SOURCE_COMMIT,
-    SOURCE_REPOSITORY, WEB_PATH, WEB_PORT,
+    self, Part, PartContext, PartState, PasswordChange, Removal, SOURCE_BRANCH, SOURCE_COMMIT, SOURCE_REPOSITORY,
+    WEB_PATH, WEB_PORT,
 };
 use super::service::Service;
 use super::survey::{CONCURRENCY, Survey, survey};
@@ -173,8 +172,7 @@ pub fn state_with_outputs(planned: &Value, done: &BTreeMap<Part, PartState>) -> 
     };
     if let Some(network) = done.get(&Part::Network) {
         state.set("vpc_id", Value::opt_string(network.id.clone()));
-        let subnets = parts::split_list(network.values.get("subnet_ids").map(String::as_str).unwrap_or_default());
-        state.set("subnet_ids", Value::string_list(subnets));
+        state.set("subnet_ids", Value::string_list(network.facts.subnet_ids.clone()));
     }
     state.set(
         "image_push_targets",
@@ -182,9 +180,7 @@ pub fn state_with_outputs(planned: &Value, done: &BTreeMap<Part, PartState>) -> 
             .iter()
             .enumerate()
             .filter(|(_, c)| state.get("services").get(c).get("image").is_null())
-            .map(|(i, c)| {
-                (c.to_string(), done.get(&Part::Repository(i)).and_then(|r| r.values.get(PUSH_TARGET).cloned()))
-            })
+            .map(|(i, c)| (c.to_string(), done.get(&Part::Repository(i)).and_then(|r| r.facts.push_target.clone())))
             .collect()),
     );
     state.set("missing_images", Value::string_list(services_waiting_for_images(done)));
@@ -253,7 +249,7 @@ async fn wait_for_services(
 pub fn services_waiting_for_images(done: &BTreeMap<Part, PartState>) -> Vec<String> {
     Service::ALL
         .into_iter()
-        .filter(|s| done.get(&Part::TaskDefinition(*s)).is_some_and(|td| td.values.contains_key(IMAGE_MISSING)))
+        .filter(|s| done.get(&Part::TaskDefinition(*s)).is_some_and(|td| td.facts.image_missing.is_some()))
         .map(|s| s.name().to_string())
         .collect()
 }
@@ -263,7 +259,7 @@ pub fn services_waiting_for_images(done: &BTreeMap<Part, PartState>) -> Vec<Stri
 fn images_missing_warning(spec: &StackSpec, done: &BTreeMap<Part, PartState>) -> Option<(String, String)> {
     let waiting: Vec<(Service, String)> = Service::ALL
         .into_iter()
-        .filter_map(|s| done.get(&Part::TaskDefinition(s))?.values.get(IMAGE_MISSING).map(|t| (s, t.clone())))
+        .filter_map(|s| done.get(&Part::TaskDefinition(s))?.facts.image_missing.clone().map(|t| (s, t)))
         .collect();
     if waiting.is_empty() {
         return None;
@@ -464,7 +460,7 @@ mod tests {
         );
         let waiting = |target: &str| {
             let mut state = PartState::default();
-            state.values.insert(IMAGE_MISSING.into(), target.into());
+            state.facts.image_missing = Some(target.into());
             state
         };
         let web = Service::Web;

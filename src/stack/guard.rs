@@ -31,8 +31,8 @@ pub async fn blockers(
 ) -> PartResult<Vec<Blocker>> {
     let mut found = Vec::new();
     let removes = |part: Part| parts.contains(&part) && own.contains_key(&part);
-    let protected = own.get(&Part::Database).and_then(|db| db.values.get("deletion_protection"));
-    if removes(Part::Database) && protected.is_some_and(|p| p == "true") {
+    let database = own.get(&Part::Database).and_then(|db| db.facts.database.as_ref());
+    if removes(Part::Database) && database.is_some_and(|db| db.deletion_protection) {
         found.push(Blocker {
             summary: "Database Deletion Protection Is On",
             detail: format!(

@@ -9,7 +9,7 @@ use crate::framework::{Diagnostics, RequestContext, StateResult, Value};
 use super::apply::state_with_outputs;
 use super::model::{StackSpec, default_archive_bucket, default_state_bucket, log_group_name};
 use super::ownership::{Conflict, PrivateState, bullets};
-use super::parts::{Group, IMAGE_MISSING, KMS_KEY, Part, PartState, split_list};
+use super::parts::{Group, Part, PartState};
 use super::schema::DEFAULT_LOG_RETENTION_DAYS;
 use super::service::Service;
 use super::survey::{Survey, survey};
@@ -146,18 +146,18 @@ fn fill_load_balancer(state: &mut Value, existing: &BTreeMap<Part, PartState>) {
     if !state.get("load_balancer").is_null() || !existing.contains_key(&Part::LoadBalancer) {
         return;
     }
-    let value = |part: Part, key: &str| existing.get(&part).and_then(|s| s.values.get(key).cloned());
-    let cidrs = value(Part::SecurityGroup(Group::LoadBalancer), "allowed_cidr_blocks").unwrap_or_default();
+    let facts = |part: Part| existing.get(&part).map(|s| &s.facts);
+    let cidrs = facts(Part::SecurityGroup(Group::LoadBalancer)).map(|f| f.allowed_cidr_blocks.clone());
     let load_balancer = existing.get(&Part::LoadBalancer);
     // Subnets of its own are recorded only when they are not the stack's (the default).
-    let zone_subnets = value(Part::Network, "zone_subnet_ids").map(|s| sorted(split_list(&s))).unwrap_or_default();
-    let subnets = value(Part::LoadBalancer, "subnet_ids")
-        .map(|s| sorted(split_list(&s)))
+    let zone_subnets = facts(Part::Network).map(|f| sorted(f.zone_subnet_ids.clone())).unwrap_or_default();
+    let subnets = facts(Part::LoadBalancer)
+        .map(|f| sorted(f.subnet_ids.clone()))
         .filter(|s| !s.is_empty() && *s != zone_subnets)
         .map(Value::string_list);
     let fields = [
-        ("certificate_arn", value(Part::Listeners, "certificate_arn").map(Value::string)),
-        ("allowed_cidr_blocks", Some(Value::string_list(split_list(&cidrs)))),
+        ("certificate_arn", facts(Part::Listeners).and_then(|f| f.certificate_arn.as_deref()).map(Value::string)),
+        ("allowed_cidr_blocks", Some(Value::string_list(cidrs.unwrap_or_default()))),
         ("subnet_ids", subnets),
         ("dns_name", load_balancer.and_then(|lb| lb.url.clone()).map(Value::string)),
         ("arn", load_balancer.and_then(|lb| lb.arn.clone()).map(Value::string)),
@@ -169,7 +169,7 @@ fn fill_load_balancer(state: &mut Value, existing: &BTreeMap<Part, PartState>) {
 /// created with, which its database, file system and repositories keep. Later reads leave the setting to the
 /// configuration, and a bucket under another key is drift.
 fn fill_kms_key(state: &mut Value, existing: &BTreeMap<Part, PartState>) {
-    let key = existing.get(&Part::ArchiveBucket).and_then(|bucket| bucket.values.get(KMS_KEY));
+    let key = existing.get(&Part::ArchiveBucket).and_then(|bucket| bucket.facts.kms_key.as_ref());
     if state.get("kms_key_arn").is_null()
         && let Some(key) = key.filter(|k| k.starts_with("arn:"))
     {
@@ -181,39 +181,39 @@ fn fill_kms_key(state: &mut Value, existing: &BTreeMap<Part, PartState>) {
 /// configuration leaves them to the provider. Settings the state has are kept: a difference from them is
 /// drift, which the plan repairs.
 fn fill_settings(state: &mut Value, existing: &BTreeMap<Part, PartState>) {
-    let value = |part: Part, key: &str| existing.get(&part).and_then(|s| s.values.get(key).cloned());
-    let number = |part: Part, key: &str| value(part, key).and_then(|v| v.parse::<f64>().ok()).map(Value::Number);
-    let boolean = |part: Part, key: &str| value(part, key).map(|v| Value::Bool(v == "true"));
+    let facts = |part: Part| existing.get(&part).map(|s| &s.facts);
+    let number = |n: Option<i64>| n.map(|n| Value::Number(n as f64));
     let web = Part::TaskDefinition(Service::Web);
     if state.get("image_tag").is_null()
-        && let Some(tag) = value(web, "image").and_then(|i| i.rsplit_once(':').map(|(_, t)| t.to_string()))
+        && let Some(tag) = facts(web).and_then(|f| f.image.as_deref()).and_then(|i| i.rsplit_once(':')).map(|(_, t)| t)
     {
         state.set("image_tag", Value::string(tag));
     }
-    if state.get("database").is_null() && existing.contains_key(&Part::Database) {
-        let db = |key: &str| value(Part::Database, key);
+    if state.get("database").is_null()
+        && let Some(db) = facts(Part::Database).and_then(|f| f.database.as_ref())
+    {
         let fields = [
-            ("instance_class", db("instance_class").map(Value::string)),
-            ("allocated_storage", number(Part::Database, "allocated_storage")),
-            ("engine", db("engine").map(Value::string)),
-            ("engine_version", db("engine_version").map(Value::string)),
-            ("backup_retention_days", number(Part::Database, "backup_retention_days")),
-            ("deletion_protection", boolean(Part::Database, "deletion_protection")),
+            ("instance_class", Some(Value::string(&db.instance_class))),
+            ("allocated_storage", number(Some(db.allocated_storage))),
+            ("engine", Some(Value::string(&db.engine))),
+            ("engine_version", Some(Value::string(&db.engine_version))),
+            ("backup_retention_days", number(Some(db.backup_retention_days))),
+            ("deletion_protection", Some(Value::Bool(db.deletion_protection))),
             // Not observable: the default (a final snapshot on delete).
             ("skip_final_snapshot", Some(Value::Bool(false))),
-            ("multi_az", boolean(Part::Database, "multi_az")),
+            ("multi_az", Some(Value::Bool(db.multi_az))),
         ];
         state.set("database", object(fields));
     }
     if state.get("cluster").is_null()
-        && existing.contains_key(&Part::LaunchTemplate)
-        && existing.contains_key(&Part::AutoScalingGroup)
+        && let (Some(template), Some(group)) = (facts(Part::LaunchTemplate), facts(Part::AutoScalingGroup))
     {
+        let sizes = group.group_sizes;
         let fields = [
-            ("instance_type", value(Part::LaunchTemplate, "instance_type").map(Value::string)),
-            ("min_size", number(Part::AutoScalingGroup, "min_size")),
-            ("max_size", number(Part::AutoScalingGroup, "max_size")),
-            ("desired_capacity", number(Part::AutoScalingGroup, "desired_capacity")),
+            ("instance_type", template.instance_type.as_deref().map(Value::string)),
+            ("min_size", number(sizes.map(|s| s.min))),
+            ("max_size", number(sizes.map(|s| s.max))),
+            ("desired_capacity", number(sizes.map(|s| s.desired))),
         ];
         state.set("cluster", object(fields));
     }
@@ -225,16 +225,16 @@ fn fill_settings(state: &mut Value, existing: &BTreeMap<Part, PartState>) {
             continue;
         }
         let fields = [
-            ("cpu", number(Part::TaskDefinition(i), "cpu")),
-            ("memory", number(Part::TaskDefinition(i), "memory")),
+            ("cpu", number(existing[&Part::TaskDefinition(i)].facts.cpu)),
+            ("memory", number(existing[&Part::TaskDefinition(i)].facts.memory)),
             // A service waiting for its image runs no task by the stack's own choice: its configured count
             // is not to be seen in AWS, and the default is the best reading of it.
             (
                 "desired_count",
-                if existing[&Part::TaskDefinition(i)].values.contains_key(IMAGE_MISSING) {
+                if existing[&Part::TaskDefinition(i)].facts.image_missing.is_some() {
                     Some(Value::Number(1.0))
                 } else {
-                    number(Part::Service(i), "desired_count")
+                    number(existing[&Part::Service(i)].facts.desired_count)
                 },
             ),
         ];
@@ -360,9 +360,9 @@ mod tests {
         let lb =
             PartState { arn: Some("arn:lb".into()), url: Some("vault-web.elb.example".into()), ..PartState::default() };
         let mut group = PartState::with_id("sg-lb");
-        group.values.insert("allowed_cidr_blocks".into(), "10.0.0.0/8,192.0.2.0/24".into());
+        group.facts.allowed_cidr_blocks = vec!["10.0.0.0/8".into(), "192.0.2.0/24".into()];
         let mut listeners = PartState::default();
-        listeners.values.insert("certificate_arn".into(), "arn:aws:acm:eu-west-2:1:certificate/x".into());
+        listeners.facts.certificate_arn = Some("arn:aws:acm:eu-west-2:1:certificate/x".into());
         let existing = BTreeMap::from([
             (Part::LoadBalancer, lb),
             (Part::SecurityGroup(Group::LoadBalancer), group),

@@ -6,7 +6,7 @@ use crate::aws;
 use crate::aws::autoscaling::GroupSpec;
 use crate::aws::ec2::LaunchTemplateSpec;
 
-use super::{Group, Part, PartContext, PartError, PartResult, PartState, Removal};
+use super::{Group, GroupSizes, Part, PartContext, PartError, PartResult, PartState, Removal};
 
 /// The compute parts: the cluster and the container instances.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,9 +39,9 @@ async fn launch_template_spec(ctx: &PartContext<'_>) -> PartResult<LaunchTemplat
     };
     let profile = ctx
         .part(Part::InstanceRole)?
-        .values
-        .get("instance_profile_arn")
-        .cloned()
+        .facts
+        .instance_profile_arn
+        .clone()
         .ok_or_else(|| PartError::Missing("instance_role has no instance profile".into()))?;
     Ok(LaunchTemplateSpec {
         image_id,
@@ -71,7 +71,7 @@ fn group_spec(ctx: &PartContext<'_>, template_id: &str, version: i64) -> PartRes
 fn template_of(ctx: &PartContext<'_>) -> PartResult<(String, i64)> {
     let template = ctx.part(Part::LaunchTemplate)?;
     let id = template.id.clone().ok_or_else(|| PartError::Missing("launch_template has no id".into()))?;
-    let version = template.values.get("version").and_then(|v| v.parse().ok()).unwrap_or(1);
+    let version = template.facts.template_version.unwrap_or(1);
     Ok((id, version))
 }
 
@@ -88,7 +88,7 @@ pub async fn ensure(part: ComputePart, ctx: &PartContext<'_>) -> PartResult<Part
             let template =
                 aws::ec2::ensure_launch_template(&aws.ec2, &spec.name, &launch_template_spec(ctx).await?).await?;
             let mut state = PartState::with_id(template.id);
-            state.values.insert("version".into(), template.version.to_string());
+            state.facts.template_version = Some(template.version);
             Ok(state)
         }
         ComputePart::AutoScalingGroup => {
@@ -125,7 +125,7 @@ pub async fn observe(part: ComputePart, ctx: &PartContext<'_>) -> PartResult<Opt
             Ok(aws::ec2::describe_launch_template(&aws.ec2, &spec.name, &expected).await?.map(|t| {
                 let mut state = template_state(t.id, t.default_version, t.drift);
                 state.tags = Some(t.tags);
-                state.values.insert("instance_type".into(), t.data.instance_type);
+                state.facts.instance_type = Some(t.data.instance_type);
                 state
             }))
         }
@@ -143,12 +143,8 @@ pub async fn observe(part: ComputePart, ctx: &PartContext<'_>) -> PartResult<Opt
                 tags: Some(found.tags.clone()),
                 ..PartState::default()
             };
-            let sizes = [
-                ("min_size", found.min_size),
-                ("max_size", found.max_size),
-                ("desired_capacity", found.desired_capacity),
-            ];
-            state.values.extend(sizes.into_iter().map(|(k, v)| (k.to_string(), v.to_string())));
+            let (min, max, desired) = (found.min_size.into(), found.max_size.into(), found.desired_capacity.into());
+            state.facts.group_sizes = Some(GroupSizes { min, max, desired });
             Ok(Some(state))
         }
     }
@@ -156,7 +152,7 @@ pub async fn observe(part: ComputePart, ctx: &PartContext<'_>) -> PartResult<Opt
 
 fn template_state(id: String, version: i64, drift: Vec<String>) -> PartState {
     let mut state = PartState { id: Some(id), drift, ..PartState::default() };
-    state.values.insert("version".into(), version.to_string());
+    state.facts.template_version = Some(version);
     state
 }
 

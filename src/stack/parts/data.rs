@@ -12,7 +12,7 @@ use crate::aws::rds::{DatabaseSpec, MasterPassword, SecretString};
 use std::collections::BTreeMap;
 
 use super::network::zone_subnet_ids;
-use super::{AccessPointKind, Group, Part, PartContext, PartResult, PartState, PasswordChange, Removal};
+use super::{AccessPointKind, DatabaseFacts, Group, Part, PartContext, PartResult, PartState, PasswordChange, Removal};
 
 /// The data parts: the file system with its mount targets and access points, and the database with its
 /// subnet and parameter groups.
@@ -135,11 +135,8 @@ pub async fn ensure(part: DataPart, ctx: &PartContext<'_>) -> PartResult<PartSta
             let group = ctx.id_of(Part::SecurityGroup(Group::FileSystem))?;
             let targets =
                 aws::efs::ensure_mount_targets(&aws.efs, fs_id, &zone_subnet_ids(ctx)?, group, timeout).await?;
-            let mut state = PartState::with_id(fs_id);
-            state
-                .values
-                .insert("mount_target_ids".into(), targets.iter().map(|t| t.id.as_str()).collect::<Vec<_>>().join(","));
-            Ok(state)
+            tracing::debug!(file_system = %fs_id, mount_targets = targets.len(), "mount targets ready");
+            Ok(PartState::with_id(fs_id))
         }
         DataPart::AccessPoint(kind) => {
             let fs_id = ctx.id_of(Part::FileSystem)?;
@@ -287,16 +284,15 @@ pub async fn observe(part: DataPart, ctx: &PartContext<'_>) -> PartResult<Option
                 state.drift = aws::rds::drift(&db_spec, &found);
             }
             // What a refresh records where the configuration left the database settings to the provider.
-            let settings = [
-                ("instance_class", found.instance_class.clone()),
-                ("allocated_storage", found.allocated_storage.to_string()),
-                ("engine", found.engine.clone()),
-                ("engine_version", found.engine_version.split('.').take(2).collect::<Vec<_>>().join(".")),
-                ("backup_retention_days", found.backup_retention_days.to_string()),
-                ("deletion_protection", found.deletion_protection.to_string()),
-                ("multi_az", found.multi_az.to_string()),
-            ];
-            state.values.extend(settings.into_iter().map(|(k, v)| (k.to_string(), v)));
+            state.facts.database = Some(DatabaseFacts {
+                instance_class: found.instance_class.clone(),
+                allocated_storage: found.allocated_storage.into(),
+                engine: found.engine.clone(),
+                engine_version: found.engine_version.split('.').take(2).collect::<Vec<_>>().join("."),
+                backup_retention_days: found.backup_retention_days.into(),
+                deletion_protection: found.deletion_protection,
+                multi_az: found.multi_az,
+            });
             Ok(Some(state))
         }
     }

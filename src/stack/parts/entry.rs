@@ -113,7 +113,7 @@ pub async fn observe(part: EntryPart, ctx: &PartContext<'_>) -> PartResult<Optio
                     tags: Some(lb.tags),
                     ..PartState::default()
                 };
-                state.values.insert("subnet_ids".into(), lb.subnets.join(","));
+                state.facts.subnet_ids = lb.subnets.clone();
                 state
             }))
         }
@@ -138,7 +138,7 @@ pub async fn observe(part: EntryPart, ctx: &PartContext<'_>) -> PartResult<Optio
             let mut state = PartState { id: current.first().map(|l| l.arn.clone()), ..PartState::default() };
             // The HTTPS listener's certificate is the load balancer's `certificate_arn`, for an import.
             if let Some(certificate) = current.iter().find_map(|l| l.config.certificate_arn.clone()) {
-                state.values.insert("certificate_arn".into(), certificate);
+                state.facts.certificate_arn = Some(certificate);
             }
             if let Some(spec) = expected(ctx, listener_spec) {
                 state.drift = aws::elbv2::listener_drift(&spec, &current);

@@ -237,7 +237,7 @@ async fn ensure_role(role: Role, ctx: &PartContext<'_>) -> PartResult<PartState>
     let mut state = PartState { id: Some(found.name.clone()), arn: Some(found.arn), ..PartState::default() };
     if role == Role::Instance {
         let profile = iam::ensure_instance_profile(client, &found.name, &found.name, &ctx.tags(role.into())).await?;
-        state.values.insert("instance_profile_arn".into(), profile);
+        state.facts.instance_profile_arn = Some(profile);
     }
     Ok(state)
 }
@@ -302,7 +302,7 @@ async fn observe_role(role: Role, ctx: &PartContext<'_>) -> PartResult<Option<Pa
     if role == Role::Instance {
         match iam::instance_profile(&ctx.aws.iam, &spec.name).await? {
             Some(profile) => {
-                state.values.insert("instance_profile_arn".into(), profile.arn);
+                state.facts.instance_profile_arn = Some(profile.arn);
                 // The profile shares the role's name: one that is not the stack's makes the part not its own.
                 let role_stack = state.tags.as_ref().and_then(|t| t.get(aws::STACK_TAG));
                 if profile.tags.get(aws::STACK_TAG) != role_stack {

@@ -34,8 +34,8 @@ pub use data::DataPart;
 pub use entry::{EntryPart, WEB_PATH};
 pub use identity::IdentityPart;
 pub use network::{NetworkPart, WEB_PORT};
-pub use services::{IMAGE_MISSING, ServicesPart, dns_name};
-pub use storage::{KMS_KEY, StoragePart, archive_not_empty_message};
+pub use services::{ServicesPart, dns_name};
+pub use storage::{StoragePart, archive_not_empty_message};
 pub use wiring::{RABBITMQ_IMAGE, SOURCE_BRANCH, SOURCE_COMMIT, SOURCE_REPOSITORY};
 
 /// A security group of the stack.
@@ -454,8 +454,8 @@ pub struct PartState {
     pub arn: Option<String>,
     /// Its URL or address, where it has one (repositories, database endpoint).
     pub url: Option<String>,
-    /// Other facts later parts need (e.g. the network's subnets).
-    pub values: BTreeMap<String, String>,
+    /// What else later parts, the outputs or an import read of it.
+    pub facts: Facts,
     /// Settings that differ from the managed ones.
     pub drift: Vec<String>,
     /// Log retention in days, for the log group.
@@ -464,6 +464,80 @@ pub struct PartState {
     pub tags: Option<BTreeMap<String, String>>,
     /// Whose the resource found under the part's name is (an ensured part is always the stack's).
     pub owner: Owner,
+}
+
+/// Facts a part's state carries beyond its id, ARN and URL. Each part fills in its own (named in each
+/// field's documentation); every other field stays at its default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Facts {
+    /// Network: the VPC's CIDR block.
+    pub vpc_cidr: Option<String>,
+    /// Network: the subnets of the instances, tasks, database and file system. Load balancer: its own.
+    pub subnet_ids: Vec<String>,
+    /// Network: one of those subnets per availability zone (for the mount targets).
+    pub zone_subnet_ids: Vec<String>,
+    /// Network: the load balancer's public subnets, when the configuration names them.
+    pub load_balancer_subnet_ids: Option<Vec<String>>,
+    /// The load balancer's security group: the address ranges it admits.
+    pub allowed_cidr_blocks: Vec<String>,
+    /// Listeners: the HTTPS certificate, when there is one.
+    pub certificate_arn: Option<String>,
+    /// Instance role: its instance profile.
+    pub instance_profile_arn: Option<String>,
+    /// Archive and state buckets: the KMS key of their default encryption, when it names one.
+    pub kms_key: Option<String>,
+    /// Repository: whether it holds the image at `image_tag`.
+    pub image_present: Option<bool>,
+    /// Repository: where to push that image (`<url>:<image_tag>`).
+    pub push_target: Option<String>,
+    /// Task definition and service: where to push the image they wait for, while it is missing.
+    pub image_missing: Option<String>,
+    /// Task definition: the image its container runs.
+    pub image: Option<String>,
+    /// Task definition: task CPU units.
+    pub cpu: Option<i64>,
+    /// Task definition: task memory in MiB.
+    pub memory: Option<i64>,
+    /// Service: the tasks it asks for.
+    pub desired_count: Option<i64>,
+    /// Launch template: its default version.
+    pub template_version: Option<i64>,
+    /// Launch template: the instance type of that version.
+    pub instance_type: Option<String>,
+    /// Auto Scaling group: its minimum, maximum and desired capacity.
+    pub group_sizes: Option<GroupSizes>,
+    /// Database: its settings as the configuration says them.
+    pub database: Option<DatabaseFacts>,
+}
+
+/// An Auto Scaling group's sizes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupSizes {
+    /// Minimum.
+    pub min: i64,
+    /// Maximum.
+    pub max: i64,
+    /// Desired.
+    pub desired: i64,
+}
+
+/// A database's settings as the `database` attribute says them (engine version as major.minor).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatabaseFacts {
+    /// Instance class.
+    pub instance_class: String,
+    /// Storage in GiB.
+    pub allocated_storage: i64,
+    /// Engine.
+    pub engine: String,
+    /// Engine version, major.minor.
+    pub engine_version: String,
+    /// Days of automated backups.
+    pub backup_retention_days: i64,
+    /// Deletion protection.
+    pub deletion_protection: bool,
+    /// Multi-AZ standby.
+    pub multi_az: bool,
 }
 
 impl PartState {
@@ -554,18 +628,13 @@ impl PartContext<'_> {
 
     /// The subnets the network part chose.
     pub fn subnet_ids(&self) -> PartResult<Vec<String>> {
-        Ok(split_list(self.part(Part::Network)?.values.get("subnet_ids").map(String::as_str).unwrap_or_default()))
+        Ok(self.part(Part::Network)?.facts.subnet_ids.clone())
     }
 
     /// Tags for a part.
     pub fn tags(&self, part: Part) -> BTreeMap<String, String> {
         self.spec.part_tags(&part.key())
     }
-}
-
-/// Splits a comma-separated list kept in [`PartState::values`].
-pub fn split_list(joined: &str) -> Vec<String> {
-    joined.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect()
 }
 
 /// Creates or adopts the part and converges its settings.

@@ -9,7 +9,7 @@
 use crate::aws;
 use crate::aws::ec2::{IngressRule, RuleSource};
 
-use super::{Group, Part, PartContext, PartError, PartResult, PartState, Removal, group_key, split_list};
+use super::{Group, Part, PartContext, PartError, PartResult, PartState, Removal, group_key};
 
 /// Ports the services listen on for each other: web and broker (Tomcat), RabbitMQ AMQP and management.
 const SERVICE_PORTS: [(i32, &str); 3] =
@@ -120,23 +120,23 @@ async fn observe_network(ctx: &PartContext<'_>) -> PartResult<Option<PartState>>
             return Err(PartError::Missing(format!("load balancer subnet {} is not in VPC {}", stray.id, vpc.id)));
         }
         let ids: Vec<String> = aws::ec2::one_subnet_per_zone(&public).into_iter().map(|s| s.id).collect();
-        state.values.insert("load_balancer_subnet_ids".into(), ids.join(","));
+        state.facts.load_balancer_subnet_ids = Some(ids);
     }
-    state.values.insert("cidr".into(), vpc.cidr);
-    state.values.insert("subnet_ids".into(), subnets.iter().map(|s| s.id.as_str()).collect::<Vec<_>>().join(","));
-    state.values.insert("zone_subnet_ids".into(), per_zone.iter().map(|s| s.id.as_str()).collect::<Vec<_>>().join(","));
+    state.facts.vpc_cidr = Some(vpc.cidr);
+    state.facts.subnet_ids = subnets.into_iter().map(|s| s.id).collect();
+    state.facts.zone_subnet_ids = per_zone.into_iter().map(|s| s.id).collect();
     Ok(Some(state))
 }
 
 /// One subnet per availability zone (EFS allows one mount target per zone).
 pub fn zone_subnet_ids(ctx: &PartContext<'_>) -> PartResult<Vec<String>> {
-    Ok(split_list(ctx.part(Part::Network)?.values.get("zone_subnet_ids").map(String::as_str).unwrap_or_default()))
+    Ok(ctx.part(Part::Network)?.facts.zone_subnet_ids.clone())
 }
 
 /// The load balancer's subnets, one per zone: its own public ones when configured, else the stack's.
 pub fn load_balancer_subnet_ids(ctx: &PartContext<'_>) -> PartResult<Vec<String>> {
-    match ctx.part(Part::Network)?.values.get("load_balancer_subnet_ids") {
-        Some(ids) => Ok(split_list(ids)),
+    match &ctx.part(Part::Network)?.facts.load_balancer_subnet_ids {
+        Some(ids) => Ok(ids.clone()),
         None => zone_subnet_ids(ctx),
     }
 }
@@ -272,7 +272,7 @@ async fn observe_group(group: Group, ctx: &PartContext<'_>) -> PartResult<Option
         // One rule per port and block (80 and 443 with a certificate): each block once, in a stable order.
         cidrs.sort_unstable();
         cidrs.dedup();
-        state.values.insert("allowed_cidr_blocks".into(), cidrs.join(","));
+        state.facts.allowed_cidr_blocks = cidrs.into_iter().map(str::to_string).collect();
         if ctx.spec.load_balancer.is_some()
             && let Ok(expected) = load_balancer_egress(ctx)
         {

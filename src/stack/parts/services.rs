@@ -11,7 +11,6 @@ use crate::aws::ecs::{
 use super::super::model::{COMPONENTS, namespace_name};
 use super::super::service::Service;
 use super::network::WEB_PORT;
-use super::storage::{IMAGE_PRESENT, PUSH_TARGET};
 use super::wiring::{self, Endpoints, Wiring};
 use super::{Group, Part, PartContext, PartError, PartResult, PartState, Removal};
 
@@ -79,16 +78,12 @@ fn missing_image(ctx: &PartContext<'_>, service: Service) -> Option<String> {
     }
     let i = COMPONENTS.iter().position(|c| *c == name)?;
     let repository = ctx.parts.get(&Part::Repository(i))?;
-    (repository.values.get(IMAGE_PRESENT).map(String::as_str) == Some("false"))
-        .then(|| repository.values.get(PUSH_TARGET).cloned().unwrap_or_default())
+    (repository.facts.image_present == Some(false)).then(|| repository.facts.push_target.clone().unwrap_or_default())
 }
-
-/// [`PartState::values`] key of a task definition whose image is not pushed yet: where to push it.
-pub const IMAGE_MISSING: &str = "image_missing";
 
 fn task_definition_state(ctx: &PartContext<'_>, service: Service, mut state: PartState) -> PartState {
     if let Some(target) = missing_image(ctx, service) {
-        state.values.insert(IMAGE_MISSING.into(), target);
+        state.facts.image_missing = Some(target);
     }
     state
 }
@@ -96,7 +91,7 @@ fn task_definition_state(ctx: &PartContext<'_>, service: Service, mut state: Par
 /// Whether the service's image is not pushed yet: its tasks could only fail to pull it and trip the
 /// deployment circuit breaker, so a new service starts none and a running one stays as it is.
 fn awaiting_image(ctx: &PartContext<'_>, service: Service) -> PartResult<bool> {
-    Ok(ctx.part(Part::TaskDefinition(service))?.values.contains_key(IMAGE_MISSING))
+    Ok(ctx.part(Part::TaskDefinition(service))?.facts.image_missing.is_some())
 }
 
 /// What the stack knows that the service's wiring needs. Web and RabbitMQ need nothing of the database,
@@ -332,12 +327,9 @@ pub async fn observe(part: ServicesPart, ctx: &PartContext<'_>) -> PartResult<Op
                 |td| {
                     let mut state =
                         PartState { arn: Some(td.arn), drift: td.drift, tags: Some(td.tags), ..PartState::default() };
-                    let facts = [
-                        ("image", td.image),
-                        ("cpu", td.cpu.map(|c| c.to_string())),
-                        ("memory", td.memory.map(|m| m.to_string())),
-                    ];
-                    state.values.extend(facts.into_iter().filter_map(|(k, v)| v.map(|v| (k.to_string(), v))));
+                    state.facts.image = td.image;
+                    state.facts.cpu = td.cpu;
+                    state.facts.memory = td.memory;
                     task_definition_state(ctx, s, state)
                 },
             ))
@@ -352,7 +344,7 @@ pub async fn observe(part: ServicesPart, ctx: &PartContext<'_>) -> PartResult<Op
                     tags: Some(svc.tags),
                     ..PartState::default()
                 };
-                state.values.insert("desired_count".into(), svc.desired_count.to_string());
+                state.facts.desired_count = Some(svc.desired_count.into());
                 state
             }))
         }

@@ -202,9 +202,7 @@ async fn observe_bucket(part: Bucket, ctx: &PartContext<'_>) -> PartResult<Optio
         tags: Some(bucket_marks(ctx, part, found.tags).await?),
         ..PartState::default()
     };
-    if let Some(key) = found.kms_key {
-        state.values.insert(KMS_KEY.into(), key);
-    }
+    state.facts.kms_key = found.kms_key;
     Ok(Some(state))
 }
 
@@ -294,21 +292,11 @@ async fn remove_database_log_groups(ctx: &PartContext<'_>) -> PartResult<()> {
 }
 
 /// Records whether the repository holds the image the services run (`image_tag`), and where to push it.
-/// Records whether the repository holds the image at `image_tag`, and where to push it.
 fn with_image(ctx: &PartContext<'_>, present: bool, mut state: PartState) -> PartState {
-    state.values.insert(IMAGE_PRESENT.into(), present.to_string());
-    if let Some(url) = &state.url {
-        state.values.insert(PUSH_TARGET.into(), format!("{url}:{}", ctx.spec.image_tag));
-    }
+    state.facts.image_present = Some(present);
+    state.facts.push_target = state.url.as_ref().map(|url| format!("{url}:{}", ctx.spec.image_tag));
     state
 }
-
-/// [`PartState::values`] key: the KMS key a bucket's default encryption uses, when it uses one.
-pub const KMS_KEY: &str = "kms_key";
-/// [`PartState::values`] key: whether a repository holds the image at `image_tag` (`true`/`false`).
-pub const IMAGE_PRESENT: &str = "image_present";
-/// [`PartState::values`] key: where to push a repository's image, `<url>:<image_tag>`.
-pub const PUSH_TARGET: &str = "push_target";
 
 /// Deletes the repository when it is empty or the user allows deleting its images; otherwise keeps it and
 /// says so (images take long to build, and a stack created again with the same name adopts them).
