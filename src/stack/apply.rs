@@ -67,6 +67,9 @@ pub async fn converge(
     let stop = cancelled_after(&ctx.cancel, limit);
     let unchanged =
         |diagnostics| StateResult { state: (!prior.is_null()).then(|| prior.clone()), diagnostics, private: None };
+    if let Some(refusal) = super::plan::kms_key_change_refusal(prior, planned) {
+        return unchanged(Diagnostics(vec![refusal]));
+    }
     let found = match survey(&stop, aws, &spec, &Part::possible(), &BTreeMap::new(), "Nothing was changed.").await {
         Ok(found) => found,
         Err(diagnostics) => return unchanged(diagnostics),

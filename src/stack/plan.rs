@@ -98,7 +98,7 @@ fn plan_settings(ctx: &RequestContext, change: &mut PlannedChange, aws: &AwsCont
         plan_entry_point(planned);
         mark_missing_outputs(planned);
         check_engine_change(&change.prior, planned, &mut diagnostics);
-        check_kms_key_change(&change.prior, planned, &mut diagnostics);
+        diagnostics.0.extend(kms_key_change_refusal(&change.prior, planned));
         plan_images(&change.prior, planned);
     }
     // Unknown settings here are ones the configuration leaves to the provider, which means defaults;
@@ -138,14 +138,15 @@ fn plan_images(prior: &Value, planned: &mut Value) {
 
 /// The database, the file system and the ECR repositories keep the key they were created with (AWS has no
 /// call that changes it), so a stack keeps its key for life; the other way, replacing the stack, would
-/// delete the archive's database. Refused at plan, with the way out.
-fn check_kms_key_change(prior: &Value, planned: &Value, diagnostics: &mut Diagnostics) {
+/// delete the archive's database. Refused at plan, with the way out, and again at apply for a key that plan
+/// did not know yet (one made by another resource in the same run).
+pub fn kms_key_change_refusal(prior: &Value, planned: &Value) -> Option<Diagnostic> {
     let (was, wanted) = (prior.get("kms_key_arn"), planned.get("kms_key_arn"));
-    if was == wanted || wanted.is_unknown() {
-        return;
+    if prior.is_null() || was == wanted || wanted.is_unknown() {
+        return None;
     }
     let show = |key: &Value| key.as_str().map_or("AWS managed keys".to_string(), |k| format!("the key {k}"));
-    diagnostics.push(
+    Some(
         Diagnostic::error(
             "KMS Key Cannot Change",
             format!(
@@ -158,7 +159,7 @@ fn check_kms_key_change(prior: &Value, planned: &Value, diagnostics: &mut Diagno
             ),
         )
         .at(AttributePath::root("kms_key_arn")),
-    );
+    )
 }
 
 /// RDS changes neither the engine of a database nor, through the stack's parameter group, its major
@@ -370,6 +371,23 @@ mod tests {
     }
 
     const GROUPS: [&str; 4] = ["instances", "services", "database", "file_system"];
+
+    #[test]
+    fn a_stack_keeps_its_kms_key_for_life() {
+        let key = |k: Value| object(&[("name", Value::string("vault")), ("kms_key_arn", k)]);
+        let (a, b) = (
+            Value::string("arn:aws:kms:eu-west-2:123456789012:key/a"),
+            Value::string("arn:aws:kms:eu-west-2:123456789012:key/b"),
+        );
+        assert!(kms_key_change_refusal(&Value::Null, &key(a.clone())).is_none(), "a new stack picks its key");
+        assert!(kms_key_change_refusal(&key(a.clone()), &key(a.clone())).is_none());
+        assert!(kms_key_change_refusal(&key(a.clone()), &key(Value::Unknown)).is_none(), "checked again at apply");
+        for (was, wanted) in [(a.clone(), b), (Value::Null, a.clone()), (a, Value::Null)] {
+            let refusal = kms_key_change_refusal(&key(was), &key(wanted)).expect("a change is refused");
+            assert_eq!(refusal.summary, "KMS Key Cannot Change");
+            assert_eq!(refusal.path.unwrap().to_string(), "kms_key_arn");
+        }
+    }
 
     #[test]
     fn removing_the_load_balancer_plans_the_internal_address_and_drops_its_group() {
