@@ -780,6 +780,23 @@ pub async fn describe_security_group(client: &Client, vpc_id: &str, name: &str) 
     find_group(client, vpc_id, name).await
 }
 
+/// The security groups of the VPC that have one of `names`, by name, in one request.
+pub async fn security_groups_named(
+    client: &Client,
+    vpc_id: &str,
+    names: &[String],
+) -> AwsResult<BTreeMap<String, SecurityGroup>> {
+    let out = client
+        .describe_security_groups()
+        .filters(filter("group-name", names.iter().map(String::as_str)))
+        .filters(filter("vpc-id", [vpc_id]))
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("DescribeSecurityGroups", e))?;
+    let named = out.security_groups().iter().filter_map(|g| Some((g.group_name()?.to_string(), to_security_group(g))));
+    Ok(named.collect())
+}
+
 /// Makes the group's ingress rules exactly `rules`: missing ones are authorized (first, so a changed source
 /// never leaves a gap), extra ones revoked, changed descriptions updated. Idempotent; converges.
 pub async fn set_ingress(client: &Client, group_id: &str, rules: &[IngressRule]) -> AwsResult<()> {

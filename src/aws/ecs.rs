@@ -1400,10 +1400,37 @@ pub async fn describe_service(
     name: &str,
     expected: Option<&ServiceSpec>,
 ) -> AwsResult<Option<ServiceObservation>> {
-    let Some(svc) = find_service(client, cluster, name).await?.filter(|s| !service_gone(Some(s))) else {
-        return Ok(None);
-    };
-    Ok(Some(ServiceObservation {
+    Ok(service_observation(find_service(client, cluster, name).await?, expected))
+}
+
+/// The services of the cluster that have one of `names` (at most ten, as DescribeServices takes), by name
+/// and in any status, in one request; empty when the cluster is unknown.
+pub async fn find_services(
+    client: &Client,
+    cluster: &str,
+    names: &[String],
+) -> AwsResult<BTreeMap<String, aws_sdk_ecs::types::Service>> {
+    let request = client.describe_services().cluster(cluster).set_services(Some(names.to_vec()));
+    match request.include(ServiceField::Tags).send().await {
+        Ok(out) => {
+            let named = out.services().iter().filter_map(|s| Some((s.service_name()?.to_string(), s.clone())));
+            Ok(named.collect())
+        }
+        Err(err) => {
+            let err = AwsError::from_sdk("DescribeServices", err);
+            if err.is(&["ClusterNotFoundException"]) { Ok(BTreeMap::new()) } else { Err(err) }
+        }
+    }
+}
+
+/// A described service as the stack observes it, with how it differs from `expected`; `None` for a service
+/// that does not exist or no longer counts (INACTIVE).
+pub fn service_observation(
+    svc: Option<aws_sdk_ecs::types::Service>,
+    expected: Option<&ServiceSpec>,
+) -> Option<ServiceObservation> {
+    let svc = svc.filter(|s| !service_gone(Some(s)))?;
+    Some(ServiceObservation {
         arn: svc.service_arn().unwrap_or_default().to_string(),
         status: svc.status().unwrap_or_default().to_string(),
         desired_count: svc.desired_count(),
@@ -1412,7 +1439,7 @@ pub async fn describe_service(
         task_definition: svc.task_definition().unwrap_or_default().to_string(),
         tags: tag_map(svc.tags()),
         drift: expected.map(|spec| service_drift(spec, &svc)).unwrap_or_default(),
-    }))
+    })
 }
 
 async fn wait_service_gone(client: &Client, cluster: &str, name: &str, timeout: Duration) -> AwsResult<()> {

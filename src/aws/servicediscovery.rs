@@ -270,19 +270,38 @@ async fn wait_operation(
 
 /// Finds the discovery service called `name` in the namespace; `None` when there is none.
 pub async fn describe_service(client: &Client, namespace_id: &str, name: &str) -> AwsResult<Option<DiscoveryService>> {
+    let summaries = service_summaries(client, namespace_id).await?;
+    find_service(client, &summaries, namespace_id, name).await
+}
+
+/// The (name, id) of every discovery service the namespace lists.
+pub async fn service_summaries(client: &Client, namespace_id: &str) -> AwsResult<Vec<(String, String)>> {
     let filter = ServiceFilter::builder()
         .name(ServiceFilterName::NamespaceId)
         .values(namespace_id)
         .condition(FilterCondition::Eq)
         .build()?;
     let mut pages = client.list_services().filters(filter).into_paginator().send();
+    let mut summaries = Vec::new();
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| AwsError::from_sdk("ListServices", e))?;
-        for summary in page.services().iter().filter(|s| s.name().is_some_and(|n| same_dns_name(n, name))) {
-            // Summaries do not say their namespace, and some implementations ignore the filter: confirm it.
-            if let Some(found) = service_in_namespace(client, summary.id().unwrap_or_default(), namespace_id).await? {
-                return Ok(Some(found));
-            }
+        let listed = page.services().iter().filter_map(|s| Some((s.name()?.to_string(), s.id()?.to_string())));
+        summaries.extend(listed);
+    }
+    Ok(summaries)
+}
+
+/// The discovery service called `name` among the namespace's `summaries` ([`service_summaries`]).
+pub async fn find_service(
+    client: &Client,
+    summaries: &[(String, String)],
+    namespace_id: &str,
+    name: &str,
+) -> AwsResult<Option<DiscoveryService>> {
+    for (_, id) in summaries.iter().filter(|(listed, _)| same_dns_name(listed, name)) {
+        // Summaries do not say their namespace, and some implementations ignore the filter: confirm it.
+        if let Some(found) = service_in_namespace(client, id, namespace_id).await? {
+            return Ok(Some(found));
         }
     }
     Ok(None)

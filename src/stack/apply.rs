@@ -86,7 +86,7 @@ pub async fn converge(
         graph::run_weighted(&Part::graph(&wanted), Direction::Forward, CONCURRENCY, &stop, weight, |part, inputs| {
             let spec = &spec;
             async move {
-                let pctx = PartContext { spec, aws, parts: &inputs, password };
+                let pctx = PartContext { spec, aws, parts: &inputs, password, reads: None };
                 parts::ensure(part, &pctx).await
             }
         })
@@ -155,7 +155,7 @@ async fn remove_unwanted(
         graph::run_weighted(&Part::graph(&unwanted), Direction::Backward, CONCURRENCY, stop, weight, |part, _| {
             let existing = &existing;
             async move {
-                let pctx = PartContext { spec, aws, parts: existing, password: PasswordChange::Keep };
+                let pctx = PartContext { spec, aws, parts: existing, password: PasswordChange::Keep, reads: None };
                 parts::remove(part, &pctx).await
             }
         })
@@ -343,7 +343,7 @@ pub async fn delete(ctx: &RequestContext, aws: &AwsContext, prior: &Value) -> Di
             if !own.contains_key(&part) {
                 return Ok(Removal::Removed);
             }
-            let pctx = PartContext { spec, aws, parts: own, password: PasswordChange::Keep };
+            let pctx = PartContext { spec, aws, parts: own, password: PasswordChange::Keep, reads: None };
             parts::remove(part, &pctx).await
         }
     })

@@ -16,6 +16,7 @@ mod data;
 mod entry;
 mod identity;
 mod network;
+mod reads;
 mod services;
 pub(crate) mod storage;
 mod wiring;
@@ -34,6 +35,7 @@ pub use data::DataPart;
 pub use entry::{EntryPart, WEB_PATH};
 pub use identity::IdentityPart;
 pub use network::{NetworkPart, WEB_PORT};
+pub use reads::SharedReads;
 pub use services::{ServicesPart, dns_name};
 pub use storage::{StoragePart, archive_not_empty_message};
 pub use wiring::{RABBITMQ_IMAGE, SOURCE_BRANCH, SOURCE_COMMIT, SOURCE_REPOSITORY};
@@ -597,6 +599,8 @@ pub struct PartContext<'a> {
     pub parts: &'a BTreeMap<Part, PartState>,
     /// What this apply does with the database's master password.
     pub password: PasswordChange<'a>,
+    /// Answers shared by the parts of one survey; `None` outside surveys.
+    pub reads: Option<&'a SharedReads>,
 }
 
 /// What an apply does with the database's master password.

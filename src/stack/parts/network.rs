@@ -158,8 +158,15 @@ async fn wanted_load_balancer_group(ctx: &PartContext<'_>, vpc_id: &str) -> Part
     if ctx.spec.load_balancer.is_none() {
         return Ok(None);
     }
-    let name = group_name(&ctx.spec.name, Group::LoadBalancer);
-    Ok(aws::ec2::describe_security_group(&ctx.aws.ec2, vpc_id, &name).await?.map(|g| g.id))
+    Ok(find_group(ctx, vpc_id, Group::LoadBalancer).await?.map(|g| g.id))
+}
+
+/// The stack's security group `group`, through the survey's shared read when there is one.
+async fn find_group(ctx: &PartContext<'_>, vpc_id: &str, group: Group) -> PartResult<Option<aws::ec2::SecurityGroup>> {
+    match ctx.reads {
+        Some(reads) => reads.security_group(ctx, vpc_id, group).await,
+        None => Ok(aws::ec2::describe_security_group(&ctx.aws.ec2, vpc_id, &group_name(&ctx.spec.name, group)).await?),
+    }
 }
 
 /// The rules a group should have, given the ids of the groups it admits; `own_id` is the group itself and
@@ -249,8 +256,7 @@ async fn ensure_group(group: Group, ctx: &PartContext<'_>) -> PartResult<PartSta
 /// Observes a security group and how its rules differ.
 async fn observe_group(group: Group, ctx: &PartContext<'_>) -> PartResult<Option<PartState>> {
     let Ok(vpc_id) = ctx.id_of(Part::Network) else { return Ok(None) };
-    let name = group_name(&ctx.spec.name, group);
-    let Some(found) = aws::ec2::describe_security_group(&ctx.aws.ec2, vpc_id, &name).await? else { return Ok(None) };
+    let Some(found) = find_group(ctx, vpc_id, group).await? else { return Ok(None) };
     let mut state = PartState { tags: Some(found.tags.clone()), ..PartState::with_id(&found.id) };
     let load_balancer_group =
         if group == Group::Services { wanted_load_balancer_group(ctx, vpc_id).await? } else { None };

@@ -309,9 +309,11 @@ pub async fn observe(part: ServicesPart, ctx: &PartContext<'_>) -> PartResult<Op
         ServicesPart::Discovery(s) => {
             let Ok(ns_id) = ctx.id_of(Part::Namespace) else { return Ok(None) };
             let client = &aws.servicediscovery;
-            let Some(found) = aws::servicediscovery::describe_service(client, ns_id, s.name()).await? else {
-                return Ok(None);
+            let found = match ctx.reads {
+                Some(reads) => reads.discovery_service(ctx, ns_id, s).await?,
+                None => aws::servicediscovery::describe_service(client, ns_id, s.name()).await?,
             };
+            let Some(found) = found else { return Ok(None) };
             let tags = aws::servicediscovery::tags(client, &found.arn).await?;
             Ok(Some(PartState {
                 id: Some(found.id),
@@ -336,7 +338,11 @@ pub async fn observe(part: ServicesPart, ctx: &PartContext<'_>) -> PartResult<Op
         }
         ServicesPart::Service(s) => {
             let expected = service_spec(ctx, s).ok();
-            Ok(aws::ecs::describe_service(&aws.ecs, &spec.name, s.name(), expected.as_ref()).await?.map(|svc| {
+            let observed = match ctx.reads {
+                Some(reads) => aws::ecs::service_observation(reads.service(ctx, s).await?, expected.as_ref()),
+                None => aws::ecs::describe_service(&aws.ecs, &spec.name, s.name(), expected.as_ref()).await?,
+            };
+            Ok(observed.map(|svc| {
                 let mut state = PartState {
                     id: Some(s.name().to_string()),
                     arn: Some(svc.arn),
