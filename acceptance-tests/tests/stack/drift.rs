@@ -77,6 +77,31 @@ fn drift_is_detected_and_repaired() {
                 })
                 .check_emulator(|emu| async move { check_log_group(&emu, NAME, 14, &[]).await }),
         )
+        // The password handed to RDS's own management (as stacks of earlier versions had it): the services
+        // read the stack's secret, so the plan shows drift and apply takes the password back.
+        .step(
+            Step::config(config.clone())
+                .pre_apply(|emu| async move {
+                    let rds = emu.rds().modify_db_instance().db_instance_identifier(NAME);
+                    rds.manage_master_user_password(true).apply_immediately(true).send().await?;
+                    Ok(())
+                })
+                .plan_check(|plan| {
+                    check_actions(plan, ADDR, &[&["update"]])?;
+                    let drift = planned_before(plan, "drift").cloned().unwrap_or_default();
+                    ensure!(
+                        drift.to_string().contains("managed by RDS"),
+                        "the refreshed drift should say RDS manages the password, it is {drift}"
+                    );
+                    Ok(())
+                })
+                .check_emulator(|emu| async move {
+                    let out = emu.rds().describe_db_instances().db_instance_identifier(NAME).send().await?;
+                    let db = out.db_instances().first().ok_or("the database is gone")?;
+                    ensure!(db.master_user_secret().is_none(), "RDS still manages the password: {db:?}");
+                    Ok(())
+                }),
+        )
         .step(
             Step::config(config)
                 .check(|state| expect_attr_eq(state, ADDR, "drift", Value::Array(Vec::new())))

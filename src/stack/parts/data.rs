@@ -224,27 +224,7 @@ pub async fn observe(part: DataPart, ctx: &PartContext<'_>) -> PartResult<Option
                 ..PartState::default()
             }))
         }
-        DataPart::MountTargets => {
-            let Ok(fs_id) = ctx.id_of(Part::FileSystem) else { return Ok(None) };
-            let targets = aws::efs::describe_mount_targets(&aws.efs, fs_id).await?;
-            if targets.is_empty() {
-                return Ok(None);
-            }
-            let mut state = PartState::with_id(fs_id);
-            if let Ok(wanted) = zone_subnet_ids(ctx) {
-                let missing: Vec<&String> =
-                    wanted.iter().filter(|s| !targets.iter().any(|t| &t.subnet_id == *s)).collect();
-                state.drift.extend(missing.iter().map(|s| format!("no mount target in subnet {s}")));
-            }
-            if let Ok(group) = ctx.id_of(Part::SecurityGroup(Group::FileSystem)) {
-                for target in targets.iter().filter(|t| t.security_groups != [group.to_string()]) {
-                    state
-                        .drift
-                        .push(format!("mount target {} has security groups {:?}", target.id, target.security_groups));
-                }
-            }
-            Ok(Some(state))
-        }
+        DataPart::MountTargets => observe_mount_targets(ctx).await,
         DataPart::AccessPoint(kind) => {
             let Ok(fs_id) = ctx.id_of(Part::FileSystem) else { return Ok(None) };
             Ok(aws::efs::describe_access_point(&aws.efs, fs_id, &access_point_spec(&spec.name, kind)).await?.map(|p| {
@@ -260,42 +240,69 @@ pub async fn observe(part: DataPart, ctx: &PartContext<'_>) -> PartResult<Option
         DataPart::DbSubnetGroup => Ok(aws::rds::describe_subnet_group(&aws.rds, &spec.name)
             .await?
             .map(|group| PartState { arn: Some(group.arn), tags: Some(group.tags), ..PartState::with_id(&spec.name) })),
-        DataPart::DbParameterGroup => {
-            let name = parameter_group_name(&spec.name);
-            let parameters = database_parameters();
-            let Some(found) = aws::rds::describe_parameter_group(&aws.rds, &name, &parameters).await? else {
-                return Ok(None);
-            };
-            Ok(Some(PartState {
-                arn: Some(found.arn.clone()),
-                drift: aws::rds::parameter_group_drift(&parameter_group_family(ctx), &parameters, &found),
-                tags: Some(found.tags),
-                ..PartState::with_id(name)
-            }))
-        }
-        DataPart::Database => {
-            let Some(found) = aws::rds::describe_instance(&aws.rds, &spec.name).await? else { return Ok(None) };
-            let mut state = database_state(&found.identifier, found.arn.clone(), found.endpoint.clone());
-            if found.master_secret_arn.is_some() {
-                state.drift.push("the master password is managed by RDS, expected the stack's secret".into());
-            }
-            state.tags = Some(found.tags.clone());
-            if let Ok(db_spec) = database_spec(ctx) {
-                state.drift = aws::rds::drift(&db_spec, &found);
-            }
-            // What a refresh records where the configuration left the database settings to the provider.
-            state.facts.database = Some(DatabaseFacts {
-                instance_class: found.instance_class.clone(),
-                allocated_storage: found.allocated_storage.into(),
-                engine: found.engine.clone(),
-                engine_version: found.engine_version.split('.').take(2).collect::<Vec<_>>().join("."),
-                backup_retention_days: found.backup_retention_days.into(),
-                deletion_protection: found.deletion_protection,
-                multi_az: found.multi_az,
-            });
-            Ok(Some(state))
-        }
+        DataPart::DbParameterGroup => observe_parameter_group(ctx).await,
+        DataPart::Database => observe_database(ctx).await,
     }
+}
+
+/// The mount targets, with a subnet of the stack's that has none and targets outside the file system's
+/// security group as drift.
+async fn observe_mount_targets(ctx: &PartContext<'_>) -> PartResult<Option<PartState>> {
+    let Ok(fs_id) = ctx.id_of(Part::FileSystem) else { return Ok(None) };
+    let targets = aws::efs::describe_mount_targets(&ctx.aws.efs, fs_id).await?;
+    if targets.is_empty() {
+        return Ok(None);
+    }
+    let mut state = PartState::with_id(fs_id);
+    if let Ok(wanted) = zone_subnet_ids(ctx) {
+        let missing = wanted.iter().filter(|s| !targets.iter().any(|t| &t.subnet_id == *s));
+        state.drift.extend(missing.map(|s| format!("no mount target in subnet {s}")));
+    }
+    if let Ok(group) = ctx.id_of(Part::SecurityGroup(Group::FileSystem)) {
+        let strays = targets.iter().filter(|t| t.security_groups != [group.to_string()]);
+        state
+            .drift
+            .extend(strays.map(|t| format!("mount target {} has security groups {:?}", t.id, t.security_groups)));
+    }
+    Ok(Some(state))
+}
+
+async fn observe_parameter_group(ctx: &PartContext<'_>) -> PartResult<Option<PartState>> {
+    let name = parameter_group_name(&ctx.spec.name);
+    let parameters = database_parameters();
+    let Some(found) = aws::rds::describe_parameter_group(&ctx.aws.rds, &name, &parameters).await? else {
+        return Ok(None);
+    };
+    Ok(Some(PartState {
+        arn: Some(found.arn.clone()),
+        drift: aws::rds::parameter_group_drift(&parameter_group_family(ctx), &parameters, &found),
+        tags: Some(found.tags),
+        ..PartState::with_id(name)
+    }))
+}
+
+/// The database, its drift, and its settings as the configuration says them (what a refresh records
+/// where the configuration left them to the provider, and what an import reads back).
+async fn observe_database(ctx: &PartContext<'_>) -> PartResult<Option<PartState>> {
+    let Some(found) = aws::rds::describe_instance(&ctx.aws.rds, &ctx.spec.name).await? else { return Ok(None) };
+    let mut state = database_state(&found.identifier, found.arn.clone(), found.endpoint.clone());
+    state.tags = Some(found.tags.clone());
+    if let Ok(db_spec) = database_spec(ctx) {
+        state.drift = aws::rds::drift(&db_spec, &found);
+    }
+    if found.master_secret_arn.is_some() {
+        state.drift.push("the master password is managed by RDS, expected the stack's secret".into());
+    }
+    state.facts.database = Some(DatabaseFacts {
+        instance_class: found.instance_class.clone(),
+        allocated_storage: found.allocated_storage.into(),
+        engine: found.engine.clone(),
+        engine_version: found.engine_version.split('.').take(2).collect::<Vec<_>>().join("."),
+        backup_retention_days: found.backup_retention_days.into(),
+        deletion_protection: found.deletion_protection,
+        multi_az: found.multi_az,
+    });
+    Ok(Some(state))
 }
 
 /// Removes a data part. The database keeps a final snapshot unless told otherwise; deletion protection
