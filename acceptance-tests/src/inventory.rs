@@ -230,10 +230,6 @@ fn tag_map<'a>(pairs: impl IntoIterator<Item = (Option<&'a str>, Option<&'a str>
     pairs.into_iter().filter_map(|(k, v)| Some((k?.to_string(), v.unwrap_or_default().to_string()))).collect()
 }
 
-fn next(token: Option<&str>) -> Option<String> {
-    token.filter(|t| !t.is_empty()).map(str::to_string)
-}
-
 /// Lists every live object in the emulator, with its tags.
 pub async fn list(emulator: &Emulator) -> Result<Vec<Item>, CheckError> {
     let mut items = Vec::new();
@@ -249,35 +245,19 @@ pub async fn list(emulator: &Emulator) -> Result<Vec<Item>, CheckError> {
 }
 
 async fn list_storage(emulator: &Emulator, items: &mut Vec<Item>) -> CheckResult {
-    let mut token: Option<String> = None;
-    loop {
-        let out = emulator
-            .s3()
-            .list_buckets()
-            .set_continuation_token(token.take())
-            .send()
-            .await
-            .map_err(|e| format!("ListBuckets: {}", describe(&e)))?;
+    let mut pages = emulator.s3().list_buckets().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let out = page.map_err(|e| format!("ListBuckets: {}", describe(&e)))?;
         for bucket in out.buckets() {
             let Some(name) = bucket.name() else { continue };
             let tags = emulator.bucket_tags(name).await?;
             items.push(Item { kind: Kind::Bucket, name: name.to_string(), tags });
         }
-        match next(out.continuation_token()) {
-            Some(t) => token = Some(t),
-            None => break,
-        }
     }
 
-    let mut token: Option<String> = None;
-    loop {
-        let out = emulator
-            .ecr()
-            .describe_repositories()
-            .set_next_token(token.take())
-            .send()
-            .await
-            .map_err(|e| format!("DescribeRepositories: {}", describe(&e)))?;
+    let mut pages = emulator.ecr().describe_repositories().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let out = page.map_err(|e| format!("DescribeRepositories: {}", describe(&e)))?;
         for repo in out.repositories() {
             let (Some(name), Some(arn)) = (repo.repository_name(), repo.repository_arn()) else {
                 continue;
@@ -285,21 +265,11 @@ async fn list_storage(emulator: &Emulator, items: &mut Vec<Item>) -> CheckResult
             let tags = emulator.repository_tags(arn).await?;
             items.push(Item { kind: Kind::Repository, name: name.to_string(), tags });
         }
-        match next(out.next_token()) {
-            Some(t) => token = Some(t),
-            None => break,
-        }
     }
 
-    let mut token: Option<String> = None;
-    loop {
-        let out = emulator
-            .logs()
-            .describe_log_groups()
-            .set_next_token(token.take())
-            .send()
-            .await
-            .map_err(|e| format!("DescribeLogGroups: {}", describe(&e)))?;
+    let mut pages = emulator.logs().describe_log_groups().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let out = page.map_err(|e| format!("DescribeLogGroups: {}", describe(&e)))?;
         for group in out.log_groups() {
             let Some(name) = group.log_group_name() else {
                 continue;
@@ -310,22 +280,12 @@ async fn list_storage(emulator: &Emulator, items: &mut Vec<Item>) -> CheckResult
             };
             items.push(Item { kind: Kind::LogGroup, name: name.to_string(), tags });
         }
-        match next(out.next_token()) {
-            Some(t) => token = Some(t),
-            None => break,
-        }
     }
 
-    let mut token: Option<String> = None;
-    loop {
-        // Without IncludePlannedDeletion, secrets in their recovery window are left out.
-        let out = emulator
-            .secrets()
-            .list_secrets()
-            .set_next_token(token.take())
-            .send()
-            .await
-            .map_err(|e| format!("ListSecrets: {}", describe(&e)))?;
+    // Without IncludePlannedDeletion, secrets in their recovery window are left out.
+    let mut pages = emulator.secrets().list_secrets().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let out = page.map_err(|e| format!("ListSecrets: {}", describe(&e)))?;
         for secret in out.secret_list() {
             let Some(name) = secret.name() else { continue };
             if secret.deleted_date().is_some() {
@@ -334,24 +294,14 @@ async fn list_storage(emulator: &Emulator, items: &mut Vec<Item>) -> CheckResult
             let tags = tag_map(secret.tags().iter().map(|t| (t.key(), t.value())));
             items.push(Item { kind: Kind::Secret, name: name.to_string(), tags });
         }
-        match next(out.next_token()) {
-            Some(t) => token = Some(t),
-            None => break,
-        }
     }
     Ok(())
 }
 
 async fn list_network(emulator: &Emulator, items: &mut Vec<Item>) -> CheckResult {
-    let mut token: Option<String> = None;
-    loop {
-        let out = emulator
-            .ec2()
-            .describe_security_groups()
-            .set_next_token(token.take())
-            .send()
-            .await
-            .map_err(|e| format!("DescribeSecurityGroups: {}", describe(&e)))?;
+    let mut pages = emulator.ec2().describe_security_groups().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let out = page.map_err(|e| format!("DescribeSecurityGroups: {}", describe(&e)))?;
         for group in out.security_groups() {
             let Some(name) = group.group_name() else { continue };
             // Every VPC has one; it is the region's, not a stack's.
@@ -360,10 +310,6 @@ async fn list_network(emulator: &Emulator, items: &mut Vec<Item>) -> CheckResult
             }
             let tags = tag_map(group.tags().iter().map(|t| (t.key(), t.value())));
             items.push(Item { kind: Kind::SecurityGroup, name: name.to_string(), tags });
-        }
-        match next(out.next_token()) {
-            Some(t) => token = Some(t),
-            None => break,
         }
     }
     let out = emulator
@@ -389,40 +335,22 @@ async fn list_network(emulator: &Emulator, items: &mut Vec<Item>) -> CheckResult
 
 async fn list_identity(emulator: &Emulator, items: &mut Vec<Item>) -> CheckResult {
     let iam = emulator.iam();
-    let mut marker: Option<String> = None;
-    loop {
-        let out = iam
-            .list_roles()
-            .set_marker(marker.take())
-            .send()
-            .await
-            .map_err(|e| format!("ListRoles: {}", describe(&e)))?;
+    let mut pages = iam.list_roles().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let out = page.map_err(|e| format!("ListRoles: {}", describe(&e)))?;
         for role in out.roles() {
             // ListRoles does not return tags on AWS; the role names identify a stack's roles.
             let tags = tag_map(role.tags().iter().map(|t| (Some(t.key()), Some(t.value()))));
             items.push(Item { kind: Kind::Role, name: role.role_name().to_string(), tags });
         }
-        match (out.is_truncated(), next(out.marker())) {
-            (true, Some(m)) => marker = Some(m),
-            _ => break,
-        }
     }
 
-    let mut marker: Option<String> = None;
-    loop {
-        let out = iam
-            .list_instance_profiles()
-            .set_marker(marker.take())
-            .send()
-            .await
-            .map_err(|e| format!("ListInstanceProfiles: {}", describe(&e)))?;
+    let mut pages = iam.list_instance_profiles().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let out = page.map_err(|e| format!("ListInstanceProfiles: {}", describe(&e)))?;
         for profile in out.instance_profiles() {
             let tags = tag_map(profile.tags().iter().map(|t| (Some(t.key()), Some(t.value()))));
             items.push(Item { kind: Kind::InstanceProfile, name: profile.instance_profile_name().to_string(), tags });
-        }
-        match (out.is_truncated(), next(out.marker())) {
-            (true, Some(m)) => marker = Some(m),
-            _ => break,
         }
     }
     Ok(())
@@ -430,115 +358,61 @@ async fn list_identity(emulator: &Emulator, items: &mut Vec<Item>) -> CheckResul
 
 async fn list_data(emulator: &Emulator, items: &mut Vec<Item>) -> CheckResult {
     let efs = emulator.efs();
-    let mut marker: Option<String> = None;
-    loop {
-        let out = efs
-            .describe_file_systems()
-            .set_marker(marker.take())
-            .send()
-            .await
-            .map_err(|e| format!("DescribeFileSystems: {}", describe(&e)))?;
+    let mut pages = efs.describe_file_systems().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let out = page.map_err(|e| format!("DescribeFileSystems: {}", describe(&e)))?;
         for fs in out.file_systems() {
             let tags = tag_map(fs.tags().iter().map(|t| (Some(t.key()), Some(t.value()))));
             items.push(Item { kind: Kind::FileSystem, name: fs.creation_token().to_string(), tags });
         }
-        match next(out.next_marker()) {
-            Some(m) => marker = Some(m),
-            None => break,
-        }
     }
 
-    let mut token: Option<String> = None;
-    loop {
-        let out = efs
-            .describe_access_points()
-            .set_next_token(token.take())
-            .send()
-            .await
-            .map_err(|e| format!("DescribeAccessPoints: {}", describe(&e)))?;
+    let mut pages = efs.describe_access_points().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let out = page.map_err(|e| format!("DescribeAccessPoints: {}", describe(&e)))?;
         for point in out.access_points() {
             let tags = tag_map(point.tags().iter().map(|t| (Some(t.key()), Some(t.value()))));
             let name = point.name().or(point.access_point_id()).unwrap_or_default();
             items.push(Item { kind: Kind::AccessPoint, name: name.to_string(), tags });
         }
-        match next(out.next_token()) {
-            Some(t) => token = Some(t),
-            None => break,
-        }
     }
 
     let rds = emulator.rds();
-    let mut marker: Option<String> = None;
-    loop {
-        let out = rds
-            .describe_db_instances()
-            .set_marker(marker.take())
-            .send()
-            .await
-            .map_err(|e| format!("DescribeDBInstances: {}", describe(&e)))?;
+    let mut pages = rds.describe_db_instances().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let out = page.map_err(|e| format!("DescribeDBInstances: {}", describe(&e)))?;
         for db in out.db_instances() {
             let Some(name) = db.db_instance_identifier() else { continue };
             let tags = tag_map(db.tag_list().iter().map(|t| (t.key(), t.value())));
             items.push(Item { kind: Kind::DbInstance, name: name.to_string(), tags });
         }
-        match next(out.marker()) {
-            Some(m) => marker = Some(m),
-            None => break,
-        }
     }
 
-    let mut marker: Option<String> = None;
-    loop {
-        let out = rds
-            .describe_db_subnet_groups()
-            .set_marker(marker.take())
-            .send()
-            .await
-            .map_err(|e| format!("DescribeDBSubnetGroups: {}", describe(&e)))?;
+    let mut pages = rds.describe_db_subnet_groups().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let out = page.map_err(|e| format!("DescribeDBSubnetGroups: {}", describe(&e)))?;
         for group in out.db_subnet_groups() {
             let Some(name) = group.db_subnet_group_name() else { continue };
             items.push(Item { kind: Kind::DbSubnetGroup, name: name.to_string(), tags: BTreeMap::new() });
         }
-        match next(out.marker()) {
-            Some(m) => marker = Some(m),
-            None => break,
-        }
     }
 
-    let mut marker: Option<String> = None;
-    loop {
-        let out = rds
-            .describe_db_parameter_groups()
-            .set_marker(marker.take())
-            .send()
-            .await
-            .map_err(|e| format!("DescribeDBParameterGroups: {}", describe(&e)))?;
+    let mut pages = rds.describe_db_parameter_groups().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let out = page.map_err(|e| format!("DescribeDBParameterGroups: {}", describe(&e)))?;
         for group in out.db_parameter_groups() {
             let Some(name) = group.db_parameter_group_name().filter(|n| !n.starts_with("default.")) else { continue };
             items.push(Item { kind: Kind::DbParameterGroup, name: name.to_string(), tags: BTreeMap::new() });
         }
-        match next(out.marker()) {
-            Some(m) => marker = Some(m),
-            None => break,
-        }
     }
 
-    let mut marker: Option<String> = None;
-    loop {
-        let out = rds
-            .describe_db_snapshots()
-            .set_marker(marker.take())
-            .send()
-            .await
-            .map_err(|e| format!("DescribeDBSnapshots: {}", describe(&e)))?;
+    let mut pages = rds.describe_db_snapshots().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let out = page.map_err(|e| format!("DescribeDBSnapshots: {}", describe(&e)))?;
         for snapshot in out.db_snapshots() {
             let Some(name) = snapshot.db_snapshot_identifier() else { continue };
             let tags = tag_map(snapshot.tag_list().iter().map(|t| (t.key(), t.value())));
             items.push(Item { kind: Kind::DbSnapshot, name: name.to_string(), tags });
-        }
-        match next(out.marker()) {
-            Some(m) => marker = Some(m),
-            None => break,
         }
     }
     Ok(())
@@ -549,19 +423,10 @@ async fn list_ecs(emulator: &Emulator, items: &mut Vec<Item>) -> CheckResult {
     let ecs = emulator.ecs();
 
     let mut cluster_arns = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let out = ecs
-            .list_clusters()
-            .set_next_token(token.take())
-            .send()
-            .await
-            .map_err(|e| format!("ListClusters: {}", describe(&e)))?;
+    let mut pages = ecs.list_clusters().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let out = page.map_err(|e| format!("ListClusters: {}", describe(&e)))?;
         cluster_arns.extend(out.cluster_arns().iter().cloned());
-        match next(out.next_token()) {
-            Some(t) => token = Some(t),
-            None => break,
-        }
     }
     for chunk in cluster_arns.chunks(100) {
         let out = ecs
@@ -580,20 +445,10 @@ async fn list_ecs(emulator: &Emulator, items: &mut Vec<Item>) -> CheckResult {
             items.push(Item { kind: Kind::Cluster, name: name.to_string(), tags });
 
             let mut service_arns = Vec::new();
-            let mut token: Option<String> = None;
-            loop {
-                let out = ecs
-                    .list_services()
-                    .cluster(arn)
-                    .set_next_token(token.take())
-                    .send()
-                    .await
-                    .map_err(|e| format!("ListServices {name}: {}", describe(&e)))?;
+            let mut pages = ecs.list_services().cluster(arn).into_paginator().send();
+            while let Some(page) = pages.next().await {
+                let out = page.map_err(|e| format!("ListServices {name}: {}", describe(&e)))?;
                 service_arns.extend(out.service_arns().iter().cloned());
-                match next(out.next_token()) {
-                    Some(t) => token = Some(t),
-                    None => break,
-                }
             }
             for chunk in service_arns.chunks(10) {
                 let out = ecs
@@ -616,22 +471,12 @@ async fn list_ecs(emulator: &Emulator, items: &mut Vec<Item>) -> CheckResult {
         }
     }
 
-    let mut token: Option<String> = None;
-    loop {
-        let out = ecs
-            .list_task_definitions()
-            .status(TaskDefinitionStatus::Active)
-            .set_next_token(token.take())
-            .send()
-            .await
-            .map_err(|e| format!("ListTaskDefinitions: {}", describe(&e)))?;
+    let mut pages = ecs.list_task_definitions().status(TaskDefinitionStatus::Active).into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let out = page.map_err(|e| format!("ListTaskDefinitions: {}", describe(&e)))?;
         for arn in out.task_definition_arns() {
             let name = arn.rsplit_once('/').map_or(arn.as_str(), |(_, family_revision)| family_revision);
             items.push(Item { kind: Kind::TaskDefinition, name: name.to_string(), tags: BTreeMap::new() });
-        }
-        match next(out.next_token()) {
-            Some(t) => token = Some(t),
-            None => break,
         }
     }
     Ok(())
@@ -639,53 +484,29 @@ async fn list_ecs(emulator: &Emulator, items: &mut Vec<Item>) -> CheckResult {
 
 async fn list_capacity(emulator: &Emulator, items: &mut Vec<Item>) -> CheckResult {
     let ec2 = emulator.ec2();
-    let mut token: Option<String> = None;
-    loop {
-        let out = ec2
-            .describe_launch_templates()
-            .set_next_token(token.take())
-            .send()
-            .await
-            .map_err(|e| format!("DescribeLaunchTemplates: {}", describe(&e)))?;
+    let mut pages = ec2.describe_launch_templates().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let out = page.map_err(|e| format!("DescribeLaunchTemplates: {}", describe(&e)))?;
         for template in out.launch_templates() {
             let Some(name) = template.launch_template_name() else { continue };
             let tags = tag_map(template.tags().iter().map(|t| (t.key(), t.value())));
             items.push(Item { kind: Kind::LaunchTemplate, name: name.to_string(), tags });
         }
-        match next(out.next_token()) {
-            Some(t) => token = Some(t),
-            None => break,
-        }
     }
 
-    let mut token: Option<String> = None;
-    loop {
-        let out = emulator
-            .autoscaling()
-            .describe_auto_scaling_groups()
-            .set_next_token(token.take())
-            .send()
-            .await
-            .map_err(|e| format!("DescribeAutoScalingGroups: {}", describe(&e)))?;
+    let mut pages = emulator.autoscaling().describe_auto_scaling_groups().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let out = page.map_err(|e| format!("DescribeAutoScalingGroups: {}", describe(&e)))?;
         for group in out.auto_scaling_groups() {
             let Some(name) = group.auto_scaling_group_name() else { continue };
             let tags = tag_map(group.tags().iter().map(|t| (t.key(), t.value())));
             items.push(Item { kind: Kind::AutoScalingGroup, name: name.to_string(), tags });
         }
-        match next(out.next_token()) {
-            Some(t) => token = Some(t),
-            None => break,
-        }
     }
 
-    let mut token: Option<String> = None;
-    loop {
-        let out = ec2
-            .describe_instances()
-            .set_next_token(token.take())
-            .send()
-            .await
-            .map_err(|e| format!("DescribeInstances: {}", describe(&e)))?;
+    let mut pages = ec2.describe_instances().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let out = page.map_err(|e| format!("DescribeInstances: {}", describe(&e)))?;
         for instance in out.reservations().iter().flat_map(|r| r.instances()) {
             let Some(id) = instance.instance_id() else { continue };
             let state = instance.state().and_then(|s| s.name()).map(|s| s.as_str()).unwrap_or_default();
@@ -695,10 +516,6 @@ async fn list_capacity(emulator: &Emulator, items: &mut Vec<Item>) -> CheckResul
             let tags = tag_map(instance.tags().iter().map(|t| (t.key(), t.value())));
             items.push(Item { kind: Kind::Instance, name: id.to_string(), tags });
         }
-        match next(out.next_token()) {
-            Some(t) => token = Some(t),
-            None => break,
-        }
     }
     Ok(())
 }
@@ -706,14 +523,9 @@ async fn list_capacity(emulator: &Emulator, items: &mut Vec<Item>) -> CheckResul
 async fn list_discovery(emulator: &Emulator, items: &mut Vec<Item>) -> CheckResult {
     let sd = emulator.servicediscovery();
     let mut namespaces = BTreeMap::new();
-    let mut token: Option<String> = None;
-    loop {
-        let out = sd
-            .list_namespaces()
-            .set_next_token(token.take())
-            .send()
-            .await
-            .map_err(|e| format!("ListNamespaces: {}", describe(&e)))?;
+    let mut pages = sd.list_namespaces().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let out = page.map_err(|e| format!("ListNamespaces: {}", describe(&e)))?;
         for ns in out.namespaces() {
             let (Some(id), Some(name)) = (ns.id(), ns.name()) else { continue };
             namespaces.insert(id.to_string(), name.to_string());
@@ -723,20 +535,11 @@ async fn list_discovery(emulator: &Emulator, items: &mut Vec<Item>) -> CheckResu
             };
             items.push(Item { kind: Kind::Namespace, name: name.to_string(), tags });
         }
-        match next(out.next_token()) {
-            Some(t) => token = Some(t),
-            None => break,
-        }
     }
 
-    let mut token: Option<String> = None;
-    loop {
-        let out = sd
-            .list_services()
-            .set_next_token(token.take())
-            .send()
-            .await
-            .map_err(|e| format!("ListServices (Cloud Map): {}", describe(&e)))?;
+    let mut pages = sd.list_services().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let out = page.map_err(|e| format!("ListServices (Cloud Map): {}", describe(&e)))?;
         for service in out.services() {
             let (Some(id), Some(name)) = (service.id(), service.name()) else { continue };
             let detail =
@@ -752,10 +555,6 @@ async fn list_discovery(emulator: &Emulator, items: &mut Vec<Item>) -> CheckResu
             };
             items.push(Item { kind: Kind::DiscoveryService, name: full_name, tags });
         }
-        match next(out.next_token()) {
-            Some(t) => token = Some(t),
-            None => break,
-        }
     }
     Ok(())
 }
@@ -763,39 +562,22 @@ async fn list_discovery(emulator: &Emulator, items: &mut Vec<Item>) -> CheckResu
 async fn list_load_balancing(emulator: &Emulator, items: &mut Vec<Item>) -> CheckResult {
     let elb = emulator.elbv2();
     let mut found: Vec<(Kind, String, String)> = Vec::new();
-    let mut marker: Option<String> = None;
-    loop {
-        let out = elb
-            .describe_load_balancers()
-            .set_marker(marker.take())
-            .send()
-            .await
-            .map_err(|e| format!("DescribeLoadBalancers: {}", describe(&e)))?;
+    let mut pages = elb.describe_load_balancers().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let out = page.map_err(|e| format!("DescribeLoadBalancers: {}", describe(&e)))?;
         for lb in out.load_balancers() {
             if let (Some(name), Some(arn)) = (lb.load_balancer_name(), lb.load_balancer_arn()) {
                 found.push((Kind::LoadBalancer, name.to_string(), arn.to_string()));
             }
         }
-        match next(out.next_marker()) {
-            Some(m) => marker = Some(m),
-            None => break,
-        }
     }
-    loop {
-        let out = elb
-            .describe_target_groups()
-            .set_marker(marker.take())
-            .send()
-            .await
-            .map_err(|e| format!("DescribeTargetGroups: {}", describe(&e)))?;
+    let mut pages = elb.describe_target_groups().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let out = page.map_err(|e| format!("DescribeTargetGroups: {}", describe(&e)))?;
         for tg in out.target_groups() {
             if let (Some(name), Some(arn)) = (tg.target_group_name(), tg.target_group_arn()) {
                 found.push((Kind::TargetGroup, name.to_string(), arn.to_string()));
             }
-        }
-        match next(out.next_marker()) {
-            Some(m) => marker = Some(m),
-            None => break,
         }
     }
     for (kind, name, arn) in found {
