@@ -10,6 +10,12 @@
 //! deterministic name and adopts it before creating anything; remove treats "already gone" as done.
 //! Ensure and observe receive the outputs of the parts they depend on; remove receives what a refresh just
 //! observed of every part, because a backward walk runs before the parts it would otherwise read.
+//!
+//! Adding a part: a variant of [`Part`] with its name in [`Part::key`], its edges in [`Part::depends_on`]
+//! (each one that costs time says why), its wait in [`Part::typical_seconds`] and its family in
+//! [`Part::family`]; a variant of that family's enum, whose module gives it an ensure, an observe and a
+//! remove; a row in [`super::outputs`] if an attribute reports it; and, when it holds data, a check in
+//! [`super::guard`] before anything deletes it. The compiler points at every match that needs the variant.
 
 mod compute;
 mod data;
