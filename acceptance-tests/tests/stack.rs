@@ -27,5 +27,7 @@ mod import;
 mod lifecycle;
 #[path = "stack/load_balancer.rs"]
 mod load_balancer;
+#[path = "stack/passwords.rs"]
+mod passwords;
 #[path = "stack/validation.rs"]
 mod validation;

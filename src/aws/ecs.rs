@@ -352,8 +352,8 @@ pub struct ContainerSpec {
     pub image: String,
     /// CPU units reserved for it.
     pub cpu: i32,
-    /// Hard memory limit in MiB.
-    pub memory: i32,
+    /// Hard memory limit in MiB; `None` shares the task's memory with the other containers.
+    pub memory: Option<i32>,
     /// Whether the task stops when this container stops.
     pub essential: bool,
     /// TCP ports it listens on (host port = container port under awsvpc).
@@ -434,6 +434,13 @@ pub fn validate_task_definition(spec: &TaskDefinitionSpec) -> Result<(), String>
     let names: BTreeSet<&str> = spec.containers.iter().map(|c| c.name.as_str()).collect();
     if names.len() != spec.containers.len() {
         return Err(format!("task definition {} has two containers with the same name", spec.family));
+    }
+    let limits: i32 = spec.containers.iter().filter_map(|c| c.memory).sum();
+    if limits > spec.memory {
+        return Err(format!(
+            "task definition {}: its containers' memory limits add up to {limits} MiB, more than the task's {} MiB",
+            spec.family, spec.memory
+        ));
     }
     let volumes: BTreeSet<&str> = spec.volumes.iter().map(|v| v.name.as_str()).collect();
     for c in &spec.containers {
@@ -740,7 +747,7 @@ fn container_definition(spec: &TaskDefinitionSpec, c: &ContainerSpec) -> AwsResu
         .name(&c.name)
         .image(&c.image)
         .cpu(c.cpu)
-        .memory(c.memory)
+        .set_memory(c.memory)
         .essential(c.essential)
         .privileged(false)
         .readonly_root_filesystem(c.readonly_root_filesystem)
@@ -1721,7 +1728,7 @@ mod tests {
             name: "broker".into(),
             image: "123456789012.dkr.ecr.eu-west-2.amazonaws.com/vault/broker:1.4.2".into(),
             cpu: 256,
-            memory: 512,
+            memory: Some(512),
             essential: true,
             port_mappings: vec![8080],
             environment: map(&[("MYSQL_HOST", "db.internal"), ("RABBITMQ_HOST", "rabbitmq.vault.internal")]),
@@ -1753,7 +1760,7 @@ mod tests {
             name: "wait".into(),
             image: "busybox:1".into(),
             cpu: 0,
-            memory: 32,
+            memory: None,
             essential: false,
             port_mappings: vec![],
             environment: BTreeMap::new(),
@@ -1785,6 +1792,15 @@ mod tests {
             }],
             tags: map(&[("datavault:stack", "vault")]),
         }
+    }
+
+    #[test]
+    fn containers_may_not_reserve_more_memory_than_the_task_has() {
+        let mut over = spec();
+        over.containers[1].memory = Some(64);
+        let problem = validate_task_definition(&over).expect_err("576 MiB of limits in a 512 MiB task");
+        assert!(problem.contains("576 MiB"), "{problem}");
+        assert_eq!(validate_task_definition(&spec()), Ok(()), "a container without a limit shares the task's");
     }
 
     fn kv(name: &str, value: &str) -> KeyValuePair {
@@ -1846,7 +1862,6 @@ mod tests {
             .name("wait")
             .image("busybox:1")
             .cpu(0)
-            .memory(32)
             .essential(false)
             .readonly_root_filesystem(true)
             .privileged(false)

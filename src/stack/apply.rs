@@ -18,8 +18,8 @@ use super::outcome::{self, Walk};
 use super::outputs;
 use super::ownership::{self, PrivateState, any_blocking, conflict_diagnostics};
 use super::parts::{
-    self, Part, PartContext, PartState, PasswordChange, Removal, SOURCE_BRANCH, SOURCE_COMMIT, SOURCE_REPOSITORY,
-    WEB_PATH, WEB_PORT,
+    self, Part, PartContext, PartState, PasswordChange, Passwords, Removal, SOURCE_BRANCH, SOURCE_COMMIT,
+    SOURCE_REPOSITORY, WEB_PATH, WEB_PORT,
 };
 use super::service::Service;
 use super::survey::{CONCURRENCY, Survey, survey};
@@ -52,6 +52,12 @@ fn password_change<'a>(prior: &Value, planned: &Value, config: &'a Value) -> Pas
     }
 }
 
+/// Whether this apply generates a new RabbitMQ password: its version changed on an existing stack.
+fn rabbitmq_password_change(prior: &Value, planned: &Value) -> PasswordChange<'static> {
+    let version = |v: &Value| v.get("rabbitmq_password_version").as_f64();
+    if !prior.is_null() && version(prior) != version(planned) { PasswordChange::Generate } else { PasswordChange::Keep }
+}
+
 /// Creates or updates every part to match `planned`. Nothing is written before a survey has shown that
 /// every wanted part's name is free or the stack's own (or an unmarked resource the configuration takes
 /// over); a failure afterwards returns the state of what exists, so the next apply continues.
@@ -79,14 +85,17 @@ pub async fn converge(
     if any_blocking(&conflicts, spec.adopt_untagged) {
         return unchanged(diagnostics);
     }
-    let password = password_change(prior, planned, config);
+    let passwords = Passwords {
+        database: password_change(prior, planned, config),
+        rabbitmq: rabbitmq_password_change(prior, planned),
+    };
     let wanted = Part::wanted_by(&spec);
     let weight = |part: &Part| part.typical_seconds(Direction::Forward);
     let report =
         graph::run_weighted(&Part::graph(&wanted), Direction::Forward, CONCURRENCY, &stop, weight, |part, inputs| {
             let spec = &spec;
             async move {
-                let pctx = PartContext { spec, aws, parts: &inputs, password, reads: None };
+                let pctx = PartContext { spec, aws, parts: &inputs, passwords, reads: None };
                 parts::ensure(part, &pctx).await
             }
         })
@@ -108,11 +117,15 @@ pub async fn converge(
     for (attribute, value) in spec.settings_values() {
         state.set(attribute, super::model::resolve_unknowns(planned.get(attribute), &value));
     }
-    if password != PasswordChange::Keep && !done.contains_key(&Part::Database) {
+    if passwords.database != PasswordChange::Keep && !done.contains_key(&Part::Database) {
         // The new password never reached RDS: keep the version that did, so the next apply sends it again.
         let mut database = state.get("database").clone();
         database.set("password_wo_version", prior.get("database").get("password_wo_version").clone());
         state.set("database", database);
+    }
+    if passwords.rabbitmq != PasswordChange::Keep && !done.contains_key(&Part::RabbitmqSecret) {
+        // The same for RabbitMQ's: the secret never got a new one.
+        state.set("rabbitmq_password_version", prior.get("rabbitmq_password_version").clone());
     }
     let private = PrivateState::default().encode();
     let mut state = state_with_outputs(&state, &done);
@@ -155,7 +168,7 @@ async fn remove_unwanted(
         graph::run_weighted(&Part::graph(&unwanted), Direction::Backward, CONCURRENCY, stop, weight, |part, _| {
             let existing = &existing;
             async move {
-                let pctx = PartContext { spec, aws, parts: existing, password: PasswordChange::Keep, reads: None };
+                let pctx = PartContext { spec, aws, parts: existing, passwords: Passwords::KEEP, reads: None };
                 parts::remove(part, &pctx).await
             }
         })
@@ -343,7 +356,7 @@ pub async fn delete(ctx: &RequestContext, aws: &AwsContext, prior: &Value) -> Di
             if !own.contains_key(&part) {
                 return Ok(Removal::Removed);
             }
-            let pctx = PartContext { spec, aws, parts: own, password: PasswordChange::Keep, reads: None };
+            let pctx = PartContext { spec, aws, parts: own, passwords: Passwords::KEEP, reads: None };
             parts::remove(part, &pctx).await
         }
     })
@@ -483,6 +496,17 @@ mod tests {
         );
         assert!(detail.contains(SOURCE_COMMIT), "{detail}");
         assert!(images_missing_warning(&spec, &BTreeMap::new()).is_none());
+    }
+
+    #[test]
+    fn a_new_rabbitmq_password_is_generated_when_its_version_changes_on_an_existing_stack() {
+        let with = |version: Option<f64>| {
+            Value::Map([("rabbitmq_password_version".to_string(), version.map_or(Value::Null, Value::Number))].into())
+        };
+        assert_eq!(rabbitmq_password_change(&Value::Null, &with(Some(1.0))), PasswordChange::Keep, "created anew");
+        assert_eq!(rabbitmq_password_change(&with(Some(1.0)), &with(Some(1.0))), PasswordChange::Keep);
+        assert_eq!(rabbitmq_password_change(&with(None), &with(Some(1.0))), PasswordChange::Generate);
+        assert_eq!(rabbitmq_password_change(&with(Some(1.0)), &with(Some(2.0))), PasswordChange::Generate);
     }
 
     #[test]

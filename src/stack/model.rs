@@ -133,6 +133,8 @@ pub struct StackSpec {
     pub database: DatabaseSettings,
     /// The public entry point, when the configuration asks for one; without it web stays private.
     pub load_balancer: Option<LoadBalancerSettings>,
+    /// The configuration's version of the RabbitMQ password: a new one generates a new password.
+    pub rabbitmq_password_version: Option<i64>,
     /// Take over resources with the stack's names that carry no stack tag.
     pub adopt_untagged: bool,
     /// Wait for services to become stable.
@@ -330,6 +332,7 @@ impl StackSpec {
             services,
             database: DatabaseSettings::from_value(value.get("database")),
             load_balancer: LoadBalancerSettings::from_value(value.get("load_balancer")),
+            rabbitmq_password_version: value.get("rabbitmq_password_version").as_i64(),
             adopt_untagged: bool_or(value.get("adopt_untagged_resources"), false),
             wait_for_steady_state: bool_or(value.get("wait_for_steady_state"), true),
             timeouts: Timeouts::from_value(value.get("timeouts")),

@@ -14,7 +14,7 @@ use super::graph::{self, Direction};
 use super::model::StackSpec;
 use super::outcome::{self, Walk};
 use super::ownership::{Conflict, Owner};
-use super::parts::{self, Part, PartContext, PartState, PasswordChange, SharedReads, defining_parts};
+use super::parts::{self, Part, PartContext, PartState, Passwords, SharedReads, defining_parts};
 
 /// How many parts are ensured or removed at once: enough to overlap waits, few enough to keep the
 /// account's write rate limits (a few requests per second for many APIs) clear of throttling.
@@ -78,7 +78,7 @@ pub async fn survey(
         |part, inputs: BTreeMap<Part, Option<PartState>>| async move {
             let mut present = known.clone();
             present.extend(inputs.into_iter().filter_map(|(p, s)| s.filter(|s| s.owner.is_stack()).map(|s| (p, s))));
-            let pctx = PartContext { spec, aws, parts: &present, password: PasswordChange::Keep, reads: Some(reads) };
+            let pctx = PartContext { spec, aws, parts: &present, passwords: Passwords::KEEP, reads: Some(reads) };
             parts::observe(part, &pctx).await
         },
     )

@@ -99,6 +99,11 @@ pub fn validate(config: &Value) -> Diagnostics {
     validate_network(config, &mut diags);
     validate_cluster(config.get("cluster"), &mut diags);
     validate_database(config.get("database"), &mut diags);
+    validate_password_version(
+        config.get("rabbitmq_password_version"),
+        AttributePath::root("rabbitmq_password_version"),
+        &mut diags,
+    );
     validate_services(config.get("services"), &mut diags);
     validate_load_balancer(config.get("load_balancer"), &mut diags);
     validate_kms_key(config.get("kms_key_arn"), &mut diags);
@@ -459,15 +464,7 @@ fn validate_database(database: &Value, diags: &mut Diagnostics) {
              script and a properties file, and MariaDB allows 41 characters.",
         );
     }
-    if let Some(version) = database.get("password_wo_version").as_f64()
-        && !(version >= 0.0 && version.fract() == 0.0 && version <= 9_007_199_254_740_991.0)
-    {
-        diags.attribute_error(
-            path.attribute("password_wo_version"),
-            "Invalid Password Version",
-            format!("password_wo_version must be a whole number of 0 or more, not {version}."),
-        );
-    }
+    validate_password_version(database.get("password_wo_version"), path.attribute("password_wo_version"), diags);
     if let Some(class) = database.get("instance_class").as_str()
         && !class.strip_prefix("db.").is_some_and(is_instance_type)
     {
@@ -480,6 +477,20 @@ fn validate_database(database: &Value, diags: &mut Diagnostics) {
 }
 
 /// The engine and version: ones the supported images work with and RDS supports without extra fees.
+/// A password version is a whole number that survives the trip through JSON and `i64`.
+fn validate_password_version(version: &Value, path: AttributePath, diags: &mut Diagnostics) {
+    if let Some(version) = version.as_f64()
+        && !(version >= 0.0 && version.fract() == 0.0 && version <= 9_007_199_254_740_991.0)
+    {
+        let name = path.to_string();
+        diags.attribute_error(
+            path,
+            "Invalid Password Version",
+            format!("{name} must be a whole number of 0 or more, not {version}."),
+        );
+    }
+}
+
 fn validate_engine(database: &Value, diags: &mut Diagnostics) {
     let path = AttributePath::root("database");
     let engine = database.get("engine");

@@ -28,7 +28,7 @@ fn task_spec(family: &str, image: &str, tags: &BTreeMap<String, String>) -> Task
         name: "broker".into(),
         image: image.into(),
         cpu: 256,
-        memory: 512,
+        memory: Some(512),
         essential: true,
         port_mappings: vec![8080],
         environment: [("RABBITMQ_HOST".to_string(), "rabbitmq.vault.internal".to_string())].into(),

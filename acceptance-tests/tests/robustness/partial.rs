@@ -94,3 +94,54 @@ fn a_tainted_stack_is_destroyed_completely() {
     assert!(left.is_empty(), "destroy of the tainted stack left orphans:\n  {}", left.join("\n  "));
     ctx.finish();
 }
+
+/// The RabbitMQ secret's current value, read past the proxy.
+fn rabbitmq_password(ctx: &Ctx) -> String {
+    let id = format!("{NAME}/rabbitmq");
+    let out = ctx
+        .block_on(ctx.emulator.secrets().get_secret_value().secret_id(&id).send())
+        .unwrap_or_else(|e| panic!("GetSecretValue {id}: {e:?}"));
+    out.secret_string().unwrap_or_default().to_string()
+}
+
+/// A new RabbitMQ password that never reaches the secret (every `PutSecretValue` fails) is not recorded:
+/// the stack stays untainted with the version it had, and the next apply generates the password again.
+#[test]
+fn a_rabbitmq_password_that_never_reached_its_secret_is_set_by_the_next_apply() {
+    let Some(ctx) = setup("partial-rabbitmq-password") else { return };
+    let with_version = |version: &str| {
+        stack_config(NAME, "").replace(
+            "wait_for_steady_state = false\n",
+            &format!("wait_for_steady_state = false\n  rabbitmq_password_version = {version}\n"),
+        )
+    };
+    let tf = ctx.workdir("work", &with_version("1"));
+    expect_clean_apply(tf.apply()).unwrap_or_else(|e| panic!("{e}"));
+    let first = rabbitmq_password(&ctx);
+
+    std::fs::write(tf.dir().join("main.tf"), with_version("2")).expect("writing main.tf");
+    ctx.proxy.configure(json!({
+        "rules": [{
+            "action": "PutSecretValue",
+            "status": 400,
+            "code": "InvalidRequestException",
+            "message": "Injected by the robustness tests: the secret cannot take a new value",
+        }]
+    }));
+    let out = tf.apply();
+    ctx.proxy.reset();
+    let pattern = Regex::new(r"(?s)rabbitmq_secret.*InvalidRequestException").expect("valid regex");
+    out.expect_failure(&pattern).unwrap_or_else(|e| panic!("{e}"));
+    let state = tf.state().unwrap_or_else(|e| panic!("{e}"));
+    assert!(!tainted(&state), "a failed update must not taint the stack");
+    assert_eq!(value(&state, "rabbitmq_password_version"), Some(&json!(1)), "the version that never got applied");
+    assert_eq!(rabbitmq_password(&ctx), first, "the secret changed although PutSecretValue failed");
+
+    expect_clean_apply(tf.apply()).unwrap_or_else(|e| panic!("the retry failed: {e}"));
+    let state = tf.state().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(value(&state, "rabbitmq_password_version"), Some(&json!(2)));
+    assert_ne!(rabbitmq_password(&ctx), first, "the retry did not set a new password");
+    tf.expect_empty_plans().unwrap_or_else(|e| panic!("{e}"));
+    tf.destroy().ok_or_panic();
+    ctx.finish();
+}

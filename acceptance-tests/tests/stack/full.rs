@@ -382,7 +382,7 @@ struct Secrets {
 }
 
 /// The secret's value; for RDS's JSON credentials, the password in it.
-async fn secret_password(emu: &Emulator, id: &str) -> Result<String, CheckError> {
+pub(crate) async fn secret_password(emu: &Emulator, id: &str) -> Result<String, CheckError> {
     let out = emu
         .secrets()
         .get_secret_value()
@@ -923,9 +923,12 @@ async fn check_discovery(emu: &Emulator) -> Result<BTreeMap<String, String>, Che
     Ok(registered)
 }
 
+/// The service's container, first of its task definition; RabbitMQ's task also has the companion that sets
+/// its password (checked in the passwords tests).
 fn container<'a>(td: &'a TaskDefinition, name: &str) -> Result<&'a ContainerDefinition, CheckError> {
     let names: Vec<&str> = td.container_definitions().iter().filter_map(|c| c.name()).collect();
-    ensure_eq!(names, vec![name], "containers of task definition {}", td.family().unwrap_or_default());
+    let expected = if name == "rabbitmq" { vec![name, "rabbitmq-password"] } else { vec![name] };
+    ensure_eq!(names, expected, "containers of task definition {}", td.family().unwrap_or_default());
     Ok(&td.container_definitions()[0])
 }
 

@@ -191,7 +191,7 @@ async fn ensure_database(ctx: &PartContext<'_>) -> PartResult<PartState> {
         existing = aws::rds::describe_instance(&aws.rds, &db_spec.identifier).await?;
     }
     let managed_by_rds = existing.as_ref().is_some_and(|db| db.master_secret_arn.is_some());
-    let new_password = match ctx.password {
+    let new_password = match ctx.passwords.database {
         PasswordChange::Set(given) => Some(given.to_string()),
         PasswordChange::Generate => Some(aws::secretsmanager::random_password(&aws.secrets).await?),
         PasswordChange::Keep => None,

@@ -7,7 +7,7 @@ use crate::aws;
 use crate::aws::iam::{self, RoleSpec};
 
 use super::super::service::Service;
-use super::{Part, PartContext, PartResult, PartState, Removal, wiring};
+use super::{Part, PartContext, PartResult, PartState, PasswordChange, Removal, wiring};
 
 /// Days a deleted secret can still be restored; an apply within that window restores it.
 const SECRET_RECOVERY_DAYS: i64 = 7;
@@ -228,6 +228,12 @@ async fn ensure_secret(secret: Secret, ctx: &PartContext<'_>) -> PartResult<Part
         secret_policy(ctx).as_deref(),
     )
     .await?;
+    if secret == Secret::Rabbitmq && ctx.passwords.rabbitmq == PasswordChange::Generate {
+        // A new version of the secret; the services that read it restart with new task definitions, and
+        // RabbitMQ's companion container makes it RabbitMQ's own.
+        let password = aws::secretsmanager::random_password(&ctx.aws.secrets).await?;
+        aws::secretsmanager::put_secret_value(&ctx.aws.secrets, &arn, &password).await?;
+    }
     Ok(PartState { arn: Some(arn), ..PartState::default() })
 }
 

@@ -603,21 +603,35 @@ pub struct PartContext<'a> {
     pub aws: &'a AwsContext,
     /// Outputs of other parts: direct dependencies for ensure and observe, everything observed for remove.
     pub parts: &'a BTreeMap<Part, PartState>,
-    /// What this apply does with the database's master password.
-    pub password: PasswordChange<'a>,
+    /// What this apply does with the stack's passwords.
+    pub passwords: Passwords<'a>,
     /// Answers shared by the parts of one survey; `None` outside surveys.
     pub reads: Option<&'a SharedReads>,
 }
 
-/// What an apply does with the database's master password.
+/// What an apply does with a password of the stack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PasswordChange<'a> {
-    /// Keep the one the stack's secret holds (it goes to RDS only when the database is created).
+    /// Keep the one the stack's secret holds (the database's goes to RDS only when it is created).
     Keep,
     /// Set this one: the write-only `password_wo`, on create or when its version changed.
     Set(&'a str),
-    /// Generate a new one: the version changed without `password_wo`.
+    /// Generate a new one: the version changed without a password given.
     Generate,
+}
+
+/// What an apply does with each of the stack's two passwords.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Passwords<'a> {
+    /// The database's master password.
+    pub database: PasswordChange<'a>,
+    /// RabbitMQ's password: kept, or generated anew (it is never given).
+    pub rabbitmq: PasswordChange<'a>,
+}
+
+impl Passwords<'_> {
+    /// Both kept: every walk but an apply's.
+    pub const KEEP: Passwords<'static> = Passwords { database: PasswordChange::Keep, rabbitmq: PasswordChange::Keep };
 }
 
 impl PartContext<'_> {

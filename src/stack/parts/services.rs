@@ -126,6 +126,10 @@ fn database_secret_reference(ctx: &PartContext<'_>) -> PartResult<String> {
 /// changes the database password: the broker reads it only when it starts.
 const PASSWORD_VERSION_VARIABLE: &str = "DATAVAULT_DATABASE_PASSWORD_VERSION";
 
+/// The same for the RabbitMQ password: RabbitMQ (whose companion container sets the new one), the broker
+/// and the worker restart with it.
+const RABBITMQ_PASSWORD_VERSION_VARIABLE: &str = "DATAVAULT_RABBITMQ_PASSWORD_VERSION";
+
 fn wiring_of(ctx: &PartContext<'_>, service: Service) -> PartResult<Wiring> {
     let endpoints = endpoints(ctx, service)?;
     Ok(match service {
@@ -136,44 +140,81 @@ fn wiring_of(ctx: &PartContext<'_>, service: Service) -> PartResult<Wiring> {
     })
 }
 
+/// The variables that restart a service when a password it reads changes.
+fn password_versions(ctx: &PartContext<'_>, service: Service) -> Vec<(&'static str, i64)> {
+    let database = ctx.spec.database.password_version.filter(|_| service == Service::Broker);
+    let rabbitmq = ctx.spec.rabbitmq_password_version.filter(|_| service != Service::Web);
+    [(PASSWORD_VERSION_VARIABLE, database), (RABBITMQ_PASSWORD_VERSION_VARIABLE, rabbitmq)]
+        .into_iter()
+        .filter_map(|(variable, version)| Some((variable, version?)))
+        .collect()
+}
+
 /// The task definition a service should run.
 pub fn task_definition_spec(ctx: &PartContext<'_>, service: Service) -> PartResult<TaskDefinitionSpec> {
     let name = service.name();
     let settings = ctx.spec.service(name);
-    let wiring = wiring_of(ctx, service)?;
-    let mut environment = wiring.environment;
-    if name == "broker"
-        && let Some(version) = ctx.spec.database.password_version
-    {
-        environment.insert(PASSWORD_VERSION_VARIABLE.to_string(), version.to_string());
+    let mut wiring = wiring_of(ctx, service)?;
+    for (variable, version) in password_versions(ctx, service) {
+        wiring.environment.insert(variable.to_string(), version.to_string());
     }
     // User environment may add variables but never replace the wiring the services depend on.
     for (key, value) in &settings.environment {
-        environment.entry(key.clone()).or_insert_with(|| value.clone());
+        wiring.environment.entry(key.clone()).or_insert_with(|| value.clone());
     }
     let fs_id = ctx.id_of(Part::FileSystem)?.to_string();
-    let mut volumes = Vec::new();
-    let mut mount_points = Vec::new();
-    for (kind, volume, path) in &wiring.mounts {
-        volumes.push(EfsVolume {
-            name: volume.to_string(),
-            file_system_id: fs_id.clone(),
-            access_point_id: ctx.id_of(Part::AccessPoint(*kind))?.to_string(),
-        });
-        mount_points.push(MountPoint {
+    let volumes = wiring
+        .mounts
+        .iter()
+        .map(|(kind, volume, _)| {
+            Ok(EfsVolume {
+                name: volume.to_string(),
+                file_system_id: fs_id.clone(),
+                access_point_id: ctx.id_of(Part::AccessPoint(*kind))?.to_string(),
+            })
+        })
+        .collect::<PartResult<Vec<_>>>()?;
+    let image = ctx.spec.image(name, repository_url(ctx, name)?.as_deref());
+    let mut server = container(ctx, name, &image, wiring);
+    server.cpu = settings.cpu as i32;
+    server.memory = Some(settings.memory as i32);
+    server.essential = true;
+    let mut containers = vec![server];
+    if service == Service::Rabbitmq {
+        containers.push(rabbitmq_password_setter(ctx, &image)?);
+    }
+    Ok(TaskDefinitionSpec {
+        family: family(&ctx.spec.name, service),
+        task_role_arn: Some(ctx.arn_of(Part::TaskRole(service))?.to_string()),
+        execution_role_arn: ctx.arn_of(Part::ExecutionRole)?.to_string(),
+        cpu: settings.cpu as i32,
+        memory: settings.memory as i32,
+        containers,
+        volumes,
+        tags: ctx.tags(Part::TaskDefinition(service)),
+    })
+}
+
+/// A container running `image` with `wiring`: not essential, with no resources of its own, until the
+/// caller says otherwise.
+fn container(ctx: &PartContext<'_>, name: &str, image: &str, wiring: Wiring) -> ContainerSpec {
+    let mount_points = wiring
+        .mounts
+        .iter()
+        .map(|(_, volume, path)| MountPoint {
             source_volume: volume.to_string(),
             container_path: path.to_string(),
             read_only: false,
-        });
-    }
-    let container = ContainerSpec {
+        })
+        .collect();
+    ContainerSpec {
         name: name.to_string(),
-        image: ctx.spec.image(name, repository_url(ctx, name)?.as_deref()),
-        cpu: settings.cpu as i32,
-        memory: settings.memory as i32,
-        essential: true,
+        image: image.to_string(),
+        cpu: 0,
+        memory: None,
+        essential: false,
         port_mappings: wiring.ports,
-        environment,
+        environment: wiring.environment,
         secrets: wiring.secrets,
         mount_points,
         log: LogSpec {
@@ -191,17 +232,24 @@ pub fn task_definition_spec(ctx: &PartContext<'_>, service: Service) -> PartResu
         init_process: true,
         // The images' shell entrypoint never passes SIGTERM on: waiting longer only delays the stop.
         stop_timeout: Some(STOP_TIMEOUT_SECONDS),
-    };
-    Ok(TaskDefinitionSpec {
-        family: family(&ctx.spec.name, service),
-        task_role_arn: Some(ctx.arn_of(Part::TaskRole(service))?.to_string()),
-        execution_role_arn: ctx.arn_of(Part::ExecutionRole)?.to_string(),
-        cpu: settings.cpu as i32,
-        memory: settings.memory as i32,
-        containers: vec![container],
-        volumes,
-        tags: ctx.tags(Part::TaskDefinition(service)),
-    })
+    }
+}
+
+/// The RabbitMQ task's companion that makes the secret's password RabbitMQ's (see
+/// [`wiring::rabbitmq_password_setter`]). It starts once RabbitMQ is healthy, shares the task's memory,
+/// reads the data directory only, and its exit leaves RabbitMQ running. Its root file system stays
+/// writable like RabbitMQ's: the Erlang runtime of `rabbitmqctl` is not known to run without it.
+fn rabbitmq_password_setter(ctx: &PartContext<'_>, image: &str) -> PartResult<ContainerSpec> {
+    let mut wiring = wiring::rabbitmq_password_setter(&endpoints(ctx, Service::Rabbitmq)?);
+    if let Some(version) = ctx.spec.rabbitmq_password_version {
+        wiring.environment.insert(RABBITMQ_PASSWORD_VERSION_VARIABLE.to_string(), version.to_string());
+    }
+    let mut setter = container(ctx, wiring::RABBITMQ_PASSWORD_CONTAINER, image, wiring);
+    setter.depends_on = vec![Service::Rabbitmq.name().to_string()];
+    for mount in &mut setter.mount_points {
+        mount.read_only = true;
+    }
+    Ok(setter)
 }
 
 /// Where a service receives load-balanced traffic: web, when the stack has a load balancer.

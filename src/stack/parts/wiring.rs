@@ -193,6 +193,33 @@ pub fn rabbitmq(endpoints: &Endpoints) -> Wiring {
     }
 }
 
+/// The container of the RabbitMQ task that gives RabbitMQ the secret's password (see
+/// [`rabbitmq_password_setter`]).
+pub const RABBITMQ_PASSWORD_CONTAINER: &str = "rabbitmq-password";
+
+/// Sets the RabbitMQ user's password to the secret's, retrying while the node finishes starting. The
+/// password is an argument rather than standard input so that no line ending can become part of it; it is
+/// only as visible as the variable it comes from, inside this container's own process namespace.
+const SET_RABBITMQ_PASSWORD: &str = r#"for attempt in 1 2 3 4 5 6; do rabbitmqctl --node "$RABBITMQ_NODENAME" change_password "$RABBITMQ_DEFAULT_USER" "$RABBITMQ_DEFAULT_PASS" && exit 0; sleep 10; done; exit 1"#;
+
+/// RabbitMQ reads `RABBITMQ_DEFAULT_PASS` only when it creates its data directory, which lives on EFS and
+/// outlives every task, so a new password in the secret would never reach it. This short-lived companion
+/// of the RabbitMQ container (same image, started once RabbitMQ is healthy) sets the user's password to the
+/// secret's at every start of the task, reaching the node over the task's loopback with the Erlang cookie
+/// of the data directory, which it mounts read-only. The secret is therefore always the password.
+pub fn rabbitmq_password_setter(endpoints: &Endpoints) -> Wiring {
+    let rabbitmq = rabbitmq(endpoints);
+    Wiring {
+        ports: vec![],
+        environment: rabbitmq.environment,
+        secrets: rabbitmq.secrets,
+        mounts: rabbitmq.mounts,
+        health_check: None,
+        command: vec!["sh".into(), "-c".into(), SET_RABBITMQ_PASSWORD.into()],
+        working_directory: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,5 +258,18 @@ mod tests {
         assert_eq!(worker.working_directory.as_deref(), Some(WORKING_FOLDER));
         assert!(worker.command.iter().any(|c| c.starts_with("/docker_datavault-home/lib/")), "{:?}", worker.command);
         assert!(worker.mounts.iter().any(|(_, _, path)| *path == WORKING_FOLDER));
+    }
+
+    #[test]
+    fn the_password_setter_reaches_the_rabbitmq_node_with_its_data_and_the_secret() {
+        let setter = rabbitmq_password_setter(&endpoints());
+        let server = rabbitmq(&endpoints());
+        assert_eq!(setter.secrets, server.secrets, "the same secret as the server's first start");
+        assert_eq!(setter.mounts, server.mounts, "the Erlang cookie lives in the data directory");
+        assert_eq!(setter.environment["RABBITMQ_NODENAME"], "rabbit@localhost");
+        let script = setter.command.last().expect("a script");
+        assert!(script.contains("change_password \"$RABBITMQ_DEFAULT_USER\" \"$RABBITMQ_DEFAULT_PASS\""), "{script}");
+        assert!(script.ends_with("exit 1"), "a password never set must show as a failed container");
+        assert!(setter.ports.is_empty() && setter.health_check.is_none());
     }
 }
