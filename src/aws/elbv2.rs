@@ -4,10 +4,10 @@
 //!
 //! Security defaults (AWS Foundational Security Best Practices): with a certificate, HTTP only redirects to
 //! HTTPS (ELB.1) and HTTPS uses a predefined TLS 1.2+/1.3 policy (ELB.8); invalid HTTP header fields are
-//! dropped (ELB.4); desync mitigation stays `defensive` or `strictest` (ELB.12). Two controls are knowingly
-//! not met: deletion protection (ELB.6) is off because the stack owns the load balancer's life and it holds
-//! no data, and access logs (ELB.5) are not configured because they need a log bucket writable by the ELB
-//! service, which is out of scope for now.
+//! dropped (ELB.4); desync mitigation stays `defensive` or `strictest` (ELB.12); access logs go to the
+//! bucket the spec names (ELB.5), whose policy must let the region's log delivery principal
+//! ([`log_delivery_principal`]) write there. Deletion protection (ELB.6) is knowingly off because the stack
+//! owns the load balancer's life and it holds no data.
 //!
 //! Everything is found by its deterministic name, adopted, and converged: security groups, subnets,
 //! attributes, the target group's health check and exactly the listeners the spec asks for.
@@ -169,8 +169,53 @@ pub struct LoadBalancerSpec {
     pub subnet_ids: Vec<String>,
     /// Its security groups (which ports the world may reach it on).
     pub security_group_ids: Vec<String>,
+    /// Where its access logs go; `None` leaves them as they are.
+    pub access_logs: Option<super::s3::LogTarget>,
     /// Tags, including `datavault:stack`.
     pub tags: BTreeMap<String, String>,
+}
+
+/// The account Elastic Load Balancing delivers access logs from, in the regions that opened before
+/// August 2022 (ELB user guide, "Access logs for your Application Load Balancer"); the regions since take
+/// the service principal instead.
+const LOG_DELIVERY_ACCOUNTS: [(&str, &str); 29] = [
+    ("af-south-1", "098369216593"),
+    ("ap-east-1", "754344448648"),
+    ("ap-northeast-1", "582318560864"),
+    ("ap-northeast-2", "600734575887"),
+    ("ap-northeast-3", "383597477331"),
+    ("ap-south-1", "718504428378"),
+    ("ap-southeast-1", "114774131450"),
+    ("ap-southeast-2", "783225319266"),
+    ("ap-southeast-3", "589379963580"),
+    ("ca-central-1", "985666609251"),
+    ("cn-north-1", "638102146993"),
+    ("cn-northwest-1", "037604701340"),
+    ("eu-central-1", "054676820928"),
+    ("eu-north-1", "897822967062"),
+    ("eu-south-1", "635631232127"),
+    ("eu-west-1", "156460612806"),
+    ("eu-west-2", "652711504416"),
+    ("eu-west-3", "009996457667"),
+    ("me-south-1", "076674570225"),
+    ("sa-east-1", "507241528517"),
+    ("us-east-1", "127311923021"),
+    ("us-east-2", "033677994240"),
+    ("us-gov-east-1", "190560391635"),
+    ("us-gov-west-1", "048591011584"),
+    ("us-iso-east-1", "770363063475"),
+    ("us-iso-west-1", "121062877647"),
+    ("us-isob-east-1", "740734521339"),
+    ("us-west-1", "027434742980"),
+    ("us-west-2", "797873946194"),
+];
+
+/// The principal that writes a region's load balancer access logs, as a bucket policy names it.
+pub fn log_delivery_principal(partition: &str, region: &str) -> serde_json::Value {
+    match LOG_DELIVERY_ACCOUNTS.iter().find(|(r, _)| *r == region) {
+        Some((_, account)) => serde_json::json!({ "AWS": format!("arn:{partition}:iam::{account}:root") }),
+        None => serde_json::json!({ "Service": "logdelivery.elasticloadbalancing.amazonaws.com" }),
+    }
 }
 
 /// The load balancer as the stack records it.
@@ -266,6 +311,24 @@ fn attribute_changes(actual: &BTreeMap<String, String>) -> Vec<(&'static str, &'
         .collect()
 }
 
+/// The access log attributes that must change to send the logs to `target`, as (key, new value).
+fn access_log_changes(actual: &BTreeMap<String, String>, target: &super::s3::LogTarget) -> Vec<(&'static str, String)> {
+    let wanted = [
+        ("access_logs.s3.enabled", "true".to_string()),
+        ("access_logs.s3.bucket", target.bucket.clone()),
+        ("access_logs.s3.prefix", target.prefix.clone()),
+    ];
+    wanted.into_iter().filter(|(key, value)| actual.get(*key) != Some(value)).collect()
+}
+
+/// How the access logs differ from going to `target`.
+fn access_log_drift(actual: &BTreeMap<String, String>, target: &super::s3::LogTarget) -> Vec<String> {
+    access_log_changes(actual, target)
+        .into_iter()
+        .map(|(key, value)| format!("{key} is {}, expected {value}", actual.get(key).map_or("unset", String::as_str)))
+        .collect()
+}
+
 /// How the attributes differ from the managed settings, e.g.
 /// `routing.http.drop_invalid_header_fields.enabled is false, expected true`.
 pub fn attribute_drift(actual: &BTreeMap<String, String>) -> Vec<String> {
@@ -304,6 +367,9 @@ pub fn load_balancer_drift(observed: &LoadBalancerObservation, expected: Option<
     if let Some(spec) = expected {
         drift.extend(set_drift("security group", &spec.security_group_ids, &observed.security_groups));
         drift.extend(set_drift("subnet", &spec.subnet_ids, &observed.subnets));
+        if let Some(target) = &spec.access_logs {
+            drift.extend(access_log_drift(&observed.attributes, target));
+        }
     }
     drift.extend(attribute_drift(&observed.attributes));
     drift
@@ -414,8 +480,13 @@ async fn converge_network(client: &Client, lb: &LoadBalancerObservation, spec: &
     Ok(())
 }
 
-async fn converge_attributes(client: &Client, arn: &str) -> AwsResult<()> {
-    let changes = attribute_changes(&attributes_of(client, arn).await?);
+async fn converge_attributes(client: &Client, arn: &str, spec: &LoadBalancerSpec) -> AwsResult<()> {
+    let actual = attributes_of(client, arn).await?;
+    let mut changes: Vec<(&str, String)> =
+        attribute_changes(&actual).into_iter().map(|(k, v)| (k, v.to_string())).collect();
+    if let Some(target) = &spec.access_logs {
+        changes.extend(access_log_changes(&actual, target));
+    }
     if changes.is_empty() {
         return Ok(());
     }
@@ -455,7 +526,7 @@ pub async fn ensure_load_balancer(client: &Client, spec: &LoadBalancerSpec) -> A
         ));
     }
     converge_network(client, &lb, spec).await?;
-    converge_attributes(client, &lb.arn).await?;
+    converge_attributes(client, &lb.arn, spec).await?;
     put_tags(client, &lb.arn, &spec.tags).await?;
     Ok(LoadBalancer { arn: lb.arn, dns_name: lb.dns_name })
 }
@@ -1243,6 +1314,7 @@ mod tests {
             name: "vault-web".into(),
             subnet_ids: vec!["subnet-a".into(), "subnet-b".into()],
             security_group_ids: vec!["sg-web".into()],
+            access_logs: Some(super::super::s3::LogTarget { bucket: "vault-access-logs".into(), prefix: "elb".into() }),
             tags: [("datavault:stack".to_string(), "vault".to_string())].into(),
         }
     }
@@ -1286,6 +1358,9 @@ mod tests {
             ("routing.http.drop_invalid_header_fields.enabled".to_string(), "true".to_string()),
             ("routing.http.desync_mitigation_mode".to_string(), "defensive".to_string()),
             ("deletion_protection.enabled".to_string(), "false".to_string()),
+            ("access_logs.s3.enabled".to_string(), "true".to_string()),
+            ("access_logs.s3.bucket".to_string(), "vault-access-logs".to_string()),
+            ("access_logs.s3.prefix".to_string(), "elb".to_string()),
         ]
         .into()
     }
@@ -1344,6 +1419,28 @@ mod tests {
         );
         changed.insert("routing.http.desync_mitigation_mode".into(), "strictest".into());
         assert_eq!(attribute_drift(&changed), ["deletion_protection.enabled is true, expected false"]);
+    }
+
+    #[test]
+    fn access_logs_go_to_the_spec_bucket_and_elsewhere_is_drift() {
+        let spec = lb_spec();
+        let target = spec.access_logs.as_ref().unwrap();
+        let mut actual: BTreeMap<String, String> =
+            good_attributes().into_iter().filter(|(k, _)| !k.starts_with("access_logs")).collect();
+        assert_eq!(access_log_changes(&actual, target).len(), 3, "a fresh load balancer logs nowhere");
+        actual.extend(access_log_changes(&actual, target).into_iter().map(|(k, v)| (k.to_string(), v)));
+        assert!(access_log_drift(&actual, target).is_empty());
+        actual.insert("access_logs.s3.enabled".into(), "false".into());
+        assert_eq!(access_log_drift(&actual, target), ["access_logs.s3.enabled is false, expected true"]);
+    }
+
+    #[test]
+    fn log_delivery_is_the_regional_account_or_the_service_principal() {
+        assert_eq!(log_delivery_principal("aws", "eu-west-2")["AWS"], "arn:aws:iam::652711504416:root");
+        assert_eq!(
+            log_delivery_principal("aws", "eu-south-2")["Service"],
+            "logdelivery.elasticloadbalancing.amazonaws.com"
+        );
     }
 
     #[test]

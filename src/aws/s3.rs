@@ -1,15 +1,18 @@
-//! Amazon S3: the archive and state buckets.
+//! Amazon S3: the archive and state buckets, and the bucket the archive's access logs go to.
 //!
 //! Buckets are created private, versioned, encrypted, without ACLs and reachable only over TLS, and those
 //! settings are re-applied on every ensure so out-of-band changes are repaired. Deleting refuses a bucket
-//! that still holds data unless the caller explicitly asks to empty it.
+//! that still holds data unless the caller explicitly asks to empty it. Server access logs (FSBP S3.9) are
+//! delivered by the S3 logging service under a bucket policy, since the buckets have no ACLs.
 
 use std::collections::BTreeMap;
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::types::{
-    BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration, Delete, ObjectIdentifier,
-    ObjectOwnership, OwnershipControls, OwnershipControlsRule, PublicAccessBlockConfiguration, ServerSideEncryption,
+    AbortIncompleteMultipartUpload, BucketLifecycleConfiguration, BucketLocationConstraint, BucketLoggingStatus,
+    BucketVersioningStatus, CreateBucketConfiguration, Delete, ExpirationStatus, LifecycleExpiration, LifecycleRule,
+    LifecycleRuleFilter, LoggingEnabled, NoncurrentVersionExpiration, ObjectIdentifier, ObjectOwnership,
+    OwnershipControls, OwnershipControlsRule, PublicAccessBlockConfiguration, ServerSideEncryption,
     ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule, Tag, Tagging,
     VersioningConfiguration,
 };
@@ -29,18 +32,83 @@ pub struct BucketObservation {
 
 /// The TLS-only bucket policy (AWS Foundational Security Best Practices S3.5).
 pub fn tls_only_policy(partition: &str, bucket: &str) -> String {
+    serde_json::json!({ "Version": "2012-10-17", "Statement": [deny_insecure_transport(partition, bucket)] })
+        .to_string()
+}
+
+fn deny_insecure_transport(partition: &str, bucket: &str) -> serde_json::Value {
     serde_json::json!({
-        "Version": "2012-10-17",
-        "Statement": [{
-            "Sid": "DenyInsecureTransport",
-            "Effect": "Deny",
-            "Principal": "*",
-            "Action": "s3:*",
-            "Resource": [format!("arn:{partition}:s3:::{bucket}"), format!("arn:{partition}:s3:::{bucket}/*")],
-            "Condition": { "Bool": { "aws:SecureTransport": "false" } }
-        }]
+        "Sid": "DenyInsecureTransport",
+        "Effect": "Deny",
+        // Everyone, in the object form IAM documents as equivalent to "*": some policy readers expect every
+        // principal to be an object.
+        "Principal": { "AWS": "*" },
+        "Action": "s3:*",
+        "Resource": [format!("arn:{partition}:s3:::{bucket}"), format!("arn:{partition}:s3:::{bucket}/*")],
+        "Condition": { "Bool": { "aws:SecureTransport": "false" } }
     })
-    .to_string()
+}
+
+/// The principal that delivers S3 server access logs.
+pub const LOGGING_SERVICE: &str = "logging.s3.amazonaws.com";
+
+/// Where a bucket's access logs go: the log bucket and the key prefix of its logs there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogTarget {
+    /// The bucket the logs are written to.
+    pub bucket: String,
+    /// The prefix of the log objects' keys, ending in `/`.
+    pub prefix: String,
+}
+
+/// Who delivers a region's load balancer access logs, and under which prefix of the log bucket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadBalancerLogs {
+    /// The principal, as a bucket policy names it (see `elbv2::log_delivery_principal`).
+    pub principal: serde_json::Value,
+    /// The load balancer's log prefix.
+    pub prefix: String,
+}
+
+/// The policy of a bucket receiving server access logs: TLS only, and the S3 logging service may write
+/// each source bucket's logs under that bucket's prefix only, on behalf of this account's bucket (the
+/// conditions AWS recommends, so no other account's bucket can log into it).
+/// Without the account (when it is not known), the source bucket's ARN alone pins the writer: bucket names
+/// are global.
+pub fn access_log_policy(
+    partition: &str,
+    log_bucket: &str,
+    sources: &[(&str, &LogTarget)],
+    load_balancer: Option<&LoadBalancerLogs>,
+    account: Option<&str>,
+) -> String {
+    let mut statements = vec![deny_insecure_transport(partition, log_bucket)];
+    if let Some(lb) = load_balancer {
+        // Load balancers write under `<prefix>/AWSLogs/<their account>/`: this account's only.
+        let owner = account.unwrap_or("*");
+        statements.push(serde_json::json!({
+            "Sid": "LoadBalancerAccessLogs",
+            "Effect": "Allow",
+            "Principal": lb.principal,
+            "Action": "s3:PutObject",
+            "Resource": format!("arn:{partition}:s3:::{log_bucket}/{}/AWSLogs/{owner}/*", lb.prefix),
+        }));
+    }
+    statements.extend(sources.iter().map(|(source, target)| {
+        let mut statement = serde_json::json!({
+            "Sid": "ServerAccessLogsOf".to_string() + &source.replace(['-', '.'], ""),
+            "Effect": "Allow",
+            "Principal": { "Service": LOGGING_SERVICE },
+            "Action": "s3:PutObject",
+            "Resource": format!("arn:{partition}:s3:::{log_bucket}/{}*", target.prefix),
+            "Condition": { "ArnLike": { "aws:SourceArn": format!("arn:{partition}:s3:::{source}") } }
+        });
+        if let Some(account) = account {
+            statement["Condition"]["StringEquals"] = serde_json::json!({ "aws:SourceAccount": account });
+        }
+        statement
+    }));
+    serde_json::json!({ "Version": "2012-10-17", "Statement": statements }).to_string()
 }
 
 /// Who can use a bucket name, as HeadBucket tells it.
@@ -128,11 +196,12 @@ pub async fn create(client: &Client, bucket: &str, region: &str) -> AwsResult<bo
 }
 
 /// Applies every managed setting: no ACLs, no public access, default encryption (SSE-KMS with a bucket key
-/// under `kms_key`, else SSE-S3), versioning, TLS-only policy and tags. Each call is idempotent.
+/// under `kms_key`, else SSE-S3), versioning, the bucket policy (which must deny insecure transport) and
+/// tags. Each call is idempotent.
 pub async fn configure(
     client: &Client,
     bucket: &str,
-    partition: &str,
+    policy: &str,
     kms_key: Option<&str>,
     tags: &BTreeMap<String, String>,
 ) -> AwsResult<()> {
@@ -195,7 +264,7 @@ pub async fn configure(
     client
         .put_bucket_policy()
         .bucket(bucket)
-        .policy(tls_only_policy(partition, bucket))
+        .policy(policy)
         .send()
         .await
         .map_err(|e| AwsError::from_sdk("PutBucketPolicy", e))?;
@@ -227,8 +296,14 @@ pub async fn tags(client: &Client, bucket: &str) -> AwsResult<BTreeMap<String, S
 }
 
 /// Describes the bucket and how it differs from the managed settings (encrypted under `kms_key` when one is
-/// given); `None` when it does not exist.
-pub async fn observe(client: &Client, bucket: &str, kms_key: Option<&str>) -> AwsResult<Option<BucketObservation>> {
+/// given, its policy naming each of `in_policy` besides denying insecure transport); `None` when it does
+/// not exist.
+pub async fn observe(
+    client: &Client,
+    bucket: &str,
+    kms_key: Option<&str>,
+    in_policy: &[&str],
+) -> AwsResult<Option<BucketObservation>> {
     if !exists(client, bucket).await? {
         return Ok(None);
     }
@@ -237,7 +312,7 @@ pub async fn observe(client: &Client, bucket: &str, kms_key: Option<&str>) -> Aw
         versioning_drift(client, bucket),
         public_access_drift(client, bucket),
         encryption(client, bucket),
-        policy_drift(client, bucket),
+        policy_drift(client, bucket, in_policy),
         tags(client, bucket),
     )?;
     let encryption_drift = encryption_drift(encryption.as_ref(), kms_key);
@@ -319,10 +394,15 @@ fn encryption_drift(found: Option<&DefaultEncryption>, kms_key: Option<&str>) ->
     })
 }
 
-async fn policy_drift(client: &Client, bucket: &str) -> AwsResult<Option<String>> {
+async fn policy_drift(client: &Client, bucket: &str, in_policy: &[&str]) -> AwsResult<Option<String>> {
     match client.get_bucket_policy().bucket(bucket).send().await {
-        Ok(out) if out.policy().is_some_and(|p| p.contains("aws:SecureTransport")) => Ok(None),
-        Ok(_) => Ok(Some("bucket policy no longer denies insecure transport".to_string())),
+        Ok(out) if !out.policy().is_some_and(|p| p.contains("aws:SecureTransport")) => {
+            Ok(Some("bucket policy no longer denies insecure transport".to_string()))
+        }
+        Ok(out) => {
+            let policy = out.policy().unwrap_or_default();
+            Ok(in_policy.iter().find(|s| !policy.contains(*s)).map(|s| format!("bucket policy no longer names {s}")))
+        }
         Err(err) => {
             let err = AwsError::from_sdk("GetBucketPolicy", err);
             if !err.is(&["NoSuchBucketPolicy"]) {
@@ -331,6 +411,81 @@ async fn policy_drift(client: &Client, bucket: &str) -> AwsResult<Option<String>
             Ok(Some("TLS-only bucket policy is missing".to_string()))
         }
     }
+}
+
+/// Sends the bucket's server access logs to `target` (FSBP S3.9). The target's policy must already let
+/// the logging service write there: S3 checks it here.
+pub async fn put_logging(client: &Client, bucket: &str, target: &LogTarget) -> AwsResult<()> {
+    let enabled = LoggingEnabled::builder().target_bucket(&target.bucket).target_prefix(&target.prefix).build()?;
+    client
+        .put_bucket_logging()
+        .bucket(bucket)
+        .bucket_logging_status(BucketLoggingStatus::builder().logging_enabled(enabled).build())
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("PutBucketLogging", e))?;
+    Ok(())
+}
+
+/// How the bucket's access logging differs from `target`.
+pub async fn logging_drift(client: &Client, bucket: &str, target: &LogTarget) -> AwsResult<Option<String>> {
+    let out = client
+        .get_bucket_logging()
+        .bucket(bucket)
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("GetBucketLogging", e))?;
+    let found = out.logging_enabled().map(|l| (l.target_bucket(), l.target_prefix()));
+    Ok(match found {
+        None => Some(format!("server access logging is off, expected logs in {}/{}", target.bucket, target.prefix)),
+        Some((bucket, prefix)) if bucket != target.bucket || prefix != target.prefix => {
+            Some(format!("server access logs go to {bucket}/{prefix}, expected {}/{}", target.bucket, target.prefix))
+        }
+        Some(_) => None,
+    })
+}
+
+/// The one lifecycle rule of a log bucket: logs expire after `days`, replaced versions a day later.
+fn log_expiry_rule(days: i64) -> AwsResult<LifecycleRule> {
+    Ok(LifecycleRule::builder()
+        .id("expire-logs")
+        .status(ExpirationStatus::Enabled)
+        .filter(LifecycleRuleFilter::builder().prefix("").build())
+        .expiration(LifecycleExpiration::builder().days(days as i32).build())
+        .noncurrent_version_expiration(NoncurrentVersionExpiration::builder().noncurrent_days(1).build())
+        .abort_incomplete_multipart_upload(AbortIncompleteMultipartUpload::builder().days_after_initiation(1).build())
+        .build()?)
+}
+
+/// Makes the bucket's objects expire after `days` (a log bucket keeps logs as long as the log groups do).
+pub async fn put_log_expiry(client: &Client, bucket: &str, days: i64) -> AwsResult<()> {
+    let configuration = BucketLifecycleConfiguration::builder().rules(log_expiry_rule(days)?).build()?;
+    client
+        .put_bucket_lifecycle_configuration()
+        .bucket(bucket)
+        .lifecycle_configuration(configuration)
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("PutBucketLifecycleConfiguration", e))?;
+    Ok(())
+}
+
+/// How the bucket's lifecycle differs from expiring objects after `days`.
+pub async fn log_expiry_drift(client: &Client, bucket: &str, days: i64) -> AwsResult<Option<String>> {
+    let rules = match client.get_bucket_lifecycle_configuration().bucket(bucket).send().await {
+        Ok(out) => out.rules().to_vec(),
+        Err(err) => {
+            let err = AwsError::from_sdk("GetBucketLifecycleConfiguration", err);
+            if !err.is(&["NoSuchLifecycleConfiguration"]) {
+                return Err(err);
+            }
+            vec![]
+        }
+    };
+    let expires = rules.iter().any(|r| {
+        r.status() == &ExpirationStatus::Enabled && r.expiration().and_then(|e| e.days()) == Some(days as i32)
+    });
+    Ok((!expires).then(|| format!("logs no longer expire after {days} days")))
 }
 
 /// Whether the bucket holds any object version or delete marker.
@@ -458,6 +613,39 @@ mod tests {
         );
         let other = encryption_drift(Some(&sse("aws:kms", Some("k2"))), Some(key)).unwrap();
         assert!(other.contains("aws:kms with k2"), "{other}");
+    }
+
+    #[test]
+    fn the_log_bucket_admits_the_logging_service_for_each_source_under_its_prefix_only() {
+        let target = LogTarget { bucket: "vault-access-logs".into(), prefix: "s3/vault-archive/".into() };
+        let lb = LoadBalancerLogs {
+            principal: serde_json::json!({ "AWS": "arn:aws:iam::652711504416:root" }),
+            prefix: "elb".into(),
+        };
+        let policy = access_log_policy(
+            "aws",
+            "vault-access-logs",
+            &[("vault-archive", &target)],
+            Some(&lb),
+            Some("123456789012"),
+        );
+        let policy: serde_json::Value = serde_json::from_str(&policy).unwrap();
+        assert_eq!(policy["Statement"][0]["Sid"], "DenyInsecureTransport");
+        let load_balancers = &policy["Statement"][1];
+        assert_eq!(load_balancers["Resource"], "arn:aws:s3:::vault-access-logs/elb/AWSLogs/123456789012/*");
+        let allow = &policy["Statement"][2];
+        assert_eq!(allow["Principal"]["Service"], LOGGING_SERVICE);
+        assert_eq!(allow["Action"], "s3:PutObject");
+        assert_eq!(allow["Resource"], "arn:aws:s3:::vault-access-logs/s3/vault-archive/*");
+        assert_eq!(allow["Condition"]["ArnLike"]["aws:SourceArn"], "arn:aws:s3:::vault-archive");
+        assert_eq!(allow["Condition"]["StringEquals"]["aws:SourceAccount"], "123456789012");
+    }
+
+    #[test]
+    fn log_expiry_keeps_logs_for_the_days_given() {
+        let rule = log_expiry_rule(365).unwrap();
+        assert_eq!(rule.expiration().and_then(|e| e.days()), Some(365));
+        assert_eq!(rule.status(), &ExpirationStatus::Enabled);
     }
 
     #[test]

@@ -360,9 +360,11 @@ async fn check_images(aws: &AwsContext, spec: &StackSpec) -> aws::AwsResult<Vec<
 /// survey that follows.
 async fn check_buckets(aws: &AwsContext, spec: &StackSpec, planned: &Value) -> aws::AwsResult<Vec<Diagnostic>> {
     let mut found = Vec::new();
-    for (bucket, attribute) in
-        [(&spec.archive_bucket, "archive_bucket_name"), (&spec.state_bucket, "state_bucket_name")]
-    {
+    for (bucket, attribute) in [
+        (&spec.archive_bucket, "archive_bucket_name"),
+        (&spec.state_bucket, "state_bucket_name"),
+        (&spec.access_log_bucket, "name"),
+    ] {
         let problem = match aws::s3::access(&aws.s3, bucket).await? {
             BucketAccess::Absent | BucketAccess::Reachable => continue,
             BucketAccess::Forbidden => format!(
@@ -391,7 +393,8 @@ async fn check_buckets(aws: &AwsContext, spec: &StackSpec, planned: &Value) -> a
 fn is_configured(planned: &Value, attribute: &str, bucket: &str, stack: &str) -> bool {
     let derived = match attribute {
         "archive_bucket_name" => super::model::default_archive_bucket(stack),
-        _ => super::model::default_state_bucket(stack),
+        "state_bucket_name" => super::model::default_state_bucket(stack),
+        _ => return false,
     };
     planned.get(attribute).as_str() == Some(bucket) && bucket != derived
 }

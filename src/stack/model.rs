@@ -107,6 +107,8 @@ pub struct StackSpec {
     pub images_force_destroy: bool,
     /// State bucket name.
     pub state_bucket: String,
+    /// The bucket the archive's access logs go to.
+    pub access_log_bucket: String,
     /// CloudWatch log group name.
     pub log_group: String,
     /// Log retention in days.
@@ -151,6 +153,11 @@ pub fn default_archive_bucket(name: &str) -> String {
 /// The default state bucket name.
 pub fn default_state_bucket(name: &str) -> String {
     format!("{name}-state")
+}
+
+/// The name of the bucket the archive's server access logs go to.
+pub fn access_log_bucket_name(name: &str) -> String {
+    format!("{name}-access-logs")
 }
 
 /// The log group name.
@@ -319,6 +326,7 @@ impl StackSpec {
                 .get("state_bucket_name")
                 .as_str()
                 .map_or_else(|| default_state_bucket(&name), str::to_string),
+            access_log_bucket: access_log_bucket_name(&name),
             log_group: log_group_name(&name),
             log_retention_days: int_or(value.get("log_retention_days"), DEFAULT_LOG_RETENTION_DAYS),
             kms_key_arn: value.get("kms_key_arn").as_str().filter(|k| !k.is_empty()).map(str::to_string),

@@ -45,12 +45,18 @@ pub struct PartOutput {
 }
 
 /// The string outputs, one part each.
-pub const PART_OUTPUTS: [PartOutput; 10] = [
+pub const PART_OUTPUTS: [PartOutput; 11] = [
     PartOutput {
         attribute: "archive_bucket_arn",
         part: Part::ArchiveBucket,
         fact: Fact::Arn,
         description: "ARN of the archive bucket.",
+    },
+    PartOutput {
+        attribute: "access_log_bucket_arn",
+        part: Part::AccessLogBucket,
+        fact: Fact::Arn,
+        description: "ARN of the bucket the archive bucket's server access logs and the load balancer's access logs go to (`<name>-access-logs`); they expire after `log_retention_days`.",
     },
     PartOutput {
         attribute: "state_bucket_arn",

@@ -143,6 +143,20 @@ fn validate_names(config: &Value, diags: &mut Diagnostics) {
     };
     let archive = bucket("archive_bucket_name", super::model::default_archive_bucket);
     let state = bucket("state_bucket_name", super::model::default_state_bucket);
+    // The stack's third bucket, for the archive's access logs, is always named from the stack.
+    let logs = name.map(super::model::access_log_bucket_name);
+    for (attribute, configured) in [("archive_bucket_name", &archive), ("state_bucket_name", &state)] {
+        if configured.is_some() && *configured == logs && !config.get(attribute).is_null() {
+            diags.attribute_error(
+                AttributePath::root(attribute),
+                "Bucket Name Taken By The Stack",
+                format!(
+                    "{attribute} {:?} is the name of the stack's access log bucket; choose another name.",
+                    configured.as_deref().unwrap_or_default()
+                ),
+            );
+        }
+    }
     if let (Some(archive), Some(state)) = (archive, state)
         && archive == state
     {

@@ -86,6 +86,7 @@ async fn load_balancer_target_group_and_listeners_converge_and_tear_down() {
         name: elbv2::load_balancer_name(&stack),
         subnet_ids: subnets[..2].to_vec(),
         security_group_ids: vec![sg.clone()],
+        access_logs: None,
         tags: tags(&stack),
     };
     let lb = elbv2::ensure_load_balancer(client, &lb_spec).await.unwrap();
@@ -269,6 +270,7 @@ async fn a_foreign_load_balancer_with_the_name_is_refused() {
         name: name.clone(),
         subnet_ids: subnets[..2].to_vec(),
         security_group_ids: vec![sg.clone()],
+        access_logs: None,
         tags: tags(&stack),
     };
     let err = elbv2::ensure_load_balancer(client, &spec).await.unwrap_err();

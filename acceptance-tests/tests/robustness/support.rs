@@ -375,14 +375,14 @@ pub fn expect_clean_apply(out: CommandOutput) -> Result<CommandOutput, String> {
 /// How many of each kind of part a default stack is made of, on the emulator: four security groups, three
 /// roles, one file system with an access point each for RabbitMQ and the working folder and a mount target
 /// per subnet of the default VPC (three), the database with its subnet group and its RDS-managed secret plus
-/// the RabbitMQ secret, two buckets, three repositories, three log groups (the stack's and the two its
-/// database's logs go to), the cluster, its launch template
-/// and Auto Scaling group, the namespace with three Cloud Map services, and four services with a task
+/// the RabbitMQ secret, three buckets (archive, state, access logs), three repositories, three log groups
+/// (the stack's and the two its database's logs go to), the cluster, its launch template and Auto Scaling
+/// group, the namespace with three Cloud Map services, and four services with a task
 /// definition family each (counted by family, not revision).
 pub const EXPECTED_SHAPE: &[(&str, usize)] = &[
     ("AccessPoint", 2),
     ("AutoScalingGroup", 1),
-    ("Bucket", 2),
+    ("Bucket", 3),
     ("Cluster", 1),
     ("DbInstance", 1),
     ("DbParameterGroup", 1),

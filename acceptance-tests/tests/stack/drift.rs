@@ -3,7 +3,9 @@
 use datavault_acceptance_tests::{Step, TestCase, check_actions, ensure, expect_attr, expect_attr_eq, run};
 use serde_json::{Value, json};
 
-use crate::support::{ADDR, check_log_group, check_stack, plan_reports_drift, planned_before, stack_config};
+use crate::support::{
+    ADDR, check_access_logs, check_log_group, check_stack, plan_reports_drift, planned_before, stack_config,
+};
 
 const NAME: &str = "acc-drift";
 
@@ -101,6 +103,29 @@ fn drift_is_detected_and_repaired() {
                     ensure!(db.master_user_secret().is_none(), "RDS still manages the password: {db:?}");
                     Ok(())
                 }),
+        )
+        // The archive's access logging turned off and the log bucket's expiry removed (FSBP S3.9): both are
+        // drift, and apply turns them back on.
+        .step(
+            Step::config(config.clone())
+                .pre_apply(|emu| async move {
+                    let logging = aws_sdk_s3::types::BucketLoggingStatus::builder().build();
+                    let archive = format!("{NAME}-archive");
+                    emu.s3().put_bucket_logging().bucket(&archive).bucket_logging_status(logging).send().await?;
+                    emu.s3().delete_bucket_lifecycle().bucket(format!("{NAME}-access-logs")).send().await?;
+                    Ok(())
+                })
+                .plan_check(|plan| {
+                    check_actions(plan, ADDR, &[&["update"]])?;
+                    let drift = planned_before(plan, "drift").cloned().unwrap_or_default().to_string();
+                    ensure!(
+                        drift.contains("server access logging is off") && drift.contains("logs no longer expire"),
+                        "the refreshed drift should name the access logging and the expiry, it is {drift}"
+                    );
+                    Ok(())
+                })
+                .check(|state| expect_attr_eq(state, ADDR, "drift", json!([])))
+                .check_emulator(|emu| async move { check_access_logs(&emu, NAME, 365).await }),
         )
         .step(
             Step::config(config)

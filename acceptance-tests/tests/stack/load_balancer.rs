@@ -9,7 +9,7 @@
 //! No certificate: the emulator accepts only certificates it holds, and HTTPS listeners are covered by the
 //! elbv2 module's own emulator test.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use aws_sdk_ec2::types::{Filter, SecurityGroup};
@@ -24,7 +24,7 @@ use datavault_acceptance_tests::{
 };
 use serde_json::{Value, json};
 
-use crate::support::{ADDR, Rule, check_tags, planned_before, rules, stack_config};
+use crate::support::{ADDR, Rule, check_tags, planned_before, region, rules, stack_config};
 
 const NAME: &str = "acc-entry";
 /// Who may reach the load balancer (documentation ranges, RFC 5737).
@@ -204,6 +204,7 @@ async fn check_entry_point(emu: &Emulator, allowed: &[&str]) -> CheckResult {
         "load balancer subnets {lb_subnets:?} are not the stack's {web_subnets:?}"
     );
     check_tags("load balancer", &elb_tags(emu, lb_arn).await?, NAME, &[])?;
+    check_load_balancer_access_logs(emu, lb_arn).await?;
 
     let lb_group = security_group(emu, LOAD_BALANCER_GROUP).await?.ok_or("the load balancer's group does not exist")?;
     let services_group = security_group(emu, SERVICES_GROUP).await?.ok_or("the services' group does not exist")?;
@@ -253,6 +254,41 @@ async fn check_entry_point(emu: &Emulator, allowed: &[&str]) -> CheckResult {
     let registered: Vec<(Option<&str>, Option<&str>, Option<i32>)> =
         web.load_balancers().iter().map(|l| (l.target_group_arn(), l.container_name(), l.container_port())).collect();
     ensure_eq!(registered, [(Some(tg_arn), Some("web"), Some(8080))], "web's load balancers");
+    Ok(())
+}
+
+/// The load balancer's access logs (FSBP ELB.5) go to the stack's access log bucket under `elb/`, which
+/// admits the region's log delivery account (eu-west-2's, for the emulator's region) for this account's
+/// logs only.
+async fn check_load_balancer_access_logs(emu: &Emulator, lb_arn: &str) -> CheckResult {
+    let out = emu.elbv2().describe_load_balancer_attributes().load_balancer_arn(lb_arn).send().await?;
+    let attributes: BTreeMap<&str, &str> =
+        out.attributes().iter().filter_map(|a| Some((a.key()?, a.value()?))).collect();
+    let logs = format!("{NAME}-access-logs");
+    for (key, value) in
+        [("access_logs.s3.enabled", "true"), ("access_logs.s3.bucket", &logs), ("access_logs.s3.prefix", "elb")]
+    {
+        ensure_eq!(attributes.get(key).copied(), Some(value), "load balancer attribute {key}");
+    }
+    let policy = emu.s3().get_bucket_policy().bucket(&logs).send().await?;
+    let policy: Value = serde_json::from_str(policy.policy().unwrap_or("{}"))?;
+    let delivery = policy["Statement"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|s| s["Sid"] == "LoadBalancerAccessLogs")
+        .ok_or(format!("{logs} does not admit load balancer logs: {policy}"))?;
+    // The account AWS documents for the tests' region, eu-west-2 (or us-east-1 when AWS_REGION says so).
+    let expected_principal = match region().as_str() {
+        "us-east-1" => json!({ "AWS": "arn:aws:iam::127311923021:root" }),
+        _ => json!({ "AWS": "arn:aws:iam::652711504416:root" }),
+    };
+    ensure_eq!(delivery["Principal"], expected_principal, "{logs}: who delivers load balancer logs");
+    let resource = delivery["Resource"].as_str().unwrap_or_default();
+    ensure!(
+        resource.starts_with(&format!("arn:aws:s3:::{logs}/elb/AWSLogs/")) && !resource.contains("AWSLogs/*"),
+        "{logs}: load balancer logs may be written at {resource}, not under this account's prefix only"
+    );
     Ok(())
 }
 

@@ -90,6 +90,67 @@ pub async fn check_bucket(emu: &Emulator, bucket: &str, stack: &str, extra_tags:
     check_tags(&format!("bucket {bucket}"), &emu.bucket_tags(bucket).await?, stack, extra_tags)
 }
 
+/// The archive's server access logs (FSBP S3.9) go to the stack's log bucket under `s3/<archive>/`, which
+/// only the S3 logging service may write to, for the archive bucket of this account only; the logs there
+/// expire with the log groups, and the log bucket uses SSE-S3, the only encryption S3 delivers logs into.
+/// The state bucket, which outlives the stack, does not log there.
+pub async fn check_access_logs(emu: &Emulator, stack: &str, retention: i32) -> CheckResult {
+    let s3 = emu.s3();
+    let (archive, logs) = (format!("{stack}-archive"), format!("{stack}-access-logs"));
+    let prefix = format!("s3/{archive}/");
+    let logging = s3.get_bucket_logging().bucket(&archive).send().await?;
+    let target = logging.logging_enabled().map(|l| (l.target_bucket().to_string(), l.target_prefix().to_string()));
+    ensure_eq!(target, Some((logs.clone(), prefix.clone())), "{archive} server access logging");
+    let state = s3.get_bucket_logging().bucket(format!("{stack}-state")).send().await?;
+    ensure!(state.logging_enabled().is_none(), "the state bucket logs into a bucket that goes with the stack");
+
+    let policy: Value =
+        serde_json::from_str(s3.get_bucket_policy().bucket(&logs).send().await?.policy().unwrap_or("{}"))?;
+    let writers: Vec<&Value> =
+        policy["Statement"].as_array().into_iter().flatten().filter(|s| s["Effect"] == "Allow").collect();
+    // Two writers: the S3 logging service, and the region's load balancer log delivery (checked with the
+    // load balancer), which may write this account's load balancer logs under `elb/` only.
+    ensure_eq!(writers.len(), 2, "{logs}: statements allowing anything: {policy}");
+    let writer = writers
+        .iter()
+        .find(|s| s["Principal"]["Service"] == "logging.s3.amazonaws.com")
+        .ok_or(format!("{logs}: the S3 logging service may not write: {policy}"))?;
+    let elb = writers.iter().find(|s| *s != writer).expect("two writers");
+    ensure_eq!(elb["Action"], "s3:PutObject", "{logs}: what load balancer log delivery may do");
+    ensure!(
+        elb["Resource"].as_str().is_some_and(|r| r.starts_with(&format!("arn:aws:s3:::{logs}/elb/AWSLogs/"))),
+        "{logs}: load balancer log delivery may write outside elb/AWSLogs/: {elb}"
+    );
+    ensure_eq!(writer["Principal"]["Service"], "logging.s3.amazonaws.com", "{logs}: who may write");
+    ensure_eq!(writer["Action"], "s3:PutObject", "{logs}: what the logging service may do");
+    ensure_eq!(writer["Resource"], format!("arn:aws:s3:::{logs}/{prefix}*"), "{logs}: where it may write");
+    ensure_eq!(
+        writer["Condition"]["ArnLike"]["aws:SourceArn"],
+        format!("arn:aws:s3:::{archive}"),
+        "{logs}: on behalf of which bucket"
+    );
+    ensure!(
+        writer["Condition"]["StringEquals"]["aws:SourceAccount"].as_str().is_some_and(|a| a.len() == 12),
+        "{logs}: the policy does not pin the source account: {writer}"
+    );
+
+    let encryption = s3.get_bucket_encryption().bucket(&logs).send().await?;
+    let algorithms: Vec<String> = encryption
+        .server_side_encryption_configuration()
+        .map(|c| c.rules())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|r| r.apply_server_side_encryption_by_default())
+        .map(|d| d.sse_algorithm().as_str().to_string())
+        .collect();
+    ensure_eq!(algorithms, vec!["AES256".to_string()], "{logs} default encryption");
+
+    let lifecycle = s3.get_bucket_lifecycle_configuration().bucket(&logs).send().await?;
+    let expiry: Vec<Option<i32>> = lifecycle.rules().iter().map(|r| r.expiration().and_then(|e| e.days())).collect();
+    ensure_eq!(expiry, vec![Some(retention)], "{logs}: days before logs expire");
+    Ok(())
+}
+
 /// The three repositories, each scanning on push, with a lifecycle policy for untagged images and the
 /// stack tag.
 pub async fn check_repositories(emu: &Emulator, stack: &str, extra_tags: &[(&str, &str)]) -> CheckResult {
@@ -139,6 +200,8 @@ pub async fn check_log_group(emu: &Emulator, stack: &str, retention: i32, extra_
 pub async fn check_stack(emu: &Emulator, stack: &str, retention: i32, extra_tags: &[(&str, &str)]) -> CheckResult {
     check_bucket(emu, &format!("{stack}-archive"), stack, extra_tags).await?;
     check_bucket(emu, &format!("{stack}-state"), stack, extra_tags).await?;
+    check_bucket(emu, &format!("{stack}-access-logs"), stack, extra_tags).await?;
+    check_access_logs(emu, stack, retention).await?;
     check_repositories(emu, stack, extra_tags).await?;
     check_log_group(emu, stack, retention, extra_tags).await
 }

@@ -44,6 +44,7 @@ fn load_balancer_spec(ctx: &PartContext<'_>) -> PartResult<LoadBalancerSpec> {
         // An Application Load Balancer takes at most one subnet per zone.
         subnet_ids: load_balancer_subnet_ids(ctx)?,
         security_group_ids: vec![ctx.id_of(Part::SecurityGroup(Group::LoadBalancer))?.to_string()],
+        access_logs: Some(super::storage::load_balancer_log_target(ctx.spec)),
         tags: ctx.tags(Part::LoadBalancer),
     })
 }

@@ -79,6 +79,8 @@ pub enum Part {
     SecurityGroup(Group),
     /// The S3 gateway endpoint that lets the tasks (which have no public address) reach the archive.
     S3Endpoint,
+    /// The S3 bucket the archive bucket's server access logs go to.
+    AccessLogBucket,
     /// The S3 bucket for archived research data.
     ArchiveBucket,
     /// The S3 bucket for Terraform state (never deleted).
@@ -169,7 +171,7 @@ impl Part {
     pub fn possible() -> Vec<Part> {
         let mut parts = vec![Part::Network, Part::S3Endpoint];
         parts.extend([Group::Instances, Group::Services, Group::Database, Group::FileSystem].map(Part::SecurityGroup));
-        parts.extend([Part::ArchiveBucket, Part::StateBucket, Part::LogGroup]);
+        parts.extend([Part::AccessLogBucket, Part::ArchiveBucket, Part::StateBucket, Part::LogGroup]);
         parts.extend((0..COMPONENTS.len()).map(Part::Repository));
         parts.extend([Part::InstanceRole, Part::ExecutionRole, Part::RabbitmqSecret, Part::DatabaseSecret]);
         parts.extend(Service::ALL.map(Part::TaskRole));
@@ -195,7 +197,10 @@ impl Part {
     pub fn depends_on(self) -> Vec<Part> {
         use Part::*;
         match self {
-            Network | ArchiveBucket | StateBucket | Repository(_) => vec![],
+            Network | AccessLogBucket | StateBucket | Repository(_) => vec![],
+            // Its access logs go to the log bucket, which S3 checks when logging is turned on, and which
+            // on delete must outlive it.
+            ArchiveBucket => vec![AccessLogBucket],
             InstanceRole | RabbitmqSecret | DatabaseSecret | FileSystem | LogGroup | DbParameterGroup => vec![],
             // Exec sessions are recorded in the log group.
             Cluster => vec![LogGroup],
@@ -265,7 +270,8 @@ impl Part {
                 }
                 deps
             }
-            LoadBalancer => vec![SecurityGroup(Group::LoadBalancer), Network],
+            // Its access logs go to the log bucket, which must admit them first and outlive it.
+            LoadBalancer => vec![SecurityGroup(Group::LoadBalancer), Network, AccessLogBucket],
             // Independent of the load balancer until the listeners join them, so both are made (and,
             // once the listeners are gone, deleted) side by side.
             TargetGroup => vec![Network],
@@ -303,6 +309,7 @@ impl Part {
             Part::Network => Family::Network(NetworkPart::Network),
             Part::SecurityGroup(g) => Family::Network(NetworkPart::SecurityGroup(g)),
             Part::S3Endpoint => Family::Network(NetworkPart::S3Endpoint),
+            Part::AccessLogBucket => Family::Storage(StoragePart::AccessLogBucket),
             Part::ArchiveBucket => Family::Storage(StoragePart::ArchiveBucket),
             Part::StateBucket => Family::Storage(StoragePart::StateBucket),
             Part::Repository(i) => Family::Storage(StoragePart::Repository(i)),
@@ -343,6 +350,7 @@ impl Part {
             Part::Network => "network".into(),
             Part::SecurityGroup(g) => format!("security_group_{}", group_key(g)),
             Part::S3Endpoint => "s3_endpoint".into(),
+            Part::AccessLogBucket => "access_log_bucket".into(),
             Part::ArchiveBucket => "archive_bucket".into(),
             Part::StateBucket => "state_bucket".into(),
             Part::Repository(i) => format!("ecr_{}", COMPONENTS[i]),
@@ -391,6 +399,7 @@ impl Part {
             Part::Network => "the VPC and subnets".into(),
             Part::SecurityGroup(g) => format!("security group {}", network::group_name(stack, g)),
             Part::S3Endpoint => "the stack's S3 gateway endpoint".into(),
+            Part::AccessLogBucket => format!("S3 bucket {}", spec.access_log_bucket),
             Part::ArchiveBucket => format!("S3 bucket {}", spec.archive_bucket),
             Part::StateBucket => format!("S3 bucket {}", spec.state_bucket),
             Part::Repository(i) => format!("ECR repository {}", repository_name(stack, COMPONENTS[i])),

@@ -1,5 +1,10 @@
-//! Storage, registry and logging parts: the archive and state buckets, the ECR repositories and the log
-//! groups (the stack's own, and the two RDS publishes the database's error and slow query logs to).
+//! Storage, registry and logging parts: the archive and state buckets, the bucket the archive's server
+//! access logs go to, the ECR repositories and the log groups (the stack's own, and the two RDS publishes
+//! the database's error and slow query logs to).
+//!
+//! The access log bucket is encrypted with SSE-S3 even under `kms_key_arn`: S3 delivers server access logs
+//! only to such buckets. Its logs expire after `log_retention_days`, like the log groups. The state bucket
+//! does not log there: it outlives the stack, and its logs would outlive their bucket.
 //!
 //! S3 cannot tag a bucket in the call that creates it (the emulator ignores tags there, and callers may
 //! lack the newer permission), so a crash between CreateBucket and PutBucketTagging would leave a bucket
@@ -18,6 +23,8 @@ use super::{Part, PartContext, PartError, PartResult, PartState, Removal};
 /// The storage parts: the buckets, the ECR repositories and the log groups.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StoragePart {
+    /// [`Part::AccessLogBucket`].
+    AccessLogBucket,
     /// [`Part::ArchiveBucket`].
     ArchiveBucket,
     /// [`Part::StateBucket`].
@@ -31,6 +38,7 @@ pub enum StoragePart {
 impl From<StoragePart> for Part {
     fn from(part: StoragePart) -> Part {
         match part {
+            StoragePart::AccessLogBucket => Part::AccessLogBucket,
             StoragePart::ArchiveBucket => Part::ArchiveBucket,
             StoragePart::StateBucket => Part::StateBucket,
             StoragePart::Repository(i) => Part::Repository(i),
@@ -39,16 +47,22 @@ impl From<StoragePart> for Part {
     }
 }
 
-/// The stack's two buckets, which are made, claimed and observed alike.
+/// The stack's three buckets, which are made, claimed and observed alike.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Bucket {
+    AccessLogs,
     Archive,
     State,
+}
+
+impl Bucket {
+    const ALL: [Bucket; 3] = [Bucket::AccessLogs, Bucket::Archive, Bucket::State];
 }
 
 impl From<Bucket> for Part {
     fn from(bucket: Bucket) -> Part {
         match bucket {
+            Bucket::AccessLogs => Part::AccessLogBucket,
             Bucket::Archive => Part::ArchiveBucket,
             Bucket::State => Part::StateBucket,
         }
@@ -57,8 +71,47 @@ impl From<Bucket> for Part {
 
 fn bucket_name(bucket: Bucket, spec: &StackSpec) -> &str {
     match bucket {
+        Bucket::AccessLogs => &spec.access_log_bucket,
         Bucket::Archive => &spec.archive_bucket,
         Bucket::State => &spec.state_bucket,
+    }
+}
+
+/// Where the archive bucket's server access logs go.
+fn archive_log_target(spec: &StackSpec) -> aws::s3::LogTarget {
+    aws::s3::LogTarget { bucket: spec.access_log_bucket.clone(), prefix: format!("s3/{}/", spec.archive_bucket) }
+}
+
+/// Where the load balancer's access logs go (FSBP ELB.5): the same bucket, under `elb/`.
+pub fn load_balancer_log_target(spec: &StackSpec) -> aws::s3::LogTarget {
+    aws::s3::LogTarget { bucket: spec.access_log_bucket.clone(), prefix: "elb".into() }
+}
+
+/// The bucket's policy: TLS only, and for the access log bucket, the S3 logging service writing the
+/// archive's logs and the region's load balancer log delivery writing the load balancer's. The latter is
+/// there with or without a load balancer, so adding one changes no policy.
+fn bucket_policy(bucket: Bucket, ctx: &PartContext<'_>) -> String {
+    let spec = ctx.spec;
+    let name = bucket_name(bucket, spec);
+    match bucket {
+        Bucket::AccessLogs => {
+            let sources = [(spec.archive_bucket.as_str(), &archive_log_target(spec))];
+            let load_balancer = aws::s3::LoadBalancerLogs {
+                principal: aws::elbv2::log_delivery_principal(&spec.partition, &spec.region),
+                prefix: load_balancer_log_target(spec).prefix,
+            };
+            let account = ctx.aws.account_id.as_deref();
+            aws::s3::access_log_policy(&spec.partition, name, &sources, Some(&load_balancer), account)
+        }
+        Bucket::Archive | Bucket::State => aws::s3::tls_only_policy(&spec.partition, name),
+    }
+}
+
+/// The bucket's default encryption key: none (SSE-S3) for the access logs, which S3 delivers only there.
+fn bucket_key(bucket: Bucket, spec: &StackSpec) -> Option<&str> {
+    match bucket {
+        Bucket::AccessLogs => None,
+        Bucket::Archive | Bucket::State => spec.kms_key_arn.as_deref(),
     }
 }
 
@@ -111,6 +164,7 @@ pub async fn ensure(part: StoragePart, ctx: &PartContext<'_>) -> PartResult<Part
     let (spec, aws) = (ctx.spec, ctx.aws);
     let tags = ctx.tags(part.into());
     match part {
+        StoragePart::AccessLogBucket => ensure_bucket(Bucket::AccessLogs, ctx, tags).await,
         StoragePart::ArchiveBucket => ensure_bucket(Bucket::Archive, ctx, tags).await,
         StoragePart::StateBucket => ensure_bucket(Bucket::State, ctx, tags).await,
         StoragePart::Repository(i) => {
@@ -140,7 +194,12 @@ async fn ensure_bucket(part: Bucket, ctx: &PartContext<'_>, tags: BTreeMap<Strin
     let (spec, aws) = (ctx.spec, ctx.aws);
     let bucket = bucket_name(part, spec);
     create_and_mark(ctx, part, &tags).await?;
-    aws::s3::configure(&aws.s3, bucket, &spec.partition, spec.kms_key_arn.as_deref(), &tags).await?;
+    aws::s3::configure(&aws.s3, bucket, &bucket_policy(part, ctx), bucket_key(part, spec), &tags).await?;
+    match part {
+        Bucket::AccessLogs => aws::s3::put_log_expiry(&aws.s3, bucket, spec.log_retention_days).await?,
+        Bucket::Archive => aws::s3::put_logging(&aws.s3, bucket, &archive_log_target(spec)).await?,
+        Bucket::State => {}
+    }
     Ok(PartState {
         id: Some(bucket.to_string()),
         arn: Some(bucket_arn(&spec.partition, bucket)),
@@ -153,6 +212,7 @@ async fn ensure_bucket(part: Bucket, ctx: &PartContext<'_>, tags: BTreeMap<Strin
 pub async fn observe(part: StoragePart, ctx: &PartContext<'_>) -> PartResult<Option<PartState>> {
     let (spec, aws) = (ctx.spec, ctx.aws);
     match part {
+        StoragePart::AccessLogBucket => observe_bucket(Bucket::AccessLogs, ctx).await,
         StoragePart::ArchiveBucket => observe_bucket(Bucket::Archive, ctx).await,
         StoragePart::StateBucket => observe_bucket(Bucket::State, ctx).await,
         StoragePart::Repository(i) => {
@@ -194,11 +254,19 @@ pub async fn observe(part: StoragePart, ctx: &PartContext<'_>) -> PartResult<Opt
 async fn observe_bucket(part: Bucket, ctx: &PartContext<'_>) -> PartResult<Option<PartState>> {
     let (spec, aws) = (ctx.spec, ctx.aws);
     let bucket = bucket_name(part, spec);
-    let Some(found) = aws::s3::observe(&aws.s3, bucket, spec.kms_key_arn.as_deref()).await? else { return Ok(None) };
+    let required: &[&str] = if part == Bucket::AccessLogs { &[aws::s3::LOGGING_SERVICE] } else { &[] };
+    let Some(found) = aws::s3::observe(&aws.s3, bucket, bucket_key(part, spec), required).await? else {
+        return Ok(None);
+    };
+    let more = match part {
+        Bucket::AccessLogs => aws::s3::log_expiry_drift(&aws.s3, bucket, spec.log_retention_days).await?,
+        Bucket::Archive => aws::s3::logging_drift(&aws.s3, bucket, &archive_log_target(spec)).await?,
+        Bucket::State => None,
+    };
     let mut state = PartState {
         id: Some(bucket.to_string()),
         arn: Some(bucket_arn(&spec.partition, bucket)),
-        drift: found.drift,
+        drift: found.drift.into_iter().chain(more).collect(),
         tags: Some(bucket_marks(ctx, part, found.tags).await?),
         ..PartState::default()
     };
@@ -216,6 +284,7 @@ pub async fn remove(part: StoragePart, ctx: &PartContext<'_>) -> PartResult<Remo
             spec.state_bucket
         ))),
         StoragePart::ArchiveBucket => remove_archive_bucket(spec, aws).await,
+        StoragePart::AccessLogBucket => remove_access_log_bucket(spec, aws).await,
         StoragePart::Repository(i) => remove_repository(spec, aws, &repository_name(&spec.name, COMPONENTS[i])).await,
         StoragePart::LogGroup => {
             // The database's groups go first: while the stack's own group exists, a later destroy still
@@ -336,6 +405,19 @@ async fn remove_archive_bucket(spec: &StackSpec, aws: &aws::AwsContext) -> PartR
     Ok(Removal::Removed)
 }
 
+/// Deletes the access log bucket with its logs: the archive they record is gone (it goes first, and a
+/// destroy that keeps it never gets here), and the logs would expire anyway.
+async fn remove_access_log_bucket(spec: &StackSpec, aws: &aws::AwsContext) -> PartResult<Removal> {
+    let bucket = &spec.access_log_bucket;
+    if !aws::s3::exists(&aws.s3, bucket).await? {
+        return Ok(Removal::Removed);
+    }
+    aws::s3::delete_policy(&aws.s3, bucket).await?;
+    aws::s3::empty(&aws.s3, bucket).await?;
+    aws::s3::delete(&aws.s3, bucket).await?;
+    Ok(Removal::Removed)
+}
+
 /// The message for a destroy blocked by archived data.
 pub fn archive_not_empty_message(bucket: &str) -> String {
     format!(
@@ -347,7 +429,7 @@ pub fn archive_not_empty_message(bucket: &str) -> String {
 /// Deletes the stack's bucket claims that a crash before a bucket's tagging may have left. Absent is
 /// success, and a stack without leftover claims sees only reads.
 pub async fn remove_claims(spec: &StackSpec, aws: &aws::AwsContext) -> PartResult<()> {
-    for part in [Bucket::Archive, Bucket::State] {
+    for part in Bucket::ALL {
         let claim = claim_name(&spec.name, part);
         if aws::ssm::claim(&aws.ssm, &claim, &spec.name).await?.is_some() {
             aws::ssm::delete_claim(&aws.ssm, &claim).await?;
