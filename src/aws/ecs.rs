@@ -914,6 +914,16 @@ pub async fn describe_task_definition(
         image: td.container_definitions().first().and_then(|c| c.image()).map(str::to_string),
         cpu: td.cpu().and_then(|c| c.parse().ok()),
         memory: td.memory().and_then(|m| m.parse().ok()),
+        environment: td
+            .container_definitions()
+            .first()
+            .map(|c| {
+                c.environment()
+                    .iter()
+                    .filter_map(|kv| Some((kv.name()?.to_string(), kv.value()?.to_string())))
+                    .collect()
+            })
+            .unwrap_or_default(),
         drift: expected.map(|spec| task_definition_differences(spec, &td)).unwrap_or_default(),
         tags,
     }))
@@ -932,6 +942,8 @@ pub struct TaskDefinitionObservation {
     pub cpu: Option<i64>,
     /// Task memory in MiB, when set as a number.
     pub memory: Option<i64>,
+    /// The first container's plain environment (never a password: those are ECS secrets).
+    pub environment: BTreeMap<String, String>,
     /// Differences from the expected spec.
     pub drift: Vec<String>,
     /// The revision's tags, which say whose the family is.

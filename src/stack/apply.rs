@@ -39,12 +39,16 @@ fn cancelled_after(cancel: &CancellationToken, limit: Duration) -> CancellationT
     token
 }
 
+/// Whether an existing stack's password version is set to a new value (removing it asks for nothing).
+fn new_version(prior: &Value, planned: &Value, version: impl Fn(&Value) -> Option<f64>) -> bool {
+    !prior.is_null() && version(planned).is_some() && version(prior) != version(planned)
+}
+
 /// What this apply does with the master password: the write-only one is set on create and when its
-/// version changed; a changed version without one generates a new password; otherwise it is kept.
+/// version changed; a new version without one generates a new password; otherwise it is kept.
 fn password_change<'a>(prior: &Value, planned: &Value, config: &'a Value) -> PasswordChange<'a> {
     let given = config.get("database").get("password_wo").as_str();
-    let version = |v: &Value| v.get("database").get("password_wo_version").as_f64();
-    let changed = !prior.is_null() && version(prior) != version(planned);
+    let changed = new_version(prior, planned, |v| v.get("database").get("password_wo_version").as_f64());
     match given {
         Some(password) if prior.is_null() || changed => PasswordChange::Set(password),
         None if changed => PasswordChange::Generate,
@@ -52,10 +56,10 @@ fn password_change<'a>(prior: &Value, planned: &Value, config: &'a Value) -> Pas
     }
 }
 
-/// Whether this apply generates a new RabbitMQ password: its version changed on an existing stack.
+/// Whether this apply generates a new RabbitMQ password: a new version on an existing stack.
 fn rabbitmq_password_change(prior: &Value, planned: &Value) -> PasswordChange<'static> {
-    let version = |v: &Value| v.get("rabbitmq_password_version").as_f64();
-    if !prior.is_null() && version(prior) != version(planned) { PasswordChange::Generate } else { PasswordChange::Keep }
+    let changed = new_version(prior, planned, |v| v.get("rabbitmq_password_version").as_f64());
+    if changed { PasswordChange::Generate } else { PasswordChange::Keep }
 }
 
 /// Creates or updates every part to match `planned`. Nothing is written before a survey has shown that
@@ -507,6 +511,7 @@ mod tests {
         assert_eq!(rabbitmq_password_change(&with(Some(1.0)), &with(Some(1.0))), PasswordChange::Keep);
         assert_eq!(rabbitmq_password_change(&with(None), &with(Some(1.0))), PasswordChange::Generate);
         assert_eq!(rabbitmq_password_change(&with(Some(1.0)), &with(Some(2.0))), PasswordChange::Generate);
+        assert_eq!(rabbitmq_password_change(&with(Some(2.0)), &with(None)), PasswordChange::Keep, "version dropped");
     }
 
     #[test]

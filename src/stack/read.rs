@@ -115,8 +115,30 @@ fn refreshed_state(state: &Value, spec: &StackSpec, aws: &AwsContext, found: &Su
     if state.get("drift").is_null() {
         fill_load_balancer(&mut new, existing);
         fill_kms_key(&mut new, existing);
+        fill_password_versions(&mut new, existing);
     }
     new
+}
+
+/// An import takes the password versions from the task definitions made for them, so that a configuration
+/// that states the same versions does not change the passwords at its first apply.
+fn fill_password_versions(state: &mut Value, existing: &BTreeMap<Part, PartState>) {
+    let version = |service: Service| {
+        let td = existing.get(&Part::TaskDefinition(service))?;
+        td.facts.password_version.map(|v| Value::Number(v as f64))
+    };
+    if state.get("rabbitmq_password_version").is_null()
+        && let Some(v) = version(Service::Rabbitmq)
+    {
+        state.set("rabbitmq_password_version", v);
+    }
+    let mut database = state.get("database").clone();
+    if let (Value::Map(_), true, Some(v)) =
+        (&database, database.get("password_wo_version").is_null(), version(Service::Broker))
+    {
+        database.set("password_wo_version", v);
+        state.set("database", database);
+    }
 }
 
 /// How what exists differs from what the spec wants, one line per difference.

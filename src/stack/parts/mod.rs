@@ -515,6 +515,9 @@ pub struct Facts {
     pub cpu: Option<i64>,
     /// Task definition: task memory in MiB.
     pub memory: Option<i64>,
+    /// Task definition: the version of a password it was made for (the broker's: the database's;
+    /// RabbitMQ's: its own), which an import takes back into the configuration's terms.
+    pub password_version: Option<i64>,
     /// Service: the tasks it asks for.
     pub desired_count: Option<i64>,
     /// Launch template: its default version.

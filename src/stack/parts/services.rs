@@ -1,6 +1,7 @@
 //! Service parts: the private DNS namespace and Cloud Map services the DataVault services find each other
 //! by, the task definitions (images, wiring, secrets, volumes, logs, health checks) and the ECS services.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::aws;
@@ -148,6 +149,17 @@ fn password_versions(ctx: &PartContext<'_>, service: Service) -> Vec<(&'static s
         .into_iter()
         .filter_map(|(variable, version)| Some((variable, version?)))
         .collect()
+}
+
+/// The password version a service's task definition was made for: the database's for the broker,
+/// RabbitMQ's for RabbitMQ.
+fn password_version_in(service: Service, environment: &BTreeMap<String, String>) -> Option<i64> {
+    let variable = match service {
+        Service::Broker => PASSWORD_VERSION_VARIABLE,
+        Service::Rabbitmq => RABBITMQ_PASSWORD_VERSION_VARIABLE,
+        Service::Web | Service::Worker => return None,
+    };
+    environment.get(variable)?.parse().ok()
 }
 
 /// The task definition a service should run.
@@ -380,6 +392,7 @@ pub async fn observe(part: ServicesPart, ctx: &PartContext<'_>) -> PartResult<Op
                     state.facts.image = td.image;
                     state.facts.cpu = td.cpu;
                     state.facts.memory = td.memory;
+                    state.facts.password_version = password_version_in(s, &td.environment);
                     task_definition_state(ctx, s, state)
                 },
             ))
