@@ -40,7 +40,7 @@ fn cancelled_after(cancel: &CancellationToken, limit: Duration) -> CancellationT
 }
 
 /// Whether an existing stack's password version is set to a new value (removing it asks for nothing).
-fn new_version(prior: &Value, planned: &Value, version: impl Fn(&Value) -> Option<f64>) -> bool {
+pub(super) fn new_version(prior: &Value, planned: &Value, version: impl Fn(&Value) -> Option<f64>) -> bool {
     !prior.is_null() && version(planned).is_some() && version(prior) != version(planned)
 }
 

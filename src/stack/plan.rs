@@ -7,9 +7,10 @@ use std::collections::BTreeMap;
 use crate::aws::{self, AwsContext};
 use crate::framework::{AttributePath, Diagnostic, Diagnostics, PlannedChange, RequestContext, Value};
 
-use super::apply::{internal_web_url, public_web_url};
+use super::apply::{internal_web_url, new_version, public_web_url};
 use super::model::{
-    COMPONENTS, StackSpec, bucket_arn, default_archive_bucket, default_state_bucket, log_group_name, merged_tags,
+    COMPONENTS, StackSpec, access_log_bucket_name, bucket_arn, default_archive_bucket, default_state_bucket,
+    log_group_name, merged_tags,
 };
 use super::outputs::{MAP_OUTPUTS, PART_OUTPUTS};
 use super::ownership::{PrivateState, Report, conflict_diagnostics};
@@ -78,9 +79,12 @@ fn plan_settings(ctx: &RequestContext, change: &mut PlannedChange, aws: &AwsCont
                 default_state_bucket(name),
                 aws,
             );
+            let access_logs = bucket_arn(&aws.partition, &access_log_bucket_name(name));
+            planned.set("access_log_bucket_arn", Value::string(access_logs));
         }
         None => {
-            for attribute in ["id", "log_group_name", "archive_bucket_arn", "state_bucket_arn"] {
+            for attribute in ["id", "log_group_name", "archive_bucket_arn", "state_bucket_arn", "access_log_bucket_arn"]
+            {
                 planned.set(attribute, Value::Unknown);
             }
         }
@@ -100,6 +104,7 @@ fn plan_settings(ctx: &RequestContext, change: &mut PlannedChange, aws: &AwsCont
         check_engine_change(&change.prior, planned, &mut diagnostics);
         diagnostics.0.extend(kms_key_change_refusal(&change.prior, planned));
         plan_images(&change.prior, planned);
+        announce_password_changes(&change.prior, planned, &mut diagnostics);
     }
     // Unknown settings here are ones the configuration leaves to the provider, which means defaults;
     // settings the configuration itself does not know yet cannot be checked.
@@ -272,6 +277,31 @@ fn derive_bucket(
     let arn = bucket.as_str().map_or(Value::Unknown, |b| Value::string(bucket_arn(&aws.partition, b)));
     planned.set(name_attr, bucket);
     planned.set(arn_attr, arn);
+}
+
+/// Says which services a new password version restarts, so the plan shows the brief disruption before it
+/// happens.
+fn announce_password_changes(prior: &Value, planned: &Value, diagnostics: &mut Diagnostics) {
+    let name = planned.get("name").as_str().unwrap_or_default();
+    if new_version(prior, planned, |v| v.get("database").get("password_wo_version").as_f64()) {
+        diagnostics.warning(
+            "Database Password Will Change",
+            format!(
+                "Apply sets the new master password in RDS, then in the secret {name}/database, and restarts the broker \
+                 with it; until it runs again, DataVault cannot reach its database."
+            ),
+        );
+    }
+    if new_version(prior, planned, |v| v.get("rabbitmq_password_version").as_f64()) {
+        diagnostics.warning(
+            "RabbitMQ Password Will Change",
+            format!(
+                "Apply puts a new generated password in the secret {name}/rabbitmq and restarts RabbitMQ, the broker and \
+                 the worker with it; until RabbitMQ runs with the new password (a minute or two), the broker and worker \
+                 may fail to connect and be restarted by ECS."
+            ),
+        );
+    }
 }
 
 /// A write-only password needs a Terraform that keeps it out of plan and state (>= 1.11); an older one

@@ -116,6 +116,22 @@ fn a_new_rabbitmq_password_version_rotates_the_password_and_restarts_its_readers
             *record.borrow_mut() = first;
             Ok(())
         }))
+        // The plan says what the new version will restart before anything happens.
+        .step(Step::custom(|ctx| async move {
+            let config_file = ctx.dir().join(datavault_acceptance_tests::workdir::CONFIG_FILE);
+            let with_version = config("  rabbitmq_password_version = 1\n");
+            std::fs::write(&config_file, datavault_acceptance_tests::hcl::with_provider_blocks(&with_version))?;
+            let plan = ctx.terraform(&["plan", "-input=false", "-no-color"]);
+            ensure!(plan.success(), "plan failed:\n{plan}");
+            let text = plan.combined().split_whitespace().collect::<Vec<_>>().join(" ");
+            ensure!(
+                text.contains("RabbitMQ Password Will Change")
+                    && text.contains("restarts RabbitMQ, the broker and the worker")
+                    && !text.contains("Database Password Will Change"),
+                "the plan does not warn about the restarts the new version causes:\n{plan}"
+            );
+            Ok(())
+        }))
         .step(
             Step::config(config("  rabbitmq_password_version = 1\n"))
                 .plan_check(|plan| check_actions(plan, ADDR, &[&["update"]]))
