@@ -394,10 +394,10 @@ async fn start_refresh_unless_running(client: &Client, name: &str) -> AwsResult<
     }
 }
 
-/// Describes the group and how it differs from `expected`; `None` when it does not exist.
-pub async fn describe_group(client: &Client, name: &str, expected: &GroupSpec) -> AwsResult<Option<GroupObservation>> {
+/// Describes the group; `None` when it does not exist. Its drift says only whether it is being deleted:
+/// how it differs from its spec is [`group_drift`]'s to judge.
+pub async fn describe_group(client: &Client, name: &str) -> AwsResult<Option<GroupObservation>> {
     let Some(mut group) = find(client, name).await? else { return Ok(None) };
-    group.drift = group_drift(expected, &group);
     if let Some(status) = &group.status {
         group.drift.push(format!("group is being deleted ({status})"));
     }

@@ -1284,8 +1284,13 @@ pub struct LaunchTemplateObservation {
     pub data: TemplateData,
     /// The template's tags.
     pub tags: BTreeMap<String, String>,
-    /// How the default version differs from the spec passed to describe (empty when none).
-    pub drift: Vec<String>,
+}
+
+impl LaunchTemplateObservation {
+    /// How the default version differs from `expected` (empty when none).
+    pub fn drift(&self, expected: &LaunchTemplateSpec) -> Vec<String> {
+        template_drift(&TemplateData::from_spec(expected), &self.data)
+    }
 }
 
 const TEMPLATE_NOT_FOUND: &[&str] =
@@ -1404,17 +1409,12 @@ async fn create_version(client: &Client, template_id: &str, data: &TemplateData)
     })
 }
 
-/// Describes the launch template and how its default version differs from `expected`; `None` when it
-/// does not exist.
-pub async fn describe_launch_template(
-    client: &Client,
-    name: &str,
-    expected: &LaunchTemplateSpec,
-) -> AwsResult<Option<LaunchTemplateObservation>> {
+/// Describes the launch template and its default version (judged with [`LaunchTemplateObservation::drift`]);
+/// `None` when it does not exist.
+pub async fn describe_launch_template(client: &Client, name: &str) -> AwsResult<Option<LaunchTemplateObservation>> {
     let Some(found) = find_template(client, name).await? else { return Ok(None) };
     let id = found.launch_template_id().unwrap_or_default().to_string();
     let (default_version, data) = version_data(client, &id, "$Default").await?;
-    let drift = template_drift(&TemplateData::from_spec(expected), &data);
     Ok(Some(LaunchTemplateObservation {
         id,
         name: name.to_string(),
@@ -1422,7 +1422,6 @@ pub async fn describe_launch_template(
         latest_version: found.latest_version_number().unwrap_or(default_version),
         data,
         tags: tag_map(found.tags()),
-        drift,
     }))
 }
 

@@ -901,13 +901,9 @@ pub async fn deregister_task_definitions(client: &Client, family: &str) -> AwsRe
     Ok(())
 }
 
-/// The family's latest ACTIVE revision as it exists now, and how it differs from `expected` (when the
-/// parts it refers to are known); `None` when the family has no active revision.
-pub async fn describe_task_definition(
-    client: &Client,
-    family: &str,
-    expected: Option<&TaskDefinitionSpec>,
-) -> AwsResult<Option<TaskDefinitionObservation>> {
+/// The family's latest ACTIVE revision as it exists now (judged with [`TaskDefinitionObservation::drift`]);
+/// `None` when the family has no active revision.
+pub async fn describe_task_definition(client: &Client, family: &str) -> AwsResult<Option<TaskDefinitionObservation>> {
     Ok(latest_revision(client, family).await?.map(|(td, tags)| TaskDefinitionObservation {
         arn: td.task_definition_arn().unwrap_or_default().to_string(),
         revision: td.revision(),
@@ -924,13 +920,13 @@ pub async fn describe_task_definition(
                     .collect()
             })
             .unwrap_or_default(),
-        drift: expected.map(|spec| task_definition_differences(spec, &td)).unwrap_or_default(),
         tags,
+        described: td,
     }))
 }
 
 /// A task definition revision as observed on refresh.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TaskDefinitionObservation {
     /// The revision's ARN.
     pub arn: String,
@@ -944,10 +940,16 @@ pub struct TaskDefinitionObservation {
     pub memory: Option<i64>,
     /// The first container's plain environment (never a password: those are ECS secrets).
     pub environment: BTreeMap<String, String>,
-    /// Differences from the expected spec.
-    pub drift: Vec<String>,
     /// The revision's tags, which say whose the family is.
     pub tags: BTreeMap<String, String>,
+    described: aws_sdk_ecs::types::TaskDefinition,
+}
+
+impl TaskDefinitionObservation {
+    /// How the revision differs from `expected` (empty when it does not).
+    pub fn drift(&self, expected: &TaskDefinitionSpec) -> Vec<String> {
+        task_definition_differences(expected, &self.described)
+    }
 }
 
 // ---------------------------------------------------------------------------------------------------------

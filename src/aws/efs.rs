@@ -227,7 +227,8 @@ async fn policy_in_force(client: &Client, fs_id: &str) -> AwsResult<Option<Strin
     }
 }
 
-async fn describe_by_token(client: &Client, creation_token: &str) -> AwsResult<Option<FileSystemDescription>> {
+/// The file system with this creation token, as EFS describes it; `None` when there is none.
+pub async fn describe_by_token(client: &Client, creation_token: &str) -> AwsResult<Option<FileSystemDescription>> {
     let out = client
         .describe_file_systems()
         .creation_token(creation_token)
@@ -361,18 +362,23 @@ pub async fn ensure_file_system(
 /// `None` when there is none.
 pub async fn find_file_system(client: &Client, creation_token: &str) -> AwsResult<Option<FileSystemObservation>> {
     let Some(fs) = describe_by_token(client, creation_token).await? else { return Ok(None) };
+    Ok(Some(observe_file_system(client, &fs).await?))
+}
+
+/// How the described file system differs from the managed settings.
+pub async fn observe_file_system(client: &Client, fs: &FileSystemDescription) -> AwsResult<FileSystemObservation> {
     let encrypted = fs.encrypted().unwrap_or(false);
     let (backups, policy) =
         tokio::try_join!(backups_enabled(client, fs.file_system_id()), policy_in_force(client, fs.file_system_id()))?;
     let arn = fs.file_system_arn().unwrap_or_default();
-    Ok(Some(FileSystemObservation {
+    Ok(FileSystemObservation {
         id: fs.file_system_id().to_string(),
         arn: fs.file_system_arn().unwrap_or_default().to_string(),
         encrypted,
         life_cycle_state: fs.life_cycle_state().to_string(),
         tags: tag_map(fs.tags()),
         drift: file_system_drift(encrypted, backups, policy.as_deref(), arn),
-    }))
+    })
 }
 
 fn is_going(state: &str) -> bool {
@@ -448,20 +454,20 @@ pub async fn describe_mount_targets(client: &Client, fs_id: &str) -> AwsResult<V
             return if err.is(&["FileSystemNotFound"]) { Ok(Vec::new()) } else { Err(err) };
         }
     };
-    let mut observed = Vec::with_capacity(targets.len());
-    for mt in targets {
+    // One request per target for its security groups, all at once.
+    let observed = targets.iter().map(|mt| async move {
         let state = mt.life_cycle_state().to_string();
         let security_groups =
             if state == "available" { security_groups_of(client, mt.mount_target_id()).await? } else { Vec::new() };
-        observed.push(MountTargetObservation {
+        Ok::<_, AwsError>(MountTargetObservation {
             id: mt.mount_target_id().to_string(),
             subnet_id: mt.subnet_id().to_string(),
             availability_zone: mt.availability_zone_name().map(str::to_string),
             state,
             security_groups,
-        });
-    }
-    Ok(observed)
+        })
+    });
+    futures_util::future::try_join_all(observed).await
 }
 
 async fn delete_mount_target(client: &Client, id: &str) -> AwsResult<()> {

@@ -531,19 +531,13 @@ pub async fn ensure_load_balancer(client: &Client, spec: &LoadBalancerSpec) -> A
     Ok(LoadBalancer { arn: lb.arn, dns_name: lb.dns_name })
 }
 
-/// Describes the load balancer with its attributes, listeners and tags, and how it differs from the managed
-/// settings (and from `expected`'s security groups and subnets when given); `None` when it does not exist.
-/// Listener drift needs the listener spec: see [`listener_drift`].
-pub async fn describe_load_balancer(
-    client: &Client,
-    name: &str,
-    expected: Option<&LoadBalancerSpec>,
-) -> AwsResult<Option<LoadBalancerObservation>> {
+/// Describes the load balancer with its attributes, listeners and tags; `None` when it does not exist. How it
+/// differs is judged by [`load_balancer_drift`] (and, for its listeners, [`listener_drift`]).
+pub async fn describe_load_balancer(client: &Client, name: &str) -> AwsResult<Option<LoadBalancerObservation>> {
     let Some(mut lb) = find_load_balancer(client, name).await? else { return Ok(None) };
-    lb.attributes = attributes_of(client, &lb.arn).await?;
-    lb.listeners = list_listeners(client, &lb.arn).await?;
-    lb.tags = tags_of(client, &lb.arn).await?;
-    lb.drift = load_balancer_drift(&lb, expected);
+    let (attributes, listeners, tags) =
+        tokio::try_join!(attributes_of(client, &lb.arn), list_listeners(client, &lb.arn), tags_of(client, &lb.arn))?;
+    (lb.attributes, lb.listeners, lb.tags) = (attributes, listeners, tags);
     Ok(Some(lb))
 }
 
@@ -872,16 +866,11 @@ pub async fn ensure_target_group(client: &Client, spec: &TargetGroupSpec) -> Aws
     Ok(TargetGroup { arn: tg.arn })
 }
 
-/// Describes the target group with its tags and drift (against `expected` when given); `None` when it does
-/// not exist.
-pub async fn describe_target_group(
-    client: &Client,
-    name: &str,
-    expected: Option<&TargetGroupSpec>,
-) -> AwsResult<Option<TargetGroupObservation>> {
+/// Describes the target group with its tags; `None` when it does not exist. How it differs is judged by
+/// [`target_group_drift`].
+pub async fn describe_target_group(client: &Client, name: &str) -> AwsResult<Option<TargetGroupObservation>> {
     let Some(mut tg) = find_target_group(client, name).await? else { return Ok(None) };
     tg.tags = tags_of(client, &tg.arn).await?;
-    tg.drift = target_group_drift(&tg, expected);
     Ok(Some(tg))
 }
 

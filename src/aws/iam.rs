@@ -58,15 +58,21 @@ pub struct Role {
     pub arn: String,
 }
 
-/// What a role looks like now compared with its spec.
+/// A role as it is now, to be judged against its spec with [`RoleObservation::drift`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoleObservation {
     /// Its ARN.
     pub arn: String,
     /// Its tags, which say whose it is.
     pub tags: BTreeMap<String, String>,
-    /// Human-readable differences from the spec (empty when none).
-    pub drift: Vec<String>,
+    current: RoleState,
+}
+
+impl RoleObservation {
+    /// Human-readable differences from `spec` (empty when none).
+    pub fn drift(&self, spec: &RoleSpec) -> Vec<String> {
+        plan_role(spec, &self.current).describe(&self.current)
+    }
 }
 
 /// A role as IAM reports it, with every policy document URL-decoded.
@@ -534,11 +540,10 @@ pub async fn ensure_role(client: &Client, spec: &RoleSpec) -> AwsResult<Role> {
     Ok(Role { name: spec.name.clone(), arn: current.arn })
 }
 
-/// Describes the role and how it differs from the spec; `None` when it does not exist. Reads only.
-pub async fn observe_role(client: &Client, spec: &RoleSpec) -> AwsResult<Option<RoleObservation>> {
-    let Some(current) = fetch_role(client, &spec.name).await? else { return Ok(None) };
-    let drift = plan_role(spec, &current).describe(&current);
-    Ok(Some(RoleObservation { arn: current.arn, tags: current.tags, drift }))
+/// Describes the role with its policies; `None` when it does not exist. Reads only.
+pub async fn observe_role(client: &Client, name: &str) -> AwsResult<Option<RoleObservation>> {
+    let Some(current) = fetch_role(client, name).await? else { return Ok(None) };
+    Ok(Some(RoleObservation { arn: current.arn.clone(), tags: current.tags.clone(), current }))
 }
 
 /// Names of the instance profiles holding the role (every page).

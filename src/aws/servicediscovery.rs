@@ -46,6 +46,17 @@ pub struct DiscoveryService {
     pub arn: String,
 }
 
+/// A discovery service as its namespace's listing names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedService {
+    /// Its name.
+    pub name: String,
+    /// Its id.
+    pub id: String,
+    /// Its ARN.
+    pub arn: String,
+}
+
 /// Where an asynchronous Cloud Map operation stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OperationProgress {
@@ -274,8 +285,8 @@ pub async fn describe_service(client: &Client, namespace_id: &str, name: &str) -
     find_service(client, &summaries, namespace_id, name).await
 }
 
-/// The (name, id) of every discovery service the namespace lists.
-pub async fn service_summaries(client: &Client, namespace_id: &str) -> AwsResult<Vec<(String, String)>> {
+/// Every discovery service the namespace lists.
+pub async fn service_summaries(client: &Client, namespace_id: &str) -> AwsResult<Vec<ListedService>> {
     let filter = ServiceFilter::builder()
         .name(ServiceFilterName::NamespaceId)
         .values(namespace_id)
@@ -285,7 +296,9 @@ pub async fn service_summaries(client: &Client, namespace_id: &str) -> AwsResult
     let mut summaries = Vec::new();
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| AwsError::from_sdk("ListServices", e))?;
-        let listed = page.services().iter().filter_map(|s| Some((s.name()?.to_string(), s.id()?.to_string())));
+        let listed = page.services().iter().filter_map(|s| {
+            Some(ListedService { name: s.name()?.to_string(), id: s.id()?.to_string(), arn: s.arn()?.to_string() })
+        });
         summaries.extend(listed);
     }
     Ok(summaries)
@@ -294,14 +307,32 @@ pub async fn service_summaries(client: &Client, namespace_id: &str) -> AwsResult
 /// The discovery service called `name` among the namespace's `summaries` ([`service_summaries`]).
 pub async fn find_service(
     client: &Client,
-    summaries: &[(String, String)],
+    summaries: &[ListedService],
     namespace_id: &str,
     name: &str,
 ) -> AwsResult<Option<DiscoveryService>> {
-    for (_, id) in summaries.iter().filter(|(listed, _)| same_dns_name(listed, name)) {
+    for listed in summaries.iter().filter(|listed| same_dns_name(&listed.name, name)) {
         // Summaries do not say their namespace, and some implementations ignore the filter: confirm it.
-        if let Some(found) = service_in_namespace(client, id, namespace_id).await? {
+        if let Some(found) = service_in_namespace(client, &listed.id, namespace_id).await? {
             return Ok(Some(found));
+        }
+    }
+    Ok(None)
+}
+
+/// [`find_service`] with the service's tags, read while its namespace is confirmed (a refresh waits one
+/// round trip for both).
+pub async fn observe_service(
+    client: &Client,
+    summaries: &[ListedService],
+    namespace_id: &str,
+    name: &str,
+) -> AwsResult<Option<(DiscoveryService, BTreeMap<String, String>)>> {
+    for listed in summaries.iter().filter(|listed| same_dns_name(&listed.name, name)) {
+        let (found, tags) =
+            tokio::try_join!(service_in_namespace(client, &listed.id, namespace_id), tags(client, &listed.arn))?;
+        if let Some(found) = found {
+            return Ok(Some((found, tags)));
         }
     }
     Ok(None)

@@ -20,11 +20,6 @@ use super::parts::{self, Part, PartContext, PartState, Passwords, SharedReads, d
 /// account's write rate limits (a few requests per second for many APIs) clear of throttling.
 pub const CONCURRENCY: usize = 8;
 
-/// How many parts are observed at once: every part of a stack. Reads are what AWS allows most of (EC2's
-/// describe calls refill at 20 per second on a bucket of 100) and a survey is one burst of a few requests
-/// per part, so holding parts back would only chain independent reads one after another.
-pub const SURVEY_CONCURRENCY: usize = 64;
-
 /// What exists under a stack's names.
 #[derive(Debug, Clone, Default)]
 pub struct Survey {
@@ -56,10 +51,11 @@ impl Survey {
     }
 }
 
-/// Observes `parts` forward through their graph; a part's dependencies outside `parts` are taken from
-/// `known` (parts already ensured). Only the stack's own parts are handed to the parts that depend on
-/// them: a look-alike's id never ends up in a request. On failure or cancellation, the diagnostics say
-/// which part could not be read and end with `consequence` (what the caller therefore did not do).
+/// Observes `parts`, all at once: each part waits for another's observation only where it needs it (see
+/// [`SharedReads`]), and a dependency outside `parts` is taken from `known` (parts already ensured). Only
+/// the stack's own parts are handed to the parts that depend on them: a look-alike's id never ends up in a
+/// request. On failure or cancellation, the diagnostics say which part could not be read and end with
+/// `consequence` (what the caller therefore did not do).
 pub async fn survey(
     cancel: &CancellationToken,
     aws: &AwsContext,
@@ -68,18 +64,24 @@ pub async fn survey(
     known: &BTreeMap<Part, PartState>,
     consequence: &str,
 ) -> Result<Survey, Diagnostics> {
-    let reads = SharedReads::default();
+    let reads = SharedReads::for_parts(parts);
     let reads = &reads;
+    // No edges: a part's dependencies are awaited inside its observe. Every part runs at once (a waiting
+    // part holds its slot, so a cap below the number of parts could leave a dependency unstarted). Reads
+    // are what AWS allows most of (EC2's describe calls refill at 20 per second on a bucket of 100), and a
+    // survey is one burst of a few requests per part.
+    let independent: BTreeMap<Part, Vec<Part>> = parts.iter().map(|p| (*p, Vec::new())).collect();
     let report = graph::run(
-        &Part::graph(parts),
+        &independent,
         Direction::Forward,
-        SURVEY_CONCURRENCY,
+        parts.len().max(1),
         cancel,
-        |part, inputs: BTreeMap<Part, Option<PartState>>| async move {
-            let mut present = known.clone();
-            present.extend(inputs.into_iter().filter_map(|(p, s)| s.filter(|s| s.owner.is_stack()).map(|s| (p, s))));
-            let pctx = PartContext { spec, aws, parts: &present, passwords: Passwords::KEEP, reads: Some(reads) };
-            parts::observe(part, &pctx).await
+        |part, _: BTreeMap<Part, Option<PartState>>| async move {
+            let pctx = PartContext { spec, aws, parts: known, passwords: Passwords::KEEP, reads: Some(reads) };
+            let observed = parts::observe(part, &pctx).await;
+            let own = observed.as_ref().ok().and_then(Option::as_ref).filter(|s| s.owner.is_stack());
+            reads.publish(part, own.cloned());
+            observed
         },
     )
     .await;

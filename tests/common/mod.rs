@@ -34,3 +34,21 @@ pub fn unique(prefix: &str) -> String {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
     format!("{prefix}-{}-{nanos:x}", std::process::id())
 }
+
+/// A resource as a describe call found it, with its drift from a spec judged as the stack's refresh judges
+/// it (describing and judging are separate steps there, so a refresh can describe before it knows the spec).
+#[derive(Debug, Clone, PartialEq)]
+#[allow(dead_code)] // each test binary uses what it needs
+pub struct Judged<T> {
+    /// What was described.
+    pub found: T,
+    /// How it differs from the spec.
+    pub drift: Vec<String>,
+}
+
+impl<T> std::ops::Deref for Judged<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.found
+    }
+}

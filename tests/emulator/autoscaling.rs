@@ -10,6 +10,17 @@ use terraform_provider_datavault::aws::autoscaling::{self, GroupSpec};
 use terraform_provider_datavault::aws::ec2::{self, LaunchTemplateSpec};
 use terraform_provider_datavault::aws::{PART_TAG, STACK_TAG};
 
+/// The group found by name and judged against `spec`, as a refresh does.
+async fn describe_group(
+    client: &aws_sdk_autoscaling::Client,
+    name: &str,
+    spec: &GroupSpec,
+) -> Option<common::Judged<autoscaling::GroupObservation>> {
+    let found = autoscaling::describe_group(client, name).await.unwrap()?;
+    let drift = autoscaling::group_drift(spec, &found).into_iter().chain(found.drift.clone()).collect();
+    Some(common::Judged { found, drift })
+}
+
 fn tags(stack: &str, part: &str) -> BTreeMap<String, String> {
     [(STACK_TAG.to_string(), stack.to_string()), (PART_TAG.to_string(), part.to_string())].into()
 }
@@ -51,7 +62,7 @@ async fn groups_create_adopt_update_and_delete() {
     let group = autoscaling::ensure_group(&aws.autoscaling, &spec).await.unwrap();
     assert_eq!(group.name, stack);
     assert!(group.arn.starts_with("arn:aws:autoscaling:"), "{}", group.arn);
-    let seen = autoscaling::describe_group(&aws.autoscaling, &stack, &spec).await.unwrap().expect("group");
+    let seen = describe_group(&aws.autoscaling, &stack, &spec).await.expect("group");
     assert!(seen.drift.is_empty(), "{:?}", seen.drift);
     assert_eq!(seen.instance_ids.len(), 1);
     assert_eq!((seen.launch_template_id.as_str(), seen.launch_template_version.as_str()), (template.id.as_str(), "1"));
@@ -68,10 +79,10 @@ async fn groups_create_adopt_update_and_delete() {
         .send()
         .await
         .unwrap();
-    let seen = autoscaling::describe_group(&aws.autoscaling, &stack, &spec).await.unwrap().unwrap();
+    let seen = describe_group(&aws.autoscaling, &stack, &spec).await.unwrap();
     assert_eq!(seen.drift, ["min size is 0, expected 1", "desired capacity is 0, expected 1"]);
     autoscaling::ensure_group(&aws.autoscaling, &spec).await.unwrap();
-    let seen = autoscaling::describe_group(&aws.autoscaling, &stack, &spec).await.unwrap().unwrap();
+    let seen = describe_group(&aws.autoscaling, &stack, &spec).await.unwrap();
     assert!(seen.drift.is_empty(), "{:?}", seen.drift);
 
     // Bigger, over all subnets.
@@ -83,12 +94,12 @@ async fn groups_create_adopt_update_and_delete() {
         ..spec.clone()
     };
     autoscaling::ensure_group(&aws.autoscaling, &bigger).await.unwrap();
-    let seen = autoscaling::describe_group(&aws.autoscaling, &stack, &bigger).await.unwrap().unwrap();
+    let seen = describe_group(&aws.autoscaling, &stack, &bigger).await.unwrap();
     assert!(seen.drift.is_empty(), "{:?}", seen.drift);
     assert_eq!((seen.min_size, seen.max_size, seen.desired_capacity), (2, 3, 2));
     assert_eq!(seen.subnet_ids.len(), subnets.len());
     assert_eq!(seen.instance_ids.len(), 2);
-    let against_old = autoscaling::describe_group(&aws.autoscaling, &stack, &spec).await.unwrap().unwrap();
+    let against_old = describe_group(&aws.autoscaling, &stack, &spec).await.unwrap();
     assert!(against_old.drift.contains(&"desired capacity is 2, expected 1".to_string()), "{:?}", against_old.drift);
 
     // A new launch template version. The capacity stays put here: moto cannot launch instances from a
@@ -104,15 +115,15 @@ async fn groups_create_adopt_update_and_delete() {
     assert_eq!(template.version, 2);
     let newer = GroupSpec { launch_template_version: template.version.to_string(), ..bigger.clone() };
     autoscaling::ensure_group(&aws.autoscaling, &newer).await.unwrap();
-    let seen = autoscaling::describe_group(&aws.autoscaling, &stack, &newer).await.unwrap().unwrap();
+    let seen = describe_group(&aws.autoscaling, &stack, &newer).await.unwrap();
     assert!(seen.drift.is_empty(), "{:?}", seen.drift);
     assert_eq!(seen.launch_template_version, "2");
-    let against_bigger = autoscaling::describe_group(&aws.autoscaling, &stack, &bigger).await.unwrap().unwrap();
+    let against_bigger = describe_group(&aws.autoscaling, &stack, &bigger).await.unwrap();
     assert_eq!(against_bigger.drift, ["launch template version is 2, expected 1"]);
 
     // Delete scales to zero, waits for the instances, deletes; again is fine.
     autoscaling::delete_group(&aws.autoscaling, &stack, Duration::from_secs(60)).await.unwrap();
-    assert_eq!(autoscaling::describe_group(&aws.autoscaling, &stack, &spec).await.unwrap(), None);
+    assert_eq!(describe_group(&aws.autoscaling, &stack, &spec).await, None);
     autoscaling::delete_group(&aws.autoscaling, &stack, Duration::from_secs(60)).await.unwrap();
 
     ec2::delete_launch_template(&aws.ec2, &stack).await.unwrap();

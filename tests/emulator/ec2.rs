@@ -9,6 +9,16 @@ use std::time::Duration;
 use terraform_provider_datavault::aws::ec2::{self, IngressRule, LaunchTemplateSpec, RuleSource};
 use terraform_provider_datavault::aws::{PART_TAG, STACK_TAG};
 
+/// The launch template found by name and judged against `spec`, as a refresh does.
+async fn describe_launch_template(
+    client: &aws_sdk_ec2::Client,
+    name: &str,
+    spec: &LaunchTemplateSpec,
+) -> Option<common::Judged<ec2::LaunchTemplateObservation>> {
+    let found = ec2::describe_launch_template(client, name).await.unwrap()?;
+    Some(common::Judged { drift: found.drift(spec), found })
+}
+
 fn tags(stack: &str, part: &str) -> BTreeMap<String, String> {
     [(STACK_TAG.to_string(), stack.to_string()), (PART_TAG.to_string(), part.to_string())].into()
 }
@@ -152,7 +162,7 @@ async fn launch_templates_create_adopt_and_version() {
     let adopted = ec2::ensure_launch_template(client, &stack, &spec).await.unwrap();
     assert_eq!(adopted, created, "an unchanged spec keeps the version");
 
-    let seen = ec2::describe_launch_template(client, &stack, &spec).await.unwrap().expect("template");
+    let seen = describe_launch_template(client, &stack, &spec).await.expect("template");
     assert_eq!(seen.id, created.id);
     assert_eq!((seen.default_version, seen.latest_version), (1, 1));
     assert!(seen.drift.is_empty(), "{:?}", seen.drift);
@@ -165,24 +175,24 @@ async fn launch_templates_create_adopt_and_version() {
     let bigger = LaunchTemplateSpec { instance_type: "t3.large".into(), ..spec.clone() };
     let v2 = ec2::ensure_launch_template(client, &stack, &bigger).await.unwrap();
     assert_eq!((v2.id.as_str(), v2.version), (created.id.as_str(), 2));
-    let seen = ec2::describe_launch_template(client, &stack, &bigger).await.unwrap().unwrap();
+    let seen = describe_launch_template(client, &stack, &bigger).await.unwrap();
     assert_eq!((seen.default_version, seen.latest_version), (2, 2));
     assert!(seen.drift.is_empty(), "{:?}", seen.drift);
-    let against_old = ec2::describe_launch_template(client, &stack, &spec).await.unwrap().unwrap();
+    let against_old = describe_launch_template(client, &stack, &spec).await.unwrap();
     assert_eq!(against_old.drift, ["instance type is t3.large, expected t3.medium"]);
     assert_eq!(ec2::ensure_launch_template(client, &stack, &bigger).await.unwrap(), v2, "no version 3");
 
     // Someone sets the default back to version 1: reported, and ensure restores version 2 without a new one.
     client.modify_launch_template().launch_template_id(&v2.id).default_version("1").send().await.unwrap();
-    let seen = ec2::describe_launch_template(client, &stack, &bigger).await.unwrap().unwrap();
+    let seen = describe_launch_template(client, &stack, &bigger).await.unwrap();
     assert_eq!(seen.default_version, 1);
     assert_eq!(seen.drift, ["instance type is t3.medium, expected t3.large"]);
     assert_eq!(ec2::ensure_launch_template(client, &stack, &bigger).await.unwrap(), v2);
-    let seen = ec2::describe_launch_template(client, &stack, &bigger).await.unwrap().unwrap();
+    let seen = describe_launch_template(client, &stack, &bigger).await.unwrap();
     assert_eq!((seen.default_version, seen.latest_version), (2, 2));
 
     ec2::delete_launch_template(client, &stack).await.unwrap();
-    assert_eq!(ec2::describe_launch_template(client, &stack, &spec).await.unwrap(), None);
+    assert_eq!(describe_launch_template(client, &stack, &spec).await, None);
     ec2::delete_launch_template(client, &stack).await.unwrap();
     ec2::delete_security_group(client, &sg, Duration::from_secs(30)).await.unwrap();
 }

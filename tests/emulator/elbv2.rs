@@ -16,7 +16,27 @@ use aws_sdk_elasticloadbalancingv2::types::{
 use terraform_provider_datavault::aws::elbv2::{
     self, HTTPS_SSL_POLICY, ListenerAction, ListenerSpec, LoadBalancerSpec, TargetGroupSpec,
 };
-use terraform_provider_datavault::aws::{AwsContext, PART_TAG, STACK_TAG};
+use terraform_provider_datavault::aws::{AwsContext, AwsResult, PART_TAG, STACK_TAG};
+
+/// The load balancer found by name and judged (against `expected` when given), as a refresh does.
+async fn describe_load_balancer(
+    client: &aws_sdk_elasticloadbalancingv2::Client,
+    name: &str,
+    expected: Option<&LoadBalancerSpec>,
+) -> AwsResult<Option<elbv2::LoadBalancerObservation>> {
+    let found = elbv2::describe_load_balancer(client, name).await?;
+    Ok(found.map(|lb| elbv2::LoadBalancerObservation { drift: elbv2::load_balancer_drift(&lb, expected), ..lb }))
+}
+
+/// The target group found by name and judged (against `expected` when given), as a refresh does.
+async fn describe_target_group(
+    client: &aws_sdk_elasticloadbalancingv2::Client,
+    name: &str,
+    expected: Option<&TargetGroupSpec>,
+) -> AwsResult<Option<elbv2::TargetGroupObservation>> {
+    let found = elbv2::describe_target_group(client, name).await?;
+    Ok(found.map(|tg| elbv2::TargetGroupObservation { drift: elbv2::target_group_drift(&tg, expected), ..tg }))
+}
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -91,7 +111,7 @@ async fn load_balancer_target_group_and_listeners_converge_and_tear_down() {
     };
     let lb = elbv2::ensure_load_balancer(client, &lb_spec).await.unwrap();
     assert!(lb.arn.contains(":loadbalancer/app/") && !lb.dns_name.is_empty(), "{lb:?}");
-    let seen = elbv2::describe_load_balancer(client, &lb_spec.name, Some(&lb_spec)).await.unwrap().unwrap();
+    let seen = describe_load_balancer(client, &lb_spec.name, Some(&lb_spec)).await.unwrap().unwrap();
     assert_eq!((seen.arn.as_str(), seen.dns_name.as_str()), (lb.arn.as_str(), lb.dns_name.as_str()));
     assert_eq!((seen.scheme.as_str(), seen.load_balancer_type.as_str()), ("internet-facing", "application"));
     assert_eq!(seen.security_groups, std::slice::from_ref(&sg));
@@ -118,7 +138,7 @@ async fn load_balancer_target_group_and_listeners_converge_and_tear_down() {
         .unwrap();
     client.set_security_groups().load_balancer_arn(&lb.arn).security_groups(&sg_other).send().await.unwrap();
     client.set_subnets().load_balancer_arn(&lb.arn).set_subnets(Some(subnets.clone())).send().await.unwrap();
-    let drifted = elbv2::describe_load_balancer(client, &lb_spec.name, Some(&lb_spec)).await.unwrap().unwrap();
+    let drifted = describe_load_balancer(client, &lb_spec.name, Some(&lb_spec)).await.unwrap().unwrap();
     let mut expected = vec![
         format!("missing security group {sg}"),
         format!("extra security group {sg_other}"),
@@ -130,7 +150,7 @@ async fn load_balancer_target_group_and_listeners_converge_and_tear_down() {
     }
     assert_eq!(drifted.drift, expected);
     elbv2::ensure_load_balancer(client, &lb_spec).await.unwrap();
-    let repaired = elbv2::describe_load_balancer(client, &lb_spec.name, Some(&lb_spec)).await.unwrap().unwrap();
+    let repaired = describe_load_balancer(client, &lb_spec.name, Some(&lb_spec)).await.unwrap().unwrap();
     assert!(repaired.drift.is_empty(), "{:?}", repaired.drift);
 
     // Target group: create, adopt, repair a changed health check.
@@ -142,7 +162,7 @@ async fn load_balancer_target_group_and_listeners_converge_and_tear_down() {
         tags: tags(&stack),
     };
     let tg = elbv2::ensure_target_group(client, &tg_spec).await.unwrap();
-    let seen_tg = elbv2::describe_target_group(client, &tg_spec.name, Some(&tg_spec)).await.unwrap().unwrap();
+    let seen_tg = describe_target_group(client, &tg_spec.name, Some(&tg_spec)).await.unwrap().unwrap();
     assert_eq!(seen_tg.arn, tg.arn);
     assert_eq!((seen_tg.protocol.as_str(), seen_tg.port, seen_tg.target_type.as_str()), ("HTTP", 8080, "ip"));
     assert_eq!(seen_tg.health_check.matcher, "200-399");
@@ -157,13 +177,13 @@ async fn load_balancer_target_group_and_listeners_converge_and_tear_down() {
         .send()
         .await
         .unwrap();
-    let drifted_tg = elbv2::describe_target_group(client, &tg_spec.name, Some(&tg_spec)).await.unwrap().unwrap();
+    let drifted_tg = describe_target_group(client, &tg_spec.name, Some(&tg_spec)).await.unwrap().unwrap();
     assert_eq!(
         drifted_tg.drift,
         ["health check path is /, expected /datavault-webapp/", "health check matcher is 200, expected 200-399"]
     );
     elbv2::ensure_target_group(client, &tg_spec).await.unwrap();
-    let repaired_tg = elbv2::describe_target_group(client, &tg_spec.name, Some(&tg_spec)).await.unwrap().unwrap();
+    let repaired_tg = describe_target_group(client, &tg_spec.name, Some(&tg_spec)).await.unwrap().unwrap();
     assert!(repaired_tg.drift.is_empty(), "{:?}", repaired_tg.drift);
 
     // Listeners: HTTP only, idempotent.
@@ -172,7 +192,7 @@ async fn load_balancer_target_group_and_listeners_converge_and_tear_down() {
     let http_arns = elbv2::ensure_listeners(client, &http_only).await.unwrap();
     assert_eq!(http_arns.len(), 1);
     assert_eq!(elbv2::ensure_listeners(client, &http_only).await.unwrap(), http_arns, "nothing to change");
-    let seen = elbv2::describe_load_balancer(client, &lb_spec.name, None).await.unwrap().unwrap();
+    let seen = describe_load_balancer(client, &lb_spec.name, None).await.unwrap().unwrap();
     assert_eq!(seen.listeners.len(), 1);
     assert_eq!((seen.listeners[0].config.port, seen.listeners[0].config.protocol.as_str()), (80, "HTTP"));
     assert_eq!(seen.listeners[0].config.action, ListenerAction::Forward(tg.arn.clone()));
@@ -186,7 +206,7 @@ async fn load_balancer_target_group_and_listeners_converge_and_tear_down() {
     let https_arns = elbv2::ensure_listeners(client, &https).await.unwrap();
     assert_eq!(https_arns.len(), 2);
     assert_eq!(https_arns[1], http_arns[0], "port 80 keeps its listener");
-    let seen = elbv2::describe_load_balancer(client, &lb_spec.name, None).await.unwrap().unwrap();
+    let seen = describe_load_balancer(client, &lb_spec.name, None).await.unwrap().unwrap();
     let ports: Vec<(i32, &str)> = seen.listeners.iter().map(|l| (l.config.port, l.config.protocol.as_str())).collect();
     assert_eq!(ports, [(80, "HTTP"), (443, "HTTPS")]);
     assert_eq!(seen.listeners[0].config.action, ListenerAction::RedirectToHttps);
@@ -215,15 +235,15 @@ async fn load_balancer_target_group_and_listeners_converge_and_tear_down() {
         .send()
         .await
         .unwrap();
-    let seen = elbv2::describe_load_balancer(client, &lb_spec.name, None).await.unwrap().unwrap();
+    let seen = describe_load_balancer(client, &lb_spec.name, None).await.unwrap().unwrap();
     assert_eq!(elbv2::listener_drift(&https, &seen.listeners), ["extra listener HTTP:8081 with action fixed-response"]);
     assert_eq!(elbv2::ensure_listeners(client, &https).await.unwrap(), https_arns);
-    let seen = elbv2::describe_load_balancer(client, &lb_spec.name, None).await.unwrap().unwrap();
+    let seen = describe_load_balancer(client, &lb_spec.name, None).await.unwrap().unwrap();
     assert_eq!(seen.listeners.len(), 2);
 
     // Back to HTTP only: 80 forwards again in place, 443 goes.
     assert_eq!(elbv2::ensure_listeners(client, &http_only).await.unwrap(), http_arns);
-    let seen = elbv2::describe_load_balancer(client, &lb_spec.name, None).await.unwrap().unwrap();
+    let seen = describe_load_balancer(client, &lb_spec.name, None).await.unwrap().unwrap();
     assert!(elbv2::listener_drift(&http_only, &seen.listeners).is_empty());
     assert_eq!(seen.listeners.len(), 1);
 
@@ -238,8 +258,8 @@ async fn load_balancer_target_group_and_listeners_converge_and_tear_down() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     elbv2::delete_load_balancer(client, &lb_spec.name, TIMEOUT).await.unwrap();
     waiting.await.unwrap().unwrap();
-    assert_eq!(elbv2::describe_load_balancer(client, &lb_spec.name, None).await.unwrap(), None);
-    assert_eq!(elbv2::describe_target_group(client, &tg_spec.name, None).await.unwrap(), None);
+    assert_eq!(describe_load_balancer(client, &lb_spec.name, None).await.unwrap(), None);
+    assert_eq!(describe_target_group(client, &tg_spec.name, None).await.unwrap(), None);
     elbv2::delete_load_balancer(client, &lb_spec.name, TIMEOUT).await.unwrap();
     elbv2::delete_target_group(client, &tg_spec.name, TIMEOUT).await.unwrap();
 
@@ -275,7 +295,7 @@ async fn a_foreign_load_balancer_with_the_name_is_refused() {
     };
     let err = elbv2::ensure_load_balancer(client, &spec).await.unwrap_err();
     assert!(err.to_string().contains("scheme is internal, expected internet-facing"), "{err}");
-    let seen = elbv2::describe_load_balancer(client, &name, Some(&spec)).await.unwrap().unwrap();
+    let seen = describe_load_balancer(client, &name, Some(&spec)).await.unwrap().unwrap();
     assert!(seen.drift.contains(&"scheme is internal, expected internet-facing".to_string()), "{:?}", seen.drift);
     elbv2::delete_load_balancer(client, &name, TIMEOUT).await.unwrap();
     aws.ec2.delete_security_group().group_id(sg).send().await.unwrap();
@@ -287,8 +307,8 @@ async fn absent_parts_describe_as_none_and_delete_as_success() {
     let client = &aws.elbv2;
     let stack = common::unique("dvno");
     let (lb_name, tg_name) = (elbv2::load_balancer_name(&stack), elbv2::target_group_name(&stack));
-    assert_eq!(elbv2::describe_load_balancer(client, &lb_name, None).await.unwrap(), None);
-    assert_eq!(elbv2::describe_target_group(client, &tg_name, None).await.unwrap(), None);
+    assert_eq!(describe_load_balancer(client, &lb_name, None).await.unwrap(), None);
+    assert_eq!(describe_target_group(client, &tg_name, None).await.unwrap(), None);
     elbv2::delete_load_balancer(client, &lb_name, TIMEOUT).await.unwrap();
     elbv2::delete_target_group(client, &tg_name, TIMEOUT).await.unwrap();
 }

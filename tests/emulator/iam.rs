@@ -9,6 +9,14 @@ use aws_sdk_iam::Client;
 use terraform_provider_datavault::aws::iam::{self, RoleSpec};
 use terraform_provider_datavault::aws::{AwsError, STACK_TAG};
 
+/// The role found by name and judged against `spec`, as a refresh does.
+async fn observe_role(
+    client: &Client,
+    spec: &RoleSpec,
+) -> Result<Option<common::Judged<iam::RoleObservation>>, AwsError> {
+    Ok(iam::observe_role(client, &spec.name).await?.map(|found| common::Judged { drift: found.drift(spec), found }))
+}
+
 /// A customer managed policy, so each test has policies of its own to attach and detach.
 async fn customer_policy(client: &Client, name: &str, action: &str) -> String {
     let document = serde_json::json!({
@@ -51,7 +59,7 @@ async fn role_is_created_adopted_converged_and_deleted() {
     let role = iam::ensure_role(client, &spec).await.unwrap();
     assert_eq!(role.name, name);
     assert!(role.arn.ends_with(&format!(":role/{name}")), "{}", role.arn);
-    let seen = iam::observe_role(client, &spec).await.unwrap().expect("role exists");
+    let seen = observe_role(client, &spec).await.unwrap().expect("role exists");
     assert_eq!(seen.arn, role.arn);
     assert!(seen.drift.is_empty(), "fresh role drifted: {:?}", seen.drift);
     assert_eq!(iam::ensure_role(client, &spec).await.unwrap(), role, "second ensure adopts the same role");
@@ -76,14 +84,14 @@ async fn role_is_created_adopted_converged_and_deleted() {
         .send()
         .await
         .unwrap();
-    let drift = iam::observe_role(client, &spec).await.unwrap().unwrap().drift;
+    let drift = observe_role(client, &spec).await.unwrap().unwrap().drift;
     assert!(drift.contains(&"extra inline policy backdoor".to_string()), "{drift:?}");
     assert!(drift.contains(&format!("extra managed policy {intruder} is attached")), "{drift:?}");
     assert!(drift.contains(&"trust policy differs".to_string()), "{drift:?}");
     assert_eq!(drift.len(), 3, "{drift:?}");
 
     assert_eq!(iam::ensure_role(client, &spec).await.unwrap(), role);
-    assert!(iam::observe_role(client, &spec).await.unwrap().unwrap().drift.is_empty());
+    assert!(observe_role(client, &spec).await.unwrap().unwrap().drift.is_empty());
     assert_eq!(inline_names(client, &name).await, vec!["archive".to_string()]);
     assert_eq!(attached_arns(client, &name).await, vec![wanted.clone()]);
     let trust = client.get_role().role_name(&name).send().await.unwrap();
@@ -93,7 +101,7 @@ async fn role_is_created_adopted_converged_and_deleted() {
     // A changed inline document in the spec is pushed.
     let mut changed = spec.clone();
     changed.inline_policies.insert("archive".into(), iam::archive_bucket_access_policy("aws", "other-archive"));
-    let drift = iam::observe_role(client, &changed).await.unwrap().unwrap().drift;
+    let drift = observe_role(client, &changed).await.unwrap().unwrap().drift;
     assert_eq!(drift, vec!["inline policy archive differs".to_string()]);
     iam::ensure_role(client, &changed).await.unwrap();
     let doc = client.get_role_policy().role_name(&name).policy_name("archive").send().await.unwrap();
@@ -102,7 +110,7 @@ async fn role_is_created_adopted_converged_and_deleted() {
     iam::delete_role(client, &name).await.unwrap();
     let gone = client.get_role().role_name(&name).send().await.map_err(|e| AwsError::from_sdk("GetRole", e));
     assert!(gone.unwrap_err().is(&["NoSuchEntity"]));
-    assert!(iam::observe_role(client, &spec).await.unwrap().is_none());
+    assert!(observe_role(client, &spec).await.unwrap().is_none());
     iam::delete_role(client, &name).await.unwrap();
 }
 
@@ -122,14 +130,14 @@ async fn a_role_created_out_of_band_is_adopted_and_converged() {
         .unwrap();
     let arn = created.role().unwrap().arn().to_string();
 
-    let drift = iam::observe_role(client, &spec).await.unwrap().unwrap().drift;
+    let drift = observe_role(client, &spec).await.unwrap().unwrap().drift;
     assert!(drift.contains(&"inline policy archive is missing".to_string()), "{drift:?}");
     assert!(drift.contains(&format!("managed policy {wanted} is not attached")), "{drift:?}");
     assert!(drift.contains(&"description differs".to_string()), "{drift:?}");
 
     let role = iam::ensure_role(client, &spec).await.unwrap();
     assert_eq!(role.arn, arn, "the existing role is adopted, not replaced");
-    assert!(iam::observe_role(client, &spec).await.unwrap().unwrap().drift.is_empty());
+    assert!(observe_role(client, &spec).await.unwrap().unwrap().drift.is_empty());
     iam::delete_role(client, &name).await.unwrap();
 }
 
@@ -150,17 +158,17 @@ async fn aws_managed_policies_are_attached_by_arn() {
     // AWS managed policies and AttachRolePolicy fails with NoSuchEntity.
     iam::ensure_role(client, &spec).await.unwrap();
     assert_eq!(attached_arns(client, &name).await, spec.managed_policy_arns);
-    assert!(iam::observe_role(client, &spec).await.unwrap().unwrap().drift.is_empty());
+    assert!(observe_role(client, &spec).await.unwrap().unwrap().drift.is_empty());
 
     // Swapping the managed policy detaches the old one.
     spec.managed_policy_arns = vec![iam::managed_policy_arn("aws", iam::ECS_TASK_EXECUTION_ROLE_POLICY)];
-    let drift = iam::observe_role(client, &spec).await.unwrap().unwrap().drift;
+    let drift = observe_role(client, &spec).await.unwrap().unwrap().drift;
     assert_eq!(drift.len(), 2, "{drift:?}");
     iam::ensure_role(client, &spec).await.unwrap();
     assert_eq!(attached_arns(client, &name).await, spec.managed_policy_arns);
 
     iam::delete_role(client, &name).await.unwrap();
-    assert!(iam::observe_role(client, &spec).await.unwrap().is_none());
+    assert!(observe_role(client, &spec).await.unwrap().is_none());
 }
 
 #[tokio::test]

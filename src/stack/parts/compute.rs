@@ -32,11 +32,15 @@ impl From<ComputePart> for Part {
 /// How long a new instance profile may take to become usable by EC2 Auto Scaling.
 const IAM_PROPAGATION: Duration = Duration::from_secs(120);
 
-async fn launch_template_spec(ctx: &PartContext<'_>) -> PartResult<LaunchTemplateSpec> {
-    let image_id = match &ctx.spec.cluster.ami_id {
+/// The instances' image: the configured one, else the region's recommended ECS-optimized image.
+async fn image_id(ctx: &PartContext<'_>) -> PartResult<String> {
+    Ok(match &ctx.spec.cluster.ami_id {
         Some(ami) => ami.clone(),
         None => aws::ssm::ecs_optimized_ami(&ctx.aws.ssm).await?,
-    };
+    })
+}
+
+fn launch_template_spec(ctx: &PartContext<'_>, image_id: String) -> PartResult<LaunchTemplateSpec> {
     let profile = ctx
         .part(Part::InstanceRole)?
         .facts
@@ -85,8 +89,12 @@ pub async fn ensure(part: ComputePart, ctx: &PartContext<'_>) -> PartResult<Part
             Ok(PartState { id: Some(cluster.name), arn: Some(cluster.arn), ..PartState::default() })
         }
         ComputePart::LaunchTemplate => {
-            let template =
-                aws::ec2::ensure_launch_template(&aws.ec2, &spec.name, &launch_template_spec(ctx).await?).await?;
+            let template = aws::ec2::ensure_launch_template(
+                &aws.ec2,
+                &spec.name,
+                &launch_template_spec(ctx, image_id(ctx).await?)?,
+            )
+            .await?;
             let mut state = PartState::with_id(template.id);
             state.facts.template_version = Some(template.version);
             Ok(state)
@@ -117,25 +125,39 @@ pub async fn observe(part: ComputePart, ctx: &PartContext<'_>) -> PartResult<Opt
             }))
         }
         ComputePart::LaunchTemplate => {
-            let Ok(expected) = launch_template_spec(ctx).await else {
-                return Ok(aws::ec2::describe_launch_template(&aws.ec2, &spec.name, &placeholder_template())
-                    .await?
-                    .map(|t| PartState { tags: Some(t.tags), ..template_state(t.id, t.default_version, Vec::new()) }));
+            // The template is described and its image looked up while the parts it names are observed.
+            let (found, image, dependencies) = tokio::join!(
+                aws::ec2::describe_launch_template(&aws.ec2, &spec.name),
+                image_id(ctx),
+                ctx.dependencies(Part::LaunchTemplate)
+            );
+            let Some(t) = found? else { return Ok(None) };
+            let expected = image.and_then(|image| launch_template_spec(&ctx.with(&dependencies), image));
+            // Without the parts it refers to, the template is found but not judged.
+            let Ok(expected) = expected else {
+                return Ok(Some(PartState {
+                    tags: Some(t.tags),
+                    ..template_state(t.id, t.default_version, Vec::new())
+                }));
             };
-            Ok(aws::ec2::describe_launch_template(&aws.ec2, &spec.name, &expected).await?.map(|t| {
-                let mut state = template_state(t.id, t.default_version, t.drift);
-                state.tags = Some(t.tags);
-                state.facts.instance_type = Some(t.data.instance_type);
-                state
-            }))
+            let mut state = template_state(t.id.clone(), t.default_version, t.drift(&expected));
+            state.tags = Some(t.tags);
+            state.facts.instance_type = Some(t.data.instance_type);
+            Ok(Some(state))
         }
         ComputePart::AutoScalingGroup => {
-            let expected = template_of(ctx).and_then(|(id, version)| group_spec(ctx, &id, version));
-            let lookup = expected.clone().unwrap_or_else(|_| placeholder_group(&spec.name));
-            let Some(found) = aws::autoscaling::describe_group(&aws.autoscaling, &spec.name, &lookup).await? else {
+            let Some(found) = aws::autoscaling::describe_group(&aws.autoscaling, &spec.name).await? else {
                 return Ok(None);
             };
-            let drift = if expected.is_ok() { found.drift } else { Vec::new() };
+            let dependencies = ctx.dependencies(Part::AutoScalingGroup).await;
+            let ctx = &ctx.with(&dependencies);
+            let expected = template_of(ctx).and_then(|(id, version)| group_spec(ctx, &id, version));
+            let drift = match expected {
+                Ok(expected) => {
+                    aws::autoscaling::group_drift(&expected, &found).into_iter().chain(found.drift).collect()
+                }
+                Err(_) => Vec::new(),
+            };
             let mut state = PartState {
                 id: Some(found.name),
                 arn: Some(found.arn),
@@ -154,32 +176,6 @@ fn template_state(id: String, version: i64, drift: Vec<String>) -> PartState {
     let mut state = PartState { id: Some(id), drift, ..PartState::default() };
     state.facts.template_version = Some(version);
     state
-}
-
-/// A spec used only to look a template up when the parts it refers to are gone (its drift is ignored).
-fn placeholder_template() -> LaunchTemplateSpec {
-    LaunchTemplateSpec {
-        image_id: String::new(),
-        instance_type: String::new(),
-        instance_profile_arn: String::new(),
-        security_group_ids: vec![],
-        user_data: String::new(),
-        kms_key: None,
-        tags: Default::default(),
-    }
-}
-
-fn placeholder_group(name: &str) -> GroupSpec {
-    GroupSpec {
-        name: name.to_string(),
-        launch_template_id: String::new(),
-        launch_template_version: String::new(),
-        min_size: 0,
-        max_size: 0,
-        desired_capacity: 0,
-        subnet_ids: vec![],
-        tags: Default::default(),
-    }
 }
 
 /// Removes a compute part: the group's instances are terminated before the group goes, and the cluster

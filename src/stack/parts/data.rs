@@ -216,7 +216,9 @@ pub async fn observe(part: DataPart, ctx: &PartContext<'_>) -> PartResult<Option
     let (aws, spec) = (ctx.aws, ctx.spec);
     match part {
         DataPart::FileSystem => {
-            Ok(aws::efs::find_file_system(&aws.efs, &creation_token(&spec.name)).await?.map(|fs| PartState {
+            let Some(found) = file_system(ctx).await? else { return Ok(None) };
+            let fs = aws::efs::observe_file_system(&aws.efs, &found).await?;
+            Ok(Some(PartState {
                 id: Some(fs.id),
                 arn: Some(fs.arn),
                 drift: fs.drift,
@@ -226,15 +228,18 @@ pub async fn observe(part: DataPart, ctx: &PartContext<'_>) -> PartResult<Option
         }
         DataPart::MountTargets => observe_mount_targets(ctx).await,
         DataPart::AccessPoint(kind) => {
-            let Ok(fs_id) = ctx.id_of(Part::FileSystem) else { return Ok(None) };
-            Ok(aws::efs::describe_access_point(&aws.efs, fs_id, &access_point_spec(&spec.name, kind)).await?.map(|p| {
-                PartState {
-                    id: Some(p.id),
-                    arn: Some(p.arn),
-                    drift: p.drift,
-                    tags: Some(p.tags),
-                    ..PartState::default()
-                }
+            let Some(fs) = file_system(ctx).await? else { return Ok(None) };
+            let fs_id = fs.file_system_id();
+            let found = aws::efs::describe_access_point(&aws.efs, fs_id, &access_point_spec(&spec.name, kind)).await?;
+            if !is_own_file_system(ctx, fs_id).await {
+                return Ok(None);
+            }
+            Ok(found.map(|p| PartState {
+                id: Some(p.id),
+                arn: Some(p.arn),
+                drift: p.drift,
+                tags: Some(p.tags),
+                ..PartState::default()
             }))
         }
         DataPart::DbSubnetGroup => Ok(aws::rds::describe_subnet_group(&aws.rds, &spec.name)
@@ -245,14 +250,32 @@ pub async fn observe(part: DataPart, ctx: &PartContext<'_>) -> PartResult<Option
     }
 }
 
+/// The file system under the stack's creation token, whoever owns it, through the survey's shared read
+/// when there is one. Its mount targets and access points are looked up as soon as it is found, and count
+/// only once it has proven to be the stack's own ([`is_own_file_system`]).
+async fn file_system(ctx: &PartContext<'_>) -> PartResult<Option<aws_sdk_efs::types::FileSystemDescription>> {
+    match ctx.reads {
+        Some(reads) => reads.file_system(ctx).await,
+        None => Ok(aws::efs::describe_by_token(&ctx.aws.efs, &creation_token(&ctx.spec.name)).await?),
+    }
+}
+
+/// Whether `fs_id` is the stack's own file system, as its part was observed.
+async fn is_own_file_system(ctx: &PartContext<'_>, fs_id: &str) -> bool {
+    ctx.dependency(Part::FileSystem).await.and_then(|fs| fs.id).as_deref() == Some(fs_id)
+}
+
 /// The mount targets, with a subnet of the stack's that has none and targets outside the file system's
 /// security group as drift.
 async fn observe_mount_targets(ctx: &PartContext<'_>) -> PartResult<Option<PartState>> {
-    let Ok(fs_id) = ctx.id_of(Part::FileSystem) else { return Ok(None) };
-    let targets = aws::efs::describe_mount_targets(&ctx.aws.efs, fs_id).await?;
-    if targets.is_empty() {
+    let Some(fs) = file_system(ctx).await? else { return Ok(None) };
+    let fs_id = fs.file_system_id().to_string();
+    let targets = aws::efs::describe_mount_targets(&ctx.aws.efs, &fs_id).await?;
+    if targets.is_empty() || !is_own_file_system(ctx, &fs_id).await {
         return Ok(None);
     }
+    let dependencies = ctx.dependencies(Part::MountTargets).await;
+    let ctx = &ctx.with(&dependencies);
     let mut state = PartState::with_id(fs_id);
     if let Ok(wanted) = zone_subnet_ids(ctx) {
         let missing = wanted.iter().filter(|s| !targets.iter().any(|t| &t.subnet_id == *s));
@@ -287,7 +310,8 @@ async fn observe_database(ctx: &PartContext<'_>) -> PartResult<Option<PartState>
     let Some(found) = aws::rds::describe_instance(&ctx.aws.rds, &ctx.spec.name).await? else { return Ok(None) };
     let mut state = database_state(&found.identifier, found.arn.clone(), found.endpoint.clone());
     state.tags = Some(found.tags.clone());
-    if let Ok(db_spec) = database_spec(ctx) {
+    let dependencies = ctx.dependencies(Part::Database).await;
+    if let Ok(db_spec) = database_spec(&ctx.with(&dependencies)) {
         state.drift = aws::rds::drift(&db_spec, &found);
     }
     if found.master_secret_arn.is_some() {

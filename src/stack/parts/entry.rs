@@ -103,14 +103,16 @@ pub async fn observe(part: EntryPart, ctx: &PartContext<'_>) -> PartResult<Optio
     match part {
         EntryPart::LoadBalancer => {
             let name = aws::elbv2::load_balancer_name(stack);
-            let found =
-                aws::elbv2::describe_load_balancer(client, &name, expected(ctx, load_balancer_spec).as_ref()).await?;
-            Ok(found.map(|lb| {
+            let Some(lb) = aws::elbv2::describe_load_balancer(client, &name).await? else { return Ok(None) };
+            let dependencies = ctx.dependencies(Part::LoadBalancer).await;
+            let drift =
+                aws::elbv2::load_balancer_drift(&lb, expected(&ctx.with(&dependencies), load_balancer_spec).as_ref());
+            Ok(Some({
                 let mut state = PartState {
                     id: Some(name),
                     arn: Some(lb.arn),
                     url: Some(lb.dns_name),
-                    drift: lb.drift,
+                    drift,
                     tags: Some(lb.tags),
                     ..PartState::default()
                 };
@@ -120,22 +122,28 @@ pub async fn observe(part: EntryPart, ctx: &PartContext<'_>) -> PartResult<Optio
         }
         EntryPart::TargetGroup => {
             let name = aws::elbv2::target_group_name(stack);
-            let found =
-                aws::elbv2::describe_target_group(client, &name, expected(ctx, target_group_spec).as_ref()).await?;
-            Ok(found.map(|tg| PartState {
+            let Some(tg) = aws::elbv2::describe_target_group(client, &name).await? else { return Ok(None) };
+            let dependencies = ctx.dependencies(Part::TargetGroup).await;
+            let drift =
+                aws::elbv2::target_group_drift(&tg, expected(&ctx.with(&dependencies), target_group_spec).as_ref());
+            Ok(Some(PartState {
                 id: Some(name),
                 arn: Some(tg.arn),
-                drift: tg.drift,
+                drift,
                 tags: Some(tg.tags),
                 ..PartState::default()
             }))
         }
         EntryPart::Listeners => {
-            let Ok(load_balancer_arn) = ctx.arn_of(Part::LoadBalancer) else { return Ok(None) };
-            let current = aws::elbv2::describe_listeners(client, load_balancer_arn).await?;
+            let Some(load_balancer_arn) = ctx.dependency(Part::LoadBalancer).await.and_then(|lb| lb.arn) else {
+                return Ok(None);
+            };
+            let current = aws::elbv2::describe_listeners(client, &load_balancer_arn).await?;
             if current.is_empty() {
                 return Ok(None);
             }
+            let dependencies = ctx.dependencies(Part::Listeners).await;
+            let ctx = &ctx.with(&dependencies);
             let mut state = PartState { id: current.first().map(|l| l.arn.clone()), ..PartState::default() };
             // The HTTPS listener's certificate is the load balancer's `certificate_arn`, for an import.
             if let Some(certificate) = current.iter().find_map(|l| l.config.certificate_arn.clone()) {

@@ -284,39 +284,38 @@ async fn observe_secret(secret: Secret, ctx: &PartContext<'_>) -> PartResult<Opt
 }
 
 async fn observe_role(role: Role, ctx: &PartContext<'_>) -> PartResult<Option<PartState>> {
+    let name = role_name(&ctx.spec.name, role);
+    let iam_client = &ctx.aws.iam;
+    let profile = async {
+        match role {
+            Role::Instance => Ok(Some(iam::instance_profile(iam_client, &name).await?)),
+            _ => Ok(None),
+        }
+    };
+    let (found, profile) = tokio::try_join!(iam::observe_role(iam_client, &name), profile)?;
+    let Some(found) = found else { return Ok(orphan_profile(ctx, profile.flatten())) };
     // Without the parts its policies name (secrets, file system, log group), the role's expected shape is
     // unknown: it is found, but not judged; the parts that are missing are reported themselves.
-    let expected = role_spec(role, ctx).ok();
-    let spec = expected.clone().unwrap_or_else(|| RoleSpec {
-        name: role_name(&ctx.spec.name, role),
-        assume_role_policy: String::new(),
-        managed_policy_arns: vec![],
-        inline_policies: BTreeMap::new(),
-        tags: ctx.tags(role.into()),
-        description: String::new(),
-    });
-    let Some(found) = iam::observe_role(&ctx.aws.iam, &spec).await? else {
-        return observe_orphan_profile(role, ctx, &spec.name).await;
-    };
+    let dependencies = ctx.dependencies(role.into()).await;
+    let expected = role_spec(role, &ctx.with(&dependencies)).ok();
     let mut state = PartState {
-        id: Some(spec.name.clone()),
-        arn: Some(found.arn),
-        drift: if expected.is_some() { found.drift } else { Vec::new() },
+        id: Some(name),
+        arn: Some(found.arn.clone()),
+        drift: expected.map(|spec| found.drift(&spec)).unwrap_or_default(),
         tags: Some(found.tags),
         ..PartState::default()
     };
-    if role == Role::Instance {
-        match iam::instance_profile(&ctx.aws.iam, &spec.name).await? {
-            Some(profile) => {
-                state.facts.instance_profile_arn = Some(profile.arn);
-                // The profile shares the role's name: one that is not the stack's makes the part not its own.
-                let role_stack = state.tags.as_ref().and_then(|t| t.get(aws::STACK_TAG));
-                if profile.tags.get(aws::STACK_TAG) != role_stack {
-                    state.tags = Some(profile.tags);
-                }
+    match profile {
+        Some(Some(profile)) => {
+            state.facts.instance_profile_arn = Some(profile.arn);
+            // The profile shares the role's name: one that is not the stack's makes the part not its own.
+            let role_stack = state.tags.as_ref().and_then(|t| t.get(aws::STACK_TAG));
+            if profile.tags.get(aws::STACK_TAG) != role_stack {
+                state.tags = Some(profile.tags);
             }
-            None => state.drift.push("instance profile is missing".into()),
         }
+        Some(None) => state.drift.push("instance profile is missing".into()),
+        None => {}
     }
     Ok(Some(state))
 }
@@ -324,15 +323,9 @@ async fn observe_role(role: Role, ctx: &PartContext<'_>) -> PartResult<Option<Pa
 /// Without its role, the instance role part is what an instance profile of its name says: nothing when
 /// there is none or it is the stack's own (the next apply recreates the role), a look-alike for the plan to
 /// name when it is someone else's.
-async fn observe_orphan_profile(role: Role, ctx: &PartContext<'_>, name: &str) -> PartResult<Option<PartState>> {
-    if role != Role::Instance {
-        return Ok(None);
-    }
-    let Some(profile) = iam::instance_profile(&ctx.aws.iam, name).await? else { return Ok(None) };
-    if profile.tags.get(aws::STACK_TAG) == Some(&ctx.spec.name) {
-        return Ok(None);
-    }
-    Ok(Some(PartState { arn: Some(profile.arn), tags: Some(profile.tags), ..PartState::default() }))
+fn orphan_profile(ctx: &PartContext<'_>, profile: Option<iam::InstanceProfile>) -> Option<PartState> {
+    let profile = profile.filter(|p| p.tags.get(aws::STACK_TAG) != Some(&ctx.spec.name))?;
+    Some(PartState { arn: Some(profile.arn), tags: Some(profile.tags), ..PartState::default() })
 }
 
 /// Removes a role (and its instance profile) or schedules the secret's deletion.

@@ -613,7 +613,8 @@ pub struct PartContext<'a> {
     pub spec: &'a StackSpec,
     /// AWS clients.
     pub aws: &'a AwsContext,
-    /// Outputs of other parts: direct dependencies for ensure and observe, everything observed for remove.
+    /// Outputs of other parts: direct dependencies for ensure, everything observed for remove. An observe
+    /// asks for its dependencies itself ([`PartContext::dependencies`]), at the point where it needs them.
     pub parts: &'a BTreeMap<Part, PartState>,
     /// What this apply does with the stack's passwords.
     pub passwords: Passwords<'a>,
@@ -644,6 +645,37 @@ pub struct Passwords<'a> {
 impl Passwords<'_> {
     /// Both kept: every walk but an apply's.
     pub const KEEP: Passwords<'static> = Passwords { database: PasswordChange::Keep, rabbitmq: PasswordChange::Keep };
+}
+
+impl<'a> PartContext<'a> {
+    /// Another part's state, as far as it exists and is the stack's own: in a survey, once the survey has
+    /// observed it (see [`SharedReads`]); elsewhere, what the walk handed over.
+    pub async fn dependency(&self, part: Part) -> Option<PartState> {
+        if let Some(state) = self.parts.get(&part) {
+            return Some(state.clone());
+        }
+        self.reads?.observed(part).await
+    }
+
+    /// The states of the parts `part` depends on, as far as they exist and are the stack's own. An observe
+    /// asks for them after its own lookups, so that its requests do not wait for theirs.
+    pub async fn dependencies(&self, part: Part) -> BTreeMap<Part, PartState> {
+        let mut found = BTreeMap::new();
+        for dependency in part.depends_on() {
+            if let Some(state) = self.dependency(dependency).await {
+                found.insert(dependency, state);
+            }
+        }
+        found
+    }
+
+    /// This context with `parts` as the other parts' outputs.
+    pub fn with<'b>(&self, parts: &'b BTreeMap<Part, PartState>) -> PartContext<'b>
+    where
+        'a: 'b,
+    {
+        PartContext { spec: self.spec, aws: self.aws, parts, passwords: self.passwords, reads: self.reads }
+    }
 }
 
 impl PartContext<'_> {

@@ -255,6 +255,10 @@ async fn ensure_group(group: Group, ctx: &PartContext<'_>) -> PartResult<PartSta
 
 /// Observes a security group and how its rules differ.
 async fn observe_group(group: Group, ctx: &PartContext<'_>) -> PartResult<Option<PartState>> {
+    // Every group is found by the survey's one request, so waiting for the groups this one admits (and for
+    // the VPC, which that request needs) costs no request of its own.
+    let dependencies = ctx.dependencies(Part::SecurityGroup(group)).await;
+    let ctx = &ctx.with(&dependencies);
     let Ok(vpc_id) = ctx.id_of(Part::Network) else { return Ok(None) };
     let Some(found) = find_group(ctx, vpc_id, group).await? else { return Ok(None) };
     let mut state = PartState { tags: Some(found.tags.clone()), ..PartState::with_id(&found.id) };
@@ -315,9 +319,12 @@ async fn s3_endpoint_plan(
 ) -> PartResult<(std::collections::BTreeSet<String>, Option<aws::ec2::GatewayEndpoint>)> {
     let vpc_id = ctx.id_of(Part::Network)?;
     let client = &ctx.aws.ec2;
-    let tables = aws::ec2::route_tables_for_subnets(client, vpc_id, &ctx.subnet_ids()?).await?;
     let service = aws::ec2::s3_endpoint_service(&ctx.spec.partition, &ctx.spec.region);
-    let endpoints = aws::ec2::gateway_endpoints(client, vpc_id, &service).await?;
+    let subnets = ctx.subnet_ids()?;
+    let (tables, endpoints) = tokio::try_join!(
+        aws::ec2::route_tables_for_subnets(client, vpc_id, &subnets),
+        aws::ec2::gateway_endpoints(client, vpc_id, &service)
+    )?;
     let ours = |e: &aws::ec2::GatewayEndpoint| {
         e.tags.get(aws::STACK_TAG) == Some(&ctx.spec.name)
             && e.tags.get(aws::PART_TAG).map(String::as_str) == Some("s3_endpoint")
@@ -351,6 +358,8 @@ async fn ensure_s3_endpoint(ctx: &PartContext<'_>) -> PartResult<PartState> {
 /// Observes the stack's S3 endpoint (found by its tags) and whether it routes every task subnet that no
 /// other endpoint serves.
 async fn observe_s3_endpoint(ctx: &PartContext<'_>) -> PartResult<Option<PartState>> {
+    let dependencies = ctx.dependencies(Part::S3Endpoint).await;
+    let ctx = &ctx.with(&dependencies);
     if ctx.id_of(Part::Network).is_err() {
         return Ok(None);
     }

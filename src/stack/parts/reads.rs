@@ -1,26 +1,41 @@
-//! Reads a survey shares between parts: where one request can answer several parts (EC2 describes every
-//! security group of the stack by name at once, ECS up to ten services, Cloud Map lists a namespace's
-//! services), the first part that asks makes the
-//! request and the others wait for its answer. A survey observes every part concurrently, so this turns
-//! one request per part into one per kind. Only surveys share reads: ensure and remove always ask afresh,
-//! since what they read must follow what they have just written.
+//! Reads a survey shares between parts.
+//!
+//! Where one request can answer several parts (EC2 describes every security group of the stack by name at
+//! once, ECS up to ten services, Cloud Map lists a namespace's services), the first part that asks makes
+//! the request and the others wait for its answer: one request per kind instead of one per part.
+//!
+//! A survey also starts every part at once and publishes each observation here as it arrives, so a part
+//! waits for another only where it needs it: before its own requests when it cannot find its resource
+//! without the other's id (a mount target needs its file system's), and otherwise only when it judges
+//! drift. A refresh then costs the longest chain of lookups, not the depth of the creation graph.
+//!
+//! Only surveys share reads: ensure and remove always ask afresh, since what they read must follow what
+//! they have just written.
 
 use std::collections::BTreeMap;
 
-use tokio::sync::OnceCell;
+use tokio::sync::{OnceCell, watch};
 
 use crate::aws::{self, AwsError, AwsResult};
 
+use super::data::creation_token;
 use super::network::group_name;
-use super::{Group, PartContext, PartResult};
+use super::{Group, Part, PartContext, PartResult, PartState};
+use crate::stack::model::namespace_name;
 use crate::stack::service::Service;
 
 /// The shared answers of one survey.
 #[derive(Debug, Default)]
 pub struct SharedReads {
+    /// Each surveyed part's observation once it is known: `None` until then, `Some(None)` when the part
+    /// does not exist, is not the stack's own, or could not be read (that failure is reported by the part
+    /// itself, and makes the whole survey fail).
+    observed: BTreeMap<Part, watch::Sender<Option<Option<PartState>>>>,
     security_groups: OnceCell<Result<BTreeMap<String, aws::ec2::SecurityGroup>, AwsError>>,
     services: OnceCell<Result<BTreeMap<String, aws_sdk_ecs::types::Service>, AwsError>>,
-    discovery: OnceCell<Result<Vec<(String, String)>, AwsError>>,
+    namespace: OnceCell<Result<Option<aws::servicediscovery::Namespace>, AwsError>>,
+    file_system: OnceCell<Result<Option<aws_sdk_efs::types::FileSystemDescription>, AwsError>>,
+    discovery: OnceCell<Result<Vec<aws::servicediscovery::ListedService>, AwsError>>,
 }
 
 /// Every security group a stack may have, for the one request that finds them all.
@@ -32,6 +47,27 @@ fn answer<T: Clone>(stored: &Result<T, AwsError>) -> AwsResult<T> {
 }
 
 impl SharedReads {
+    /// The shared reads of a survey of `parts`.
+    pub fn for_parts(parts: &[Part]) -> Self {
+        let observed = parts.iter().map(|p| (*p, watch::Sender::new(None))).collect();
+        SharedReads { observed, ..SharedReads::default() }
+    }
+
+    /// Publishes what the survey found of `part`: its state when it is the stack's own, `None` otherwise
+    /// (a look-alike's id never ends up in another part's request).
+    pub fn publish(&self, part: Part, own: Option<PartState>) {
+        if let Some(cell) = self.observed.get(&part) {
+            cell.send_replace(Some(own));
+        }
+    }
+
+    /// The survey's observation of `part`, once it is published; `None` when it is not the stack's own.
+    pub async fn observed(&self, part: Part) -> Option<PartState> {
+        let mut receiver = self.observed.get(&part)?.subscribe();
+        let published = receiver.wait_for(Option::is_some).await.ok()?;
+        published.clone().flatten()
+    }
+
     /// The stack's security group `group` in the VPC, as found by the survey's one request for all of them.
     pub async fn security_group(
         &self,
@@ -57,17 +93,36 @@ impl SharedReads {
         Ok(answer(found)?.remove(service.name()))
     }
 
-    /// The discovery service of `service` in the stack's namespace, found among the names the survey's one
-    /// listing of the namespace returned.
+    /// The namespace under the stack's name, whoever owns it: the namespace part and the discovery services
+    /// inside it look it up once.
+    pub async fn namespace(&self, ctx: &PartContext<'_>) -> PartResult<Option<aws::servicediscovery::Namespace>> {
+        let (client, name) = (&ctx.aws.servicediscovery, namespace_name(&ctx.spec.name));
+        let found = self.namespace.get_or_init(|| aws::servicediscovery::describe_namespace(client, &name)).await;
+        Ok(answer(found)?)
+    }
+
+    /// The file system under the stack's creation token, whoever owns it: the file system part, its mount
+    /// targets and its access points look it up once.
+    pub async fn file_system(
+        &self,
+        ctx: &PartContext<'_>,
+    ) -> PartResult<Option<aws_sdk_efs::types::FileSystemDescription>> {
+        let (client, token) = (&ctx.aws.efs, creation_token(&ctx.spec.name));
+        let found = self.file_system.get_or_init(|| aws::efs::describe_by_token(client, &token)).await;
+        Ok(answer(found)?)
+    }
+
+    /// The discovery service of `service` in the stack's namespace, with its tags, found among the names the
+    /// survey's one listing of the namespace returned.
     pub async fn discovery_service(
         &self,
         ctx: &PartContext<'_>,
         namespace_id: &str,
         service: Service,
-    ) -> PartResult<Option<aws::servicediscovery::DiscoveryService>> {
+    ) -> PartResult<Option<(aws::servicediscovery::DiscoveryService, BTreeMap<String, String>)>> {
         let client = &ctx.aws.servicediscovery;
         let listed =
             self.discovery.get_or_init(|| aws::servicediscovery::service_summaries(client, namespace_id)).await;
-        Ok(aws::servicediscovery::find_service(client, &answer(listed)?, namespace_id, service.name()).await?)
+        Ok(aws::servicediscovery::observe_service(client, &answer(listed)?, namespace_id, service.name()).await?)
     }
 }

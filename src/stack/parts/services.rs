@@ -348,15 +348,24 @@ pub async fn ensure(part: ServicesPart, ctx: &PartContext<'_>) -> PartResult<Par
     }
 }
 
+/// The namespace under the stack's name, through the survey's shared read when there is one.
+async fn namespace(ctx: &PartContext<'_>) -> PartResult<Option<aws::servicediscovery::Namespace>> {
+    match ctx.reads {
+        Some(reads) => reads.namespace(ctx).await,
+        None => {
+            Ok(aws::servicediscovery::describe_namespace(&ctx.aws.servicediscovery, &namespace_name(&ctx.spec.name))
+                .await?)
+        }
+    }
+}
+
 /// Observes a service part.
 pub async fn observe(part: ServicesPart, ctx: &PartContext<'_>) -> PartResult<Option<PartState>> {
     let (aws, spec) = (ctx.aws, ctx.spec);
     match part {
         ServicesPart::Namespace => {
             let client = &aws.servicediscovery;
-            let Some(ns) = aws::servicediscovery::describe_namespace(client, &namespace_name(&spec.name)).await? else {
-                return Ok(None);
-            };
+            let Some(ns) = namespace(ctx).await? else { return Ok(None) };
             let tags = aws::servicediscovery::tags(client, &ns.arn).await?;
             Ok(Some(PartState {
                 id: Some(ns.id),
@@ -367,14 +376,21 @@ pub async fn observe(part: ServicesPart, ctx: &PartContext<'_>) -> PartResult<Op
             }))
         }
         ServicesPart::Discovery(s) => {
-            let Ok(ns_id) = ctx.id_of(Part::Namespace) else { return Ok(None) };
+            // The namespace's services are listed while its tags are read; what is found counts only once the
+            // namespace has proven to be the stack's own.
+            let Some(ns_id) = namespace(ctx).await?.map(|ns| ns.id) else { return Ok(None) };
             let client = &aws.servicediscovery;
             let found = match ctx.reads {
-                Some(reads) => reads.discovery_service(ctx, ns_id, s).await?,
-                None => aws::servicediscovery::describe_service(client, ns_id, s.name()).await?,
+                Some(reads) => reads.discovery_service(ctx, &ns_id, s).await?,
+                None => {
+                    let listed = aws::servicediscovery::service_summaries(client, &ns_id).await?;
+                    aws::servicediscovery::observe_service(client, &listed, &ns_id, s.name()).await?
+                }
             };
-            let Some(found) = found else { return Ok(None) };
-            let tags = aws::servicediscovery::tags(client, &found.arn).await?;
+            let Some((found, tags)) = found else { return Ok(None) };
+            if ctx.dependency(Part::Namespace).await.and_then(|ns| ns.id) != Some(ns_id) {
+                return Ok(None);
+            }
             Ok(Some(PartState {
                 id: Some(found.id),
                 arn: Some(found.arn),
@@ -384,23 +400,29 @@ pub async fn observe(part: ServicesPart, ctx: &PartContext<'_>) -> PartResult<Op
             }))
         }
         ServicesPart::TaskDefinition(s) => {
-            let expected = task_definition_spec(ctx, s).ok();
-            Ok(aws::ecs::describe_task_definition(&aws.ecs, &family(&spec.name, s), expected.as_ref()).await?.map(
-                |td| {
-                    let mut state =
-                        PartState { arn: Some(td.arn), drift: td.drift, tags: Some(td.tags), ..PartState::default() };
-                    state.facts.image = td.image;
-                    state.facts.cpu = td.cpu;
-                    state.facts.memory = td.memory;
-                    state.facts.password_version = password_version_in(s, &td.environment);
-                    task_definition_state(ctx, s, state)
-                },
-            ))
+            let Some(td) = aws::ecs::describe_task_definition(&aws.ecs, &family(&spec.name, s)).await? else {
+                return Ok(None);
+            };
+            let dependencies = ctx.dependencies(Part::TaskDefinition(s)).await;
+            let ctx = &ctx.with(&dependencies);
+            let drift = task_definition_spec(ctx, s).map(|expected| td.drift(&expected)).unwrap_or_default();
+            let mut state = PartState { arn: Some(td.arn), drift, tags: Some(td.tags), ..PartState::default() };
+            state.facts.image = td.image;
+            state.facts.cpu = td.cpu;
+            state.facts.memory = td.memory;
+            state.facts.password_version = password_version_in(s, &td.environment);
+            Ok(Some(task_definition_state(ctx, s, state)))
         }
         ServicesPart::Service(s) => {
+            let found = match ctx.reads {
+                Some(reads) => Some(reads.service(ctx, s).await?),
+                None => None,
+            };
+            let dependencies = ctx.dependencies(Part::Service(s)).await;
+            let ctx = &ctx.with(&dependencies);
             let expected = service_spec(ctx, s).ok();
-            let observed = match ctx.reads {
-                Some(reads) => aws::ecs::service_observation(reads.service(ctx, s).await?, expected.as_ref()),
+            let observed = match found {
+                Some(found) => aws::ecs::service_observation(found, expected.as_ref()),
                 None => aws::ecs::describe_service(&aws.ecs, &spec.name, s.name(), expected.as_ref()).await?,
             };
             Ok(observed.map(|svc| {

@@ -255,14 +255,18 @@ async fn observe_bucket(part: Bucket, ctx: &PartContext<'_>) -> PartResult<Optio
     let (spec, aws) = (ctx.spec, ctx.aws);
     let bucket = bucket_name(part, spec);
     let required: &[&str] = if part == Bucket::AccessLogs { &[aws::s3::LOGGING_SERVICE] } else { &[] };
-    let Some(found) = aws::s3::observe(&aws.s3, bucket, bucket_key(part, spec), required).await? else {
-        return Ok(None);
+    let more = async {
+        match part {
+            Bucket::AccessLogs => aws::s3::log_expiry_drift(&aws.s3, bucket, spec.log_retention_days).await,
+            Bucket::Archive => aws::s3::logging_drift(&aws.s3, bucket, &archive_log_target(spec)).await,
+            Bucket::State => Ok(None),
+        }
     };
-    let more = match part {
-        Bucket::AccessLogs => aws::s3::log_expiry_drift(&aws.s3, bucket, spec.log_retention_days).await?,
-        Bucket::Archive => aws::s3::logging_drift(&aws.s3, bucket, &archive_log_target(spec)).await?,
-        Bucket::State => None,
-    };
+    // Asked alongside the bucket's other settings rather than after them: when the bucket turns out not to
+    // exist, the answer (an error) is not used.
+    let (found, more) = tokio::join!(aws::s3::observe(&aws.s3, bucket, bucket_key(part, spec), required), more);
+    let Some(found) = found? else { return Ok(None) };
+    let more = more?;
     let mut state = PartState {
         id: Some(bucket.to_string()),
         arn: Some(bucket_arn(&spec.partition, bucket)),
