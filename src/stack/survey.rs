@@ -1,6 +1,6 @@
-//! Surveying a stack: every part is observed forward through the graph, each with the parts it depends
-//! on, and what was found is sorted into the stack's own parts and look-alikes that merely share their
-//! names (see [`super::ownership`]). Read, plan, apply and destroy all start from a survey, so none of them
+//! Surveying a stack: every part is observed at once, each waiting for the parts it depends on only where
+//! it needs them (see [`SharedReads`]), and what was found is sorted into the stack's own parts and
+//! look-alikes that merely share their names (see [`super::ownership`]). Read, plan, apply and destroy all start from a survey, so none of them
 //! ever acts on a resource it has not first judged. A survey only reads.
 
 use std::collections::BTreeMap;

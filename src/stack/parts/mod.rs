@@ -8,8 +8,10 @@
 //!
 //! Every operation may be called again after a crash and must converge: ensure finds the part by its
 //! deterministic name and adopts it before creating anything; remove treats "already gone" as done.
-//! Ensure and observe receive the outputs of the parts they depend on; remove receives what a refresh just
-//! observed of every part, because a backward walk runs before the parts it would otherwise read.
+//! Ensure receives the outputs of the parts it depends on. Observe asks for them itself
+//! ([`PartContext::dependencies`]) after its own lookups, so a survey's requests do not queue behind the
+//! graph. Remove receives what a refresh just observed of every part, because a backward walk runs before
+//! the parts it would otherwise read.
 //!
 //! Adding a part: a variant of [`Part`] with its name in [`Part::key`], its edges in [`Part::depends_on`]
 //! (each one that costs time says why), its wait in [`Part::typical_seconds`] and its family in

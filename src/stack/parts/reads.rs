@@ -126,3 +126,28 @@ impl SharedReads {
         Ok(aws::servicediscovery::observe_service(client, &answer(listed)?, namespace_id, service.name()).await?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_observation_is_awaited_until_it_is_published() {
+        let reads = SharedReads::for_parts(&[Part::Network, Part::FileSystem]);
+        let waiting = reads.observed(Part::FileSystem);
+        tokio::pin!(waiting);
+        // Nothing published yet: the waiter is still waiting.
+        assert!(futures_util::FutureExt::now_or_never(&mut waiting).is_none());
+        reads.publish(Part::FileSystem, Some(PartState::with_id("fs-1")));
+        assert_eq!(waiting.await.and_then(|s| s.id).as_deref(), Some("fs-1"));
+    }
+
+    #[tokio::test]
+    async fn an_absent_or_foreign_part_and_one_outside_the_survey_are_none() {
+        let reads = SharedReads::for_parts(&[Part::Network]);
+        reads.publish(Part::Network, None);
+        assert_eq!(reads.observed(Part::Network).await, None);
+        // Not surveyed: answered at once rather than awaited forever.
+        assert_eq!(reads.observed(Part::Database).await, None);
+    }
+}
