@@ -150,9 +150,33 @@ async fn make_look_alikes(emu: &Emulator, stack: &str) -> Result<String, String>
         .send()
         .await
         .map_err(|e| describe(&e))?;
-    emu.efs()
+    // A file system under the stack's creation token, with a mount target and an access point of the names
+    // the stack's own would have: found with the file system, but never the stack's.
+    let fs = emu
+        .efs()
         .create_file_system()
         .creation_token(format!("datavault-{stack}"))
+        .send()
+        .await
+        .map_err(|e| describe(&e))?;
+    let subnets = emu
+        .ec2()
+        .describe_subnets()
+        .filters(aws_sdk_ec2::types::Filter::builder().name("vpc-id").values(&vpc).build())
+        .send()
+        .await
+        .map_err(|e| describe(&e))?;
+    let subnet = subnets.subnets().first().and_then(|s| s.subnet_id()).ok_or("no subnet in the default VPC")?;
+    let efs = emu.efs();
+    efs.create_mount_target()
+        .file_system_id(fs.file_system_id())
+        .subnet_id(subnet)
+        .send()
+        .await
+        .map_err(|e| describe(&e))?;
+    efs.create_access_point()
+        .file_system_id(fs.file_system_id())
+        .tags(aws_sdk_efs::types::Tag::builder().key("Name").value(format!("{stack}-rabbitmq")).build().expect("tag"))
         .send()
         .await
         .map_err(|e| describe(&e))?;
@@ -263,15 +287,18 @@ async fn snapshot(emu: &Emulator, stack: &str) -> Result<Snapshot, String> {
         .await
         .map_err(|e| describe(&e))?;
     let ids: Vec<String> = systems.file_systems().iter().map(|f| f.file_system_id().to_string()).collect();
-    let mut mount_targets = Vec::new();
+    let (mut mount_targets, mut access_points) = (Vec::new(), Vec::new());
     for id in &ids {
         let out = emu.efs().describe_mount_targets().file_system_id(id).send().await.map_err(|e| describe(&e))?;
         mount_targets.extend(out.mount_targets().iter().map(|t| t.mount_target_id().to_string()));
+        let out = emu.efs().describe_access_points().file_system_id(id).send().await.map_err(|e| describe(&e))?;
+        access_points
+            .extend(out.access_points().iter().map(|p| (p.access_point_id().map(str::to_string), p.tags().to_vec())));
     }
     shot.insert(
         "file system".into(),
         format!(
-            "{:?} mount targets {mount_targets:?}",
+            "{:?} mount targets {mount_targets:?} access points {access_points:?}",
             systems.file_systems().iter().map(|f| (f.file_system_id(), f.tags(), f.encrypted())).collect::<Vec<_>>()
         ),
     );
