@@ -231,7 +231,7 @@ pub async fn observe(part: DataPart, ctx: &PartContext<'_>) -> PartResult<Option
             let Some(fs) = file_system(ctx).await? else { return Ok(None) };
             let fs_id = fs.file_system_id();
             let found = aws::efs::describe_access_point(&aws.efs, fs_id, &access_point_spec(&spec.name, kind)).await?;
-            if !is_own_file_system(ctx, fs_id).await {
+            if !ctx.is_own(Part::FileSystem, fs_id).await {
                 return Ok(None);
             }
             Ok(found.map(|p| PartState {
@@ -252,17 +252,12 @@ pub async fn observe(part: DataPart, ctx: &PartContext<'_>) -> PartResult<Option
 
 /// The file system under the stack's creation token, whoever owns it, through the survey's shared read
 /// when there is one. Its mount targets and access points are looked up as soon as it is found, and count
-/// only once it has proven to be the stack's own ([`is_own_file_system`]).
+/// only once it has proven to be the stack's own ([`PartContext::is_own`]).
 async fn file_system(ctx: &PartContext<'_>) -> PartResult<Option<aws_sdk_efs::types::FileSystemDescription>> {
     match ctx.reads {
         Some(reads) => reads.file_system(ctx).await,
         None => Ok(aws::efs::describe_by_token(&ctx.aws.efs, &creation_token(&ctx.spec.name)).await?),
     }
-}
-
-/// Whether `fs_id` is the stack's own file system, as its part was observed.
-async fn is_own_file_system(ctx: &PartContext<'_>, fs_id: &str) -> bool {
-    ctx.dependency(Part::FileSystem).await.and_then(|fs| fs.id).as_deref() == Some(fs_id)
 }
 
 /// The mount targets, with a subnet of the stack's that has none and targets outside the file system's
@@ -271,7 +266,7 @@ async fn observe_mount_targets(ctx: &PartContext<'_>) -> PartResult<Option<PartS
     let Some(fs) = file_system(ctx).await? else { return Ok(None) };
     let fs_id = fs.file_system_id().to_string();
     let targets = aws::efs::describe_mount_targets(&ctx.aws.efs, &fs_id).await?;
-    if targets.is_empty() || !is_own_file_system(ctx, &fs_id).await {
+    if targets.is_empty() || !ctx.is_own(Part::FileSystem, &fs_id).await {
         return Ok(None);
     }
     let dependencies = ctx.dependencies(Part::MountTargets).await;

@@ -671,6 +671,12 @@ impl<'a> PartContext<'a> {
         found
     }
 
+    /// Whether `id` is the id of the stack's own `part`: what a part found inside a resource it looked up by
+    /// name (a file system, a namespace) needs before it counts, since that resource may be a look-alike.
+    pub async fn is_own(&self, part: Part, id: &str) -> bool {
+        self.dependency(part).await.and_then(|state| state.id).as_deref() == Some(id)
+    }
+
     /// This context with `parts` as the other parts' outputs.
     pub fn with<'b>(&self, parts: &'b BTreeMap<Part, PartState>) -> PartContext<'b>
     where

@@ -388,7 +388,7 @@ pub async fn observe(part: ServicesPart, ctx: &PartContext<'_>) -> PartResult<Op
                 }
             };
             let Some((found, tags)) = found else { return Ok(None) };
-            if ctx.dependency(Part::Namespace).await.and_then(|ns| ns.id) != Some(ns_id) {
+            if !ctx.is_own(Part::Namespace, &ns_id).await {
                 return Ok(None);
             }
             Ok(Some(PartState {
