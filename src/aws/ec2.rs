@@ -509,10 +509,14 @@ fn normalise_protocol(protocol: &str) -> String {
 }
 
 /// A security group as it is now.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SecurityGroup {
     /// Its id, e.g. `sg-0abc`.
     pub id: String,
+    /// Its name, unique within its VPC.
+    pub name: String,
+    /// The VPC it belongs to.
+    pub vpc_id: String,
     /// Its ingress rules, one per source, sorted.
     pub ingress: Vec<IngressRule>,
     /// Whether the allow-all IPv4 egress rule is present.
@@ -675,6 +679,8 @@ fn to_security_group(group: &aws_sdk_ec2::types::SecurityGroup) -> SecurityGroup
     let all_v4 = IngressRule::all_traffic("0.0.0.0/0", "").identity();
     SecurityGroup {
         id: group.group_id().unwrap_or_default().to_string(),
+        name: group.group_name().unwrap_or_default().to_string(),
+        vpc_id: group.vpc_id().unwrap_or_default().to_string(),
         ingress: rules_from_permissions(group.ip_permissions()),
         egress_all: egress.iter().any(|r| r.identity() == all_v4),
         egress,
@@ -780,21 +786,20 @@ pub async fn describe_security_group(client: &Client, vpc_id: &str, name: &str) 
     find_group(client, vpc_id, name).await
 }
 
-/// The security groups of the VPC that have one of `names`, by name, in one request.
-pub async fn security_groups_named(
-    client: &Client,
-    vpc_id: &str,
-    names: &[String],
-) -> AwsResult<BTreeMap<String, SecurityGroup>> {
-    let out = client
+/// The security groups that have one of `names`, in every VPC, in one request: the VPC does not narrow
+/// the request, so it need not wait for the VPC's own lookup (callers pick the VPC's groups by `vpc_id`).
+pub async fn security_groups_named(client: &Client, names: &[String]) -> AwsResult<Vec<SecurityGroup>> {
+    let mut groups = Vec::new();
+    let mut pages = client
         .describe_security_groups()
         .filters(filter("group-name", names.iter().map(String::as_str)))
-        .filters(filter("vpc-id", [vpc_id]))
-        .send()
-        .await
-        .map_err(|e| AwsError::from_sdk("DescribeSecurityGroups", e))?;
-    let named = out.security_groups().iter().filter_map(|g| Some((g.group_name()?.to_string(), to_security_group(g))));
-    Ok(named.collect())
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| AwsError::from_sdk("DescribeSecurityGroups", e))?;
+        groups.extend(page.security_groups().iter().map(to_security_group));
+    }
+    Ok(groups)
 }
 
 /// Makes the group's ingress rules exactly `rules`: missing ones are authorized (first, so a changed source

@@ -1,5 +1,6 @@
 //! The EC2 module against the local emulator: network lookup, security groups (create, adopt, converge,
-//! teardown of groups that reference each other) and launch templates (create, adopt, new versions).
+//! teardown of groups that reference each other, the one lookup by name across VPCs) and launch templates
+//! (create, adopt, new versions).
 
 use crate::common;
 
@@ -136,6 +137,47 @@ async fn security_groups_converge_and_tear_down() {
     assert_eq!(ec2::describe_security_group(client, &vpc.id, &db_name).await.unwrap(), None);
     ec2::delete_security_group(client, &db, Duration::from_secs(30)).await.unwrap();
     ec2::revoke_all_ingress(client, &db).await.unwrap();
+}
+
+#[tokio::test]
+async fn groups_named_alike_in_two_vpcs_are_told_apart_by_their_vpc() {
+    let Some(aws) = common::emulator().await else { return };
+    let client = &aws.ec2;
+    let default_vpc = ec2::default_vpc(client).await.unwrap().unwrap();
+    let other = client.create_vpc().cidr_block("10.77.0.0/16").send().await.expect("CreateVpc");
+    let other_vpc = other.vpc().and_then(|v| v.vpc_id()).unwrap().to_string();
+    let stack = common::unique("dv-sgx");
+    let name = format!("{stack}-services");
+    let ours =
+        ec2::ensure_security_group(client, &default_vpc.id, &name, "DataVault services", &tags(&stack, "services"))
+            .await
+            .unwrap();
+    // Another team's group of the same name in another VPC (names are unique only within a VPC).
+    let theirs = client
+        .create_security_group()
+        .group_name(&name)
+        .description("another team's")
+        .vpc_id(&other_vpc)
+        .send()
+        .await
+        .expect("CreateSecurityGroup")
+        .group_id()
+        .unwrap()
+        .to_string();
+
+    let found = ec2::security_groups_named(client, std::slice::from_ref(&name)).await.unwrap();
+    let mut seen: Vec<(String, String, String)> =
+        found.iter().map(|g| (g.name.clone(), g.vpc_id.clone(), g.id.clone())).collect();
+    seen.sort();
+    let mut expected =
+        vec![(name.clone(), default_vpc.id.clone(), ours.clone()), (name.clone(), other_vpc.clone(), theirs.clone())];
+    expected.sort();
+    assert_eq!(seen, expected, "one request finds the name in every VPC, each group with its own VPC");
+
+    for id in [&ours, &theirs] {
+        ec2::delete_security_group(client, id, Duration::from_secs(30)).await.unwrap();
+    }
+    client.delete_vpc().vpc_id(&other_vpc).send().await.expect("DeleteVpc");
 }
 
 #[tokio::test]

@@ -255,9 +255,14 @@ async fn ensure_group(group: Group, ctx: &PartContext<'_>) -> PartResult<PartSta
 
 /// Observes a security group and how its rules differ.
 async fn observe_group(group: Group, ctx: &PartContext<'_>) -> PartResult<Option<PartState>> {
-    // Every group is found by the survey's one request, so waiting for the groups this one admits (and for
-    // the VPC, which that request needs) costs no request of its own.
-    let dependencies = ctx.dependencies(Part::SecurityGroup(group)).await;
+    // Every group is found by the survey's one request, which names them in any VPC and so starts at once,
+    // beside the VPC's lookup; waiting for the VPC and the groups this one admits then costs no request.
+    let look_up = async {
+        if let Some(reads) = ctx.reads {
+            reads.look_up_security_groups(ctx).await;
+        }
+    };
+    let (dependencies, ()) = tokio::join!(ctx.dependencies(Part::SecurityGroup(group)), look_up);
     let ctx = &ctx.with(&dependencies);
     let Ok(vpc_id) = ctx.id_of(Part::Network) else { return Ok(None) };
     let Some(found) = find_group(ctx, vpc_id, group).await? else { return Ok(None) };

@@ -31,7 +31,7 @@ pub struct SharedReads {
     /// does not exist, is not the stack's own, or could not be read (that failure is reported by the part
     /// itself, and makes the whole survey fail).
     observed: BTreeMap<Part, watch::Sender<Option<Option<PartState>>>>,
-    security_groups: OnceCell<Result<BTreeMap<String, aws::ec2::SecurityGroup>, AwsError>>,
+    security_groups: OnceCell<Result<Vec<aws::ec2::SecurityGroup>, AwsError>>,
     services: OnceCell<Result<BTreeMap<String, aws_sdk_ecs::types::Service>, AwsError>>,
     namespace: OnceCell<Result<Option<aws::servicediscovery::Namespace>, AwsError>>,
     file_system: OnceCell<Result<Option<aws_sdk_efs::types::FileSystemDescription>, AwsError>>,
@@ -40,6 +40,12 @@ pub struct SharedReads {
 
 /// Every security group a stack may have, for the one request that finds them all.
 const GROUPS: [Group; 5] = [Group::Instances, Group::Services, Group::Database, Group::FileSystem, Group::LoadBalancer];
+
+/// The group named `name` in the VPC, from groups found by name in every VPC: the same name in another
+/// VPC is someone else's group.
+fn in_vpc(groups: Vec<aws::ec2::SecurityGroup>, vpc_id: &str, name: &str) -> Option<aws::ec2::SecurityGroup> {
+    groups.into_iter().find(|g| g.vpc_id == vpc_id && g.name == name)
+}
 
 /// The stored answer, or its error again (each part that waited reports it as its own).
 fn answer<T: Clone>(stored: &Result<T, AwsError>) -> AwsResult<T> {
@@ -68,6 +74,13 @@ impl SharedReads {
         published.clone().flatten()
     }
 
+    /// Starts the survey's one request for every security group the stack may have, by name in any VPC, so
+    /// that it runs beside the VPC's own lookup; [`SharedReads::security_group`] then picks from its answer.
+    pub async fn look_up_security_groups(&self, ctx: &PartContext<'_>) {
+        // An error is kept in the cell and reported by `security_group`.
+        let _ = self.all_security_groups(ctx).await;
+    }
+
     /// The stack's security group `group` in the VPC, as found by the survey's one request for all of them.
     pub async fn security_group(
         &self,
@@ -75,10 +88,13 @@ impl SharedReads {
         vpc_id: &str,
         group: Group,
     ) -> PartResult<Option<aws::ec2::SecurityGroup>> {
+        let found = answer(self.all_security_groups(ctx).await)?;
+        Ok(in_vpc(found, vpc_id, &group_name(&ctx.spec.name, group)))
+    }
+
+    async fn all_security_groups(&self, ctx: &PartContext<'_>) -> &Result<Vec<aws::ec2::SecurityGroup>, AwsError> {
         let names: Vec<String> = GROUPS.iter().map(|g| group_name(&ctx.spec.name, *g)).collect();
-        let found =
-            self.security_groups.get_or_init(|| aws::ec2::security_groups_named(&ctx.aws.ec2, vpc_id, &names)).await;
-        Ok(answer(found)?.remove(&group_name(&ctx.spec.name, group)))
+        self.security_groups.get_or_init(|| aws::ec2::security_groups_named(&ctx.aws.ec2, &names)).await
     }
 
     /// The stack's ECS service `service` in its cluster, in any status, as found by the survey's one
@@ -140,6 +156,24 @@ mod tests {
         assert!(futures_util::FutureExt::now_or_never(&mut waiting).is_none());
         reads.publish(Part::FileSystem, Some(PartState::with_id("fs-1")));
         assert_eq!(waiting.await.and_then(|s| s.id).as_deref(), Some("fs-1"));
+    }
+
+    #[test]
+    fn a_group_is_picked_by_its_vpc_and_name() {
+        let group = |id: &str, name: &str, vpc_id: &str| aws::ec2::SecurityGroup {
+            id: id.to_string(),
+            name: name.to_string(),
+            vpc_id: vpc_id.to_string(),
+            ..Default::default()
+        };
+        let found = vec![
+            group("sg-other", "dv-services", "vpc-other"),
+            group("sg-db", "dv-database", "vpc-1"),
+            group("sg-ours", "dv-services", "vpc-1"),
+        ];
+        assert_eq!(in_vpc(found.clone(), "vpc-1", "dv-services").map(|g| g.id).as_deref(), Some("sg-ours"));
+        assert_eq!(in_vpc(found.clone(), "vpc-other", "dv-services").map(|g| g.id).as_deref(), Some("sg-other"));
+        assert_eq!(in_vpc(found, "vpc-2", "dv-services"), None, "not in this VPC");
     }
 
     #[tokio::test]
