@@ -8,6 +8,8 @@ mod common;
 mod autoscaling;
 #[path = "emulator/ec2.rs"]
 mod ec2;
+#[path = "emulator/ecr.rs"]
+mod ecr;
 #[path = "emulator/ecs.rs"]
 mod ecs;
 #[path = "emulator/efs.rs"]

@@ -48,15 +48,11 @@ fn tag_list(tags: &BTreeMap<String, String>) -> AwsResult<Vec<Tag>> {
     super::try_tags_as(tags, |k, v| Tag::builder().key(k).value(v).build())
 }
 
-/// Describes the repository; `None` when it does not exist.
+/// Describes the repository; `None` when it does not exist. Its drift covers scanning only: the lifecycle
+/// policy is a request of its own ([`lifecycle_drift`]), made only for a repository that exists, so that
+/// looking for a stack's names before it is created costs one request per repository.
 pub async fn describe(client: &Client, name: &str) -> AwsResult<Option<Repository>> {
-    // Both at once: a refresh waits one round trip. The lifecycle read of a missing repository fails as
-    // missing too, and is dropped with it.
-    let (described, lifecycle) = tokio::join!(
-        client.describe_repositories().repository_names(name).send(),
-        client.get_lifecycle_policy().repository_name(name).send()
-    );
-    let out = match described {
+    let out = match client.describe_repositories().repository_names(name).send().await {
         Ok(out) => out,
         Err(err) => {
             let err = AwsError::from_sdk("DescribeRepositories", err);
@@ -68,18 +64,29 @@ pub async fn describe(client: &Client, name: &str) -> AwsResult<Option<Repositor
     if !repo.image_scanning_configuration().is_some_and(|c| c.scan_on_push()) {
         drift.push("scan on push is off".to_string());
     }
-    if let Err(err) = lifecycle {
-        let err = AwsError::from_sdk("GetLifecyclePolicy", err);
-        if !err.is(&["LifecyclePolicyNotFoundException"]) {
-            return Err(err);
-        }
-        drift.push("lifecycle policy is missing".to_string());
-    }
     Ok(Some(Repository {
         arn: repo.repository_arn().unwrap_or_default().to_string(),
         uri: repo.repository_uri().unwrap_or_default().to_string(),
         drift,
     }))
+}
+
+/// How the repository's lifecycle policy differs from the stack's: `None` when it is there. A repository
+/// deleted meanwhile has no drift to report (its absence is the caller's finding).
+pub async fn lifecycle_drift(client: &Client, name: &str) -> AwsResult<Option<String>> {
+    match client.get_lifecycle_policy().repository_name(name).send().await {
+        Ok(_) => Ok(None),
+        Err(err) => {
+            let err = AwsError::from_sdk("GetLifecyclePolicy", err);
+            if err.is(&["RepositoryNotFoundException"]) {
+                Ok(None)
+            } else if err.is(&["LifecyclePolicyNotFoundException"]) {
+                Ok(Some("lifecycle policy is missing".to_string()))
+            } else {
+                Err(err)
+            }
+        }
+    }
 }
 
 /// Creates the repository (encrypted with `kms_key` when given, which ECR fixes at creation) or adopts the

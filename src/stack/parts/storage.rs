@@ -220,14 +220,15 @@ pub async fn observe(part: StoragePart, ctx: &PartContext<'_>) -> PartResult<Opt
                 return Ok(None);
             };
             let name = repository_name(&spec.name, COMPONENTS[i]);
-            let (tags, image) = tokio::join!(
+            let (tags, image, lifecycle) = tokio::join!(
                 aws::ecr::tags(&aws.ecr, &repo.arn),
-                aws::ecr::has_image(&aws.ecr, &name, &spec.image_tag)
+                aws::ecr::has_image(&aws.ecr, &name, &spec.image_tag),
+                aws::ecr::lifecycle_drift(&aws.ecr, &name)
             );
             let state = PartState {
                 arn: Some(repo.arn),
                 url: Some(repo.uri),
-                drift: repo.drift,
+                drift: repo.drift.into_iter().chain(lifecycle?).collect(),
                 tags: Some(tags?),
                 ..PartState::default()
             };
