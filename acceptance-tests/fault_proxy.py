@@ -19,6 +19,10 @@ default mix: moto ignores idempotency tokens such as Cloud Map's CreatorRequestI
 CreateAutoScalingGroup of the same name, so a retried create duplicates there where AWS would not), and
 added latency (the request is delayed, then forwarded).
 
+One answer is corrected to AWS's on its way back, whatever the configuration: moto's Cloud Map ListServices
+ignores its NAMESPACE_ID filter, so the proxy drops the services of other namespaces
+(`only_listed_namespaces`).
+
 Runtime control, on the proxy's own port (never forwarded):
 
   POST /__proxy/config   JSON, merged into the configuration (keys below); {"reset": true} first restores
@@ -26,7 +30,8 @@ Runtime control, on the proxy's own port (never forwarded):
   GET  /__proxy/config   the configuration
   GET  /__proxy/stats    counters: total, forwarded, faulted, by kind, by action, freeze progress
   GET  /__proxy/log      one record per AWS request: n, action, method and path (which tell S3 and EFS
-                         calls apart), start/end (seconds since the proxy started), status, fault
+                         calls apart), service (from the signature), start/end (seconds since the proxy
+                         started), status, fault
   POST /__proxy/clear    zero the counters and the log, keep the configuration
 
 Configuration keys (also from the environment: FAULT_PROXY_RATE, FAULT_PROXY_KINDS (comma-separated),
@@ -153,6 +158,8 @@ class State:
         service = "ecr" if target.startswith(aws_model.ECR) else "ecs"
         if target.startswith(aws_model.SECRETS):
             service = "secretsmanager"
+        if target.startswith(CLOUD_MAP):
+            service = "servicediscovery"
         payload = json.dumps(body).encode()
         conn = http.client.HTTPConnection(self.upstream.hostname, self.upstream.port or 80, timeout=60)
         try:
@@ -261,6 +268,33 @@ class State:
 
 
 READ_PREFIXES = ("Describe", "Get", "List", "Head", "BatchGet", "Lookup", "Search", "Discover")
+
+CLOUD_MAP = "Route53AutoNaming_v20170314"
+
+
+def only_listed_namespaces(body, payload, call_upstream, headers):
+    """Cloud Map's ListServices answer as AWS gives it: only services of the namespaces a NAMESPACE_ID filter
+    names. moto (5.1) ignores that filter and lists every namespace's services, so a lookup by name in one
+    stack's namespace would see every stack's services of that name, which AWS never shows it. Each listed
+    service's namespace is read from the emulator directly (not an AWS request of the client's)."""
+    try:
+        request = json.loads(body or b"{}")
+        answer = json.loads(payload or b"{}")
+    except ValueError:
+        return payload
+    wanted = None
+    for rule in request.get("Filters") or []:
+        if rule.get("Name") == "NAMESPACE_ID" and rule.get("Condition", "EQ") in ("EQ", "IN"):
+            wanted = set(rule.get("Values") or [])
+    if wanted is None or "Services" not in answer:
+        return payload
+    kept = []
+    for service in answer["Services"]:
+        status, got = call_upstream(f"{CLOUD_MAP}.GetService", {"Id": service.get("Id")}, headers)
+        if status == 200 and got.get("Service", {}).get("NamespaceId") in wanted:
+            kept.append(service)
+    answer["Services"] = kept
+    return json.dumps(answer).encode()
 
 
 def call_kind(action, method):
@@ -496,6 +530,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     "action": action,
                     "method": self.command,
                     "path": self.path,
+                    "service": signing_service(self.headers),
                     "start": start,
                     "end": self.state.now(),
                     "status": status,
@@ -541,6 +576,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return self.send(status, headers, payload)
         try:
             status, headers, payload = self.forward(body)
+            if status == 200 and self.headers.get("X-Amz-Target") == f"{CLOUD_MAP}.ListServices":
+                payload = only_listed_namespaces(body, payload, state.call_upstream, self.headers)
             if model is not None:
                 payload = model.rewrite(protocol, action, body, self.headers, self.path, status, payload)
         except OSError as e:

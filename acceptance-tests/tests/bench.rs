@@ -308,6 +308,59 @@ async fn networks(emulator: &datavault_acceptance_tests::Emulator, count: usize)
     Ok(networks)
 }
 
+/// The least time the proxy's token buckets allow for the answered requests among `records`, per
+/// (service, kind) bucket, slowest first: each bucket starts full (`burst`) and refills at its rate, and
+/// throttled requests take no token, so only the answered ones count. The first is the floor of the wall.
+fn rate_limit_floors(records: &[Record]) -> Vec<LimitFloor> {
+    let (read_burst, read_rate, write_burst, write_rate) = RATE_LIMITS;
+    let mut answered: std::collections::BTreeMap<(String, bool), Vec<&Record>> = std::collections::BTreeMap::new();
+    for record in records.iter().filter(|r| r.fault.as_deref() != Some("rate_limit")) {
+        answered.entry((record.service.clone(), record.is_write())).or_default().push(record);
+    }
+    let mut floors: Vec<LimitFloor> = answered
+        .into_iter()
+        .map(|((service, write), requests)| {
+            let (burst, rate) = if write { (write_burst, write_rate) } else { (read_burst, read_rate) };
+            let operations: Vec<Record> = requests.iter().map(|r| (*r).clone()).collect();
+            LimitFloor {
+                seconds: (requests.len() as u64).saturating_sub(burst) as f64 / rate as f64,
+                bucket: format!("{service} {}", if write { "writes" } else { "reads" }),
+                operations: by_operation(&operations),
+            }
+        })
+        .collect();
+    floors.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));
+    floors
+}
+
+/// A rate-limit bucket's floor: seconds, the bucket, and its answered requests by operation.
+struct LimitFloor {
+    seconds: f64,
+    bucket: String,
+    operations: String,
+}
+
+impl LimitFloor {
+    /// The floor set by the slowest of `floors` (as [`rate_limit_floors`] orders them).
+    fn of(floors: &[LimitFloor]) -> String {
+        match floors.first() {
+            Some(floor) if floor.seconds > 0.0 => format!("{:.1} s ({})", floor.seconds, floor.bucket),
+            _ => "0 (none)".to_string(),
+        }
+    }
+
+    /// The buckets over their burst, for the lines under the table.
+    fn details(floors: &[LimitFloor]) -> String {
+        let over: Vec<String> = floors
+            .iter()
+            .filter(|f| f.seconds > 0.0)
+            .take(3)
+            .map(|f| format!("{} {:.1} s [{}]", f.bucket, f.seconds, f.operations))
+            .collect();
+        if over.is_empty() { "none over its burst".to_string() } else { over.join("; ") }
+    }
+}
+
 /// Token buckets per service the proxy meters requests with: EC2's documented figures for describe calls
 /// (100, refilled at 20 per second) and for most writes (200, refilled at 5 per second).
 const RATE_LIMITS: (u64, u64, u64, u64) = (100, 20, 200, 5);
@@ -338,36 +391,55 @@ fn bench_many_stacks() {
          Terraform's default parallelism (10)"
     )];
     lines.push(format!(
-        "{:<8} {:>12} {:>10} {:>12} {:>10} {:>12} {:>10} {:>12}",
-        "stacks", "apply wall", "vs 1", "req/stack", "throttled", "destroy wall", "vs 1", "throttled"
+        "{:<8} {:>12} {:>10} {:>12} {:>10} {:>22} {:>12} {:>10} {:>10} {:>22}",
+        "stacks",
+        "apply wall",
+        "vs 1",
+        "req/stack",
+        "throttled",
+        "limit floor",
+        "destroy wall",
+        "vs 1",
+        "throttled",
+        "limit floor"
     ));
     let mut first: Option<(Duration, Duration)> = None;
+    let mut details = Vec::new();
     for count in counts {
         let tf = ctx.workdir(&format!("many-{count}"), &many_stacks_config(&format!("rb-m{count}"), count, &networks));
         let apply = measure(&ctx, "apply", || tf.apply());
         let apply_throttled = ctx.proxy.stats().by_kind.get("rate_limit").copied().unwrap_or(0);
+        let apply_floors = rate_limit_floors(&ctx.proxy.records());
         let destroy = measure(&ctx, "destroy", || tf.destroy());
         let destroy_throttled = ctx.proxy.stats().by_kind.get("rate_limit").copied().unwrap_or(0);
+        let destroy_floors = rate_limit_floors(&ctx.proxy.records());
         let (apply_1, destroy_1) = *first.get_or_insert((apply.wall, destroy.wall));
         lines.push(format!(
-            "{:<8} {:>12} {:>10.2} {:>12.1} {:>10} {:>12} {:>10.2} {:>12}",
+            "{:<8} {:>12} {:>10.2} {:>12.1} {:>10} {:>22} {:>12} {:>10.2} {:>10} {:>22}",
             count,
             secs(apply.wall),
             apply.wall.as_secs_f64() / apply_1.as_secs_f64(),
             (apply.requests - apply_throttled) as f64 / count as f64,
             apply_throttled,
+            LimitFloor::of(&apply_floors),
             secs(destroy.wall),
             destroy.wall.as_secs_f64() / destroy_1.as_secs_f64(),
             destroy_throttled,
+            LimitFloor::of(&destroy_floors),
         ));
+        details.push(format!("{count} stacks, apply: {}", LimitFloor::details(&apply_floors)));
+        details.push(format!("{count} stacks, destroy: {}", LimitFloor::details(&destroy_floors)));
     }
     ctx.proxy.reset();
     lines.push(
         "(vs 1: wall over the one-stack wall, linear growth would equal the stack count; req/stack: requests that \
          got an answer, per stack; every apply and destroy succeeded, throttled requests were retried by the \
-         provider's retry mode)"
+         provider's retry mode; limit floor: the least time the rate limits allow for the requests that got an \
+         answer, max over (service, kind) of (answered - burst) / refill rate, and the bucket it comes from; \
+         below, the slowest buckets with their answered requests by operation)"
             .to_string(),
     );
+    lines.extend(details);
     announce(&lines.join("\n"));
     ctx.finish();
 }

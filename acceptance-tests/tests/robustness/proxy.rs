@@ -71,6 +71,8 @@ pub struct Record {
     pub method: String,
     /// The request path with its query (what tells S3 calls apart: `/bucket?tagging`).
     pub path: String,
+    /// The service its signature names (`ec2`, `iam`, `s3`): what the proxy's rate limits are kept per.
+    pub service: String,
     /// When it arrived, in seconds since the proxy started.
     pub start: f64,
     /// When the proxy finished with it.
@@ -217,6 +219,7 @@ impl Proxy {
                         action: r["action"].as_str().unwrap_or_default().to_string(),
                         method: r["method"].as_str().unwrap_or_default().to_string(),
                         path: r["path"].as_str().unwrap_or_default().to_string(),
+                        service: r["service"].as_str().unwrap_or_default().to_string(),
                         start: r["start"].as_f64().unwrap_or(0.0),
                         end: r["end"].as_f64().unwrap_or(0.0),
                         status: r["status"].as_u64(),
