@@ -543,6 +543,17 @@ pub async fn ensure_role(client: &Client, spec: &RoleSpec) -> AwsResult<Role> {
     Ok(Role { name: spec.name.clone(), arn: current.arn })
 }
 
+/// The role's ARN and tags, without its policies (one request): what tells whether it exists and whose it
+/// is. `None` when it does not exist. Reads only.
+pub async fn find_role(client: &Client, name: &str) -> AwsResult<Option<(String, BTreeMap<String, String>)>> {
+    let out = client.get_role().role_name(name).send().await.map_err(|e| AwsError::from_sdk("GetRole", e));
+    let Some(out) = unless_missing(out)? else { return Ok(None) };
+    Ok(out.role().map(|role| {
+        let tags = role.tags().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect();
+        (role.arn().to_string(), tags)
+    }))
+}
+
 /// Describes the role with its policies; `None` when it does not exist. Reads only.
 pub async fn observe_role(client: &Client, name: &str) -> AwsResult<Option<RoleObservation>> {
     let Some(current) = fetch_role(client, name).await? else { return Ok(None) };

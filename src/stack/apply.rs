@@ -22,7 +22,7 @@ use super::parts::{
     SOURCE_REPOSITORY, WEB_PATH, WEB_PORT,
 };
 use super::service::Service;
-use super::survey::{CONCURRENCY, Survey, survey};
+use super::survey::{CONCURRENCY, Purpose, Survey, survey};
 /// How often the steady-state wait polls ECS.
 const STEADY_STATE_POLL: Duration = Duration::from_secs(15);
 
@@ -80,7 +80,7 @@ pub async fn converge(
     if let Some(refusal) = super::plan::kms_key_change_refusal(prior, planned) {
         return unchanged(Diagnostics(vec![refusal]));
     }
-    let found = match survey(&stop, aws, &spec, &Part::possible(), &BTreeMap::new(), "Nothing was changed.").await {
+    let found = match survey(&stop, aws, &spec, &Part::possible(), Purpose::Ownership, "Nothing was changed.").await {
         Ok(found) => found,
         Err(diagnostics) => return unchanged(diagnostics),
     };
@@ -338,7 +338,7 @@ fn null_unknowns(value: Value) -> Value {
 pub async fn delete(ctx: &RequestContext, aws: &AwsContext, prior: &Value) -> Diagnostics {
     let spec = StackSpec::from_value(prior, aws);
     let stop = cancelled_after(&ctx.cancel, spec.timeouts.delete);
-    let found = match survey(&stop, aws, &spec, &Part::possible(), &BTreeMap::new(), "Nothing was deleted.").await {
+    let found = match survey(&stop, aws, &spec, &Part::possible(), Purpose::Ownership, "Nothing was deleted.").await {
         Ok(found) => found,
         Err(diagnostics) => return diagnostics,
     };

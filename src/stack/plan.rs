@@ -16,7 +16,7 @@ use super::outputs::{MAP_OUTPUTS, PART_OUTPUTS};
 use super::ownership::{PrivateState, Report, conflict_diagnostics};
 use super::parts::{Part, dns_name};
 use super::service::Service;
-use super::survey::survey;
+use super::survey::{Purpose, survey};
 use super::{checks, guard};
 
 /// Fills in what the provider knows at plan time on top of the framework's generic plan, and refuses now,
@@ -36,7 +36,7 @@ pub async fn modify_plan(ctx: &RequestContext, change: &mut PlannedChange, aws: 
         // A new stack: look for everything under its names first (a killed apply's parts are the stack's
         // own and are adopted; anything else is not).
         let consequence = "The plan could not check the stack's names.";
-        match survey(&ctx.cancel, aws, &spec, &Part::possible(), &BTreeMap::new(), consequence).await {
+        match survey(&ctx.cancel, aws, &spec, &Part::possible(), Purpose::Ownership, consequence).await {
             Ok(found) => (found.conflicts(&spec), Report::Refuse),
             Err(failed) => {
                 diagnostics.extend(failed);
@@ -367,7 +367,7 @@ pub async fn plan_destroy(ctx: &RequestContext, prior: &Value, aws: &AwsContext)
     let spec = StackSpec::from_value(prior, aws);
     let mut diags = Diagnostics::new();
     let guarded = [Part::ArchiveBucket, Part::Database];
-    let checked = match survey(&ctx.cancel, aws, &spec, &guarded, &BTreeMap::new(), "").await {
+    let checked = match survey(&ctx.cancel, aws, &spec, &guarded, Purpose::Ownership, "").await {
         Ok(found) => guard::blockers(aws, &spec, &found.own, &guarded).await.map_err(|e| e.to_string()),
         Err(failed) => Err(failed.0.iter().map(|d| d.detail.clone()).collect::<Vec<_>>().join(" ")),
     };

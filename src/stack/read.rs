@@ -12,7 +12,7 @@ use super::ownership::{Conflict, PrivateState, bullets};
 use super::parts::{Group, Part, PartState};
 use super::schema::DEFAULT_LOG_RETENTION_DAYS;
 use super::service::Service;
-use super::survey::{Survey, survey};
+use super::survey::{Purpose, Survey, survey};
 use super::validation::name_problem;
 
 /// Refreshes `state` from AWS. `None` when the stack is gone (only the retained state bucket, or nothing,
@@ -34,7 +34,7 @@ pub async fn read(ctx: &RequestContext, aws: &AwsContext, state: &Value) -> Stat
     for pass in 0..2 {
         let spec = StackSpec::from_value(&state, aws);
         let consequence = "The state was left as it was.";
-        let found = match survey(&ctx.cancel, aws, &spec, &Part::possible(), &BTreeMap::new(), consequence).await {
+        let found = match survey(&ctx.cancel, aws, &spec, &Part::possible(), Purpose::Refresh, consequence).await {
             Ok(found) => found,
             Err(failed) => {
                 diagnostics.extend(failed);

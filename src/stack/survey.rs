@@ -20,6 +20,17 @@ use super::parts::{self, Part, PartContext, PartState, Passwords, SharedReads, d
 /// account's write rate limits (a few requests per second for many APIs) clear of throttling.
 pub const CONCURRENCY: usize = 8;
 
+/// What a survey is for, which decides how much of each part it reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// A refresh: every part is found and judged for drift, which the plan then shows.
+    Refresh,
+    /// Finding what exists and whose it is, before a new stack is planned or an apply or destroy acts:
+    /// drift is not judged where judging costs requests of its own (a role's policies, each a request),
+    /// since ensure and remove read afresh whatever they change.
+    Ownership,
+}
+
 /// What exists under a stack's names.
 #[derive(Debug, Clone, Default)]
 pub struct Survey {
@@ -52,20 +63,21 @@ impl Survey {
 }
 
 /// Observes `parts`, all at once: each part waits for another's observation only where it needs it (see
-/// [`SharedReads`]), and a dependency outside `parts` is taken from `known` (parts already ensured). Only
+/// [`SharedReads`]); a dependency outside `parts` counts as absent. Only
 /// the stack's own parts are handed to the parts that depend on them: a look-alike's id never ends up in a
-/// request. On failure or cancellation, the diagnostics say which part could not be read and end with
-/// `consequence` (what the caller therefore did not do).
+/// request. `purpose` says whether drift is judged. On failure or cancellation, the diagnostics say which
+/// part could not be read and end with `consequence` (what the caller therefore did not do).
 pub async fn survey(
     cancel: &CancellationToken,
     aws: &AwsContext,
     spec: &StackSpec,
     parts: &[Part],
-    known: &BTreeMap<Part, PartState>,
+    purpose: Purpose,
     consequence: &str,
 ) -> Result<Survey, Diagnostics> {
-    let reads = SharedReads::for_parts(parts);
+    let reads = SharedReads::for_parts(parts).judging_drift(purpose == Purpose::Refresh);
     let reads = &reads;
+    let known = &BTreeMap::new();
     // No edges: a part's dependencies are awaited inside its observe. Every part runs at once (a waiting
     // part holds its slot, so a cap below the number of parts could leave a dependency unstarted). Reads
     // are what AWS allows most of (EC2's describe calls refill at 20 per second on a bucket of 100), and a

@@ -62,6 +62,9 @@ async fn role_is_created_adopted_converged_and_deleted() {
     let seen = observe_role(client, &spec).await.unwrap().expect("role exists");
     assert_eq!(seen.arn, role.arn);
     assert!(seen.drift.is_empty(), "fresh role drifted: {:?}", seen.drift);
+    let (arn, tags) = iam::find_role(client, &name).await.unwrap().expect("found without its policies");
+    assert_eq!((arn, tags.get(STACK_TAG).map(String::as_str)), (role.arn.clone(), Some("test")));
+    assert_eq!(iam::find_role(client, &format!("{name}-absent")).await.unwrap(), None);
     assert_eq!(iam::ensure_role(client, &spec).await.unwrap(), role, "second ensure adopts the same role");
 
     let tags = client.list_role_tags().role_name(&name).send().await.unwrap();

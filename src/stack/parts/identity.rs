@@ -292,19 +292,18 @@ async fn observe_role(role: Role, ctx: &PartContext<'_>) -> PartResult<Option<Pa
             _ => Ok(None),
         }
     };
-    let (found, profile) = tokio::try_join!(iam::observe_role(iam_client, &name), profile)?;
-    let Some(found) = found else { return Ok(orphan_profile(ctx, profile.flatten())) };
+    let (found, profile) = tokio::try_join!(find_role(ctx, &name), profile)?;
+    let Some((arn, tags, found)) = found else { return Ok(orphan_profile(ctx, profile.flatten())) };
     // Without the parts its policies name (secrets, file system, log group), the role's expected shape is
     // unknown: it is found, but not judged; the parts that are missing are reported themselves.
-    let dependencies = ctx.dependencies(role.into()).await;
-    let expected = role_spec(role, &ctx.with(&dependencies)).ok();
-    let mut state = PartState {
-        id: Some(name),
-        arn: Some(found.arn.clone()),
-        drift: expected.map(|spec| found.drift(&spec)).unwrap_or_default(),
-        tags: Some(found.tags),
-        ..PartState::default()
+    let drift = match found {
+        Some(found) => {
+            let dependencies = ctx.dependencies(role.into()).await;
+            role_spec(role, &ctx.with(&dependencies)).map(|spec| found.drift(&spec)).unwrap_or_default()
+        }
+        None => Vec::new(),
     };
+    let mut state = PartState { id: Some(name), arn: Some(arn), drift, tags: Some(tags), ..PartState::default() };
     match profile {
         Some(Some(profile)) => {
             state.facts.instance_profile_arn = Some(profile.arn);
@@ -318,6 +317,20 @@ async fn observe_role(role: Role, ctx: &PartContext<'_>) -> PartResult<Option<Pa
         None => {}
     }
     Ok(Some(state))
+}
+
+/// The role's ARN and tags, with what drift needs (its policies) when the observation judges drift;
+/// `None` when there is no such role.
+async fn find_role(
+    ctx: &PartContext<'_>,
+    name: &str,
+) -> PartResult<Option<(String, BTreeMap<String, String>, Option<iam::RoleObservation>)>> {
+    if ctx.judges_drift() {
+        let found = iam::observe_role(&ctx.aws.iam, name).await?;
+        Ok(found.map(|found| (found.arn.clone(), found.tags.clone(), Some(found))))
+    } else {
+        Ok(iam::find_role(&ctx.aws.iam, name).await?.map(|(arn, tags)| (arn, tags, None)))
+    }
 }
 
 /// Without its role, the instance role part is what an instance profile of its name says: nothing when

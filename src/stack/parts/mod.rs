@@ -650,6 +650,13 @@ impl Passwords<'_> {
 }
 
 impl<'a> PartContext<'a> {
+    /// Whether an observation judges drift: always, except in a survey that only finds what exists and
+    /// whose it is (see [`crate::stack::survey::Purpose`]), where a part skips the reads that serve drift
+    /// alone.
+    pub fn judges_drift(&self) -> bool {
+        self.reads.is_none_or(SharedReads::judges_drift)
+    }
+
     /// Another part's state, as far as it exists and is the stack's own: in a survey, once the survey has
     /// observed it (see [`SharedReads`]); elsewhere, what the walk handed over.
     pub async fn dependency(&self, part: Part) -> Option<PartState> {

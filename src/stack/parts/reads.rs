@@ -31,6 +31,8 @@ pub struct SharedReads {
     /// does not exist, is not the stack's own, or could not be read (that failure is reported by the part
     /// itself, and makes the whole survey fail).
     observed: BTreeMap<Part, watch::Sender<Option<Option<PartState>>>>,
+    /// Whether the parts judge drift (a refresh) or only find what exists and whose it is.
+    skips_drift: bool,
     security_groups: OnceCell<Result<Vec<aws::ec2::SecurityGroup>, AwsError>>,
     services: OnceCell<Result<BTreeMap<String, aws_sdk_ecs::types::Service>, AwsError>>,
     namespace: OnceCell<Result<Option<aws::servicediscovery::Namespace>, AwsError>>,
@@ -57,6 +59,16 @@ impl SharedReads {
     pub fn for_parts(parts: &[Part]) -> Self {
         let observed = parts.iter().map(|p| (*p, watch::Sender::new(None))).collect();
         SharedReads { observed, ..SharedReads::default() }
+    }
+
+    /// The same reads, judging drift only when `judge` says so (see [`PartContext::judges_drift`]).
+    pub fn judging_drift(self, judge: bool) -> Self {
+        SharedReads { skips_drift: !judge, ..self }
+    }
+
+    /// Whether the survey judges drift.
+    pub fn judges_drift(&self) -> bool {
+        !self.skips_drift
     }
 
     /// Publishes what the survey found of `part`: its state when it is the stack's own, `None` otherwise
@@ -156,6 +168,13 @@ mod tests {
         assert!(futures_util::FutureExt::now_or_never(&mut waiting).is_none());
         reads.publish(Part::FileSystem, Some(PartState::with_id("fs-1")));
         assert_eq!(waiting.await.and_then(|s| s.id).as_deref(), Some("fs-1"));
+    }
+
+    #[test]
+    fn a_survey_judges_drift_unless_told_not_to() {
+        assert!(SharedReads::for_parts(&[Part::Network]).judges_drift());
+        assert!(!SharedReads::for_parts(&[Part::Network]).judging_drift(false).judges_drift());
+        assert!(SharedReads::for_parts(&[Part::Network]).judging_drift(true).judges_drift());
     }
 
     #[test]
