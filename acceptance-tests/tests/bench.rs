@@ -84,7 +84,7 @@ fn operation(record: &Record) -> String {
 }
 
 /// Requests per operation, most frequent first.
-fn by_operation(records: &[Record]) -> String {
+fn by_operation<'r>(records: impl IntoIterator<Item = &'r Record>) -> String {
     let mut counts: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
     for record in records {
         *counts.entry(operation(record)).or_default() += 1;
@@ -321,11 +321,10 @@ fn rate_limit_floors(records: &[Record]) -> Vec<LimitFloor> {
         .into_iter()
         .map(|((service, write), requests)| {
             let (burst, rate) = if write { (write_burst, write_rate) } else { (read_burst, read_rate) };
-            let operations: Vec<Record> = requests.iter().map(|r| (*r).clone()).collect();
             LimitFloor {
                 seconds: (requests.len() as u64).saturating_sub(burst) as f64 / rate as f64,
                 bucket: format!("{service} {}", if write { "writes" } else { "reads" }),
-                operations: by_operation(&operations),
+                operations: by_operation(requests.iter().copied()),
             }
         })
         .collect();
