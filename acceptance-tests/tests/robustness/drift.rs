@@ -2,8 +2,8 @@
 //! deleted, an EFS access point deleted, a rule of the database security group revoked, the archive
 //! bucket's policy deleted. The refreshed plan must update the stack in place and list each in `drift`;
 //! the apply repairs them; both plans are empty after. Settings changed out of band (a desired count, bucket
-//! versioning, a public access block) are reported and restored; a stack whose parts all vanished leaves the
-//! state with a warning and is planned for creation again.
+//! versioning, a public access block, privileges granted to a task role) are reported and restored; a stack
+//! whose parts all vanished leaves the state with a warning and is planned for creation again.
 
 use aws_sdk_ec2::types::{Filter, IpPermission};
 use datavault_acceptance_tests::emulator::describe;
@@ -143,7 +143,8 @@ fn drift_made_through_the_sdk_is_planned_as_an_update_and_repaired() {
 const SETTINGS_NAME: &str = "rb-settings";
 
 /// Changes settings of existing parts out of band: RabbitMQ's desired count (the one service that runs
-/// without a pushed image), the archive bucket's versioning and its public access block.
+/// without a pushed image), the archive bucket's versioning and its public access block, security settings
+/// and the broker's task role.
 async fn change_settings(emu: Emulator) -> Result<(), String> {
     emu.ecs()
         .update_service()
@@ -183,7 +184,45 @@ async fn change_settings(emu: Emulator) -> Result<(), String> {
     let fs_id = file_system_id(&emu).await?;
     let open = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"*"},"Action":"elasticfilesystem:ClientMount","Resource":"*"}]}"#;
     emu.efs().put_file_system_policy().file_system_id(&fs_id).policy(open).send().await.map_err(|e| describe(&e))?;
+    // Privileges someone grants a task role by hand: the stack's roles are least-privilege, so both are drift.
+    let role = format!("{SETTINGS_NAME}-broker-task");
+    emu.iam()
+        .attach_role_policy()
+        .role_name(&role)
+        .policy_arn(ADMINISTRATOR_ACCESS)
+        .send()
+        .await
+        .map_err(|e| describe(&e))?;
+    let everything = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"}]}"#;
+    emu.iam()
+        .put_role_policy()
+        .role_name(&role)
+        .policy_name("backdoor")
+        .policy_document(everything)
+        .send()
+        .await
+        .map_err(|e| describe(&e))?;
     Ok(())
+}
+
+/// The AWS managed policy attached to a task role out of band.
+const ADMINISTRATOR_ACCESS: &str = "arn:aws:iam::aws:policy/AdministratorAccess";
+
+/// The privileges the broker's task role was given out of band, as far as they are still there.
+async fn granted_by_hand(emu: &Emulator) -> Result<Vec<String>, String> {
+    let role = format!("{SETTINGS_NAME}-broker-task");
+    let attached = emu.iam().list_attached_role_policies().role_name(&role).send().await;
+    let attached = attached.map_err(|e| describe(&e))?;
+    let inline = emu.iam().list_role_policies().role_name(&role).send().await.map_err(|e| describe(&e))?;
+    let mut granted: Vec<String> = attached
+        .attached_policies()
+        .iter()
+        .filter_map(|p| p.policy_arn())
+        .filter(|arn| *arn == ADMINISTRATOR_ACCESS)
+        .map(str::to_string)
+        .collect();
+    granted.extend(inline.policy_names().iter().filter(|n| *n == "backdoor").cloned());
+    Ok(granted)
 }
 
 /// The stack's file system, found by its tag.
@@ -255,6 +294,10 @@ async fn settings_restored(emu: Emulator) -> Result<(), String> {
     if !restored {
         return Err(format!("the file system policy was not restored: {policy}"));
     }
+    let granted = granted_by_hand(&emu).await?;
+    if !granted.is_empty() {
+        return Err(format!("the broker's task role still has what was granted by hand: {granted:?}"));
+    }
     Ok(())
 }
 
@@ -280,6 +323,8 @@ fn settings_changed_out_of_band_are_reported_and_restored_and_a_vanished_stack_l
         "the file system policy differs",
         "the secret has no resource policy",
         "keeps logs for ever, expected 365 days",
+        "extra managed policy arn:aws:iam::aws:policy/AdministratorAccess is attached",
+        "extra inline policy backdoor",
     ];
     for expected in expectations {
         assert!(drift.contains(expected), "the refreshed `drift` should say \"{expected}\"; it is {drift}");
@@ -291,7 +336,7 @@ fn settings_changed_out_of_band_are_reported_and_restored_and_a_vanished_stack_l
     );
     announce(&format!(
         "robustness/settings: desired count, versioning, public access block, IAM database authentication, file system \
-         and secret policies, database log retention changed -> drift {drift}"
+         and secret policies, database log retention, task role privileges changed -> drift {drift}"
     ));
 
     tf.run(&["apply", "-input=false", "-no-color", "tfplan"]).ok_or_panic();
