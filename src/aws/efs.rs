@@ -367,18 +367,25 @@ pub async fn find_file_system(client: &Client, creation_token: &str) -> AwsResul
 
 /// How the described file system differs from the managed settings.
 pub async fn observe_file_system(client: &Client, fs: &FileSystemDescription) -> AwsResult<FileSystemObservation> {
-    let encrypted = fs.encrypted().unwrap_or(false);
     let (backups, policy) =
         tokio::try_join!(backups_enabled(client, fs.file_system_id()), policy_in_force(client, fs.file_system_id()))?;
-    let arn = fs.file_system_arn().unwrap_or_default();
-    Ok(FileSystemObservation {
-        id: fs.file_system_id().to_string(),
-        arn: fs.file_system_arn().unwrap_or_default().to_string(),
-        encrypted,
-        life_cycle_state: fs.life_cycle_state().to_string(),
-        tags: tag_map(fs.tags()),
-        drift: file_system_drift(encrypted, backups, policy.as_deref(), arn),
-    })
+    let mut observation = FileSystemObservation::described(fs);
+    observation.drift = file_system_drift(observation.encrypted, backups, policy.as_deref(), &observation.arn);
+    Ok(observation)
+}
+
+impl FileSystemObservation {
+    /// The file system as its description says, without the reads that judge its settings (no drift).
+    pub fn described(fs: &FileSystemDescription) -> FileSystemObservation {
+        FileSystemObservation {
+            id: fs.file_system_id().to_string(),
+            arn: fs.file_system_arn().unwrap_or_default().to_string(),
+            encrypted: fs.encrypted().unwrap_or(false),
+            life_cycle_state: fs.life_cycle_state().to_string(),
+            tags: tag_map(fs.tags()),
+            drift: Vec::new(),
+        }
+    }
 }
 
 fn is_going(state: &str) -> bool {

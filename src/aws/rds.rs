@@ -947,6 +947,24 @@ pub async fn describe_parameter_group(
     };
     let Some(group) = out.db_parameter_groups().first() else { return Ok(None) };
     let arn = group.db_parameter_group_arn().unwrap_or_default().to_string();
+    let (parameters, tags) = tokio::try_join!(parameter_values(client, name, wanted), resource_tags(client, &arn))?;
+    Ok(Some(ParameterGroupObservation {
+        family: group.db_parameter_group_family().unwrap_or_default().to_string(),
+        parameters,
+        tags,
+        arn,
+    }))
+}
+
+/// The values the group sets for `wanted`'s parameters; asked about none, it sends no request.
+async fn parameter_values(
+    client: &Client,
+    name: &str,
+    wanted: &BTreeMap<String, String>,
+) -> AwsResult<BTreeMap<String, String>> {
+    if wanted.is_empty() {
+        return Ok(BTreeMap::new());
+    }
     let described = client
         .describe_db_parameters()
         .db_parameter_group_name(name)
@@ -954,18 +972,12 @@ pub async fn describe_parameter_group(
         .send()
         .await
         .map_err(|e| AwsError::from_sdk("DescribeDBParameters", e))?;
-    let parameters = described
+    Ok(described
         .parameters()
         .iter()
         .filter_map(|p| Some((p.parameter_name()?.to_string(), p.parameter_value()?.to_string())))
         .filter(|(name, _)| wanted.contains_key(name))
-        .collect();
-    Ok(Some(ParameterGroupObservation {
-        family: group.db_parameter_group_family().unwrap_or_default().to_string(),
-        parameters,
-        tags: resource_tags(client, &arn).await?,
-        arn,
-    }))
+        .collect())
 }
 
 async fn resource_tags(client: &Client, arn: &str) -> AwsResult<BTreeMap<String, String>> {

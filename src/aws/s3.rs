@@ -295,6 +295,16 @@ pub async fn tags(client: &Client, bucket: &str) -> AwsResult<BTreeMap<String, S
     }
 }
 
+/// The bucket's tags, without judging its settings (what deciding whose it is needs); `None` when it does
+/// not exist.
+pub async fn find(client: &Client, bucket: &str) -> AwsResult<Option<BTreeMap<String, String>>> {
+    let (exists, tags) = tokio::join!(exists(client, bucket), tags(client, bucket));
+    if !exists? {
+        return Ok(None);
+    }
+    tags.map(Some)
+}
+
 /// Describes the bucket and how it differs from the managed settings (encrypted under `kms_key` when one is
 /// given, its policy naming each of `in_policy` besides denying insecure transport); `None` when it does
 /// not exist.
@@ -304,17 +314,22 @@ pub async fn observe(
     kms_key: Option<&str>,
     in_policy: &[&str],
 ) -> AwsResult<Option<BucketObservation>> {
-    if !exists(client, bucket).await? {
+    // Each setting is its own request; all of them at once, and beside the existence check, so a refresh
+    // waits one round trip for them. When the bucket turns out not to exist, their answers are not used.
+    let settings = async {
+        tokio::try_join!(
+            versioning_drift(client, bucket),
+            public_access_drift(client, bucket),
+            encryption(client, bucket),
+            policy_drift(client, bucket, in_policy),
+            tags(client, bucket),
+        )
+    };
+    let (exists, settings) = tokio::join!(exists(client, bucket), settings);
+    if !exists? {
         return Ok(None);
     }
-    // Each setting is its own request; all of them at once, so a refresh waits one round trip for them.
-    let (versioning, public_access, encryption, policy, tags) = tokio::try_join!(
-        versioning_drift(client, bucket),
-        public_access_drift(client, bucket),
-        encryption(client, bucket),
-        policy_drift(client, bucket, in_policy),
-        tags(client, bucket),
-    )?;
+    let (versioning, public_access, encryption, policy, tags) = settings?;
     let encryption_drift = encryption_drift(encryption.as_ref(), kms_key);
     let drift = [versioning, public_access, encryption_drift, policy].into_iter().flatten().collect();
     let kms_key = encryption.and_then(|e| e.kms_key);

@@ -217,7 +217,11 @@ pub async fn observe(part: DataPart, ctx: &PartContext<'_>) -> PartResult<Option
     match part {
         DataPart::FileSystem => {
             let Some(found) = file_system(ctx).await? else { return Ok(None) };
-            let fs = aws::efs::observe_file_system(&aws.efs, &found).await?;
+            let fs = if ctx.judges_drift() {
+                aws::efs::observe_file_system(&aws.efs, &found).await?
+            } else {
+                aws::efs::FileSystemObservation::described(&found)
+            };
             Ok(Some(PartState {
                 id: Some(fs.id),
                 arn: Some(fs.arn),
@@ -287,7 +291,8 @@ async fn observe_mount_targets(ctx: &PartContext<'_>) -> PartResult<Option<PartS
 
 async fn observe_parameter_group(ctx: &PartContext<'_>) -> PartResult<Option<PartState>> {
     let name = parameter_group_name(&ctx.spec.name);
-    let parameters = database_parameters();
+    // Without drift to judge, only whose the group is matters: no parameter is asked about.
+    let parameters = if ctx.judges_drift() { database_parameters() } else { BTreeMap::new() };
     let Some(found) = aws::rds::describe_parameter_group(&ctx.aws.rds, &name, &parameters).await? else {
         return Ok(None);
     };

@@ -265,7 +265,7 @@ async fn observe_secret(secret: Secret, ctx: &PartContext<'_>) -> PartResult<Opt
         |s: &aws::secretsmanager::SecretInfo| s.tags.get(aws::STACK_TAG).is_some_and(|stack| *stack != ctx.spec.name);
     let Some(info) = info.filter(|s| !s.scheduled_for_deletion || claimed_elsewhere(s)) else { return Ok(None) };
     let drift = match secret_policy(ctx) {
-        Some(expected) if !info.scheduled_for_deletion => {
+        Some(expected) if !info.scheduled_for_deletion && ctx.judges_drift() => {
             let name = secret_name(&ctx.spec.name, secret);
             match aws::secretsmanager::resource_policy(&ctx.aws.secrets, &name).await? {
                 None => vec!["the secret has no resource policy".to_string()],

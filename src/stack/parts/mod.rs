@@ -657,6 +657,12 @@ impl<'a> PartContext<'a> {
         self.reads.is_none_or(SharedReads::judges_drift)
     }
 
+    /// `read`'s answer when the observation judges drift; otherwise nothing, and no request is sent (a
+    /// future does nothing until awaited). For reads that serve drift alone.
+    pub async fn drift_read<T: Default, E>(&self, read: impl Future<Output = Result<T, E>>) -> Result<T, E> {
+        if self.judges_drift() { read.await } else { Ok(T::default()) }
+    }
+
     /// Another part's state, as far as it exists and is the stack's own: in a survey, once the survey has
     /// observed it (see [`SharedReads`]); elsewhere, what the walk handed over.
     pub async fn dependency(&self, part: Part) -> Option<PartState> {

@@ -223,7 +223,7 @@ pub async fn observe(part: StoragePart, ctx: &PartContext<'_>) -> PartResult<Opt
             let (tags, image, lifecycle) = tokio::join!(
                 aws::ecr::tags(&aws.ecr, &repo.arn),
                 aws::ecr::has_image(&aws.ecr, &name, &spec.image_tag),
-                aws::ecr::lifecycle_drift(&aws.ecr, &name)
+                ctx.drift_read(aws::ecr::lifecycle_drift(&aws.ecr, &name))
             );
             let state = PartState {
                 arn: Some(repo.arn),
@@ -255,6 +255,29 @@ pub async fn observe(part: StoragePart, ctx: &PartContext<'_>) -> PartResult<Opt
 async fn observe_bucket(part: Bucket, ctx: &PartContext<'_>) -> PartResult<Option<PartState>> {
     let (spec, aws) = (ctx.spec, ctx.aws);
     let bucket = bucket_name(part, spec);
+    // Deciding whose a bucket is needs its tags alone; only a refresh reads the settings to judge them.
+    let found = if ctx.judges_drift() {
+        judged_bucket(part, ctx).await?
+    } else {
+        let tags = aws::s3::find(&aws.s3, bucket).await?;
+        tags.map(|tags| aws::s3::BucketObservation { tags, drift: Vec::new(), kms_key: None })
+    };
+    let Some(found) = found else { return Ok(None) };
+    let mut state = PartState {
+        id: Some(bucket.to_string()),
+        arn: Some(bucket_arn(&spec.partition, bucket)),
+        drift: found.drift,
+        tags: Some(bucket_marks(ctx, part, found.tags).await?),
+        ..PartState::default()
+    };
+    state.facts.kms_key = found.kms_key;
+    Ok(Some(state))
+}
+
+/// The bucket with every way its settings differ from the managed ones; `None` when it does not exist.
+async fn judged_bucket(part: Bucket, ctx: &PartContext<'_>) -> PartResult<Option<aws::s3::BucketObservation>> {
+    let (spec, aws) = (ctx.spec, ctx.aws);
+    let bucket = bucket_name(part, spec);
     let required: &[&str] = if part == Bucket::AccessLogs { &[aws::s3::LOGGING_SERVICE] } else { &[] };
     let more = async {
         match part {
@@ -266,17 +289,9 @@ async fn observe_bucket(part: Bucket, ctx: &PartContext<'_>) -> PartResult<Optio
     // Asked alongside the bucket's other settings rather than after them: when the bucket turns out not to
     // exist, the answer (an error) is not used.
     let (found, more) = tokio::join!(aws::s3::observe(&aws.s3, bucket, bucket_key(part, spec), required), more);
-    let Some(found) = found? else { return Ok(None) };
-    let more = more?;
-    let mut state = PartState {
-        id: Some(bucket.to_string()),
-        arn: Some(bucket_arn(&spec.partition, bucket)),
-        drift: found.drift.into_iter().chain(more).collect(),
-        tags: Some(bucket_marks(ctx, part, found.tags).await?),
-        ..PartState::default()
-    };
-    state.facts.kms_key = found.kms_key;
-    Ok(Some(state))
+    let Some(mut found) = found? else { return Ok(None) };
+    found.drift.extend(more?);
+    Ok(Some(found))
 }
 
 /// Removes a storage, registry or logging part; the state bucket is always retained.
