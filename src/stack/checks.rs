@@ -329,13 +329,12 @@ async fn check_images(aws: &AwsContext, spec: &StackSpec) -> aws::AwsResult<Vec<
         Some(account) => format!("{account}.dkr.ecr.{}.amazonaws.com", spec.region),
         None => format!("<account>.dkr.ecr.{}.amazonaws.com", spec.region),
     };
-    let mut missing = Vec::new();
-    for component in COMPONENTS.iter().filter(|c| spec.service(c).image.is_none()) {
-        let repository = repository_name(&spec.name, component);
-        if !aws::ecr::has_image(&aws.ecr, &repository, &spec.image_tag).await? {
-            missing.push(format!("{component}: {registry}/{repository}:{}", spec.image_tag));
-        }
-    }
+    // One request per repository, all at once.
+    let checks = COMPONENTS
+        .iter()
+        .filter(|c| spec.service(c).image.is_none())
+        .map(|component| missing_image(aws, spec, component, &registry));
+    let missing: Vec<String> = futures_util::future::try_join_all(checks).await?.into_iter().flatten().collect();
     if missing.is_empty() {
         return Ok(vec![]);
     }
@@ -355,17 +354,32 @@ async fn check_images(aws: &AwsContext, spec: &StackSpec) -> aws::AwsResult<Vec<
     ])
 }
 
+/// `<component>: <push target>` when the stack's repository for `component` lacks the image.
+async fn missing_image(
+    aws: &AwsContext,
+    spec: &StackSpec,
+    component: &str,
+    registry: &str,
+) -> aws::AwsResult<Option<String>> {
+    let repository = repository_name(&spec.name, component);
+    let present = aws::ecr::has_image(&aws.ecr, &repository, &spec.image_tag).await?;
+    Ok((!present).then(|| format!("{component}: {registry}/{repository}:{}", spec.image_tag)))
+}
+
 /// The bucket names are free or reachable by this account. S3 bucket names are global: a name another
 /// account holds can never be created here. Whether a reachable bucket is the stack's own is judged by the
 /// survey that follows.
 async fn check_buckets(aws: &AwsContext, spec: &StackSpec, planned: &Value) -> aws::AwsResult<Vec<Diagnostic>> {
-    let mut found = Vec::new();
-    for (bucket, attribute) in [
+    let buckets = [
         (&spec.archive_bucket, "archive_bucket_name"),
         (&spec.state_bucket, "state_bucket_name"),
         (&spec.access_log_bucket, "name"),
-    ] {
-        let problem = match aws::s3::access(&aws.s3, bucket).await? {
+    ];
+    // One request per bucket, all at once.
+    let access = futures_util::future::try_join_all(buckets.iter().map(|(bucket, _)| aws::s3::access(&aws.s3, bucket)));
+    let mut found = Vec::new();
+    for ((bucket, attribute), access) in buckets.into_iter().zip(access.await?) {
+        let problem = match access {
             BucketAccess::Absent | BucketAccess::Reachable => continue,
             BucketAccess::Forbidden => format!(
                 "The S3 bucket name {bucket} is taken by another AWS account (or this account may not see it). \
