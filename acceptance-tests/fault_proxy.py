@@ -45,7 +45,10 @@ FAULT_PROXY_LATENCY_MS, FAULT_PROXY_SEED):
   rules             [{"action": "CreateDBInstance", "status": 400, "code": "ValidationError",
                       "message": "...", "times": null}]: answer every request for that action (the
                     X-Amz-Target operation, the query Action, or "s3"/"efs" for REST requests) with that
-                    error in the protocol's shape, `times` times (null: always); counted as faults
+                    error in the protocol's shape, `times` times (null: always); counted as faults.
+                    Optional: "method" (HTTP method) and "path" (a regular expression searched in the
+                    request path) narrow a rule to one REST call, such as HEAD of one bucket; "headers"
+                    adds headers to the answer (S3's x-amz-bucket-region, say)
   freeze_after      K: the K-th AWS request is forwarded, but its answer is held back, and every later
                     request is held before it is forwarded; stats say when the K-th answer arrived
                     (freeze.committed), so a test can kill the client at exactly that point. Setting
@@ -205,6 +208,11 @@ class State:
         for rule in config["rules"]:
             if "action" not in rule:
                 raise ValueError(f"a rule needs an action: {rule}")
+            if "path" in rule:
+                try:
+                    re.compile(rule["path"])
+                except re.error as e:
+                    raise ValueError(f"a rule's path must be a regular expression: {e}") from e
         limits = config.get("rate_limits")
         if limits is not None:
             for kind in ("read", "write"):
@@ -472,6 +480,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.send(400, {"Content-Type": "application/json"}, json.dumps({"error": str(e)}).encode())
         self.send(200, {"Content-Type": "application/json"}, json.dumps(result).encode())
 
+    def matches(self, rule, action):
+        """Whether the rule is for this request, and has answers left."""
+        return (
+            rule["action"] == action
+            and (rule.get("times") is None or rule["times"] > 0)
+            and rule.get("method", self.command) == self.command
+            and ("path" not in rule or re.search(rule["path"], self.path) is not None)
+        )
+
     def decide(self, action):
         """Takes the request's number and decides its fate: (n, rule, fault kind, freeze role, generation)."""
         state = self.state
@@ -482,7 +499,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             config = state.config
             rule = None
             for candidate in config["rules"]:
-                if candidate["action"] == action and (candidate.get("times") is None or candidate["times"] > 0):
+                if self.matches(candidate, action):
                     rule = candidate
                     if rule.get("times") is not None:
                         rule["times"] -= 1
@@ -554,6 +571,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             status, headers, payload = error_response(
                 protocol, int(rule.get("status", 400)), rule["code"], rule.get("message", "Injected by fault_proxy")
             )
+            headers.update(rule.get("headers") or {})
             self.record(n, action, start, status, f"rule:{rule['code']}")
             return self.send(status, headers, payload)
         if kind in ("throttle", "rate_limit"):

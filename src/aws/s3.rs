@@ -129,13 +129,17 @@ pub async fn access(client: &Client, bucket: &str) -> AwsResult<BucketAccess> {
     match client.head_bucket().bucket(bucket).send().await {
         Ok(_) => Ok(BucketAccess::Reachable),
         Err(err) => {
-            let region = err.raw_response().and_then(|r| r.headers().get("x-amz-bucket-region")).map(str::to_string);
+            // A HEAD answer has no body, so S3's error code is missing for anything the SDK does not model
+            // (only 404 is): the status and the region header say what happened.
+            let raw = err.raw_response();
+            let status = raw.map(|r| r.status().as_u16());
+            let region = raw.and_then(|r| r.headers().get("x-amz-bucket-region")).map(str::to_string);
             let err = AwsError::from_sdk("HeadBucket", err);
-            if err.is(&["NotFound", "NoSuchBucket", "404"]) {
+            if err.is(&["NotFound", "NoSuchBucket"]) || status == Some(404) {
                 Ok(BucketAccess::Absent)
-            } else if err.is(&["Forbidden", "AccessDenied", "403"]) {
+            } else if err.is(&["Forbidden", "AccessDenied"]) || status == Some(403) {
                 Ok(BucketAccess::Forbidden)
-            } else if err.is(&["PermanentRedirect", "MovedPermanently", "301"]) || region.is_some() {
+            } else if err.is(&["PermanentRedirect", "MovedPermanently"]) || status == Some(301) || region.is_some() {
                 Ok(BucketAccess::ElsewhereIn(region))
             } else {
                 Err(err)
@@ -144,25 +148,25 @@ pub async fn access(client: &Client, bucket: &str) -> AwsResult<BucketAccess> {
     }
 }
 
-/// Whether the bucket exists and is ours. A bucket owned by another account is an error.
+/// Whether the bucket exists and is this account's to use. A bucket another account owns, or one in
+/// another region, is an error that says so.
 pub async fn exists(client: &Client, bucket: &str) -> AwsResult<bool> {
-    match client.head_bucket().bucket(bucket).send().await {
-        Ok(_) => Ok(true),
-        Err(err) => {
-            let err = AwsError::from_sdk("HeadBucket", err);
-            if err.is(&["NotFound", "NoSuchBucket"]) {
-                Ok(false)
-            } else if err.is(&["Forbidden", "AccessDenied", "403"]) {
-                Err(AwsError::other(
-                    "HeadBucket",
-                    format!(
-                        "bucket {bucket} exists but this account cannot access it; S3 bucket names are global, choose another name"
-                    ),
-                ))
-            } else {
-                Err(err)
-            }
-        }
+    match access(client, bucket).await? {
+        BucketAccess::Absent => Ok(false),
+        BucketAccess::Reachable => Ok(true),
+        BucketAccess::Forbidden => Err(AwsError::other(
+            "HeadBucket",
+            format!(
+                "bucket {bucket} exists but this account cannot access it; S3 bucket names are global, choose another name"
+            ),
+        )),
+        BucketAccess::ElsewhereIn(region) => Err(AwsError::other(
+            "HeadBucket",
+            format!(
+                "bucket {bucket} exists in {}, not in this client's region; choose another name",
+                region.as_deref().unwrap_or("another region")
+            ),
+        )),
     }
 }
 

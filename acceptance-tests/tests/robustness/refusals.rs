@@ -96,11 +96,30 @@ fn a_destroy_refused_by_archived_data_deletes_nothing() {
     ctx.finish();
 }
 
-/// One bad input: the extra configuration lines, and what the refusal must say.
+/// One bad input: the extra configuration lines, what the refusal must say, and how the fault proxy
+/// answers as AWS would where the emulator cannot (a bucket name that another account or region holds).
 struct BadInput {
     what: &'static str,
     lines: String,
     expect: &'static str,
+    answer: Option<serde_json::Value>,
+}
+
+/// S3's answer to HeadBucket for a bucket of that name that this account cannot use: 403 when another
+/// account owns it, 301 with the bucket's region when it lives in another region (the emulator answers
+/// 200 to both: it has one account and does not check regions).
+fn head_bucket_answer(bucket: &str, status: u16, code: &str, region: Option<&str>) -> serde_json::Value {
+    let headers = region.map(|r| serde_json::json!({ "x-amz-bucket-region": r })).unwrap_or_default();
+    serde_json::json!({
+        "rules": [{
+            "action": "s3",
+            "method": "HEAD",
+            "path": format!("^/{bucket}/?$"),
+            "status": status,
+            "code": code,
+            "headers": headers,
+        }]
+    })
 }
 
 fn bad_inputs(ctx: &Ctx) -> Vec<BadInput> {
@@ -128,46 +147,71 @@ fn bad_inputs(ctx: &Ctx) -> Vec<BadInput> {
         .unwrap_or_else(|e| panic!("{e}"));
     let lines = |text: &str| text.to_string();
     vec![
-        BadInput { what: "a reserved name", lines: lines("name_override = \"default\""), expect: "Invalid Stack Name" },
+        BadInput {
+            what: "a reserved name",
+            lines: lines("name_override = \"default\""),
+            expect: "Invalid Stack Name",
+            answer: None,
+        },
         BadInput {
             what: "archive named like the state bucket",
             lines: lines(&format!("archive_bucket_name = \"{NAME}-state\"")),
             expect: "Same Bucket For Archive And State",
+            answer: None,
         },
         BadInput {
             what: "subnets that do not exist",
             lines: lines("subnet_ids = [\"subnet-0123456789abcdef0\", \"subnet-0123456789abcdef1\"]"),
             expect: "Subnet subnet-0123456789abcdef0 does not exist",
+            answer: None,
         },
         BadInput {
             what: "subnets in one zone",
             lines: format!("subnet_ids = [\"{}\", \"{}\"]", one_zone[0], one_zone[1]),
             expect: "Subnets In Too Few Availability Zones",
+            answer: None,
         },
         BadInput {
             what: "a VPC that does not exist",
             lines: lines("vpc_id = \"vpc-0123456789abcdef0\""),
             expect: "VPC vpc-0123456789abcdef0 does not exist",
+            answer: None,
         },
         BadInput {
             what: "an instance type the region does not offer",
             lines: lines("cluster = { instance_type = \"x9.colossal\" }"),
             expect: "Instance Type Not Offered",
+            answer: None,
         },
         BadInput {
             what: "admin blocks covering the world in pieces",
             lines: lines("cluster = { admin_cidr_blocks = [\"0.0.0.0/1\", \"128.0.0.0/1\"] }"),
             expect: "cover every address",
+            answer: None,
         },
         BadInput {
             what: "a timeout too long to add to a clock",
             lines: lines("timeouts = { create = \"3000000000000000h\" }"),
             expect: "Invalid Timeout",
+            answer: None,
         },
         BadInput {
             what: "a count beyond the ECS quota",
             lines: lines("services = { web = { desired_count = 10000000000 } }"),
             expect: "Invalid Task Count",
+            answer: None,
+        },
+        BadInput {
+            what: "an archive bucket name another account owns",
+            lines: lines("archive_bucket_name = \"rb-refuse-taken\""),
+            expect: "The S3 bucket name rb-refuse-taken is taken by another AWS account",
+            answer: Some(head_bucket_answer("rb-refuse-taken", 403, "Forbidden", None)),
+        },
+        BadInput {
+            what: "a state bucket name in another region",
+            lines: lines("state_bucket_name = \"rb-refuse-moved\""),
+            expect: "The S3 bucket rb-refuse-moved exists in eu-north-1",
+            answer: Some(head_bucket_answer("rb-refuse-moved", 301, "PermanentRedirect", Some("eu-north-1"))),
         },
     ]
 }
@@ -184,7 +228,11 @@ fn bad_inputs_are_refused_at_plan_with_their_attribute_and_no_aws_write() {
         let config = protected_config(&name, false)
             .replace("  wait_for_steady_state = false\n", &format!("  wait_for_steady_state = false\n{extra}"));
         let tf = ctx.workdir(&format!("case-{i}"), &config);
+        if let Some(answer) = &case.answer {
+            ctx.proxy.configure(answer.clone());
+        }
         let (out, wrote) = counted(&ctx, &tf, &["plan", "-input=false", "-no-color"]);
+        ctx.proxy.reset();
         let text = out.combined().split_whitespace().collect::<Vec<_>>().join(" ");
         assert!(!out.success(), "{}: the plan was not refused:\n{out}", case.what);
         assert!(text.contains(case.expect), "{}: the refusal does not say {:?}:\n{out}", case.what, case.expect);
