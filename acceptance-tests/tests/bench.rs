@@ -11,6 +11,10 @@
 //! from the proxy's per-request timestamps, times the latency. Figures are printed, never asserted: the
 //! ratios against the serial sum and the critical path, measured in the same run, are what to compare.
 //!
+//! It also prints the provider's memory: its peak resident set during the apply (the highest `VmHWM` of
+//! its processes, sampled from /proc), its resident set right after the handshake beside hashicorp/null's,
+//! and both binaries' sizes.
+//!
 //! Ignored by default; `make bench` runs it with `--ignored --nocapture` (`TF_ACC=1`, private emulator).
 
 #[path = "robustness/proxy.rs"]
@@ -21,6 +25,8 @@ mod support;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use datavault_acceptance_tests::emulator::describe;
@@ -131,8 +137,81 @@ fn pem_certificate(dir: &Path) -> String {
     std::fs::read_to_string(&cert).unwrap_or_else(|e| panic!("reading {}: {e}", cert.display()))
 }
 
-/// Time from starting `bin` as Terraform would (go-plugin's environment) to its handshake line.
-fn handshake(bin: &Path, cert: &str, tmp: &Path) -> Duration {
+/// The peak resident set of a process in bytes (`VmHWM` in /proc/<pid>/status); `None` where /proc
+/// cannot tell (another OS, a process gone or not ours).
+fn peak_rss(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// The parent of a process (from /proc/<pid>/stat, whose second field, the name, may hold spaces).
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Whether `pid` was started, directly or through others, by this process.
+fn is_ours(pid: u32) -> bool {
+    let me = std::process::id();
+    std::iter::successors(parent_of(pid), |&p| parent_of(p)).take_while(|&p| p > 1).any(|p| p == me)
+}
+
+/// The running processes that this process started whose executable is named like `bin` (Terraform runs
+/// a copy from its provider cache, not `bin` itself).
+fn processes_like(bin: &Path) -> Vec<u32> {
+    let Some(name) = bin.file_name().and_then(|n| n.to_str()).map(str::to_string) else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let named = |pid: &u32| {
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe"));
+        exe.is_ok_and(|exe| exe.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&name)))
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(named)
+        .filter(|&pid| is_ours(pid))
+        .collect()
+}
+
+/// Runs `run` while sampling, every 20 ms, the peak resident set of every process named like `bin` that
+/// this process started (Terraform starts the provider more than once in an apply); returns `run`'s
+/// answer and the highest peak seen.
+fn peak_rss_while<T>(bin: &Path, run: impl FnOnce() -> T) -> (T, Option<u64>) {
+    let bin = bin.to_path_buf();
+    let stop = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut peak = None;
+            while !stop.load(Ordering::Relaxed) {
+                peak = processes_like(&bin).into_iter().filter_map(peak_rss).fold(peak, |a, b| a.max(Some(b)));
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            peak
+        })
+    };
+    let answer = run();
+    stop.store(true, Ordering::Relaxed);
+    (answer, watcher.join().ok().flatten())
+}
+
+fn megabytes(bytes: Option<u64>) -> String {
+    bytes.map_or_else(|| "unknown".to_string(), |b| format!("{:.1} MB", b as f64 / 1e6))
+}
+
+fn file_size(path: &Path) -> Option<u64> {
+    std::fs::metadata(path).ok().map(|m| m.len())
+}
+
+/// What one handshake cost: the time from start to the handshake line, and the resident set then.
+struct Handshake {
+    time: Duration,
+    rss: Option<u64>,
+}
+
+/// Starts `bin` as Terraform would (go-plugin's environment) and waits for its handshake line.
+fn handshake(bin: &Path, cert: &str, tmp: &Path) -> Handshake {
     let t = Instant::now();
     let mut child = Command::new(bin)
         .env("TF_PLUGIN_MAGIC_COOKIE", MAGIC_COOKIE)
@@ -150,10 +229,11 @@ fn handshake(bin: &Path, cert: &str, tmp: &Path) -> Duration {
     let mut line = String::new();
     let _ = BufReader::new(child.stdout.take().expect("stdout is piped")).read_line(&mut line);
     let elapsed = t.elapsed();
+    let rss = peak_rss(child.id());
     let _ = child.kill();
     let _ = child.wait();
     assert!(line.starts_with("1|"), "{} printed no handshake line: {line:?}", bin.display());
-    elapsed
+    Handshake { time: elapsed, rss }
 }
 
 fn median(mut samples: Vec<Duration>) -> Duration {
@@ -185,8 +265,10 @@ fn bench_apply_plan_destroy_and_handshake() {
     warm_up.destroy().ok_or_panic();
 
     ctx.proxy.configure(json!({"latency_ms": latency_ms}));
+    let ours_bin = ctx.settings.provider_bin.clone();
+    let (apply, apply_rss) = peak_rss_while(&ours_bin, || measure(&ctx, "apply (create)", || tf.apply()));
     let phases = [
-        measure(&ctx, "apply (create)", || tf.apply()),
+        apply,
         measure(&ctx, "plan (no-op)", || tf.run(&["plan", "-input=false", "-no-color", "-detailed-exitcode"])),
         measure(&ctx, "destroy", || tf.destroy()),
     ];
@@ -220,13 +302,17 @@ fn bench_apply_plan_destroy_and_handshake() {
     let cert = pem_certificate(ctx.root());
     let tmp = ctx.root().join("plugin-tmp");
     std::fs::create_dir_all(&tmp).unwrap_or_else(|e| panic!("creating {}: {e}", tmp.display()));
-    let ours_bin = ctx.settings.provider_bin.clone();
     let null_bin = null_provider();
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    let (mut ours_rss, mut theirs_rss) = (None, None);
     for _ in 0..HANDSHAKE_RUNS {
-        ours.push(handshake(&ours_bin, &cert, &tmp));
+        let shake = handshake(&ours_bin, &cert, &tmp);
+        ours.push(shake.time);
+        ours_rss = ours_rss.max(shake.rss);
         if let Some(null_bin) = &null_bin {
-            theirs.push(handshake(null_bin, &cert, &tmp));
+            let shake = handshake(null_bin, &cert, &tmp);
+            theirs.push(shake.time);
+            theirs_rss = theirs_rss.max(shake.rss);
         }
     }
     let ours = median(ours);
@@ -235,7 +321,7 @@ fn bench_apply_plan_destroy_and_handshake() {
         ms(ours),
         ours_bin.display()
     ));
-    match null_bin {
+    match &null_bin {
         Some(null_bin) => {
             let theirs = median(theirs);
             lines.push(format!(
@@ -248,6 +334,19 @@ fn bench_apply_plan_destroy_and_handshake() {
         None => {
             lines.push("handshake: no Go baseline (set DATAVAULT_BENCH_NULL_PROVIDER; `make bench` does)".to_string())
         }
+    }
+    lines.push(format!(
+        "memory: terraform-provider-datavault peak RSS during the apply {}, after the handshake {}, binary {}",
+        megabytes(apply_rss),
+        megabytes(ours_rss),
+        megabytes(file_size(&ours_bin))
+    ));
+    if let Some(null_bin) = &null_bin {
+        lines.push(format!(
+            "memory: hashicorp/null after the handshake {}, binary {}",
+            megabytes(theirs_rss),
+            megabytes(file_size(null_bin))
+        ));
     }
     lines.push(
         "(wall: the whole terraform command; AWS span: first request sent to last answer; serial sum: requests x latency; \
