@@ -96,6 +96,34 @@ fn a_destroy_refused_by_archived_data_deletes_nothing() {
     ctx.finish();
 }
 
+#[test]
+fn a_replacement_onto_a_bucket_name_another_account_owns_is_refused_before_anything_is_deleted() {
+    let Some(ctx) = setup("refusals-replace-taken") else { return };
+    let tf = ctx.workdir("work", &protected_config(NAME, false));
+    tf.apply().ok_or_panic();
+    let before = ctx.block_on(Shape::of(&ctx.emulator, NAME)).unwrap_or_else(|e| panic!("{e}"));
+
+    // A new archive bucket name replaces the stack; the name belongs to another account (S3 answers 403).
+    let taken = "rb-refuse-theirs";
+    let config = protected_config(NAME, false)
+        .replace("  database ", &format!("  archive_bucket_name   = \"{taken}\"\n  database "));
+    std::fs::write(tf.dir().join("main.tf"), config).expect("writing main.tf");
+    ctx.proxy.configure(head_bucket_answer(taken, 403, "Forbidden", None));
+    let (out, wrote) = counted(&ctx, &tf, &["apply", "-auto-approve", "-input=false", "-no-color"]);
+    ctx.proxy.reset();
+    out.expect_failure(&Regex::new(r"(?s)Bucket Name Not Available.*rb-refuse-theirs is taken").expect("regex"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(wrote.is_empty(), "the refused replacement wrote to AWS: {wrote:?}\n{out}");
+    let after = ctx.block_on(Shape::of(&ctx.emulator, NAME)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(after, before, "the refused replacement changed the stack");
+    announce("robustness/refusals: replacement onto another account's bucket name refused at plan with 0 writes");
+
+    std::fs::write(tf.dir().join("main.tf"), protected_config(NAME, false)).expect("writing main.tf");
+    tf.expect_empty_plans().unwrap_or_else(|e| panic!("{e}"));
+    tf.destroy().ok_or_panic();
+    ctx.finish();
+}
+
 /// One bad input: the extra configuration lines, what the refusal must say, and how the fault proxy
 /// answers as AWS would where the emulator cannot (a bucket name that another account or region holds).
 struct BadInput {
