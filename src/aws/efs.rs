@@ -680,20 +680,36 @@ async fn access_points_named(
     fs_id: &str,
     spec: &AccessPointSpec,
 ) -> AwsResult<Vec<AccessPointObservation>> {
+    Ok(named(&access_points(client, fs_id).await?, spec))
+}
+
+/// Every access point of the file system (none when it does not exist): one listing for all of them.
+pub async fn access_points(client: &Client, fs_id: &str) -> AwsResult<Vec<AccessPointDescription>> {
     let pages = client.describe_access_points().file_system_id(fs_id).into_paginator().items().send();
-    let all = match pages.collect::<Result<Vec<_>, _>>().await {
-        Ok(all) => all,
+    match pages.collect::<Result<Vec<_>, _>>().await {
+        Ok(all) => Ok(all),
         Err(err) => {
             let err = AwsError::from_sdk("DescribeAccessPoints", err);
-            return if err.is(&["FileSystemNotFound"]) { Ok(Vec::new()) } else { Err(err) };
+            if err.is(&["FileSystemNotFound"]) { Ok(Vec::new()) } else { Err(err) }
         }
-    };
-    Ok(all
-        .iter()
+    }
+}
+
+/// The live ones among `all` that carry `spec`'s `Name` tag, with how each differs from `spec`.
+fn named(all: &[AccessPointDescription], spec: &AccessPointSpec) -> Vec<AccessPointObservation> {
+    all.iter()
         .filter(|ap| name_of(ap) == Some(spec.name.as_str()))
         .map(|ap| observe_access_point(ap, spec))
         .filter(|ap| !is_going(&ap.state))
-        .collect())
+        .collect()
+}
+
+/// The access point named `spec.name` among the file system's `all` ([`access_points`]), preferring one
+/// that matches the spec; `None` when there is none.
+pub fn pick_access_point(all: &[AccessPointDescription], spec: &AccessPointSpec) -> Option<AccessPointObservation> {
+    let mut existing = named(all, spec);
+    existing.sort_by_key(|ap| !ap.drift.is_empty());
+    existing.into_iter().next()
 }
 
 async fn create_access_point(
@@ -770,9 +786,7 @@ pub async fn describe_access_point(
     fs_id: &str,
     spec: &AccessPointSpec,
 ) -> AwsResult<Option<AccessPointObservation>> {
-    let mut existing = access_points_named(client, fs_id, spec).await?;
-    existing.sort_by_key(|ap| !ap.drift.is_empty());
-    Ok(existing.into_iter().next())
+    Ok(pick_access_point(&access_points(client, fs_id).await?, spec))
 }
 
 /// Deletes the access point; absent is success.
@@ -787,14 +801,7 @@ pub async fn delete_access_point(client: &Client, id: &str) -> AwsResult<()> {
 }
 
 async fn delete_all_access_points(client: &Client, fs_id: &str) -> AwsResult<()> {
-    let pages = client.describe_access_points().file_system_id(fs_id).into_paginator().items().send();
-    let all = match pages.collect::<Result<Vec<_>, _>>().await {
-        Ok(all) => all,
-        Err(err) => {
-            let err = AwsError::from_sdk("DescribeAccessPoints", err);
-            return if err.is(&["FileSystemNotFound"]) { Ok(()) } else { Err(err) };
-        }
-    };
+    let all = access_points(client, fs_id).await?;
     for id in all.iter().filter_map(AccessPointDescription::access_point_id) {
         delete_access_point(client, id).await?;
     }

@@ -40,11 +40,24 @@ pub async fn describe(client: &Client, name: &str) -> AwsResult<Option<LogGroup>
         .send()
         .await
         .map_err(|e| AwsError::from_sdk("DescribeLogGroups", e))?;
-    Ok(out.log_groups().iter().find(|g| g.log_group_name() == Some(name)).map(|g| LogGroup {
-        arn: g.arn().unwrap_or_default().trim_end_matches(":*").to_string(),
-        retention_days: g.retention_in_days().map(i64::from),
-        kms_key: g.kms_key_id().map(str::to_string),
-    }))
+    Ok(out.log_groups().iter().find(|g| g.log_group_name() == Some(name)).map(LogGroup::from))
+}
+
+/// Every log group whose name starts with `prefix`, by name: one request for several groups.
+pub async fn under_prefix(client: &Client, prefix: &str) -> AwsResult<BTreeMap<String, LogGroup>> {
+    let pages = client.describe_log_groups().log_group_name_prefix(prefix).into_paginator().items().send();
+    let groups = pages.collect::<Result<Vec<_>, _>>().await.map_err(|e| AwsError::from_sdk("DescribeLogGroups", e))?;
+    Ok(groups.iter().filter_map(|g| Some((g.log_group_name()?.to_string(), LogGroup::from(g)))).collect())
+}
+
+impl From<&aws_sdk_cloudwatchlogs::types::LogGroup> for LogGroup {
+    fn from(described: &aws_sdk_cloudwatchlogs::types::LogGroup) -> LogGroup {
+        LogGroup {
+            arn: described.arn().unwrap_or_default().trim_end_matches(":*").to_string(),
+            retention_days: described.retention_in_days().map(i64::from),
+            kms_key: described.kms_key_id().map(str::to_string),
+        }
+    }
 }
 
 /// Creates the log group (encrypted under `kms_key` when given) or adopts it, then applies retention, the

@@ -169,7 +169,12 @@ pub const LOG_EXPORTS: [&str; 2] = ["error", "slowquery"];
 
 /// The CloudWatch Logs group RDS publishes the instance's `log_type` log to.
 pub fn log_group_name(identifier: &str, log_type: &str) -> String {
-    format!("/aws/rds/instance/{identifier}/{log_type}")
+    format!("{}{log_type}", log_group_prefix(identifier))
+}
+
+/// What the names of the log groups RDS publishes the instance's logs to start with.
+pub fn log_group_prefix(identifier: &str) -> String {
+    format!("/aws/rds/instance/{identifier}/")
 }
 
 /// What a waiter does after one look: the provider's one wait decision.

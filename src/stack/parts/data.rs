@@ -234,7 +234,11 @@ pub async fn observe(part: DataPart, ctx: &PartContext<'_>) -> PartResult<Option
         DataPart::AccessPoint(kind) => {
             let Some(fs) = file_system(ctx).await? else { return Ok(None) };
             let fs_id = fs.file_system_id();
-            let found = aws::efs::describe_access_point(&aws.efs, fs_id, &access_point_spec(&spec.name, kind)).await?;
+            let wanted = access_point_spec(&spec.name, kind);
+            let found = match ctx.reads {
+                Some(reads) => reads.access_point(ctx, fs_id, &wanted).await?,
+                None => aws::efs::describe_access_point(&aws.efs, fs_id, &wanted).await?,
+            };
             if !ctx.is_own(Part::FileSystem, fs_id).await {
                 return Ok(None);
             }

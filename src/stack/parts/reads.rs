@@ -37,6 +37,7 @@ pub struct SharedReads {
     services: OnceCell<Result<BTreeMap<String, aws_sdk_ecs::types::Service>, AwsError>>,
     namespace: OnceCell<Result<Option<aws::servicediscovery::Namespace>, AwsError>>,
     file_system: OnceCell<Result<Option<aws_sdk_efs::types::FileSystemDescription>, AwsError>>,
+    access_points: OnceCell<Result<Vec<aws_sdk_efs::types::AccessPointDescription>, AwsError>>,
     discovery: OnceCell<Result<Vec<aws::servicediscovery::ListedService>, AwsError>>,
 }
 
@@ -138,6 +139,18 @@ impl SharedReads {
         let (client, token) = (&ctx.aws.efs, creation_token(&ctx.spec.name));
         let found = self.file_system.get_or_init(|| aws::efs::describe_by_token(client, &token)).await;
         Ok(answer(found)?)
+    }
+
+    /// The access point `spec` names on the file system `fs_id` (the survey's one file system), found among
+    /// the survey's one listing of its access points.
+    pub async fn access_point(
+        &self,
+        ctx: &PartContext<'_>,
+        fs_id: &str,
+        spec: &aws::efs::AccessPointSpec,
+    ) -> PartResult<Option<aws::efs::AccessPointObservation>> {
+        let found = self.access_points.get_or_init(|| aws::efs::access_points(&ctx.aws.efs, fs_id)).await;
+        Ok(aws::efs::pick_access_point(&answer(found)?, spec))
     }
 
     /// The discovery service of `service` in the stack's namespace, with its tags, found among the names the

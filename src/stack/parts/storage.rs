@@ -238,7 +238,8 @@ pub async fn observe(part: StoragePart, ctx: &PartContext<'_>) -> PartResult<Opt
             // Retention drift is not listed here: read records the actual retention in
             // log_retention_days, so the plan shows it as a change of that attribute.
             let Some(group) = aws::logs::describe(&aws.logs, &spec.log_group).await? else { return Ok(None) };
-            let (tags, drift) = tokio::join!(aws::logs::tags(&aws.logs, &group.arn), database_log_group_drift(ctx));
+            let (tags, drift) =
+                tokio::join!(aws::logs::tags(&aws.logs, &group.arn), ctx.drift_read(database_log_group_drift(ctx)));
             let key_drift = group.key_drift(&spec.log_group, spec.kms_key_arn.as_deref());
             Ok(Some(PartState {
                 id: Some(spec.log_group.clone()),
@@ -347,13 +348,13 @@ async fn ensure_database_log_groups(ctx: &PartContext<'_>, tags: &BTreeMap<Strin
 }
 
 /// How the database's log groups differ from what the stack makes: missing, keeping logs for another time,
-/// or not encrypted with the stack's key. Reads only, one request per group.
+/// or not encrypted with the stack's key. Reads only, one request for all of them.
 async fn database_log_group_drift(ctx: &PartContext<'_>) -> PartResult<Vec<String>> {
     let retention = ctx.spec.log_retention_days;
     let names = database_log_groups(&ctx.spec.name);
-    let found = futures_util::future::try_join_all(names.iter().map(|name| aws::logs::describe(&ctx.aws.logs, name)));
+    let mut found = aws::logs::under_prefix(&ctx.aws.logs, &aws::rds::log_group_prefix(&ctx.spec.name)).await?;
     let key = ctx.spec.kms_key_arn.as_deref();
-    let drift = names.iter().zip(found.await?).flat_map(|(name, group)| match group {
+    let drift = names.iter().map(|name| (name, found.remove(name))).flat_map(|(name, group)| match group {
         None => vec![format!("log group {name} is missing")],
         Some(group) => {
             let retention = (group.retention_days != Some(retention)).then(|| {
