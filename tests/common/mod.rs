@@ -35,6 +35,20 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}-{nanos:x}", std::process::id())
 }
 
+/// Creates a security group straight through the SDK (a stand-in for what the stack or another team
+/// makes); returns its id.
+pub async fn create_security_group(ec2: &aws_sdk_ec2::Client, vpc_id: &str, name: &str, description: &str) -> String {
+    let out = ec2
+        .create_security_group()
+        .group_name(name)
+        .description(description)
+        .vpc_id(vpc_id)
+        .send()
+        .await
+        .expect("CreateSecurityGroup");
+    out.group_id().unwrap().to_string()
+}
+
 /// A resource as a describe call found it, with its drift from a spec judged as the stack's refresh judges
 /// it (describing and judging are separate steps there, so a refresh can describe before it knows the spec).
 #[derive(Debug, Clone, PartialEq)]

@@ -153,17 +153,7 @@ async fn groups_named_alike_in_two_vpcs_are_told_apart_by_their_vpc() {
             .await
             .unwrap();
     // Another team's group of the same name in another VPC (names are unique only within a VPC).
-    let theirs = client
-        .create_security_group()
-        .group_name(&name)
-        .description("another team's")
-        .vpc_id(&other_vpc)
-        .send()
-        .await
-        .expect("CreateSecurityGroup")
-        .group_id()
-        .unwrap()
-        .to_string();
+    let theirs = common::create_security_group(client, &other_vpc, &name, "another team's").await;
 
     let found = ec2::security_groups_named(client, std::slice::from_ref(&name)).await.unwrap();
     let mut seen: Vec<(String, String, String)> =

@@ -88,16 +88,10 @@ async fn network(aws: &AwsContext, stack: &str) -> (String, String, String) {
         .await
         .expect("CreateSubnet");
     let subnet_id = subnet.subnet().and_then(|s| s.subnet_id()).unwrap().to_string();
-    let group = aws
-        .ec2
-        .create_security_group()
-        .group_name(format!("{stack}-services"))
-        .description("DataVault services (test)")
-        .vpc_id(&vpc_id)
-        .send()
-        .await
-        .expect("CreateSecurityGroup");
-    (vpc_id, subnet_id, group.group_id().unwrap().to_string())
+    let group =
+        common::create_security_group(&aws.ec2, &vpc_id, &format!("{stack}-services"), "DataVault services (test)")
+            .await;
+    (vpc_id, subnet_id, group)
 }
 
 /// An EC2 instance to register as a container instance (any image the emulator knows).

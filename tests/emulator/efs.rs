@@ -38,15 +38,7 @@ async fn default_subnets(ec2: &aws_sdk_ec2::Client) -> (String, Vec<String>) {
 }
 
 async fn security_group(ec2: &aws_sdk_ec2::Client, vpc_id: &str, name: &str) -> String {
-    let out = ec2
-        .create_security_group()
-        .group_name(name)
-        .description("datavault efs test")
-        .vpc_id(vpc_id)
-        .send()
-        .await
-        .expect("CreateSecurityGroup");
-    out.group_id().unwrap().to_string()
+    common::create_security_group(ec2, vpc_id, name, "datavault efs test").await
 }
 
 fn access_point(name: &str, root: &str, uid: i64) -> AccessPointSpec {

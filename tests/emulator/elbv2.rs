@@ -64,16 +64,7 @@ async fn default_network(aws: &AwsContext) -> (String, Vec<String>) {
 }
 
 async fn security_group(aws: &AwsContext, vpc_id: &str, name: &str) -> String {
-    let out = aws
-        .ec2
-        .create_security_group()
-        .vpc_id(vpc_id)
-        .group_name(name)
-        .description("DataVault web entry (test)")
-        .send()
-        .await
-        .expect("CreateSecurityGroup");
-    out.group_id().unwrap().to_string()
+    common::create_security_group(&aws.ec2, vpc_id, name, "DataVault web entry (test)").await
 }
 
 /// A throwaway self-signed IAM server certificate; returns its ARN.

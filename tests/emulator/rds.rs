@@ -24,17 +24,7 @@ async fn default_network(ec2: &aws_sdk_ec2::Client, name: &str) -> (Vec<String>,
         out.subnets().iter().map(|s| (s.subnet_id().unwrap().to_string(), s.vpc_id().unwrap().to_string())).collect();
     subnets.sort();
     assert!(subnets.len() >= 3, "the emulator should have three default subnets: {subnets:?}");
-    let sg = ec2
-        .create_security_group()
-        .group_name(name)
-        .description("datavault rds test")
-        .vpc_id(&subnets[0].1)
-        .send()
-        .await
-        .expect("CreateSecurityGroup")
-        .group_id()
-        .unwrap()
-        .to_string();
+    let sg = common::create_security_group(ec2, &subnets[0].1, name, "datavault rds test").await;
     (subnets.into_iter().map(|s| s.0).collect(), sg)
 }
 
