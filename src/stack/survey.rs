@@ -26,8 +26,9 @@ pub enum Purpose {
     /// A refresh: every part is found and judged for drift, which the plan then shows.
     Refresh,
     /// Finding what exists and whose it is, before a new stack is planned or an apply or destroy acts:
-    /// drift is not judged where judging costs requests of its own (a role's policies, each a request),
-    /// since ensure and remove read afresh whatever they change.
+    /// drift is not judged where judging costs requests of its own (a role's policies, a bucket's settings,
+    /// other policies: see [`PartContext::drift_read`]), since ensure and remove read afresh whatever they
+    /// change.
     Ownership,
 }
 
@@ -77,6 +78,7 @@ pub async fn survey(
 ) -> Result<Survey, Diagnostics> {
     let reads = SharedReads::for_parts(parts).judging_drift(purpose == Purpose::Refresh);
     let reads = &reads;
+    // No part is handed over: a part's dependencies come from the survey's own observations (`reads`).
     let known = &BTreeMap::new();
     // No edges: a part's dependencies are awaited inside its observe. Every part runs at once (a waiting
     // part holds its slot, so a cap below the number of parts could leave a dependency unstarted). Reads
