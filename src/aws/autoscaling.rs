@@ -296,7 +296,7 @@ pub async fn ensure_group(client: &Client, spec: &GroupSpec) -> AwsResult<Group>
     if !settings_drift(spec, &current).is_empty() {
         update(client, spec).await?;
     }
-    put_tags(client, &spec.name, &spec.tags).await?;
+    put_tags(client, &spec.name, &super::tags_to_write(&spec.tags, &current.tags)).await?;
     if !stale_instances(spec, &current.instances).is_empty() {
         start_refresh_unless_running(client, &spec.name).await?;
     }
@@ -346,7 +346,8 @@ async fn update(client: &Client, spec: &GroupSpec) -> AwsResult<()> {
     Ok(())
 }
 
-/// Adds or updates the group's tags, all propagated at launch. Tags added by others stay.
+/// Adds or updates `tags` on the group (what [`super::tags_to_write`] says is missing), all propagated at
+/// launch. Tags added by others stay.
 async fn put_tags(client: &Client, name: &str, tags: &BTreeMap<String, String>) -> AwsResult<()> {
     if tags.is_empty() {
         return Ok(());

@@ -716,6 +716,7 @@ async fn existing_group(client: &Client, group_id: &str) -> AwsResult<SecurityGr
 }
 
 /// Adds or updates tags on any EC2 resource (tags set by others are left alone).
+/// Writes `tags` (what [`super::tags_to_write`] says is missing); nothing when there are none.
 async fn put_tags(client: &Client, resource_id: &str, tags: &BTreeMap<String, String>) -> AwsResult<()> {
     if tags.is_empty() {
         return Ok(());
@@ -730,7 +731,7 @@ async fn put_tags(client: &Client, resource_id: &str, tags: &BTreeMap<String, St
     Ok(())
 }
 
-/// Finds the security group by name in the VPC or creates it, then applies tags; returns its id. May be
+/// Finds the security group by name in the VPC or creates it, then converges tags; returns its id. May be
 /// called again after a crash: it adopts the group a previous run created and converges.
 ///
 /// The description is fixed at creation (AWS cannot change it), so a different description on an adopted
@@ -742,11 +743,11 @@ pub async fn ensure_security_group(
     description: &str,
     tags: &BTreeMap<String, String>,
 ) -> AwsResult<String> {
-    let id = match find_group(client, vpc_id, name).await? {
-        Some(group) => group.id,
+    let (id, current) = match find_group(client, vpc_id, name).await? {
+        Some(group) => (group.id, group.tags),
         None => create_group(client, vpc_id, name, description, tags).await?,
     };
-    put_tags(client, &id, tags).await?;
+    put_tags(client, &id, &super::tags_to_write(tags, &current)).await?;
     Ok(id)
 }
 
@@ -756,7 +757,7 @@ async fn create_group(
     name: &str,
     description: &str,
     tags: &BTreeMap<String, String>,
-) -> AwsResult<String> {
+) -> AwsResult<(String, BTreeMap<String, String>)> {
     let mut request = client.create_security_group().vpc_id(vpc_id).group_name(name).description(description);
     if !tags.is_empty() {
         request = request.tag_specifications(
@@ -767,14 +768,14 @@ async fn create_group(
         );
     }
     match request.send().await {
-        Ok(out) => Ok(out.group_id().unwrap_or_default().to_string()),
+        Ok(out) => Ok((out.group_id().unwrap_or_default().to_string(), tags.clone())),
         Err(err) => {
             let err = AwsError::from_sdk("CreateSecurityGroup", err);
             if !err.is(&["InvalidGroup.Duplicate"]) {
                 return Err(err);
             }
             // Another run created it between our look and our create: adopt it.
-            find_group(client, vpc_id, name).await?.map(|g| g.id).ok_or_else(|| {
+            find_group(client, vpc_id, name).await?.map(|g| (g.id, g.tags)).ok_or_else(|| {
                 AwsError::other("CreateSecurityGroup", format!("security group {name} exists but cannot be found"))
             })
         }
@@ -1361,7 +1362,8 @@ pub async fn ensure_launch_template(
             .await
             .map_err(|e| AwsError::from_sdk("ModifyLaunchTemplate", e))?;
     }
-    put_tags(client, &id, &spec.tags).await?;
+    let current = super::tag_map(found.tags().iter().map(|t| (t.key(), t.value())));
+    put_tags(client, &id, &super::tags_to_write(&spec.tags, &current)).await?;
     Ok(LaunchTemplate { id, name: name.to_string(), version: wanted })
 }
 

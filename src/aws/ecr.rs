@@ -71,11 +71,11 @@ pub async fn describe(client: &Client, name: &str) -> AwsResult<Option<Repositor
     }))
 }
 
-/// How the repository's lifecycle policy differs from the stack's: `None` when it is there. A repository
-/// deleted meanwhile has no drift to report (its absence is the caller's finding).
+/// How the repository's lifecycle policy differs from the stack's: `None` when it is the stack's. A
+/// repository deleted meanwhile has no drift to report (its absence is the caller's finding).
 pub async fn lifecycle_drift(client: &Client, name: &str) -> AwsResult<Option<String>> {
     match client.get_lifecycle_policy().repository_name(name).send().await {
-        Ok(_) => Ok(None),
+        Ok(out) => Ok(policy_drift(out.lifecycle_policy_text())),
         Err(err) => {
             let err = AwsError::from_sdk("GetLifecyclePolicy", err);
             if err.is(&["RepositoryNotFoundException"]) {
@@ -89,62 +89,110 @@ pub async fn lifecycle_drift(client: &Client, name: &str) -> AwsResult<Option<St
     }
 }
 
+/// How a lifecycle policy text as ECR returns it differs from the stack's; compared as JSON, since ECR
+/// may give back the text with other spacing or key order.
+fn policy_drift(text: Option<&str>) -> Option<String> {
+    let parse = |t: &str| serde_json::from_str::<serde_json::Value>(t).ok();
+    let same = text.and_then(parse).is_some_and(|found| Some(found) == parse(&lifecycle_policy()));
+    (!same).then(|| "lifecycle policy is not the stack's (untagged images expire after a day)".to_string())
+}
+
 /// Creates the repository (encrypted with `kms_key` when given, which ECR fixes at creation) or adopts the
-/// existing one, then applies scanning, lifecycle and tags.
+/// existing one, then converges scanning, lifecycle policy and tags, writing only what differs.
 pub async fn ensure(
     client: &Client,
     name: &str,
     kms_key: Option<&str>,
     tags: &BTreeMap<String, String>,
 ) -> AwsResult<Repository> {
-    if describe(client, name).await?.is_none() {
-        let created = client
-            .create_repository()
+    let (repo, created) = match describe(client, name).await? {
+        Some(repo) => (repo, false),
+        None => create(client, name, kms_key, tags).await?,
+    };
+    if repo.drift.iter().any(|d| d.starts_with("scan on push")) {
+        client
+            .put_image_scanning_configuration()
             .repository_name(name)
-            .image_tag_mutability(ImageTagMutability::Immutable)
             .image_scanning_configuration(ImageScanningConfiguration::builder().scan_on_push(true).build())
-            .encryption_configuration(
-                EncryptionConfiguration::builder()
-                    .encryption_type(if kms_key.is_some() { EncryptionType::Kms } else { EncryptionType::Aes256 })
-                    .set_kms_key(kms_key.map(str::to_string))
-                    .build()?,
-            )
-            .set_tags(Some(tag_list(tags)?))
             .send()
-            .await;
-        if let Err(err) = created {
+            .await
+            .map_err(|e| AwsError::from_sdk("PutImageScanningConfiguration", e))?;
+    }
+    // A repository this call created has no lifecycle policy yet and has the spec's tags.
+    let (policy_drift, current_tags) = if created {
+        (Some(String::new()), tags.clone())
+    } else {
+        tokio::try_join!(lifecycle_drift(client, name), self::tags(client, &repo.arn))?
+    };
+    if policy_drift.is_some() {
+        client
+            .put_lifecycle_policy()
+            .repository_name(name)
+            .lifecycle_policy_text(lifecycle_policy())
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("PutLifecyclePolicy", e))?;
+    }
+    super::refuse_foreign("TagResource", &format!("repository {name}"), &current_tags, tags)?;
+    let missing = super::tags_to_write(tags, &current_tags);
+    if !missing.is_empty() {
+        client
+            .tag_resource()
+            .resource_arn(&repo.arn)
+            .set_tags(Some(tag_list(&missing)?))
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("TagResource", e))?;
+    }
+    Ok(Repository { drift: Vec::new(), ..repo })
+}
+
+/// Creates the repository with scanning on and the spec's tags; `true` beside it when this call created it,
+/// `false` when another run had created it between our look and our create (it is adopted, and converged
+/// like any existing one).
+async fn create(
+    client: &Client,
+    name: &str,
+    kms_key: Option<&str>,
+    tags: &BTreeMap<String, String>,
+) -> AwsResult<(Repository, bool)> {
+    let created = client
+        .create_repository()
+        .repository_name(name)
+        .image_tag_mutability(ImageTagMutability::Immutable)
+        .image_scanning_configuration(ImageScanningConfiguration::builder().scan_on_push(true).build())
+        .encryption_configuration(
+            EncryptionConfiguration::builder()
+                .encryption_type(if kms_key.is_some() { EncryptionType::Kms } else { EncryptionType::Aes256 })
+                .set_kms_key(kms_key.map(str::to_string))
+                .build()?,
+        )
+        .set_tags(Some(tag_list(tags)?))
+        .send()
+        .await;
+    match created {
+        Ok(out) => {
+            let repo = out
+                .repository()
+                .ok_or_else(|| AwsError::other("CreateRepository", format!("no repository in the reply for {name}")))?;
+            let repo = Repository {
+                arn: repo.repository_arn().unwrap_or_default().to_string(),
+                uri: repo.repository_uri().unwrap_or_default().to_string(),
+                drift: Vec::new(),
+            };
+            Ok((repo, true))
+        }
+        Err(err) => {
             let err = AwsError::from_sdk("CreateRepository", err);
-            // Another run created it between our look and our create: adopt it.
             if !err.is(&["RepositoryAlreadyExistsException"]) {
                 return Err(err);
             }
+            let repo = describe(client, name).await?.ok_or_else(|| {
+                AwsError::other("DescribeRepositories", format!("repository {name} exists but cannot be read"))
+            })?;
+            Ok((repo, false))
         }
     }
-    client
-        .put_image_scanning_configuration()
-        .repository_name(name)
-        .image_scanning_configuration(ImageScanningConfiguration::builder().scan_on_push(true).build())
-        .send()
-        .await
-        .map_err(|e| AwsError::from_sdk("PutImageScanningConfiguration", e))?;
-    client
-        .put_lifecycle_policy()
-        .repository_name(name)
-        .lifecycle_policy_text(lifecycle_policy())
-        .send()
-        .await
-        .map_err(|e| AwsError::from_sdk("PutLifecyclePolicy", e))?;
-    let repo = describe(client, name).await?.ok_or_else(|| {
-        AwsError::other("DescribeRepositories", format!("repository {name} vanished while being configured"))
-    })?;
-    client
-        .tag_resource()
-        .resource_arn(&repo.arn)
-        .set_tags(Some(tag_list(tags)?))
-        .send()
-        .await
-        .map_err(|e| AwsError::from_sdk("TagResource", e))?;
-    Ok(repo)
 }
 
 /// Whether the repository holds an image with this tag; `false` when the repository does not exist.
@@ -203,5 +251,17 @@ mod tests {
         let policy: serde_json::Value = serde_json::from_str(&lifecycle_policy()).unwrap();
         assert_eq!(policy["rules"][0]["selection"]["tagStatus"], "untagged");
         assert_eq!(policy["rules"][0]["action"]["type"], "expire");
+    }
+
+    #[test]
+    fn a_lifecycle_policy_is_judged_as_json_not_as_text() {
+        let respaced =
+            serde_json::to_string_pretty(&serde_json::from_str::<serde_json::Value>(&lifecycle_policy()).unwrap());
+        assert_eq!(policy_drift(respaced.ok().as_deref()), None, "the stack's policy, spaced otherwise");
+        let keep_all = lifecycle_policy().replace("\"countNumber\":1", "\"countNumber\":30");
+        assert_ne!(keep_all, lifecycle_policy());
+        assert!(policy_drift(Some(&keep_all)).is_some(), "another expiry is drift");
+        assert!(policy_drift(Some("not json")).is_some());
+        assert!(policy_drift(None).is_some());
     }
 }

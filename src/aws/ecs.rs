@@ -55,6 +55,7 @@ fn tag_map(tags: &[Tag]) -> BTreeMap<String, String> {
     super::tag_map(tags.iter().map(|t| (t.key(), t.value())))
 }
 
+/// Writes `tags` (what [`super::tags_to_write`] says is missing); nothing when there are none.
 async fn put_tags(client: &Client, arn: &str, tags: &BTreeMap<String, String>) -> AwsResult<()> {
     if tags.is_empty() {
         return Ok(());
@@ -174,7 +175,7 @@ fn is_inactive(cluster: &aws_sdk_ecs::types::Cluster) -> bool {
 
 /// Creates the cluster with Container Insights on and ECS Exec sessions recorded in `exec_logs`, or adopts
 /// the existing one (an INACTIVE cluster of the same name is a deleted one and is created afresh), then
-/// restores either setting if it was changed and applies tags. May be called again after a crash; converges.
+/// restores either setting if it was changed and converges tags. May be called again after a crash; converges.
 pub async fn ensure_cluster(
     client: &Client,
     name: &str,
@@ -212,7 +213,7 @@ pub async fn ensure_cluster(
         request.send().await.map_err(|e| AwsError::from_sdk("UpdateCluster", e))?;
     }
     let arn = cluster.cluster_arn().unwrap_or_default().to_string();
-    put_tags(client, &arn, tags).await?;
+    put_tags(client, &arn, &super::tags_to_write(tags, &tag_map(cluster.tags()))).await?;
     Ok(Cluster { name: name.to_string(), arn })
 }
 
@@ -809,9 +810,7 @@ pub async fn ensure_task_definition(client: &Client, spec: &TaskDefinitionSpec) 
         && matches(spec, &td)
     {
         let arn = td.task_definition_arn().unwrap_or_default().to_string();
-        if spec.tags.iter().any(|(k, v)| tags.get(k) != Some(v)) {
-            put_tags(client, &arn, &spec.tags).await?;
-        }
+        put_tags(client, &arn, &super::tags_to_write(&spec.tags, &tags)).await?;
         return Ok(TaskDefinition { arn, revision: td.revision() });
     }
     register_task_definition(client, spec).await
@@ -1301,9 +1300,7 @@ pub async fn ensure_service(client: &Client, spec: &ServiceSpec, retry_for: Dura
         _ => create_and_check(client, spec, retry_for).await?,
     };
     let arn = svc.service_arn().unwrap_or_default().to_string();
-    if spec.tags.iter().any(|(k, v)| tag_map(svc.tags()).get(k) != Some(v)) {
-        put_tags(client, &arn, &spec.tags).await?;
-    }
+    put_tags(client, &arn, &super::tags_to_write(&spec.tags, &tag_map(svc.tags()))).await?;
     Ok(Service { arn, name: spec.name.clone() })
 }
 

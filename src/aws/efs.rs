@@ -142,6 +142,27 @@ fn tag_list(tags: &BTreeMap<String, String>) -> AwsResult<Vec<Tag>> {
     super::try_tags_as(tags, |k, v| Tag::builder().key(k).value(v).build())
 }
 
+/// Gives the file system or access point `id` the tags of `tags` its `current` ones lack.
+async fn converge_tags(
+    client: &Client,
+    id: &str,
+    tags: &BTreeMap<String, String>,
+    current: &BTreeMap<String, String>,
+) -> AwsResult<()> {
+    let missing = super::tags_to_write(tags, current);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    client
+        .tag_resource()
+        .resource_id(id)
+        .set_tags(Some(tag_list(&missing)?))
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("TagResource", e))?;
+    Ok(())
+}
+
 fn tag_map(tags: &[Tag]) -> BTreeMap<String, String> {
     super::tag_map(tags.iter().map(|t| (t.key(), t.value())))
 }
@@ -313,7 +334,7 @@ async fn wait_file_system_available(client: &Client, fs_id: &str, timeout: Durat
 
 /// Finds the file system by its creation token, or creates it (encrypted, with `kms_key` when given, which
 /// EFS fixes at creation; general purpose, elastic throughput, automatic backups); waits until it is available; enables backups if they were switched
-/// off; puts [`file_system_policy`] in force; applies the tags. May be called again after a crash;
+/// off; puts [`file_system_policy`] in force; converges the tags. May be called again after a crash;
 /// converges.
 pub async fn ensure_file_system(
     client: &Client,
@@ -322,9 +343,10 @@ pub async fn ensure_file_system(
     tags: &BTreeMap<String, String>,
     timeout: Duration,
 ) -> AwsResult<FileSystem> {
-    let fs = match describe_by_token(client, creation_token).await? {
-        Some(existing) => file_system_of(&existing),
-        None => create_file_system(client, creation_token, kms_key, tags).await?,
+    // A file system this call creates carries the spec's tags from its creation.
+    let (fs, current_tags) = match describe_by_token(client, creation_token).await? {
+        Some(existing) => (file_system_of(&existing), tag_map(existing.tags())),
+        None => (create_file_system(client, creation_token, kms_key, tags).await?, tags.clone()),
     };
     wait_file_system_available(client, &fs.id, timeout).await?;
     if !backups_enabled(client, &fs.id).await? {
@@ -346,15 +368,8 @@ pub async fn ensure_file_system(
             .await
             .map_err(|e| AwsError::from_sdk("PutFileSystemPolicy", e))?;
     }
-    if !tags.is_empty() {
-        client
-            .tag_resource()
-            .resource_id(&fs.id)
-            .set_tags(Some(tag_list(tags)?))
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("TagResource", e))?;
-    }
+    super::refuse_foreign("TagResource", &format!("file system {}", fs.id), &current_tags, tags)?;
+    converge_tags(client, &fs.id, tags, &current_tags).await?;
     Ok(fs)
 }
 
@@ -749,7 +764,7 @@ async fn create_access_point(
 /// Finds the access point by its `Name` tag and returns it when it matches the spec; otherwise creates
 /// it. Access points are immutable, so one whose root directory or POSIX user differs from the spec is
 /// deleted and recreated (its id and ARN change; task definitions referring to it must follow). Extra
-/// access points with the same name are deleted. Tags (plus `Name`) are applied. May be called again
+/// access points with the same name are deleted. Tags (plus `Name`) are converged. May be called again
 /// after a crash; converges.
 pub async fn ensure_access_point(
     client: &Client,
@@ -765,18 +780,11 @@ pub async fn ensure_access_point(
     for ap in existing.iter().filter(|ap| Some(&ap.id) != keep.map(|k| &k.id)) {
         delete_access_point(client, &ap.id).await?;
     }
-    let access_point = match keep {
-        Some(ap) => AccessPoint { id: ap.id.clone(), arn: ap.arn.clone() },
-        None => return create_access_point(client, fs_id, spec, &tags, replaced.as_deref()).await,
+    let Some(keep) = keep else {
+        return create_access_point(client, fs_id, spec, &tags, replaced.as_deref()).await;
     };
-    client
-        .tag_resource()
-        .resource_id(&access_point.id)
-        .set_tags(Some(tag_list(&tags)?))
-        .send()
-        .await
-        .map_err(|e| AwsError::from_sdk("TagResource", e))?;
-    Ok(access_point)
+    converge_tags(client, &keep.id, &tags, &keep.tags).await?;
+    Ok(AccessPoint { id: keep.id.clone(), arn: keep.arn.clone() })
 }
 
 /// Describes the access point named `spec.name` on the file system and how it differs from the spec

@@ -101,15 +101,19 @@ fn tag_map(tags: &[Tag]) -> BTreeMap<String, String> {
     super::tag_map(tags.iter().map(|t| (t.key(), t.value())))
 }
 
-/// Adds or updates tags (tags set by others are left alone).
-async fn put_tags(client: &Client, arn: &str, tags: &BTreeMap<String, String>) -> AwsResult<()> {
+/// Adds or updates the tags of `tags` the resource lacks, read first (tags set by others are left alone).
+async fn converge_tags(client: &Client, arn: &str, tags: &BTreeMap<String, String>) -> AwsResult<()> {
     if tags.is_empty() {
+        return Ok(());
+    }
+    let missing = super::tags_to_write(tags, &tags_of(client, arn).await?);
+    if missing.is_empty() {
         return Ok(());
     }
     client
         .add_tags()
         .resource_arns(arn)
-        .set_tags(Some(tag_list(tags)))
+        .set_tags(Some(tag_list(&missing)))
         .send()
         .await
         .map_err(|e| AwsError::from_sdk("AddTags", e))?;
@@ -527,7 +531,7 @@ pub async fn ensure_load_balancer(client: &Client, spec: &LoadBalancerSpec) -> A
     }
     converge_network(client, &lb, spec).await?;
     converge_attributes(client, &lb.arn, spec).await?;
-    put_tags(client, &lb.arn, &spec.tags).await?;
+    converge_tags(client, &lb.arn, &spec.tags).await?;
     Ok(LoadBalancer { arn: lb.arn, dns_name: lb.dns_name })
 }
 
@@ -862,7 +866,7 @@ pub async fn ensure_target_group(client: &Client, spec: &TargetGroupSpec) -> Aws
     if tg.health_check != expected {
         modify_health_check(client, &tg.arn, &expected).await?;
     }
-    put_tags(client, &tg.arn, &spec.tags).await?;
+    converge_tags(client, &tg.arn, &spec.tags).await?;
     Ok(TargetGroup { arn: tg.arn })
 }
 

@@ -456,6 +456,7 @@ async fn create_role(client: &Client, spec: &RoleSpec) -> AwsResult<RoleState> {
                 arn,
                 trust_policy: spec.assume_role_policy.clone(),
                 description: spec.description.clone(),
+                tags: spec.tags.clone(),
                 ..RoleState::default()
             })
         }
@@ -531,11 +532,12 @@ pub async fn ensure_role(client: &Client, spec: &RoleSpec) -> AwsResult<Role> {
         None => create_role(client, spec).await?,
     };
     apply_role_changes(client, spec, &plan_role(spec, &current)).await?;
-    if !spec.tags.is_empty() {
+    let missing = super::tags_to_write(&spec.tags, &current.tags);
+    if !missing.is_empty() {
         client
             .tag_role()
             .role_name(&spec.name)
-            .set_tags(Some(tag_list(&spec.tags)?))
+            .set_tags(Some(tag_list(&missing)?))
             .send()
             .await
             .map_err(|e| AwsError::from_sdk("TagRole", e))?;
@@ -630,7 +632,7 @@ async fn get_profile(client: &Client, name: &str) -> AwsResult<Option<(String, V
     Ok(instance_profile(client, name).await?.map(|p| (p.arn, p.roles)))
 }
 
-/// An existing instance profile's ARN and roles, if the stack may make it its own: not another stack's, and,
+/// An existing instance profile, if the stack may make it its own: not another stack's, and,
 /// unless it already carries the stack's tag, holding no role but the stack's (one that holds someone
 /// else's role is in use, and taking it over would take that role off their instances).
 fn take_over_profile(
@@ -638,7 +640,7 @@ fn take_over_profile(
     role_name: &str,
     found: InstanceProfile,
     tags: &BTreeMap<String, String>,
-) -> AwsResult<(String, Vec<String>)> {
+) -> AwsResult<InstanceProfile> {
     let what = format!("instance profile {name}");
     super::refuse_foreign("AddRoleToInstanceProfile", &what, &found.tags, tags)?;
     let ours = found.tags.get(super::STACK_TAG).is_some_and(|stack| tags.get(super::STACK_TAG) == Some(stack));
@@ -653,7 +655,7 @@ fn take_over_profile(
             ),
         ));
     }
-    Ok((found.arn, found.roles))
+    Ok(found)
 }
 
 /// Creates the instance profile; if it appeared since we looked, takes it over only as
@@ -663,11 +665,15 @@ async fn create_profile(
     name: &str,
     role_name: &str,
     tags: &BTreeMap<String, String>,
-) -> AwsResult<(String, Vec<String>)> {
+) -> AwsResult<InstanceProfile> {
     let created =
         client.create_instance_profile().instance_profile_name(name).set_tags(Some(tag_list(tags)?)).send().await;
     match created {
-        Ok(out) => Ok((out.instance_profile().map(|p| p.arn().to_string()).unwrap_or_default(), Vec::new())),
+        Ok(out) => Ok(InstanceProfile {
+            arn: out.instance_profile().map(|p| p.arn().to_string()).unwrap_or_default(),
+            roles: Vec::new(),
+            tags: tags.clone(),
+        }),
         Err(err) => {
             let err = AwsError::from_sdk("CreateInstanceProfile", err);
             if !err.is(&["EntityAlreadyExists"]) {
@@ -690,10 +696,11 @@ pub async fn ensure_instance_profile(
     role_name: &str,
     tags: &BTreeMap<String, String>,
 ) -> AwsResult<String> {
-    let (arn, roles) = match instance_profile(client, name).await? {
+    let profile = match instance_profile(client, name).await? {
         Some(found) => take_over_profile(name, role_name, found, tags)?,
         None => create_profile(client, name, role_name, tags).await?,
     };
+    let roles = &profile.roles;
     for other in roles.iter().filter(|r| r.as_str() != role_name) {
         remove_role_from_profile(client, name, other).await?;
     }
@@ -706,16 +713,17 @@ pub async fn ensure_instance_profile(
             .await
             .map_err(|e| AwsError::from_sdk("AddRoleToInstanceProfile", e))?;
     }
-    if !tags.is_empty() {
+    let missing = super::tags_to_write(tags, &profile.tags);
+    if !missing.is_empty() {
         client
             .tag_instance_profile()
             .instance_profile_name(name)
-            .set_tags(Some(tag_list(tags)?))
+            .set_tags(Some(tag_list(&missing)?))
             .send()
             .await
             .map_err(|e| AwsError::from_sdk("TagInstanceProfile", e))?;
     }
-    Ok(arn)
+    Ok(profile.arn)
 }
 
 /// The instance profile's ARN; `None` when it does not exist.

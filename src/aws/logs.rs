@@ -60,8 +60,9 @@ impl From<&aws_sdk_cloudwatchlogs::types::LogGroup> for LogGroup {
     }
 }
 
-/// Creates the log group (encrypted under `kms_key` when given) or adopts it, then applies retention, the
-/// key and tags. A group found without the key gets it; one with a key the stack did not ask for keeps it.
+/// Creates the log group (encrypted under `kms_key` when given) or adopts it, then converges retention, the
+/// key and tags, writing only what differs. A group found without the key gets it; one with a key the
+/// stack did not ask for keeps it.
 pub async fn ensure(
     client: &Client,
     name: &str,
@@ -69,30 +70,42 @@ pub async fn ensure(
     kms_key: Option<&str>,
     tags: &BTreeMap<String, String>,
 ) -> AwsResult<LogGroup> {
-    let found = describe(client, name).await?;
+    let mut found = describe(client, name).await?;
+    let mut created = false;
     if found.is_none() {
-        let created = client
+        let out = client
             .create_log_group()
             .log_group_name(name)
             .set_kms_key_id(kms_key.map(str::to_string))
             .set_tags(Some(tags.clone().into_iter().collect()))
             .send()
             .await;
-        if let Err(err) = created {
-            let err = AwsError::from_sdk("CreateLogGroup", err);
-            if !err.is(&["ResourceAlreadyExistsException"]) {
-                return Err(err);
+        match out {
+            Ok(_) => created = true,
+            // Another run created it between our look and our create: adopt it.
+            Err(err) => {
+                let err = AwsError::from_sdk("CreateLogGroup", err);
+                if !err.is(&["ResourceAlreadyExistsException"]) {
+                    return Err(err);
+                }
             }
         }
+        found = describe(client, name).await?;
     }
-    client
-        .put_retention_policy()
-        .log_group_name(name)
-        .retention_in_days(retention_days as i32)
-        .send()
-        .await
-        .map_err(|e| AwsError::from_sdk("PutRetentionPolicy", e))?;
-    if let (Some(key), Some(group)) = (kms_key, &found)
+    let group = found.ok_or_else(|| {
+        AwsError::other("DescribeLogGroups", format!("log group {name} vanished while being configured"))
+    })?;
+    if group.retention_days != Some(retention_days) {
+        client
+            .put_retention_policy()
+            .log_group_name(name)
+            .retention_in_days(retention_days as i32)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("PutRetentionPolicy", e))?;
+    }
+    if let Some(key) = kms_key
+        && !created
         && group.key_drift(name, Some(key)).is_some()
     {
         // Only events written from now on are encrypted with the key; earlier ones keep theirs.
@@ -104,17 +117,19 @@ pub async fn ensure(
             .await
             .map_err(|e| AwsError::from_sdk("AssociateKmsKey", e))?;
     }
-    let group = describe(client, name).await?.ok_or_else(|| {
-        AwsError::other("DescribeLogGroups", format!("log group {name} vanished while being configured"))
-    })?;
-    client
-        .tag_resource()
-        .resource_arn(&group.arn)
-        .set_tags(Some(tags.clone().into_iter().collect()))
-        .send()
-        .await
-        .map_err(|e| AwsError::from_sdk("TagResource", e))?;
-    Ok(group)
+    let current_tags = if created { tags.clone() } else { self::tags(client, &group.arn).await? };
+    super::refuse_foreign("TagResource", &format!("log group {name}"), &current_tags, tags)?;
+    let missing = super::tags_to_write(tags, &current_tags);
+    if !missing.is_empty() {
+        client
+            .tag_resource()
+            .resource_arn(&group.arn)
+            .set_tags(Some(missing.into_iter().collect()))
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("TagResource", e))?;
+    }
+    Ok(LogGroup { retention_days: Some(retention_days), ..group })
 }
 
 /// The log group's tags.

@@ -52,6 +52,17 @@ pub fn refuse_foreign(
     }
 }
 
+/// The tags of `wanted` that `current` lacks or gives another value: what a tagging call must still write.
+/// Tagging calls only add and overwrite, so tags someone else added stay; an empty result means no call.
+/// Every ensure writes only this, so an apply that changes one part does not spend AWS's write limits
+/// (IAM's are a few requests a second per account) re-tagging all the others.
+pub fn tags_to_write(
+    wanted: &BTreeMap<String, String>,
+    current: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    wanted.iter().filter(|(k, v)| current.get(*k) != Some(*v)).map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
 /// The service clients and account facts the stack needs, built once when the provider is configured.
 #[derive(Debug, Clone)]
 pub struct AwsContext {

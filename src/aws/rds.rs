@@ -229,14 +229,28 @@ fn tag_list(tags: &BTreeMap<String, String>) -> Vec<Tag> {
 
 use super::wait::remaining;
 
-async fn add_tags(client: &Client, arn: &str, tags: &BTreeMap<String, String>) -> AwsResult<()> {
+/// Gives the resource the tags of `tags` it lacks. `current` are its tags when the caller has them (a
+/// described instance carries them); otherwise they are read first.
+async fn converge_tags(
+    client: &Client,
+    arn: &str,
+    tags: &BTreeMap<String, String>,
+    current: Option<&BTreeMap<String, String>>,
+) -> AwsResult<()> {
     if tags.is_empty() || arn.is_empty() {
+        return Ok(());
+    }
+    let missing = match current {
+        Some(current) => super::tags_to_write(tags, current),
+        None => super::tags_to_write(tags, &resource_tags(client, arn).await?),
+    };
+    if missing.is_empty() {
         return Ok(());
     }
     client
         .add_tags_to_resource()
         .resource_name(arn)
-        .set_tags(Some(tag_list(tags)))
+        .set_tags(Some(tag_list(&missing)))
         .send()
         .await
         .map_err(|e| AwsError::from_sdk("AddTagsToResource", e))?;
@@ -317,7 +331,7 @@ pub async fn ensure_subnet_group(
     };
     if let Some(group) = &existing {
         converge_subnet_group(client, group, description, subnet_ids).await?;
-        add_tags(client, group.db_subnet_group_arn().unwrap_or_default(), tags).await?;
+        converge_tags(client, group.db_subnet_group_arn().unwrap_or_default(), tags, None).await?;
     }
     Ok(())
 }
@@ -657,6 +671,7 @@ async fn converge_instance(
         _ => None,
     };
     let obs = observation_of(&db);
+    let current_tags = super::tag_map(db.tag_list().iter().map(|t| (t.key(), t.value())));
     if obs.status == "deleting" {
         return Err(AwsError::other(
             "ModifyDBInstance",
@@ -667,7 +682,7 @@ async fn converge_instance(
         .map_err(|message| AwsError::other("ModifyDBInstance", message))?;
     let db =
         if change.is_empty() && given.is_none() { db } else { modify_instance(client, spec, &change, given).await? };
-    add_tags(client, &obs.arn, &spec.tags).await?;
+    converge_tags(client, &obs.arn, &spec.tags, Some(&current_tags)).await?;
     Ok(database_of(&db))
 }
 
@@ -1078,7 +1093,7 @@ pub async fn ensure_parameter_group(
             .await
             .map_err(|e| AwsError::from_sdk("ModifyDBParameterGroup", e))?;
     }
-    add_tags(client, &found.arn, tags).await?;
+    converge_tags(client, &found.arn, tags, Some(&found.tags)).await?;
     Ok(found.arn)
 }
 

@@ -199,80 +199,138 @@ pub async fn create(client: &Client, bucket: &str, region: &str) -> AwsResult<bo
     }
 }
 
-/// Applies every managed setting: no ACLs, no public access, default encryption (SSE-KMS with a bucket key
-/// under `kms_key`, else SSE-S3), versioning, the bucket policy (which must deny insecure transport) and
-/// tags. Each call is idempotent.
+/// Converges every managed setting: no ACLs, no public access, default encryption (SSE-KMS with a bucket
+/// key under `kms_key`, else SSE-S3), versioning and the bucket policy (which must deny insecure
+/// transport). The settings are read at once first and only those that differ are written, so an apply
+/// that changes nothing here sends one round of reads; `fresh` (a bucket this run just created, with
+/// ACLs already off) skips the reads and writes the rest.
 pub async fn configure(
     client: &Client,
     bucket: &str,
     policy: &str,
     kms_key: Option<&str>,
-    tags: &BTreeMap<String, String>,
+    fresh: bool,
 ) -> AwsResult<()> {
-    client
-        .put_bucket_ownership_controls()
-        .bucket(bucket)
-        .ownership_controls(
-            OwnershipControls::builder()
-                .rules(OwnershipControlsRule::builder().object_ownership(ObjectOwnership::BucketOwnerEnforced).build()?)
-                .build()?,
-        )
-        .send()
-        .await
-        .map_err(|e| AwsError::from_sdk("PutBucketOwnershipControls", e))?;
-    client
-        .put_public_access_block()
-        .bucket(bucket)
-        .public_access_block_configuration(
-            PublicAccessBlockConfiguration::builder()
-                .block_public_acls(true)
-                .ignore_public_acls(true)
-                .block_public_policy(true)
-                .restrict_public_buckets(true)
-                .build(),
-        )
-        .send()
-        .await
-        .map_err(|e| AwsError::from_sdk("PutPublicAccessBlock", e))?;
-    client
-        .put_bucket_encryption()
-        .bucket(bucket)
-        .server_side_encryption_configuration(
-            ServerSideEncryptionConfiguration::builder()
-                .rules(
-                    ServerSideEncryptionRule::builder()
-                        .apply_server_side_encryption_by_default(
-                            ServerSideEncryptionByDefault::builder()
-                                .sse_algorithm(match kms_key {
-                                    Some(_) => ServerSideEncryption::AwsKms,
-                                    None => ServerSideEncryption::Aes256,
-                                })
-                                .set_kms_master_key_id(kms_key.map(str::to_string))
-                                .build()?,
-                        )
-                        .bucket_key_enabled(true)
-                        .build(),
-                )
-                .build()?,
-        )
-        .send()
-        .await
-        .map_err(|e| AwsError::from_sdk("PutBucketEncryption", e))?;
-    client
-        .put_bucket_versioning()
-        .bucket(bucket)
-        .versioning_configuration(VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build())
-        .send()
-        .await
-        .map_err(|e| AwsError::from_sdk("PutBucketVersioning", e))?;
-    client
-        .put_bucket_policy()
-        .bucket(bucket)
-        .policy(policy)
-        .send()
-        .await
-        .map_err(|e| AwsError::from_sdk("PutBucketPolicy", e))?;
-    put_tags(client, bucket, tags).await
+    let (acls_off, public_access, encryption, versioning, current_policy) = if fresh {
+        (true, Some(String::new()), None, Some(String::new()), None)
+    } else {
+        tokio::try_join!(
+            acls_disabled(client, bucket),
+            public_access_drift(client, bucket),
+            encryption(client, bucket),
+            versioning_drift(client, bucket),
+            policy_text(client, bucket),
+        )?
+    };
+    if !acls_off {
+        client
+            .put_bucket_ownership_controls()
+            .bucket(bucket)
+            .ownership_controls(
+                OwnershipControls::builder()
+                    .rules(
+                        OwnershipControlsRule::builder()
+                            .object_ownership(ObjectOwnership::BucketOwnerEnforced)
+                            .build()?,
+                    )
+                    .build()?,
+            )
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("PutBucketOwnershipControls", e))?;
+    }
+    if public_access.is_some() {
+        client
+            .put_public_access_block()
+            .bucket(bucket)
+            .public_access_block_configuration(
+                PublicAccessBlockConfiguration::builder()
+                    .block_public_acls(true)
+                    .ignore_public_acls(true)
+                    .block_public_policy(true)
+                    .restrict_public_buckets(true)
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("PutPublicAccessBlock", e))?;
+    }
+    if encryption_drift(encryption.as_ref(), kms_key).is_some() {
+        client
+            .put_bucket_encryption()
+            .bucket(bucket)
+            .server_side_encryption_configuration(
+                ServerSideEncryptionConfiguration::builder()
+                    .rules(
+                        ServerSideEncryptionRule::builder()
+                            .apply_server_side_encryption_by_default(
+                                ServerSideEncryptionByDefault::builder()
+                                    .sse_algorithm(match kms_key {
+                                        Some(_) => ServerSideEncryption::AwsKms,
+                                        None => ServerSideEncryption::Aes256,
+                                    })
+                                    .set_kms_master_key_id(kms_key.map(str::to_string))
+                                    .build()?,
+                            )
+                            .bucket_key_enabled(true)
+                            .build(),
+                    )
+                    .build()?,
+            )
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("PutBucketEncryption", e))?;
+    }
+    if versioning.is_some() {
+        client
+            .put_bucket_versioning()
+            .bucket(bucket)
+            .versioning_configuration(
+                VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build(),
+            )
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("PutBucketVersioning", e))?;
+    }
+    if !current_policy.is_some_and(|current| super::iam::same_policy(&current, policy)) {
+        client
+            .put_bucket_policy()
+            .bucket(bucket)
+            .policy(policy)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("PutBucketPolicy", e))?;
+    }
+    Ok(())
+}
+
+/// Whether the bucket's object ownership is BucketOwnerEnforced, which turns ACLs off (FSBP S3.12).
+async fn acls_disabled(client: &Client, bucket: &str) -> AwsResult<bool> {
+    match client.get_bucket_ownership_controls().bucket(bucket).send().await {
+        Ok(out) => Ok(out
+            .ownership_controls()
+            .is_some_and(|c| c.rules().iter().any(|r| r.object_ownership() == &ObjectOwnership::BucketOwnerEnforced))),
+        Err(err) => {
+            let err = AwsError::from_sdk("GetBucketOwnershipControls", err);
+            if err.is(&["OwnershipControlsNotFoundError"]) { Ok(false) } else { Err(err) }
+        }
+    }
+}
+
+/// Gives the bucket the tags of `tags` it lacks. PutBucketTagging replaces the whole set, so the tags it
+/// has (`current`) are written back beside them: tags someone else added stay, as with every other part.
+pub async fn converge_tags(
+    client: &Client,
+    bucket: &str,
+    tags: &BTreeMap<String, String>,
+    current: &BTreeMap<String, String>,
+) -> AwsResult<()> {
+    if super::tags_to_write(tags, current).is_empty() {
+        return Ok(());
+    }
+    let mut merged = current.clone();
+    merged.extend(tags.iter().map(|(k, v)| (k.clone(), v.clone())));
+    put_tags(client, bucket, &merged).await
 }
 
 /// Replaces the bucket's tags.
@@ -414,20 +472,24 @@ fn encryption_drift(found: Option<&DefaultEncryption>, kms_key: Option<&str>) ->
 }
 
 async fn policy_drift(client: &Client, bucket: &str, in_policy: &[&str]) -> AwsResult<Option<String>> {
+    Ok(match policy_text(client, bucket).await? {
+        None => Some("TLS-only bucket policy is missing".to_string()),
+        Some(policy) if !policy.contains("aws:SecureTransport") => {
+            Some("bucket policy no longer denies insecure transport".to_string())
+        }
+        Some(policy) => {
+            in_policy.iter().find(|s| !policy.contains(*s)).map(|s| format!("bucket policy no longer names {s}"))
+        }
+    })
+}
+
+/// The bucket's policy; `None` when it has none.
+async fn policy_text(client: &Client, bucket: &str) -> AwsResult<Option<String>> {
     match client.get_bucket_policy().bucket(bucket).send().await {
-        Ok(out) if !out.policy().is_some_and(|p| p.contains("aws:SecureTransport")) => {
-            Ok(Some("bucket policy no longer denies insecure transport".to_string()))
-        }
-        Ok(out) => {
-            let policy = out.policy().unwrap_or_default();
-            Ok(in_policy.iter().find(|s| !policy.contains(*s)).map(|s| format!("bucket policy no longer names {s}")))
-        }
+        Ok(out) => Ok(out.policy().map(str::to_string)),
         Err(err) => {
             let err = AwsError::from_sdk("GetBucketPolicy", err);
-            if !err.is(&["NoSuchBucketPolicy"]) {
-                return Err(err);
-            }
-            Ok(Some("TLS-only bucket policy is missing".to_string()))
+            if err.is(&["NoSuchBucketPolicy"]) { Ok(None) } else { Err(err) }
         }
     }
 }

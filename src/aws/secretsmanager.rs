@@ -120,7 +120,7 @@ async fn adopt(
     name: &str,
     existing: &DescribeSecretOutput,
     tags: &BTreeMap<String, String>,
-) -> AwsResult<(String, String, Option<String>)> {
+) -> AwsResult<(String, String, Option<String>, BTreeMap<String, String>)> {
     let info = to_info(existing);
     super::refuse_foreign("RestoreSecret", &format!("secret {name}"), &info.tags, tags)?;
     if info.scheduled_for_deletion && info.tags.get(super::STACK_TAG) != tags.get(super::STACK_TAG) {
@@ -136,7 +136,7 @@ async fn adopt(
     if info.scheduled_for_deletion {
         restore(client, name).await?;
     }
-    Ok((info.arn, existing.description().unwrap_or_default().to_string(), info.kms_key))
+    Ok((info.arn, existing.description().unwrap_or_default().to_string(), info.kms_key, info.tags))
 }
 
 /// The resource policy of a stack's secret, in `account`. It refuses every principal of another account,
@@ -210,10 +210,10 @@ pub async fn ensure_generated_secret(
     tags: &BTreeMap<String, String>,
     policy: Option<&str>,
 ) -> AwsResult<String> {
-    let (arn, current_description, current_key) = match describe_raw(client, name).await? {
+    let (arn, current_description, current_key, current_tags) = match describe_raw(client, name).await? {
         Some(existing) => adopt(client, name, &existing, tags).await?,
         None => match create(client, name, description, kms_key, tags).await? {
-            Some(arn) => (arn, description.to_string(), kms_key.map(str::to_string)),
+            Some(arn) => (arn, description.to_string(), kms_key.map(str::to_string), tags.clone()),
             None => {
                 let existing = describe_raw(client, name).await?.ok_or_else(|| {
                     AwsError::other("DescribeSecret", format!("secret {name} reported as existing but not found"))
@@ -235,11 +235,12 @@ pub async fn ensure_generated_secret(
             .await
             .map_err(|e| AwsError::from_sdk("UpdateSecret", e))?;
     }
-    if !tags.is_empty() {
+    let missing = super::tags_to_write(tags, &current_tags);
+    if !missing.is_empty() {
         client
             .tag_resource()
             .secret_id(name)
-            .set_tags(Some(tag_list(tags)))
+            .set_tags(Some(tag_list(&missing)))
             .send()
             .await
             .map_err(|e| AwsError::from_sdk("TagResource", e))?;

@@ -114,14 +114,19 @@ fn tag_list(tags: &BTreeMap<String, String>) -> AwsResult<Vec<Tag>> {
     super::try_tags_as(tags, |k, v| Tag::builder().key(k).value(v).build())
 }
 
-async fn put_tags(client: &Client, arn: &str, tags: &BTreeMap<String, String>) -> AwsResult<()> {
-    if tags.is_empty() {
+/// Gives the resource the tags of `tags` it lacks; reads them first unless `created` (this run created it
+/// with them). Refuses another stack's resource.
+async fn converge_tags(client: &Client, arn: &str, tags: &BTreeMap<String, String>, created: bool) -> AwsResult<()> {
+    let current = if created || tags.is_empty() { tags.clone() } else { self::tags(client, arn).await? };
+    super::refuse_foreign("TagResource", arn, &current, tags)?;
+    let missing = super::tags_to_write(tags, &current);
+    if missing.is_empty() {
         return Ok(());
     }
     client
         .tag_resource()
         .resource_arn(arn)
-        .set_tags(Some(tag_list(tags)?))
+        .set_tags(Some(tag_list(&missing)?))
         .send()
         .await
         .map_err(|e| AwsError::from_sdk("TagResource", e))?;
@@ -157,7 +162,7 @@ pub async fn describe_namespace(client: &Client, name: &str) -> AwsResult<Option
     Ok(None)
 }
 
-/// Creates the private DNS namespace in the VPC, or adopts the one already called `name`, and applies tags.
+/// Creates the private DNS namespace in the VPC, or adopts the one already called `name`, and converges its tags.
 /// A namespace with the same name is adopted whatever VPC it is in (Cloud Map's listing does not say), which
 /// is why the name carries the stack's name. Creation is awaited up to `timeout`. May be called again after a
 /// crash, including one in the middle of the creation operation; converges.
@@ -169,11 +174,11 @@ pub async fn ensure_private_namespace(
     timeout: Duration,
 ) -> AwsResult<Namespace> {
     let deadline = super::deadline_after(timeout);
-    let namespace = match describe_namespace(client, name).await? {
-        Some(found) => found,
+    let (namespace, created) = match describe_namespace(client, name).await? {
+        Some(found) => (found, false),
         None => create_private_namespace(client, name, vpc_id, tags, deadline, timeout).await?,
     };
-    put_tags(client, &namespace.arn, tags).await?;
+    converge_tags(client, &namespace.arn, tags, created).await?;
     Ok(namespace)
 }
 
@@ -184,7 +189,7 @@ async fn create_private_namespace(
     tags: &BTreeMap<String, String>,
     deadline: Instant,
     timeout: Duration,
-) -> AwsResult<Namespace> {
+) -> AwsResult<(Namespace, bool)> {
     let created = client
         .create_private_dns_namespace()
         .name(name)
@@ -198,19 +203,20 @@ async fn create_private_namespace(
             let operation_id = out.operation_id().unwrap_or_default();
             let id = wait_operation(client, operation_id, &format!("creation of namespace {name}"), deadline, timeout)
                 .await?;
-            match id {
-                Some(id) => get_namespace(client, &id).await,
-                None => wait_for_namespace(client, name, deadline, timeout).await,
-            }
+            let namespace = match id {
+                Some(id) => get_namespace(client, &id).await?,
+                None => wait_for_namespace(client, name, deadline, timeout).await?,
+            };
+            Ok((namespace, true))
         }
         Err(err) => {
             let err = AwsError::from_sdk("CreatePrivateDnsNamespace", err);
             if err.is(&["NamespaceAlreadyExists", "DuplicateRequest"]) {
                 // Another run (or our own crashed one) is creating it: wait until it is listed, then adopt it.
-                wait_for_namespace(client, name, deadline, timeout).await
+                Ok((wait_for_namespace(client, name, deadline, timeout).await?, false))
             } else if err.is(&["ConflictingDomainExists"]) {
                 // Adopt it if it is ours under the same name; otherwise the conflict is the caller's to resolve.
-                describe_namespace(client, name).await?.ok_or(err)
+                Ok((describe_namespace(client, name).await?.ok_or(err)?, false))
             } else {
                 Err(err)
             }
@@ -352,7 +358,7 @@ async fn service_in_namespace(client: &Client, id: &str, namespace_id: &str) -> 
 }
 
 /// Creates the discovery service `name` in the namespace (A record, TTL [`DNS_TTL_SECONDS`], multivalue
-/// routing, health reported by ECS), or adopts the existing one, and applies tags. May be called again after a
+/// routing, health reported by ECS), or adopts the existing one, and converges its tags. May be called again after a
 /// crash; converges.
 pub async fn ensure_service(
     client: &Client,
@@ -360,11 +366,11 @@ pub async fn ensure_service(
     name: &str,
     tags: &BTreeMap<String, String>,
 ) -> AwsResult<DiscoveryService> {
-    let service = match describe_service(client, namespace_id, name).await? {
-        Some(found) => found,
+    let (service, created) = match describe_service(client, namespace_id, name).await? {
+        Some(found) => (found, false),
         None => create_service(client, namespace_id, name, tags).await?,
     };
-    put_tags(client, &service.arn, tags).await?;
+    converge_tags(client, &service.arn, tags, created).await?;
     Ok(service)
 }
 
@@ -373,7 +379,7 @@ async fn create_service(
     namespace_id: &str,
     name: &str,
     tags: &BTreeMap<String, String>,
-) -> AwsResult<DiscoveryService> {
+) -> AwsResult<(DiscoveryService, bool)> {
     let created = client
         .create_service()
         .name(name)
@@ -389,10 +395,11 @@ async fn create_service(
             let s = out
                 .service()
                 .ok_or_else(|| AwsError::other("CreateService", format!("no service in the reply for {name}")))?;
-            Ok(DiscoveryService {
+            let service = DiscoveryService {
                 id: s.id().unwrap_or_default().to_string(),
                 arn: s.arn().unwrap_or_default().to_string(),
-            })
+            };
+            Ok((service, true))
         }
         Err(err) => {
             let err = AwsError::from_sdk("CreateService", err);
@@ -400,7 +407,7 @@ async fn create_service(
                 return Err(err);
             }
             // Created by a concurrent or crashed run between our look and our create: adopt it.
-            describe_service(client, namespace_id, name).await?.ok_or(err)
+            Ok((describe_service(client, namespace_id, name).await?.ok_or(err)?, false))
         }
     }
 }

@@ -107,9 +107,13 @@ impl Record {
     }
 }
 
-/// The writes among `records`, as `n action` lines (for messages).
+/// The writes among `records`, as `#n method action` lines, with the path of REST calls (for messages).
 pub fn writes(records: &[Record]) -> Vec<String> {
-    records.iter().filter(|r| r.is_write()).map(|r| format!("#{} {} {}", r.n, r.method, r.action)).collect()
+    let line = |r: &Record| match r.action.as_str() {
+        "s3" | "efs" => format!("#{} {} {} {}", r.n, r.method, r.action, r.path),
+        action => format!("#{} {} {action}", r.n, r.method),
+    };
+    records.iter().filter(|r| r.is_write()).map(line).collect()
 }
 
 fn http(port: u16, method: &str, path: &str, body: &str) -> Result<Value, String> {

@@ -16,6 +16,7 @@ use datavault_acceptance_tests::runner::announce;
 use datavault_acceptance_tests::{CommandOutput, Emulator};
 use serde_json::{Value, json};
 
+use crate::proxy::writes;
 use crate::support::{OkOrPanic, Tf, orphans, secs, setup, tainted, value};
 
 const NAME: &str = "rb-story";
@@ -24,6 +25,8 @@ const TAG: &str = "729ca07";
 /// A minute of AWS time passes in a second.
 const SCALE: f64 = 60.0;
 const BUILT: [&str; 3] = ["web", "broker", "worker"];
+/// What starting the services once their images exist may write: new task definitions and deployments.
+const DEPLOYMENT_WRITES: [&str; 2] = ["RegisterTaskDefinition", "UpdateService"];
 
 fn config(extra: &str) -> String {
     format!(
@@ -159,8 +162,16 @@ fn from_empty_repositories_to_running_services_and_back_from_a_failed_deployment
     let started = Instant::now();
     tf.apply().ok_or_panic();
     let second_took = started.elapsed();
-    let looks = ctx.proxy.records().iter().filter(|r| r.action == "DescribeServices").count();
+    let records = ctx.proxy.records();
+    let looks = records.iter().filter(|r| r.action == "DescribeServices").count();
     assert!(looks >= 2, "the apply did not wait for the deployments ({looks} DescribeServices)");
+    // Only the services change: every other part already is what the configuration says, so an update
+    // that rewrote their tags or settings would spend AWS's write limits (IAM's are low) for nothing.
+    let needless: Vec<String> = writes(&records)
+        .into_iter()
+        .filter(|w| !DEPLOYMENT_WRITES.iter().any(|op| w.ends_with(&format!(" {op}"))))
+        .collect();
+    assert!(needless.is_empty(), "the update wrote to parts that did not change:\n  {}", needless.join("\n  "));
     let running = ctx.block_on(services(emu)).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(counts(&running), expected_counts(1), "every service runs once its image is there");
     assert_eq!(state_value(&tf, "missing_images"), json!([]), "missing_images after the push");

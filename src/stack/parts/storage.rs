@@ -120,30 +120,34 @@ fn claim_name(stack: &str, bucket: Bucket) -> String {
     format!("/datavault/{stack}/claims/{}", Part::from(bucket).key())
 }
 
-/// Creates the bucket if it does not exist, claiming it first, and tags it; the claim goes once the tags
-/// are on. A bucket found without the stack's mark keeps its claim until then too.
-async fn create_and_mark(ctx: &PartContext<'_>, part: Bucket, tags: &BTreeMap<String, String>) -> PartResult<()> {
+/// Creates the bucket if it does not exist, claiming it first, and gives it the stack's tags; the claim
+/// goes once the tags are on. A bucket found without the stack's mark keeps its claim until then too.
+/// `true` when this call created the bucket (it has none of the managed settings yet).
+async fn create_and_mark(ctx: &PartContext<'_>, part: Bucket, tags: &BTreeMap<String, String>) -> PartResult<bool> {
     let (spec, aws) = (ctx.spec, ctx.aws);
     let bucket = bucket_name(part, spec);
     let claim = claim_name(&spec.name, part);
     let what = format!("S3 bucket {bucket}");
-    let marked = if aws::s3::exists(&aws.s3, bucket).await? {
+    // `marked`: found with the stack's mark, so no claim of this stack is left on it.
+    let (found, fresh, marked) = if aws::s3::exists(&aws.s3, bucket).await? {
         let found = aws::s3::tags(&aws.s3, bucket).await?;
-        aws::refuse_foreign("PutBucketTagging", &what, &found, tags)?;
-        found.contains_key(aws::STACK_TAG)
+        let marked = found.contains_key(aws::STACK_TAG);
+        (found, false, marked)
     } else {
         let why = format!("Claims S3 bucket {bucket} for DataVault stack {} while it is created", spec.name);
         aws::ssm::put_claim(&aws.ssm, &claim, bucket, &why, tags).await?;
-        if !aws::s3::create(&aws.s3, bucket, &spec.region).await? {
-            aws::refuse_foreign("PutBucketTagging", &what, &aws::s3::tags(&aws.s3, bucket).await?, tags)?;
+        if aws::s3::create(&aws.s3, bucket, &spec.region).await? {
+            (BTreeMap::new(), true, false)
+        } else {
+            (aws::s3::tags(&aws.s3, bucket).await?, false, false)
         }
-        false
     };
-    aws::s3::put_tags(&aws.s3, bucket, tags).await?;
+    aws::refuse_foreign("PutBucketTagging", &what, &found, tags)?;
+    aws::s3::converge_tags(&aws.s3, bucket, tags, &found).await?;
     if !marked {
         aws::ssm::delete_claim(&aws.ssm, &claim).await?;
     }
-    Ok(())
+    Ok(fresh)
 }
 
 /// A bucket's marks: its tags, or, while it has none, the stack's claim on it.
@@ -193,12 +197,19 @@ pub async fn ensure(part: StoragePart, ctx: &PartContext<'_>) -> PartResult<Part
 async fn ensure_bucket(part: Bucket, ctx: &PartContext<'_>, tags: BTreeMap<String, String>) -> PartResult<PartState> {
     let (spec, aws) = (ctx.spec, ctx.aws);
     let bucket = bucket_name(part, spec);
-    create_and_mark(ctx, part, &tags).await?;
-    aws::s3::configure(&aws.s3, bucket, &bucket_policy(part, ctx), bucket_key(part, spec), &tags).await?;
+    let fresh = create_and_mark(ctx, part, &tags).await?;
+    aws::s3::configure(&aws.s3, bucket, &bucket_policy(part, ctx), bucket_key(part, spec), fresh).await?;
+    let days = spec.log_retention_days;
     match part {
-        Bucket::AccessLogs => aws::s3::put_log_expiry(&aws.s3, bucket, spec.log_retention_days).await?,
-        Bucket::Archive => aws::s3::put_logging(&aws.s3, bucket, &archive_log_target(spec)).await?,
-        Bucket::State => {}
+        Bucket::AccessLogs if fresh || aws::s3::log_expiry_drift(&aws.s3, bucket, days).await?.is_some() => {
+            aws::s3::put_log_expiry(&aws.s3, bucket, days).await?;
+        }
+        Bucket::Archive
+            if fresh || aws::s3::logging_drift(&aws.s3, bucket, &archive_log_target(spec)).await?.is_some() =>
+        {
+            aws::s3::put_logging(&aws.s3, bucket, &archive_log_target(spec)).await?;
+        }
+        Bucket::AccessLogs | Bucket::Archive | Bucket::State => {}
     }
     Ok(PartState {
         id: Some(bucket.to_string()),
