@@ -15,6 +15,9 @@
 //! its processes, sampled from /proc), its resident set right after the handshake beside hashicorp/null's,
 //! and both binaries' sizes.
 //!
+//! With `DATAVAULT_BENCH_TIMELINE=<dir>`, each phase's requests are also written there, one line each with
+//! its send and answer times, to see where the wall time goes.
+//!
 //! Ignored by default; `make bench` runs it with `--ignored --nocapture` (`TF_ACC=1`, private emulator).
 
 #[path = "robustness/proxy.rs"]
@@ -108,6 +111,7 @@ fn measure(ctx: &Ctx, what: &'static str, run: impl FnOnce() -> datavault_accept
     assert!(out.code == Some(0), "{what} failed:\n{out}");
     let stats = ctx.proxy.stats();
     let records = ctx.proxy.records();
+    write_timeline(what, &records);
     let first = records.iter().map(|r| r.start).fold(f64::INFINITY, f64::min);
     let last = records.iter().map(|r| r.end).fold(0.0, f64::max);
     let span = Duration::from_secs_f64((last - first).max(0.0));
@@ -119,6 +123,24 @@ fn measure(ctx: &Ctx, what: &'static str, run: impl FnOnce() -> datavault_accept
         operations: by_operation(&records),
         span,
     }
+}
+
+/// Writes the phase's requests, one line each (seconds since the phase's first request to send and answer,
+/// service, operation, method, path), to `<what>.txt` in `DATAVAULT_BENCH_TIMELINE` when that names a
+/// directory: where the wall time goes between the figures.
+fn write_timeline(what: &str, records: &[Record]) {
+    let Ok(dir) = std::env::var("DATAVAULT_BENCH_TIMELINE") else { return };
+    let first = records.iter().map(|r| r.start).fold(f64::INFINITY, f64::min);
+    let lines: String = records
+        .iter()
+        .map(|r| {
+            let (start, end) = (r.start - first, r.end - first);
+            format!("{start:8.3} {end:8.3} {} {} {} {}\n", r.service, r.action, r.method, r.path)
+        })
+        .collect();
+    let path = Path::new(&dir).join(format!("{}.txt", what.replace(|c: char| !c.is_ascii_alphanumeric(), "-")));
+    std::fs::write(&path, lines).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+    eprintln!("bench: the requests of {what} are in {}", path.display());
 }
 
 fn pem_certificate(dir: &Path) -> String {
