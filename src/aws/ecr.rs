@@ -89,11 +89,21 @@ pub async fn lifecycle_drift(client: &Client, name: &str) -> AwsResult<Option<St
     }
 }
 
-/// How a lifecycle policy text as ECR returns it differs from the stack's; compared as JSON, since ECR
-/// may give back the text with other spacing or key order.
+/// How a lifecycle policy text as ECR returns it differs from the stack's. Only what decides which images
+/// expire is compared (each rule's priority, selection and action, as JSON values), so another spacing,
+/// key order or description is not drift and cannot make every refresh report a change.
 fn policy_drift(text: Option<&str>) -> Option<String> {
-    let parse = |t: &str| serde_json::from_str::<serde_json::Value>(t).ok();
-    let same = text.and_then(parse).is_some_and(|found| Some(found) == parse(&lifecycle_policy()));
+    let rules = |t: &str| {
+        let policy: serde_json::Value = serde_json::from_str(t).ok()?;
+        let mut rules: Vec<_> = policy["rules"]
+            .as_array()?
+            .iter()
+            .map(|r| (r["rulePriority"].as_i64(), r["selection"].clone(), r["action"].clone()))
+            .collect();
+        rules.sort_by_key(|r| r.0);
+        Some(rules)
+    };
+    let same = text.and_then(rules).is_some_and(|found| Some(found) == rules(&lifecycle_policy()));
     (!same).then(|| "lifecycle policy is not the stack's (untagged images expire after a day)".to_string())
 }
 
@@ -254,13 +264,15 @@ mod tests {
     }
 
     #[test]
-    fn a_lifecycle_policy_is_judged_as_json_not_as_text() {
+    fn a_lifecycle_policy_is_judged_by_what_it_expires() {
         let respaced =
             serde_json::to_string_pretty(&serde_json::from_str::<serde_json::Value>(&lifecycle_policy()).unwrap());
         assert_eq!(policy_drift(respaced.ok().as_deref()), None, "the stack's policy, spaced otherwise");
         let keep_all = lifecycle_policy().replace("\"countNumber\":1", "\"countNumber\":30");
         assert_ne!(keep_all, lifecycle_policy());
         assert!(policy_drift(Some(&keep_all)).is_some(), "another expiry is drift");
+        let described = lifecycle_policy().replace("Expire untagged images", "written by someone else");
+        assert_eq!(policy_drift(Some(&described)), None, "a description decides nothing");
         assert!(policy_drift(Some("not json")).is_some());
         assert!(policy_drift(None).is_some());
     }
