@@ -644,8 +644,8 @@ fn bench_waits_against_the_behaviour_model() {
         ));
     }
     lines.push(
-        "(wall includes Terraform's own work and the provider's polling: each wait looks again after 1 s, then backs \
-         off; the model's time runs `scale` times faster than the provider's polls)"
+        "(wall includes Terraform's own work, the provider's requests outside the waits, which the model's scale does \
+         not shorten, and its polling: each wait looks again after 1 s, then after a tenth of the time waited so far)"
             .to_string(),
     );
     announce(&lines.join("\n"));

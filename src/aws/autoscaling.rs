@@ -458,7 +458,7 @@ pub async fn delete_group(client: &Client, name: &str, timeout: Duration) -> Aws
 async fn delete_group_polling(client: &Client, name: &str, timeout: Duration, interval: Duration) -> AwsResult<()> {
     let started = Instant::now();
     let deadline = super::deadline_after(timeout);
-    let mut backoff = super::wait::Backoff::up_to(interval);
+    let backoff = super::wait::Backoff::up_to(interval);
     loop {
         let step = delete_step(find(client, name).await?.as_ref());
         if step != DeleteStep::Gone && started.elapsed() >= timeout {

@@ -277,7 +277,7 @@ async fn deregister_container_instances(client: &Client, cluster: &str) -> AwsRe
 /// crash; converges.
 pub async fn delete_cluster(client: &Client, name: &str, timeout: Duration) -> AwsResult<()> {
     let deadline = super::deadline_after(timeout);
-    let mut backoff = Backoff::up_to(POLL_INTERVAL);
+    let backoff = Backoff::up_to(POLL_INTERVAL);
     loop {
         match find_cluster(client, name).await? {
             None => return Ok(()),
@@ -1462,7 +1462,7 @@ pub fn service_observation(
 
 async fn wait_service_gone(client: &Client, cluster: &str, name: &str, timeout: Duration) -> AwsResult<()> {
     let deadline = super::deadline_after(timeout);
-    let mut backoff = Backoff::up_to(POLL_INTERVAL);
+    let backoff = Backoff::up_to(POLL_INTERVAL);
     loop {
         let svc = find_service(client, cluster, name).await?;
         if service_gone(svc.as_ref()) {
@@ -1679,7 +1679,7 @@ where
 {
     let cancelled = || AwsError::other("DescribeServices", "waiting for ECS services to become stable was cancelled");
     let deadline = super::deadline_after(timeout);
-    let mut backoff = Backoff::up_to(poll);
+    let backoff = Backoff::up_to(poll);
     loop {
         if cancel.is_cancelled() {
             return Err(cancelled());

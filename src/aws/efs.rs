@@ -826,7 +826,7 @@ pub async fn delete_file_system(client: &Client, fs_id: &str, timeout: Duration)
     }
     delete_all_access_points(client, fs_id).await?;
     delete_mount_targets(client, fs_id, remaining(deadline)).await?;
-    let mut backoff = super::wait::Backoff::up_to(POLL_INTERVAL);
+    let backoff = super::wait::Backoff::up_to(POLL_INTERVAL);
     loop {
         let err = match client.delete_file_system().file_system_id(fs_id).send().await {
             Ok(_) => return Ok(()),

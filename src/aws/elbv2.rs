@@ -590,7 +590,7 @@ async fn delete_load_balancer_polling(
     }
     let started = Instant::now();
     let deadline = super::deadline_after(timeout);
-    let mut backoff = super::wait::Backoff::up_to(interval);
+    let backoff = super::wait::Backoff::up_to(interval);
     loop {
         let still_there = find_load_balancer(client, name).await?.is_some_and(|found| found.arn == lb.arn);
         match gone_decision(name, still_there, started.elapsed(), timeout) {
@@ -917,7 +917,7 @@ async fn delete_target_group_polling(
     let Some(tg) = find_target_group(client, name).await? else { return Ok(()) };
     let started = Instant::now();
     let deadline = super::deadline_after(timeout);
-    let mut backoff = super::wait::Backoff::up_to(interval);
+    let backoff = super::wait::Backoff::up_to(interval);
     loop {
         let outcome = client
             .delete_target_group()

@@ -237,7 +237,7 @@ async fn get_namespace(client: &Client, id: &str) -> AwsResult<Namespace> {
 }
 
 async fn wait_for_namespace(client: &Client, name: &str, deadline: Instant, timeout: Duration) -> AwsResult<Namespace> {
-    let mut backoff = Backoff::up_to(POLL_INTERVAL);
+    let backoff = Backoff::up_to(POLL_INTERVAL);
     loop {
         if let Some(found) = describe_namespace(client, name).await? {
             return Ok(found);
@@ -260,7 +260,7 @@ async fn wait_operation(
     deadline: Instant,
     timeout: Duration,
 ) -> AwsResult<Option<String>> {
-    let mut backoff = Backoff::up_to(POLL_INTERVAL);
+    let backoff = Backoff::up_to(POLL_INTERVAL);
     loop {
         let out = client
             .get_operation()
@@ -442,7 +442,7 @@ async fn deregister_instances(client: &Client, service_id: &str) -> AwsResult<()
 /// again after a crash; converges.
 pub async fn delete_service(client: &Client, id: &str, timeout: Duration) -> AwsResult<()> {
     let deadline = super::deadline_after(timeout);
-    let mut backoff = Backoff::up_to(POLL_INTERVAL);
+    let backoff = Backoff::up_to(POLL_INTERVAL);
     loop {
         deregister_instances(client, id).await?;
         let err = match client.delete_service().id(id).send().await {
@@ -469,7 +469,7 @@ pub async fn delete_service(client: &Client, id: &str, timeout: Duration) -> Aws
 /// services being deleted; absent is success. May be called again after a crash; converges.
 pub async fn delete_namespace(client: &Client, id: &str, timeout: Duration) -> AwsResult<()> {
     let deadline = super::deadline_after(timeout);
-    let mut backoff = Backoff::up_to(POLL_INTERVAL);
+    let backoff = Backoff::up_to(POLL_INTERVAL);
     let operation_id = loop {
         let err = match client.delete_namespace().id(id).send().await {
             Ok(out) => break out.operation_id().unwrap_or_default().to_string(),

@@ -1,10 +1,13 @@
 //! Waiting for AWS: deadlines, the pause between two looks, and the look-decide-pause loop.
 //!
-//! Every wait in the provider pauses the same way: one second after the first look, then twice as long
-//! each time up to the caller's ceiling. Most transitions (a mount target, a namespace operation, a
-//! deleted service) end within seconds, so early looks are cheap wins; long ones (a database, a
-//! deployment) settle into the ceiling, which keeps the request rate far below AWS's throttling limits.
-//! terraform-provider-aws's state-change waiters back off the same way.
+//! Every wait in the provider pauses the same way: a second between looks at first, then a tenth of the
+//! time waited so far, up to the caller's ceiling. However long AWS takes, the last look comes at most a
+//! tenth of the wait (or a second) after the awaited state was reached, so a wait never stretches what
+//! users wait for by more than about 10%, and on average by half that. The number of looks grows only
+//! with the logarithm of the wait until the ceiling (seconds for a mount target, tens of seconds for a
+//! database or a deployment) keeps long waits far below AWS's throttling limits. Doubling pauses, as
+//! terraform-provider-aws's state-change waiters use, can overshoot by the whole last pause: up to the
+//! ceiling after a wait of a few ceilings, which is most of a short wait.
 
 use std::fmt::Debug;
 use std::future::Future;
@@ -14,8 +17,10 @@ use tokio::time::Instant;
 
 use super::{AwsError, AwsResult};
 
-/// The first pause of every wait.
+/// The shortest pause between two looks.
 const FIRST_PAUSE: Duration = Duration::from_secs(1);
+/// The pause as a share of the time waited so far (1/10): the most a wait overshoots the awaited state.
+const PAUSE_DIVISOR: u32 = 10;
 
 /// What one look at a resource means for the wait.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,28 +46,28 @@ pub fn remaining(deadline: Instant) -> Duration {
     deadline.saturating_duration_since(Instant::now())
 }
 
-/// The pauses between looks: one second, then doubling up to a ceiling, never past a deadline.
+/// The pauses between looks: a second, then a tenth of the time waited so far, up to a ceiling, never past
+/// a deadline.
 #[derive(Debug, Clone)]
 pub struct Backoff {
-    next: Duration,
+    started: Instant,
     ceiling: Duration,
 }
 
 impl Backoff {
-    /// Pauses that grow from one second to `ceiling` (a zero ceiling never pauses: for tests).
+    /// Pauses from one second up to `ceiling`, counted from now (a zero ceiling never pauses: for tests).
     pub fn up_to(ceiling: Duration) -> Backoff {
-        Backoff { next: FIRST_PAUSE.min(ceiling), ceiling }
+        Backoff { started: Instant::now(), ceiling }
     }
 
     /// The next pause, cut short so the last look happens at `deadline` rather than after it.
-    pub fn pause_before(&mut self, deadline: Instant) -> Duration {
-        let pause = self.next.min(remaining(deadline));
-        self.next = (self.next * 2).min(self.ceiling);
-        pause
+    pub fn pause_before(&self, deadline: Instant) -> Duration {
+        let share = self.started.elapsed() / PAUSE_DIVISOR;
+        share.max(FIRST_PAUSE).min(self.ceiling).min(remaining(deadline))
     }
 
     /// Sleeps for the next pause (see [`Backoff::pause_before`]).
-    pub async fn sleep_before(&mut self, deadline: Instant) {
+    pub async fn sleep_before(&self, deadline: Instant) {
         tokio::time::sleep(self.pause_before(deadline)).await;
     }
 }
@@ -85,7 +90,7 @@ where
     D: Fn(&T) -> Decision,
 {
     let deadline = deadline_after(timeout);
-    let mut backoff = Backoff::up_to(ceiling);
+    let backoff = Backoff::up_to(ceiling);
     loop {
         let seen = observe().await?;
         match decide(&seen) {
@@ -107,13 +112,27 @@ mod tests {
     use super::*;
 
     #[tokio::test(start_paused = true)]
-    async fn pauses_double_from_one_second_to_the_ceiling_and_stop_at_the_deadline() {
-        let deadline = deadline_after(Duration::from_secs(20));
-        let mut backoff = Backoff::up_to(Duration::from_secs(5));
-        let pauses: Vec<u64> = (0..5).map(|_| backoff.pause_before(deadline).as_secs()).collect();
-        assert_eq!(pauses, vec![1, 2, 4, 5, 5]);
-        tokio::time::advance(Duration::from_secs(18)).await;
-        assert_eq!(backoff.pause_before(deadline), Duration::from_secs(2), "cut to the deadline");
+    async fn pauses_grow_with_the_time_waited_up_to_the_ceiling_and_stop_at_the_deadline() {
+        let deadline = deadline_after(Duration::from_secs(400));
+        let backoff = Backoff::up_to(Duration::from_secs(15));
+        let mut looks = vec![Duration::ZERO];
+        while remaining(deadline) > Duration::ZERO {
+            tokio::time::advance(backoff.pause_before(deadline)).await;
+            looks.push(backoff.started.elapsed());
+        }
+        let pauses: Vec<Duration> = looks.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(pauses[..10].iter().all(|p| *p == FIRST_PAUSE), "a second apart at first: {pauses:?}");
+        assert!(pauses.iter().all(|p| *p <= Duration::from_secs(15)), "never past the ceiling: {pauses:?}");
+        let before_the_last = &pauses[..pauses.len() - 1];
+        assert!(before_the_last.windows(2).all(|w| w[0] <= w[1]), "pauses shrink before the deadline: {pauses:?}");
+        // Whenever the awaited state is reached, the next look comes within a tenth of the wait, or a second,
+        // until the ceiling takes over (after 150 s here).
+        for done in (1..150).map(|s| Duration::from_millis(s * 1000 + 500)) {
+            let seen = looks.iter().find(|t| **t >= done).expect("a look after it");
+            assert!(*seen - done <= (done / 10).max(FIRST_PAUSE), "reached at {done:?}, seen at {seen:?}");
+        }
+        assert!(looks.len() < 70, "{} looks in 400 s: the pauses do not grow", looks.len());
+        assert_eq!(*looks.last().unwrap(), Duration::from_secs(400), "the last look is at the deadline");
         assert_eq!(Backoff::up_to(Duration::ZERO).pause_before(deadline), Duration::ZERO);
     }
 
