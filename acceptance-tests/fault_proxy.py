@@ -44,8 +44,9 @@ FAULT_PROXY_LATENCY_MS, FAULT_PROXY_SEED):
   seed              seeds the random choices (null: random)
   rules             [{"action": "CreateDBInstance", "status": 400, "code": "ValidationError",
                       "message": "...", "times": null}]: answer every request for that action (the
-                    X-Amz-Target operation, the query Action, or "s3"/"efs" for REST requests) with that
-                    error in the protocol's shape, `times` times (null: always); counted as faults.
+                    X-Amz-Target operation, the query Action, or "s3"/"efs" for REST requests; "*" for
+                    every request, as AWS answers credentials it rejects) with that error in the
+                    protocol's shape, `times` times (null: always); counted as faults.
                     Optional: "method" (HTTP method) and "path" (a regular expression searched in the
                     request path) narrow a rule to one REST call, such as HEAD of one bucket; "headers"
                     adds headers to the answer (S3's x-amz-bucket-region, say)
@@ -483,7 +484,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def matches(self, rule, action):
         """Whether the rule is for this request, and has answers left."""
         return (
-            rule["action"] == action
+            rule["action"] in ("*", action)
             and (rule.get("times") is None or rule["times"] > 0)
             and rule.get("method", self.command) == self.command
             and ("path" not in rule or re.search(rule["path"], self.path) is not None)

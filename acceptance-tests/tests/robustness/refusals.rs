@@ -1,6 +1,6 @@
 //! Refusals decide before they act, and say so: a destroy or replacement that something forbids deletes
 //! nothing at all (counted at the fault proxy), and inputs AWS would reject are refused at plan with their
-//! attribute, before any AWS write.
+//! attribute, before any AWS write; credentials AWS rejects are one diagnostic, and nothing is written.
 
 use datavault_acceptance_tests::emulator::describe;
 use datavault_acceptance_tests::runner::announce;
@@ -120,6 +120,44 @@ fn a_replacement_onto_a_bucket_name_another_account_owns_is_refused_before_anyth
 
     std::fs::write(tf.dir().join("main.tf"), protected_config(NAME, false)).expect("writing main.tf");
     tf.expect_empty_plans().unwrap_or_else(|e| panic!("{e}"));
+    tf.destroy().ok_or_panic();
+    ctx.finish();
+}
+
+#[test]
+fn credentials_aws_rejects_fail_plan_and_destroy_with_one_diagnostic_and_no_writes() {
+    let Some(ctx) = setup("refusals-credentials") else { return };
+    let tf = ctx.workdir("work", &protected_config(NAME, false));
+    tf.apply().ok_or_panic();
+    let before = ctx.block_on(Shape::of(&ctx.emulator, NAME)).unwrap_or_else(|e| panic!("{e}"));
+
+    // Keys AWS does not know (revoked, or expired session credentials): every request, STS's included, is
+    // refused as real AWS refuses them. The provider checks its credentials beside the refresh's first
+    // reads; what the user sees is that check's diagnostic, not one error per part.
+    ctx.proxy.configure(serde_json::json!({
+        "rules": [{
+            "action": "*",
+            "status": 403,
+            "code": "InvalidClientTokenId",
+            "message": "The security token included in the request is invalid.",
+        }]
+    }));
+    let expected =
+        Regex::new(r"(?s)Invalid AWS Credentials.*InvalidClientTokenId.*skip_credentials_validation").expect("regex");
+    let (plan, wrote) = counted(&ctx, &tf, &["plan", "-input=false", "-no-color"]);
+    plan.expect_failure(&expected).unwrap_or_else(|e| panic!("{e}"));
+    assert!(wrote.is_empty(), "the plan wrote to AWS: {wrote:?}");
+    let parts_named = plan.combined().matches("Error: ").count();
+    assert_eq!(parts_named, 1, "one diagnostic for rejected credentials, not one per part:\n{plan}");
+    let (destroy, wrote) = counted(&ctx, &tf, &["destroy", "-auto-approve", "-input=false", "-no-color"]);
+    destroy.expect_failure(&expected).unwrap_or_else(|e| panic!("{e}"));
+    assert!(wrote.is_empty(), "the destroy wrote to AWS: {wrote:?}");
+    ctx.proxy.reset();
+
+    let after = ctx.block_on(Shape::of(&ctx.emulator, NAME)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(after, before, "rejected credentials changed the stack");
+    tf.expect_empty_plans().unwrap_or_else(|e| panic!("once the credentials work again: {e}"));
+    announce("robustness/refusals: credentials AWS rejects: plan and destroy fail with one diagnostic, 0 writes");
     tf.destroy().ok_or_panic();
     ctx.finish();
 }
