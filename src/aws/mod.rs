@@ -20,12 +20,9 @@ pub mod wait;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::future::Future;
 
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_smithy_runtime_api::client::result::SdkError;
-use futures_util::FutureExt;
-use futures_util::future::{BoxFuture, Shared};
 
 /// The tag every part carries so a stack can find its own parts again.
 pub const STACK_TAG: &str = "datavault:stack";
@@ -103,51 +100,8 @@ pub struct AwsContext {
     pub partition: String,
     /// Tags from the provider's `default_tags`.
     pub default_tags: BTreeMap<String, String>,
-    /// The provider's check of its credentials, which says whose account they are.
-    pub account: AccountCheck,
-}
-
-/// The provider's credential check (STS GetCallerIdentity), started when the provider is configured and
-/// answered while a refresh's first reads are already under way: Terraform calls nothing else until
-/// ConfigureProvider returns, so waiting there would add a round trip to every command. Reads await its
-/// outcome beside their own requests; anything that writes awaits it first.
-#[derive(Clone)]
-pub struct AccountCheck(Option<Shared<BoxFuture<'static, CheckOutcome>>>);
-
-/// The account the credentials belong to (if STS said), or what to tell the user about them.
-type CheckOutcome = Result<Option<String>, String>;
-
-impl AccountCheck {
-    /// No check (`skip_credentials_validation`): the account stays unknown.
-    pub fn skipped() -> AccountCheck {
-        AccountCheck(None)
-    }
-
-    /// Starts `check` now, in the background; its error is what to tell the user.
-    pub fn start(check: impl Future<Output = CheckOutcome> + Send + 'static) -> AccountCheck {
-        let shared = check.boxed().shared();
-        tokio::spawn(shared.clone());
-        AccountCheck(Some(shared))
-    }
-
-    /// The check's outcome: the account (`None` when skipped or not said), or why the credentials failed.
-    pub async fn outcome(&self) -> CheckOutcome {
-        match &self.0 {
-            Some(check) => check.clone().await,
-            None => Ok(None),
-        }
-    }
-
-    /// The account the credentials belong to, when the check said so.
-    pub async fn id(&self) -> Option<String> {
-        self.outcome().await.ok().flatten()
-    }
-}
-
-impl fmt::Debug for AccountCheck {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_some() { "AccountCheck(started)" } else { "AccountCheck(skipped)" })
-    }
+    /// The account the credentials belong to, when the provider checked them.
+    pub account_id: Option<String>,
 }
 
 /// A failed AWS call, with the operation and the service's error code kept for decisions and messages.

@@ -12,7 +12,7 @@ use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_runtime::env_config::file::{EnvConfigFileKind as ProfileFileKind, EnvConfigFiles as ProfileFiles};
 use aws_sdk_sts::config::retry::{RetryPartition, TokenBucket};
 
-use crate::aws::{AccountCheck, AwsContext, partition_of};
+use crate::aws::{AwsContext, partition_of};
 use crate::framework::{AttributePath, Diagnostics, Value};
 
 /// Default retries, matching the AWS CLI's standard mode budget closely enough for long applies.
@@ -101,10 +101,10 @@ pub async fn build(config: &Value) -> Result<AwsContext, Diagnostics> {
         );
         return Err(diags);
     };
-    let account = if config.get("skip_credentials_validation").as_bool() != Some(true) {
-        AccountCheck::start(validate_credentials(sts_client(&sdk, config)))
+    let account_id = if config.get("skip_credentials_validation").as_bool() != Some(true) {
+        validate_credentials(&sdk, config).await?
     } else {
-        AccountCheck::skipped()
+        None
     };
     Ok(AwsContext {
         s3: s3_client(&sdk, config),
@@ -124,7 +124,7 @@ pub async fn build(config: &Value) -> Result<AwsContext, Diagnostics> {
         partition: partition_of(&region).to_string(),
         region,
         default_tags: config.get("default_tags").as_string_map().unwrap_or_default(),
-        account,
+        account_id,
     })
 }
 
@@ -267,21 +267,27 @@ async fn assume_role(base: SdkConfig, block: &Value) -> SdkConfig {
     base.to_builder().credentials_provider(SharedCredentialsProvider::new(provider)).build()
 }
 
-/// Checks the credentials with STS; returns the account they belong to, or what to tell the user.
-async fn validate_credentials(sts: aws_sdk_sts::Client) -> Result<Option<String>, String> {
-    match sts.get_caller_identity().send().await {
+/// Checks the credentials with STS; returns the account they belong to.
+async fn validate_credentials(sdk: &SdkConfig, config: &Value) -> Result<Option<String>, Diagnostics> {
+    match sts_client(sdk, config).get_caller_identity().send().await {
         Ok(identity) => {
             tracing::info!(account = identity.account().unwrap_or_default(), "AWS credentials validated");
             Ok(identity.account().map(str::to_string))
         }
         Err(err) => {
             let err = crate::aws::AwsError::from_sdk("GetCallerIdentity", err);
-            Err(format!(
-                "The provider could not validate its AWS credentials ({err}). Configure credentials the way the AWS \
-                 CLI finds them: `aws configure` or AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, a profile (profile = \
-                 \"...\" or AWS_PROFILE), or an assume_role block. Check that `aws sts get-caller-identity` works \
-                 with the same settings. Set skip_credentials_validation = true to skip this check."
-            ))
+            let mut diags = Diagnostics::new();
+            diags.error(
+                "Invalid AWS Credentials",
+                format!(
+                    "The provider could not validate its AWS credentials ({err}). Configure credentials the way the \
+                     AWS CLI finds them: `aws configure` or AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, a profile \
+                     (profile = \"...\" or AWS_PROFILE), or an assume_role block. Check that `aws sts \
+                     get-caller-identity` works with the same settings. Set skip_credentials_validation = true \
+                     to skip this check."
+                ),
+            );
+            Err(diags)
         }
     }
 }

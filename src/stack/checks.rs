@@ -97,12 +97,11 @@ async fn check_kms_key(aws: &AwsContext, spec: &StackSpec) -> aws::AwsResult<Vec
         let detail = format!("The stack cannot encrypt with {arn}: {}.", problems.join("; "));
         return Ok(vec![refuse(path, "Unusable KMS Key", detail)]);
     }
-    let (account, policy) = tokio::join!(aws.account.id(), aws::kms::policy(&aws.kms, arn));
-    let (Some(account), Some(policy)) = (account, policy?) else {
+    let (Some(account), Some(policy)) = (&aws.account_id, aws::kms::policy(&aws.kms, arn).await?) else {
         return Ok(vec![]);
     };
     let logs = aws::kms::logs_service_principal(&spec.region);
-    let autoscaling = aws::kms::autoscaling_service_role(&spec.partition, &account);
+    let autoscaling = aws::kms::autoscaling_service_role(&spec.partition, account);
     let missing = aws::kms::principals_not_allowed(&policy, &[&logs, &autoscaling]);
     let consequences = missing.iter().map(|principal| {
         if *principal == logs {
@@ -326,7 +325,7 @@ async fn check_instance_type(aws: &AwsContext, spec: &StackSpec) -> aws::AwsResu
 /// (apply creates the services without starting them), but the plan says which are missing and where
 /// they go; images from elsewhere (`services.<name>.image`) cannot be checked and are not.
 async fn check_images(aws: &AwsContext, spec: &StackSpec) -> aws::AwsResult<Vec<Diagnostic>> {
-    let registry = match aws.account.id().await {
+    let registry = match &aws.account_id {
         Some(account) => format!("{account}.dkr.ecr.{}.amazonaws.com", spec.region),
         None => format!("<account>.dkr.ecr.{}.amazonaws.com", spec.region),
     };

@@ -29,7 +29,6 @@ pub mod service;
 pub mod survey;
 pub mod validation;
 
-use std::future::Future;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -56,24 +55,6 @@ fn failed(diagnostics: Diagnostics, state: Option<&Value>) -> StateResult {
     StateResult { state: state.cloned(), diagnostics, private: None }
 }
 
-/// The provider's credential check, awaited: its failure as Terraform shows it.
-async fn credentials(aws: &AwsContext) -> Result<(), Diagnostics> {
-    aws.account.outcome().await.map(|_| ()).map_err(|detail| {
-        let mut diagnostics = Diagnostics::new();
-        diagnostics.error("Invalid AWS Credentials", detail);
-        diagnostics
-    })
-}
-
-/// Runs an operation that only reads, then looks at the credential check, which has been running in the
-/// background since the provider was configured: the check costs no round trip of its own. When the
-/// credentials fail, that is what the user is told (the reads failed for that reason). Whatever writes
-/// awaits [`credentials`] first instead.
-async fn reading<T>(aws: &AwsContext, operation: impl Future<Output = T>) -> Result<T, Diagnostics> {
-    let done = operation.await;
-    credentials(aws).await.map(|()| done)
-}
-
 #[async_trait]
 impl Resource for StackResource {
     fn type_name(&self) -> &'static str {
@@ -91,9 +72,7 @@ impl Resource for StackResource {
     async fn modify_plan(&self, ctx: &RequestContext, change: &mut PlannedChange) -> Diagnostics {
         let mut diagnostics = validation::validate(&change.config);
         match self.data.get() {
-            Ok(aws) => match reading(&aws, plan::modify_plan(ctx, change, &aws)).await {
-                Ok(more) | Err(more) => diagnostics.extend(more),
-            },
+            Ok(aws) => diagnostics.extend(plan::modify_plan(ctx, change, &aws).await),
             Err(diags) => diagnostics.extend(diags),
         }
         diagnostics
@@ -101,36 +80,28 @@ impl Resource for StackResource {
 
     async fn plan_destroy(&self, ctx: &RequestContext, prior: &Value) -> Diagnostics {
         match self.data.get() {
-            Ok(aws) => reading(&aws, plan::plan_destroy(ctx, prior, &aws)).await.unwrap_or_else(|failed| failed),
+            Ok(aws) => plan::plan_destroy(ctx, prior, &aws).await,
             Err(diags) => diags,
         }
     }
 
     async fn apply(&self, ctx: &RequestContext, prior: &Value, planned: &Value, config: &Value) -> StateResult {
         match self.data.get() {
-            Ok(aws) => match credentials(&aws).await {
-                Ok(()) => apply::converge(ctx, &aws, prior, planned, config).await,
-                Err(diags) => failed(diags, (!prior.is_null()).then_some(prior)),
-            },
+            Ok(aws) => apply::converge(ctx, &aws, prior, planned, config).await,
             Err(diags) => failed(diags, None),
         }
     }
 
     async fn delete(&self, ctx: &RequestContext, prior: &Value) -> Diagnostics {
         match self.data.get() {
-            Ok(aws) => match credentials(&aws).await {
-                Ok(()) => apply::delete(ctx, &aws, prior).await,
-                Err(diags) => diags,
-            },
+            Ok(aws) => apply::delete(ctx, &aws, prior).await,
             Err(diags) => diags,
         }
     }
 
     async fn read(&self, ctx: &RequestContext, state: &Value) -> StateResult {
         match self.data.get() {
-            Ok(aws) => {
-                reading(&aws, read::read(ctx, &aws, state)).await.unwrap_or_else(|diags| failed(diags, Some(state)))
-            }
+            Ok(aws) => read::read(ctx, &aws, state).await,
             Err(diags) => failed(diags, Some(state)),
         }
     }

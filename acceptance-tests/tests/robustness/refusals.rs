@@ -132,8 +132,8 @@ fn credentials_aws_rejects_fail_plan_and_destroy_with_one_diagnostic_and_no_writ
     let before = ctx.block_on(Shape::of(&ctx.emulator, NAME)).unwrap_or_else(|e| panic!("{e}"));
 
     // Keys AWS does not know (revoked, or expired session credentials): every request, STS's included, is
-    // refused as real AWS refuses them. The provider checks its credentials beside the refresh's first
-    // reads; what the user sees is that check's diagnostic, not one error per part.
+    // refused as real AWS refuses them. What the user sees is the provider's credential check, not one
+    // error per part.
     ctx.proxy.configure(serde_json::json!({
         "rules": [{
             "action": "*",

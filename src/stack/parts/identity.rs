@@ -123,9 +123,8 @@ pub fn role_name(stack: &str, role: Role) -> String {
     }
 }
 
-/// What a role should be, in `account` (when the credential check said which). The execution role's
-/// policy names the secrets, so it needs them first.
-fn role_spec(role: Role, ctx: &PartContext<'_>, account: Option<&str>) -> PartResult<RoleSpec> {
+/// What a role should be. The execution role's policy names the secrets, so it needs them first.
+fn role_spec(role: Role, ctx: &PartContext<'_>) -> PartResult<RoleSpec> {
     let partition = &ctx.spec.partition;
     let (service, managed, inline, description) = match role {
         Role::Instance => (
@@ -161,7 +160,7 @@ fn role_spec(role: Role, ctx: &PartContext<'_>, account: Option<&str>) -> PartRe
     // Only the task roles get source conditions: AWS documents them for task roles, not for EC2's instance
     // roles nor the task execution role, and a condition the service does not satisfy would stop every
     // instance or task. Without a known account (STS unreachable) the plain trust policy is the one that works.
-    let assume_role_policy = match (role, account) {
+    let assume_role_policy = match (role, ctx.aws.account_id.as_deref()) {
         (Role::Task(_), Some(account)) => iam::ecs_tasks_trust_policy(partition, &ctx.spec.region, account),
         _ => iam::assume_role_policy(service),
     };
@@ -202,8 +201,8 @@ fn task_policies(ctx: &PartContext<'_>, service: Service) -> PartResult<BTreeMap
 /// The resource policy of the stack's secrets: no other account, and none of the roles its instances and
 /// containers run as, may read them (see [`aws::secretsmanager::secret_policy`]). `None` when the account is
 /// unknown (STS unreachable): a policy for the wrong account would shut out everyone.
-fn secret_policy(ctx: &PartContext<'_>, account: Option<&str>) -> Option<String> {
-    let account = account?;
+fn secret_policy(ctx: &PartContext<'_>) -> Option<String> {
+    let account = ctx.aws.account_id.as_deref()?;
     let workloads = std::iter::once(Role::Instance).chain(Service::ALL.map(Role::Task));
     let roles: Vec<String> = workloads
         .map(|role| format!("arn:{}:iam::{account}:role/{}", ctx.spec.partition, role_name(&ctx.spec.name, role)))
@@ -226,7 +225,7 @@ async fn ensure_secret(secret: Secret, ctx: &PartContext<'_>) -> PartResult<Part
         secret_description(secret),
         ctx.spec.kms_key_arn.as_deref(),
         &ctx.tags(secret.into()),
-        secret_policy(ctx, ctx.aws.account.id().await.as_deref()).as_deref(),
+        secret_policy(ctx).as_deref(),
     )
     .await?;
     if secret == Secret::Rabbitmq && ctx.passwords.rabbitmq == PasswordChange::Generate {
@@ -240,8 +239,7 @@ async fn ensure_secret(secret: Secret, ctx: &PartContext<'_>) -> PartResult<Part
 
 async fn ensure_role(role: Role, ctx: &PartContext<'_>) -> PartResult<PartState> {
     let client = &ctx.aws.iam;
-    let account = ctx.aws.account.id().await;
-    let found = iam::ensure_role(client, &role_spec(role, ctx, account.as_deref())?).await?;
+    let found = iam::ensure_role(client, &role_spec(role, ctx)?).await?;
     let mut state = PartState { id: Some(found.name.clone()), arn: Some(found.arn), ..PartState::default() };
     if role == Role::Instance {
         let profile = iam::ensure_instance_profile(client, &found.name, &found.name, &ctx.tags(role.into())).await?;
@@ -266,10 +264,8 @@ async fn observe_secret(secret: Secret, ctx: &PartContext<'_>) -> PartResult<Opt
     let claimed_elsewhere =
         |s: &aws::secretsmanager::SecretInfo| s.tags.get(aws::STACK_TAG).is_some_and(|stack| *stack != ctx.spec.name);
     let Some(info) = info.filter(|s| !s.scheduled_for_deletion || claimed_elsewhere(s)) else { return Ok(None) };
-    let judged = !info.scheduled_for_deletion && ctx.judges_drift();
-    let expected = if judged { secret_policy(ctx, ctx.aws.account.id().await.as_deref()) } else { None };
-    let drift = match expected {
-        Some(expected) => {
+    let drift = match secret_policy(ctx) {
+        Some(expected) if !info.scheduled_for_deletion && ctx.judges_drift() => {
             let name = secret_name(&ctx.spec.name, secret);
             match aws::secretsmanager::resource_policy(&ctx.aws.secrets, &name).await? {
                 None => vec!["the secret has no resource policy".to_string()],
@@ -302,9 +298,8 @@ async fn observe_role(role: Role, ctx: &PartContext<'_>) -> PartResult<Option<Pa
     // unknown: it is found, but not judged; the parts that are missing are reported themselves.
     let drift = match found {
         Some(found) => {
-            let (dependencies, account) = tokio::join!(ctx.dependencies(role.into()), ctx.aws.account.id());
-            let spec = role_spec(role, &ctx.with(&dependencies), account.as_deref());
-            spec.map(|spec| found.drift(&spec)).unwrap_or_default()
+            let dependencies = ctx.dependencies(role.into()).await;
+            role_spec(role, &ctx.with(&dependencies)).map(|spec| found.drift(&spec)).unwrap_or_default()
         }
         None => Vec::new(),
     };

@@ -90,7 +90,7 @@ pub fn load_balancer_log_target(spec: &StackSpec) -> aws::s3::LogTarget {
 /// The bucket's policy: TLS only, and for the access log bucket, the S3 logging service writing the
 /// archive's logs and the region's load balancer log delivery writing the load balancer's. The latter is
 /// there with or without a load balancer, so adding one changes no policy.
-fn bucket_policy(bucket: Bucket, ctx: &PartContext<'_>, account: Option<&str>) -> String {
+fn bucket_policy(bucket: Bucket, ctx: &PartContext<'_>) -> String {
     let spec = ctx.spec;
     let name = bucket_name(bucket, spec);
     match bucket {
@@ -100,6 +100,7 @@ fn bucket_policy(bucket: Bucket, ctx: &PartContext<'_>, account: Option<&str>) -
                 principal: aws::elbv2::log_delivery_principal(&spec.partition, &spec.region),
                 prefix: load_balancer_log_target(spec).prefix,
             };
+            let account = ctx.aws.account_id.as_deref();
             aws::s3::access_log_policy(&spec.partition, name, &sources, Some(&load_balancer), account)
         }
         Bucket::Archive | Bucket::State => aws::s3::tls_only_policy(&spec.partition, name),
@@ -197,8 +198,7 @@ async fn ensure_bucket(part: Bucket, ctx: &PartContext<'_>, tags: BTreeMap<Strin
     let (spec, aws) = (ctx.spec, ctx.aws);
     let bucket = bucket_name(part, spec);
     let fresh = create_and_mark(ctx, part, &tags).await?;
-    let policy = bucket_policy(part, ctx, aws.account.id().await.as_deref());
-    aws::s3::configure(&aws.s3, bucket, &policy, bucket_key(part, spec), fresh).await?;
+    aws::s3::configure(&aws.s3, bucket, &bucket_policy(part, ctx), bucket_key(part, spec), fresh).await?;
     let days = spec.log_retention_days;
     match part {
         Bucket::AccessLogs if fresh || aws::s3::log_expiry_drift(&aws.s3, bucket, days).await?.is_some() => {
