@@ -328,7 +328,9 @@ pub async fn converge_tags(
     if super::tags_to_write(tags, current).is_empty() {
         return Ok(());
     }
-    let mut merged = current.clone();
+    // Keys under `aws:` are AWS's own (CloudFormation's, say): S3 refuses them in a PutBucketTagging.
+    let mut merged: BTreeMap<String, String> =
+        current.iter().filter(|(k, _)| !k.starts_with("aws:")).map(|(k, v)| (k.clone(), v.clone())).collect();
     merged.extend(tags.iter().map(|(k, v)| (k.clone(), v.clone())));
     put_tags(client, bucket, &merged).await
 }
