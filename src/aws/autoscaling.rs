@@ -346,6 +346,17 @@ async fn update(client: &Client, spec: &GroupSpec) -> AwsResult<()> {
     Ok(())
 }
 
+/// Takes the tags with these keys off the Auto Scaling group (keys it does not have are no error): the stack's tags
+/// that the configuration no longer has.
+pub async fn remove_tags(client: &Client, name: &str, keys: &[String]) -> AwsResult<()> {
+    let tags: Vec<Tag> = keys
+        .iter()
+        .map(|k| Tag::builder().resource_id(name).resource_type("auto-scaling-group").key(k).build())
+        .collect();
+    client.delete_tags().set_tags(Some(tags)).send().await.map_err(|e| AwsError::from_sdk("DeleteTags", e))?;
+    Ok(())
+}
+
 /// Adds or updates `tags` on the group (what [`super::tags_to_write`] says is missing), all propagated at
 /// launch. Tags added by others stay.
 async fn put_tags(client: &Client, name: &str, tags: &BTreeMap<String, String>) -> AwsResult<()> {

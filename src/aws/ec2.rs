@@ -716,6 +716,20 @@ async fn existing_group(client: &Client, group_id: &str) -> AwsResult<SecurityGr
 }
 
 /// Adds or updates tags on any EC2 resource (tags set by others are left alone).
+/// Takes the tags with these keys off the resource (a security group, endpoint or launch template) (keys it does not have are no error): the stack's tags
+/// that the configuration no longer has.
+pub async fn remove_tags(client: &Client, resource_id: &str, keys: &[String]) -> AwsResult<()> {
+    let tags: Vec<Tag> = keys.iter().map(|k| Tag::builder().key(k).build()).collect();
+    client
+        .delete_tags()
+        .resources(resource_id)
+        .set_tags(Some(tags))
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("DeleteTags", e))?;
+    Ok(())
+}
+
 /// Writes `tags` (what [`super::tags_to_write`] says is missing); nothing when there are none.
 async fn put_tags(client: &Client, resource_id: &str, tags: &BTreeMap<String, String>) -> AwsResult<()> {
     if tags.is_empty() {

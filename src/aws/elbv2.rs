@@ -101,6 +101,14 @@ fn tag_map(tags: &[Tag]) -> BTreeMap<String, String> {
     super::tag_map(tags.iter().map(|t| (t.key(), t.value())))
 }
 
+/// Takes the tags with these keys off the load balancer or target group (keys it does not have are no error): the stack's tags
+/// that the configuration no longer has.
+pub async fn remove_tags(client: &Client, arn: &str, keys: &[String]) -> AwsResult<()> {
+    let out = client.remove_tags().resource_arns(arn).set_tag_keys(Some(keys.to_vec())).send().await;
+    out.map_err(|e| AwsError::from_sdk("RemoveTags", e))?;
+    Ok(())
+}
+
 /// Adds or updates the tags of `tags` the resource lacks, read first (tags set by others are left alone).
 async fn converge_tags(client: &Client, arn: &str, tags: &BTreeMap<String, String>) -> AwsResult<()> {
     if tags.is_empty() {

@@ -726,6 +726,23 @@ pub async fn ensure_instance_profile(
     Ok(profile.arn)
 }
 
+/// Takes the tags with these keys off the role (keys it does not have are no error): the stack's tags
+/// that the configuration no longer has.
+pub async fn remove_role_tags(client: &Client, name: &str, keys: &[String]) -> AwsResult<()> {
+    let out = client.untag_role().role_name(name).set_tag_keys(Some(keys.to_vec())).send().await;
+    out.map_err(|e| AwsError::from_sdk("UntagRole", e))?;
+    Ok(())
+}
+
+/// Takes the tags with these keys off the instance profile (keys it does not have are no error): the stack's tags
+/// that the configuration no longer has.
+pub async fn remove_instance_profile_tags(client: &Client, name: &str, keys: &[String]) -> AwsResult<()> {
+    let out =
+        client.untag_instance_profile().instance_profile_name(name).set_tag_keys(Some(keys.to_vec())).send().await;
+    out.map_err(|e| AwsError::from_sdk("UntagInstanceProfile", e))?;
+    Ok(())
+}
+
 /// The instance profile's ARN; `None` when it does not exist.
 pub async fn instance_profile_arn(client: &Client, name: &str) -> AwsResult<Option<String>> {
     Ok(get_profile(client, name).await?.map(|(arn, _)| arn))

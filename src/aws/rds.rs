@@ -229,6 +229,14 @@ fn tag_list(tags: &BTreeMap<String, String>) -> Vec<Tag> {
 
 use super::wait::remaining;
 
+/// Takes the tags with these keys off the database, subnet group or parameter group (keys it does not have are no error): the stack's tags
+/// that the configuration no longer has.
+pub async fn remove_tags(client: &Client, arn: &str, keys: &[String]) -> AwsResult<()> {
+    let out = client.remove_tags_from_resource().resource_name(arn).set_tag_keys(Some(keys.to_vec())).send().await;
+    out.map_err(|e| AwsError::from_sdk("RemoveTagsFromResource", e))?;
+    Ok(())
+}
+
 /// Gives the resource the tags of `tags` it lacks. `current` are its tags when the caller has them (a
 /// described instance carries them); otherwise they are read first.
 async fn converge_tags(
@@ -297,14 +305,14 @@ async fn converge_subnet_group(
 }
 
 /// Creates the DB subnet group or adopts the existing one, replaces its subnets (and description) when
-/// they differ, and applies the tags. May be called again after a crash; converges.
+/// they differ, and converges the tags; returns its ARN. May be called again after a crash; converges.
 pub async fn ensure_subnet_group(
     client: &Client,
     name: &str,
     description: &str,
     subnet_ids: &[String],
     tags: &BTreeMap<String, String>,
-) -> AwsResult<()> {
+) -> AwsResult<String> {
     let existing = match find_subnet_group(client, name).await? {
         Some(group) => Some(group),
         None => {
@@ -317,7 +325,13 @@ pub async fn ensure_subnet_group(
                 .send()
                 .await;
             match created {
-                Ok(_) => None,
+                Ok(out) => {
+                    return Ok(out
+                        .db_subnet_group()
+                        .and_then(|g| g.db_subnet_group_arn())
+                        .unwrap_or_default()
+                        .to_string());
+                }
                 Err(err) => {
                     let err = AwsError::from_sdk("CreateDBSubnetGroup", err);
                     // Created by a concurrent or interrupted run: adopt it.
@@ -329,11 +343,11 @@ pub async fn ensure_subnet_group(
             }
         }
     };
-    if let Some(group) = &existing {
-        converge_subnet_group(client, group, description, subnet_ids).await?;
-        converge_tags(client, group.db_subnet_group_arn().unwrap_or_default(), tags, None).await?;
-    }
-    Ok(())
+    let Some(group) = existing else { return Ok(String::new()) };
+    let arn = group.db_subnet_group_arn().unwrap_or_default().to_string();
+    converge_subnet_group(client, &group, description, subnet_ids).await?;
+    converge_tags(client, &arn, tags, None).await?;
+    Ok(arn)
 }
 
 /// Deletes the DB subnet group; absent is success. RDS refuses while an instance still uses it.

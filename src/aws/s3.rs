@@ -348,6 +348,28 @@ pub async fn put_tags(client: &Client, bucket: &str, tags: &BTreeMap<String, Str
     Ok(())
 }
 
+/// Takes the tags with these keys off the bucket (keys it does not have are no error): the stack's tags
+/// that the configuration no longer has.
+/// S3 has no call that removes single tags: the remaining set is written back, or the set deleted.
+pub async fn remove_tags(client: &Client, bucket: &str, keys: &[String]) -> AwsResult<()> {
+    let current = tags(client, bucket).await?;
+    if !keys.iter().any(|k| current.contains_key(k)) {
+        return Ok(());
+    }
+    let remaining: BTreeMap<String, String> =
+        current.into_iter().filter(|(k, _)| !keys.contains(k) && !k.starts_with("aws:")).collect();
+    if remaining.is_empty() {
+        client
+            .delete_bucket_tagging()
+            .bucket(bucket)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("DeleteBucketTagging", e))?;
+        return Ok(());
+    }
+    put_tags(client, bucket, &remaining).await
+}
+
 /// The bucket's tags; empty when it has none.
 pub async fn tags(client: &Client, bucket: &str) -> AwsResult<BTreeMap<String, String>> {
     match client.get_bucket_tagging().bucket(bucket).send().await {

@@ -251,6 +251,14 @@ pub async fn ensure_generated_secret(
     Ok(arn)
 }
 
+/// Takes the tags with these keys off the secret (keys it does not have are no error): the stack's tags
+/// that the configuration no longer has.
+pub async fn remove_tags(client: &Client, id: &str, keys: &[String]) -> AwsResult<()> {
+    let out = client.untag_resource().secret_id(id).set_tag_keys(Some(keys.to_vec())).send().await;
+    out.map_err(|e| AwsError::from_sdk("UntagResource", e))?;
+    Ok(())
+}
+
 /// The secret's current value, for the one request that needs it; the caller must never log it.
 pub async fn secret_value(client: &Client, id: &str) -> AwsResult<String> {
     let out =

@@ -111,6 +111,9 @@ pub async fn converge(
     if report.is_complete() {
         remove_unwanted(&stop, aws, &spec, &done, &found, &mut diagnostics).await;
     }
+    let dropped = dropped_tag_keys(prior, planned);
+    let tags_removed =
+        !report.is_complete() || remove_dropped_tags(aws, &spec, &done, &dropped, &mut diagnostics).await;
     if let Some((summary, detail)) = images_missing_warning(&spec, &done) {
         diagnostics.warning(summary, detail);
     }
@@ -131,6 +134,11 @@ pub async fn converge(
         // The same for RabbitMQ's: the secret never got a new one.
         state.set("rabbitmq_password_version", prior.get("rabbitmq_password_version").clone());
     }
+    if !tags_removed {
+        // Record the tags as they are, so the next plan shows the keys again and its apply retries.
+        state.set("tags", prior.get("tags").clone());
+        state.set("tags_all", prior.get("tags_all").clone());
+    }
     let private = PrivateState::default().encode();
     let mut state = state_with_outputs(&state, &done);
     if let Value::List(planned_missing) = planned.get("missing_images") {
@@ -138,6 +146,50 @@ pub async fn converge(
         state.set("missing_images", Value::List(planned_missing.clone()));
     }
     StateResult { state: Some(state), diagnostics, private: Some(private) }
+}
+
+/// The tag keys the prior state's `tags_all` has and the plan's does not: tags the stack set that the
+/// configuration no longer has, or that the refresh found on the stack's log group and it never had.
+fn dropped_tag_keys(prior: &Value, planned: &Value) -> Vec<String> {
+    let tags = |v: &Value| v.get("tags_all").as_string_map().unwrap_or_default();
+    let (before, after) = (tags(prior), tags(planned));
+    // `aws:` keys are AWS's own; nobody can remove them.
+    before
+        .into_keys()
+        .filter(|k| !after.contains_key(k) && !k.starts_with("datavault:") && !k.starts_with("aws:"))
+        .collect()
+}
+
+/// Takes the `dropped` tag keys off every part just ensured, all at once (see [`parts::untag`]); `false`
+/// when some part kept them (an error diagnostic names it).
+async fn remove_dropped_tags(
+    aws: &AwsContext,
+    spec: &StackSpec,
+    done: &BTreeMap<Part, PartState>,
+    dropped: &[String],
+    diagnostics: &mut Diagnostics,
+) -> bool {
+    if dropped.is_empty() {
+        return true;
+    }
+    let removals = done.iter().map(|(part, state)| async move {
+        parts::untag::remove_tags(*part, state, dropped, aws, &spec.name).await.err().map(|e| format!("{part}: {e}"))
+    });
+    let failed: Vec<String> = futures_util::future::join_all(removals).await.into_iter().flatten().collect();
+    if failed.is_empty() {
+        return true;
+    }
+    diagnostics.error(
+        "Tags Not Removed",
+        format!(
+            "Stack {}: the tags {} the configuration no longer has are still on some parts:\n  {}\nEverything \
+             else was applied. The next plan shows those tags again and its apply removes them.",
+            spec.name,
+            dropped.join(", "),
+            failed.join("\n  ")
+        ),
+    );
+    false
 }
 
 /// Removes, dependents first, the stack's own parts that the spec does not want (those of a load balancer
@@ -399,6 +451,19 @@ pub async fn delete(ctx: &RequestContext, aws: &AwsContext, prior: &Value) -> Di
 mod tests {
     use super::super::parts::Group;
     use super::*;
+
+    #[test]
+    fn tags_dropped_are_those_the_prior_state_had_and_the_plan_has_not() {
+        let with = |tags: &[(&str, &str)]| {
+            let map: BTreeMap<String, String> = tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            Value::Map([("tags_all".to_string(), Value::string_map(&map))].into())
+        };
+        let prior = with(&[("team", "b"), ("cost", "1"), ("owner", "x")]);
+        let planned = with(&[("cost", "2"), ("owner", "x")]);
+        assert_eq!(dropped_tag_keys(&prior, &planned), vec!["team".to_string()], "a changed value is no drop");
+        assert!(dropped_tag_keys(&Value::Null, &planned).is_empty(), "a new stack drops nothing");
+        assert!(dropped_tag_keys(&planned, &prior).is_empty(), "adding drops nothing");
+    }
 
     #[test]
     fn outputs_of_missing_parts_are_null_not_unknown() {

@@ -276,11 +276,15 @@ fn object<const N: usize>(fields: [(&str, Option<Value>); N]) -> Value {
     Value::Map(fields.into_iter().map(|(k, v)| (k.to_string(), v.unwrap_or(Value::Null))).collect())
 }
 
-/// Records the tags found on a part: `tags_all` is everything but the provider's markers; `tags` is what is
-/// not explained by the provider's default tags (null stays null when there are none).
+/// Records the tags found on a part: `tags_all` is everything but the provider's markers and AWS's own
+/// `aws:` tags (which no configuration may set or remove); `tags` is what is not explained by the
+/// provider's default tags (null stays null when there are none).
 fn record_tags(state: &mut Value, found: &BTreeMap<String, String>, defaults: &BTreeMap<String, String>) {
-    let all: BTreeMap<String, String> =
-        found.iter().filter(|(k, _)| !k.starts_with("datavault:")).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let all: BTreeMap<String, String> = found
+        .iter()
+        .filter(|(k, _)| !k.starts_with("datavault:") && !k.starts_with("aws:"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     let own: BTreeMap<String, String> =
         all.iter().filter(|(k, v)| defaults.get(*k) != Some(*v)).map(|(k, v)| (k.clone(), v.clone())).collect();
     let prior_own = state.get("tags").as_string_map().unwrap_or_default();

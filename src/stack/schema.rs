@@ -107,7 +107,7 @@ pub fn stack_schema() -> Schema {
     use database_defaults as d;
     let mut attributes = vec![
         Attribute::required("name", Type::String, "Name of the stack. Every AWS resource of the stack is named from it and tagged `datavault:stack = <name>`. 3 to 24 characters: lowercase letters, digits and hyphens, starting with a letter. Changing it replaces the whole stack.").requires_replace(),
-        Attribute::optional("tags", Type::map_of_strings(), "Tags for every AWS resource of the stack, on top of the provider's `default_tags`."),
+        Attribute::optional("tags", Type::map_of_strings(), "Tags for every AWS resource of the stack, on top of the provider's `default_tags`. A key taken out is taken off every resource; tags others add stay, except on the stack's log group, where the refresh reads the stack's tags."),
         Attribute::optional_computed("archive_bucket_name", Type::String, "Name of the S3 bucket holding archived research data. Defaults to `<name>-archive`. Changing it replaces the stack.").requires_replace(),
         Attribute::optional_computed("images_force_destroy", Type::Bool, "Allow destroy to delete the ECR repositories while they hold images. Defaults to `false`: destroy keeps a repository that holds images (and says so), so a stack created again with the same name finds its images; empty repositories are always deleted.").default(Value::Bool(false)),
         Attribute::optional_computed("archive_force_destroy", Type::Bool, "Allow destroy to delete the archive bucket while it still holds data (every object version is deleted). Defaults to `false`: destroy stops with an error instead.").default(Value::Bool(false)),

@@ -5,7 +5,9 @@ use datavault_acceptance_tests::{
 };
 use serde_json::json;
 
-use crate::support::{ADDR, REPLACE, REPOSITORIES, check_bucket, check_log_group, check_stack, region, stack_config};
+use crate::support::{
+    ADDR, REPLACE, REPOSITORIES, check_bucket, check_log_group, check_stack, parts_tagged, region, stack_config,
+};
 
 #[test]
 fn basic_lifecycle() {
@@ -86,7 +88,32 @@ fn update_in_place() {
                 })
                 .check_emulator(|emu| async move {
                     check_log_group(&emu, NAME, 90, &[("team", "b")]).await?;
-                    check_bucket(&emu, &format!("{NAME}-archive"), NAME, &[("team", "b")]).await
+                    check_bucket(&emu, &format!("{NAME}-archive"), NAME, &[("team", "b")]).await?;
+                    // What the next step's check sees: the tag on the parts of every kind.
+                    let tagged = parts_tagged(&emu, NAME, "team").await?;
+                    ensure!(tagged.len() >= 25, "the tag is on only {} parts: {tagged:?}", tagged.len());
+                    Ok(())
+                }),
+        )
+        .step(
+            // A tag taken out of the configuration goes from every part that had it, or the next refresh
+            // would find it again and every plan would show it.
+            Step::config(stack_config(NAME, "  log_retention_days = 90\n"))
+                .plan_check(|plan| check_actions(plan, ADDR, &[&["update"]]))
+                .check(|state| {
+                    let tags = datavault_acceptance_tests::state::attr(state, ADDR, "tags");
+                    ensure!(
+                        tags.is_none_or(|t| t.is_null() || t.as_object().is_some_and(|m| m.is_empty())),
+                        "tags after removing them: {tags:?}"
+                    );
+                    let all = datavault_acceptance_tests::state::attr(state, ADDR, "tags_all");
+                    ensure!(all.and_then(|a| a.get("team")).is_none(), "tags_all still has team: {all:?}");
+                    Ok(())
+                })
+                .check_emulator(|emu| async move {
+                    let tagged = parts_tagged(&emu, NAME, "team").await?;
+                    ensure!(tagged.is_empty(), "the removed tag is still on {tagged:?}");
+                    Ok(())
                 }),
         ));
 }

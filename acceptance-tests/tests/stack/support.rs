@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use aws_sdk_ec2::types::IpPermission;
 use aws_sdk_s3::types::{BucketVersioningStatus, ObjectOwnership};
 use datavault_acceptance_tests::emulator::describe;
-use datavault_acceptance_tests::{CheckResult, Emulator, STACK_TAG, ensure, ensure_eq};
+use datavault_acceptance_tests::{CheckError, CheckResult, Emulator, STACK_TAG, ensure, ensure_eq};
 use serde_json::Value;
 
 /// The resource address every test uses.
@@ -194,6 +194,23 @@ pub async fn check_log_group(emu: &Emulator, stack: &str, retention: i32, extra_
     ensure_eq!(group.retention_in_days(), Some(retention), "log group {name} retention");
     let arn = group.log_group_arn().or(group.arn()).ok_or(format!("log group {name} has no ARN"))?;
     check_tags(&format!("log group {name}"), &emu.log_group_tags(arn).await?, stack, extra_tags)
+}
+
+/// The stack's parts in the emulator (every kind the inventory lists with its tags: buckets, repositories,
+/// log groups, secrets, security groups, the endpoint, roles, the database and its groups, the file system
+/// and access points, ECS, the Auto Scaling group, Cloud Map) whose tags still have `key`. Left out: what
+/// keeps the tags it was made with on AWS too (automated database snapshots, and instances, whose tags come
+/// from their launch), and launch templates, whose tags moto's DescribeLaunchTemplates answers as they were
+/// at creation whatever CreateTags and DeleteTags did since (AWS answers the current ones).
+pub async fn parts_tagged(emu: &Emulator, stack: &str, key: &str) -> Result<Vec<String>, CheckError> {
+    use datavault_acceptance_tests::inventory::Kind;
+    let items = datavault_acceptance_tests::stack_items(emu, stack).await?;
+    Ok(items
+        .iter()
+        .filter(|i| !matches!(i.kind, Kind::DbSnapshot | Kind::Instance | Kind::LaunchTemplate))
+        .filter(|i| i.tags.contains_key(key))
+        .map(|i| format!("{:?} {}", i.kind, i.name))
+        .collect())
 }
 
 /// Every part of a stack with default names.

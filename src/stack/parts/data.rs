@@ -151,7 +151,7 @@ pub async fn ensure(part: DataPart, ctx: &PartContext<'_>) -> PartResult<PartSta
         }
         DataPart::DbSubnetGroup => {
             let subnets = ctx.subnet_ids()?;
-            aws::rds::ensure_subnet_group(
+            let arn = aws::rds::ensure_subnet_group(
                 &aws.rds,
                 &spec.name,
                 "DataVault database subnets",
@@ -159,7 +159,7 @@ pub async fn ensure(part: DataPart, ctx: &PartContext<'_>) -> PartResult<PartSta
                 &ctx.tags(part.into()),
             )
             .await?;
-            Ok(PartState::with_id(&spec.name))
+            Ok(PartState { arn: Some(arn).filter(|a| !a.is_empty()), ..PartState::with_id(&spec.name) })
         }
         DataPart::DbParameterGroup => {
             let arn = aws::rds::ensure_parameter_group(

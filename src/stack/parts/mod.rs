@@ -16,8 +16,9 @@
 //! Adding a part: a variant of [`Part`] with its name in [`Part::key`], its edges in [`Part::depends_on`]
 //! (each one that costs time says why), its wait in [`Part::typical_seconds`] and its family in
 //! [`Part::family`]; a variant of that family's enum, whose module gives it an ensure, an observe and a
-//! remove; a row in [`super::outputs`] if an attribute reports it; and, when it holds data, a check in
-//! [`super::guard`] before anything deletes it. The compiler points at every match that needs the variant.
+//! remove; a row in [`super::outputs`] if an attribute reports it; when it holds data, a check in
+//! [`super::guard`] before anything deletes it; and, when it carries tags, a way to take them off in
+//! [`untag::remove_tags`]. The compiler points at every match that needs the variant.
 
 mod compute;
 mod data;
@@ -27,6 +28,7 @@ mod network;
 mod reads;
 mod services;
 pub(crate) mod storage;
+pub mod untag;
 mod wiring;
 
 use std::collections::{BTreeMap, BTreeSet};
