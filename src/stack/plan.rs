@@ -28,15 +28,20 @@ pub async fn modify_plan(ctx: &RequestContext, change: &mut PlannedChange, aws: 
         return diagnostics;
     }
     let spec = StackSpec::from_value(&change.planned, aws);
-    diagnostics.extend(checks::plan_checks(aws, &spec, &change.prior, &change.planned, &change.config).await);
-    if diagnostics.has_errors() {
-        return diagnostics;
-    }
+    let checks = checks::plan_checks(aws, &spec, &change.prior, &change.planned, &change.config);
     let (conflicts, report) = if change.prior.is_null() {
-        // A new stack: look for everything under its names first (a killed apply's parts are the stack's
-        // own and are adopted; anything else is not).
+        // A new stack: look for everything under its names (a killed apply's parts are the stack's own and
+        // are adopted; anything else is not). Beside the checks, since both only read: the network lookup
+        // each starts with is three rounds of requests.
         let consequence = "The plan could not check the stack's names.";
-        match survey(&ctx.cancel, aws, &spec, &Part::possible(), Purpose::Ownership, consequence).await {
+        let possible = Part::possible();
+        let survey = survey(&ctx.cancel, aws, &spec, &possible, Purpose::Ownership, consequence);
+        let (checked, surveyed) = tokio::join!(checks, survey);
+        diagnostics.extend(checked);
+        if diagnostics.has_errors() {
+            return diagnostics;
+        }
+        match surveyed {
             Ok(found) => (found.conflicts(&spec), Report::Refuse),
             Err(failed) => {
                 diagnostics.extend(failed);
@@ -44,6 +49,10 @@ pub async fn modify_plan(ctx: &RequestContext, change: &mut PlannedChange, aws: 
             }
         }
     } else {
+        diagnostics.extend(checks.await);
+        if diagnostics.has_errors() {
+            return diagnostics;
+        }
         // The refresh before this plan has just surveyed the stack and left what it met here.
         (PrivateState::decode(&change.prior_private).conflicts, Report::Warn)
     };
