@@ -111,8 +111,8 @@ fn measure(ctx: &Ctx, what: &'static str, run: impl FnOnce() -> datavault_accept
     assert!(out.code == Some(0), "{what} failed:\n{out}");
     let stats = ctx.proxy.stats();
     let records = ctx.proxy.records();
-    write_timeline(what, &records);
     let first = records.iter().map(|r| r.start).fold(f64::INFINITY, f64::min);
+    write_timeline(what, &records, first);
     let last = records.iter().map(|r| r.end).fold(0.0, f64::max);
     let span = Duration::from_secs_f64((last - first).max(0.0));
     Phase {
@@ -125,12 +125,11 @@ fn measure(ctx: &Ctx, what: &'static str, run: impl FnOnce() -> datavault_accept
     }
 }
 
-/// Writes the phase's requests, one line each (seconds since the phase's first request to send and answer,
+/// Writes the phase's requests, one line each (seconds since `first`, its first request, to send and answer,
 /// service, operation, method, path), to `<what>.txt` in `DATAVAULT_BENCH_TIMELINE` when that names a
 /// directory: where the wall time goes between the figures.
-fn write_timeline(what: &str, records: &[Record]) {
+fn write_timeline(what: &str, records: &[Record], first: f64) {
     let Ok(dir) = std::env::var("DATAVAULT_BENCH_TIMELINE") else { return };
-    let first = records.iter().map(|r| r.start).fold(f64::INFINITY, f64::min);
     let lines: String = records
         .iter()
         .map(|r| {

@@ -119,7 +119,8 @@ pub async fn ensure(
         Some(repo) => (repo, false),
         None => create(client, name, kms_key, tags).await?,
     };
-    if repo.drift.iter().any(|d| d.starts_with("scan on push")) {
+    // `describe`'s drift covers scanning only.
+    if !repo.drift.is_empty() {
         client
             .put_image_scanning_configuration()
             .repository_name(name)

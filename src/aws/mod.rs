@@ -29,6 +29,12 @@ pub const STACK_TAG: &str = "datavault:stack";
 /// The tag naming which part of the stack a resource is.
 pub const PART_TAG: &str = "datavault:part";
 
+/// Whether a tag key is not the configuration's to set: `datavault:` keys are the provider's markers,
+/// `aws:` keys AWS's own (no API may set or remove them).
+pub fn is_reserved_tag_key(key: &str) -> bool {
+    key.starts_with("datavault:") || key.starts_with("aws:")
+}
+
 /// Refuses to take over an existing resource whose tags give it to another stack; `wanted` are the tags the
 /// stack would give it. The plan's and apply's ownership survey judges every part before the first write;
 /// this is the last look at the moment of writing, for a look-alike that appeared since (an adoption after

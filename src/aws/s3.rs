@@ -211,8 +211,11 @@ pub async fn configure(
     kms_key: Option<&str>,
     fresh: bool,
 ) -> AwsResult<()> {
+    // What was found: whether ACLs are off, the public access block's and versioning's drift, the default
+    // encryption and the policy. A new bucket has ACLs off (CreateBucket set its ownership) and nothing else.
     let (acls_off, public_access, encryption, versioning, current_policy) = if fresh {
-        (true, Some(String::new()), None, Some(String::new()), None)
+        let missing = Some("missing".to_string());
+        (true, missing.clone(), None, missing, None)
     } else {
         tokio::try_join!(
             acls_disabled(client, bucket),

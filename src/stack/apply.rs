@@ -153,11 +153,7 @@ pub async fn converge(
 fn dropped_tag_keys(prior: &Value, planned: &Value) -> Vec<String> {
     let tags = |v: &Value| v.get("tags_all").as_string_map().unwrap_or_default();
     let (before, after) = (tags(prior), tags(planned));
-    // `aws:` keys are AWS's own; nobody can remove them.
-    before
-        .into_keys()
-        .filter(|k| !after.contains_key(k) && !k.starts_with("datavault:") && !k.starts_with("aws:"))
-        .collect()
+    before.into_keys().filter(|k| !after.contains_key(k) && !crate::aws::is_reserved_tag_key(k)).collect()
 }
 
 /// Takes the `dropped` tag keys off every part just ensured, all at once (see [`parts::untag`]); `false`

@@ -280,11 +280,8 @@ fn object<const N: usize>(fields: [(&str, Option<Value>); N]) -> Value {
 /// `aws:` tags (which no configuration may set or remove); `tags` is what is not explained by the
 /// provider's default tags (null stays null when there are none).
 fn record_tags(state: &mut Value, found: &BTreeMap<String, String>, defaults: &BTreeMap<String, String>) {
-    let all: BTreeMap<String, String> = found
-        .iter()
-        .filter(|(k, _)| !k.starts_with("datavault:") && !k.starts_with("aws:"))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let all: BTreeMap<String, String> =
+        found.iter().filter(|(k, _)| !aws::is_reserved_tag_key(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
     let own: BTreeMap<String, String> =
         all.iter().filter(|(k, v)| defaults.get(*k) != Some(*v)).map(|(k, v)| (k.clone(), v.clone())).collect();
     let prior_own = state.get("tags").as_string_map().unwrap_or_default();

@@ -276,7 +276,7 @@ fn validate_tags(tags: &Value, diags: &mut Diagnostics) {
     let Some(tags) = tags.as_map() else { return };
     for (key, value) in tags {
         let path = AttributePath::root("tags").key(key);
-        let problem = if key.starts_with("datavault:") || key.starts_with("aws:") {
+        let problem = if crate::aws::is_reserved_tag_key(key) {
             format!(
                 "The tag key {key:?} is reserved: keys starting with \"datavault:\" are set by the provider and \"aws:\" by AWS."
             )
