@@ -110,6 +110,10 @@ pub enum ImportMode {
     /// An `import { to = ADDRESS identity = { ... } }` block (Terraform >= 1.12, resource identity),
     /// planned and applied; the identity's attributes come from [`Step::import_identity`].
     Identity,
+    /// An `import {}` block whose resource block Terraform writes itself (`plan -generate-config-out`):
+    /// the generated configuration must then plan the import as a no-op, as it must for a user who
+    /// imports that way. The step's import configuration must not declare the resource.
+    GeneratedConfig,
 }
 
 pub(crate) struct ImportSpec {
@@ -307,6 +311,14 @@ impl Step {
         self
     }
 
+    /// Imports through an `import {}` block with Terraform generating the resource's configuration
+    /// (`plan -generate-config-out`); the generated configuration must plan the import as a no-op.
+    #[track_caller]
+    pub fn generate_config(mut self) -> Self {
+        self.import_spec("generate_config").mode = ImportMode::GeneratedConfig;
+        self
+    }
+
     /// A short name for messages: `config`, `plan-only config`, `import`, `import block`, `refresh`,
     /// `custom`.
     pub fn describe(&self) -> String {
@@ -318,6 +330,9 @@ impl Step {
             }
             StepKind::Import(spec) if spec.mode == ImportMode::Identity => {
                 format!("import by identity {}", spec.resource)
+            }
+            StepKind::Import(spec) if spec.mode == ImportMode::GeneratedConfig => {
+                format!("import with generated configuration {}", spec.resource)
             }
             StepKind::Import(spec) => format!("import {}", spec.resource),
             StepKind::Refresh => "refresh".into(),

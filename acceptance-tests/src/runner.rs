@@ -18,7 +18,7 @@ use crate::emulator::{Emulator, describe};
 use crate::env::{self, SKIP_MESSAGE, Settings};
 use crate::mirror::{self, Mirror};
 use crate::terraform::{CommandOutput, Terraform};
-use crate::workdir::{PLAN_FILE, WorkingDir};
+use crate::workdir::{GENERATED_FILE, PLAN_FILE, WorkingDir};
 use crate::{hcl, inventory, runtime, state, verify};
 
 static EMULATOR: OnceLock<Emulator> = OnceLock::new();
@@ -329,21 +329,30 @@ impl Runner {
                 };
                 unexpected_success(expect_error, "the import")?;
             }
-            ImportMode::Block | ImportMode::Identity => {
+            ImportMode::Block | ImportMode::Identity | ImportMode::GeneratedConfig => {
                 let block = match mode {
                     ImportMode::Identity => hcl::import_identity_block(&resource, &identity),
                     _ => hcl::import_block(&resource, &id),
                 };
                 wd.write_file(crate::workdir::IMPORTS_FILE, &block)?;
                 wd.init()?;
+                if mode == ImportMode::GeneratedConfig {
+                    let generate = format!("-generate-config-out={GENERATED_FILE}");
+                    let plan = tf.run(&["plan", "-input=false", "-no-color", &generate]);
+                    let Some(_) = judge(plan, &[0], expect_error)? else {
+                        return Ok(());
+                    };
+                }
                 let out_arg = format!("-out={PLAN_FILE}");
                 let plan = tf.run(&["plan", "-input=false", "-no-color", &out_arg]);
                 let Some(_) = judge(plan, &[0], expect_error)? else {
                     return Ok(());
                 };
                 let json = wd.saved_plan()?;
-                check_noop_import(&json, &resource, &verify_ignore)
-                    .map_err(|e| format!("{e}\n--- plan ---\n{}", wd.saved_plan_text()))?;
+                check_noop_import(&json, &resource, &verify_ignore).map_err(|e| {
+                    let generated = std::fs::read_to_string(wd.dir().join(GENERATED_FILE)).unwrap_or_default();
+                    format!("{e}\n--- plan ---\n{}\n--- generated configuration ---\n{generated}", wd.saved_plan_text())
+                })?;
                 let apply = tf.run(&["apply", "-input=false", "-no-color", PLAN_FILE]);
                 let Some(_) = judge(apply, &[0], expect_error)? else {
                     return Ok(());

@@ -13,6 +13,8 @@ use crate::terraform::Terraform;
 pub const CONFIG_FILE: &str = "main.tf";
 /// File holding `import {}` blocks, kept apart so a later config can drop them by removing the file.
 pub const IMPORTS_FILE: &str = "imports.tf";
+/// File Terraform writes a resource's configuration into when an import generates it.
+pub const GENERATED_FILE: &str = "generated.tf";
 /// Name of the saved plan every planning step writes.
 pub const PLAN_FILE: &str = "tfplan";
 

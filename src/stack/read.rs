@@ -92,9 +92,15 @@ fn refreshed_state(state: &Value, spec: &StackSpec, aws: &AwsContext, found: &Su
     new.set("id", Value::string(&spec.name));
     new.set("region", Value::string(&aws.region));
     new.set("log_group_name", Value::string(log_group_name(&spec.name)));
-    for (attribute, default) in
-        [("archive_force_destroy", false), ("adopt_untagged_resources", false), ("images_force_destroy", false)]
-    {
+    // Settings AWS cannot report (after an import) take their defaults, so that a configuration Terraform
+    // generates from the state (`plan -generate-config-out`) imports with no change.
+    let unobservable = [
+        ("archive_force_destroy", false),
+        ("adopt_untagged_resources", false),
+        ("images_force_destroy", false),
+        ("wait_for_steady_state", true),
+    ];
+    for (attribute, default) in unobservable {
         if new.get(attribute).is_null() {
             new.set(attribute, Value::Bool(default));
         }
