@@ -10,7 +10,6 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 TC="${DATAVAULT_TOOLCHAIN_DIR:-$ROOT/.toolchain}"
 RUN="${DATAVAULT_EMULATOR_RUN_DIR:-$TC/run}"
-MOTO="$TC/venv/bin/moto_server"
 PIDF="$RUN/moto.pid" PORTF="$RUN/moto.port" LOG="$RUN/moto.log"
 
 pid() { cat "$PIDF" 2>/dev/null || true; }
@@ -61,10 +60,12 @@ start() {
     mkdir -p "$RUN"
     local port i
     port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-    # moto_server is a console script, so $! is the Python process itself. AWS managed IAM policies (such as
+    # moto_server runs through scripts/moto_server_like_aws.py (one correction where moto fails a call AWS
+    # cannot fail; see there), so $! is the Python process itself. AWS managed IAM policies (such as
     # AmazonEC2ContainerServiceforEC2Role, which the stack attaches) exist in every real account; moto only
     # loads them when asked.
-    MOTO_IAM_LOAD_MANAGED_POLICIES=true nohup "$MOTO" -H 127.0.0.1 -p "$port" >"$LOG" 2>&1 </dev/null &
+    MOTO_IAM_LOAD_MANAGED_POLICIES=true nohup "$TC/venv/bin/python" "$ROOT/scripts/moto_server_like_aws.py" \
+        -H 127.0.0.1 -p "$port" >"$LOG" 2>&1 </dev/null &
     echo $! >"$PIDF"
     echo "$port" >"$PORTF"
     for ((i = 0; i < 300; i++)); do
