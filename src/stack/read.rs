@@ -7,9 +7,9 @@ use crate::aws::{self, AwsContext, PART_TAG, STACK_TAG};
 use crate::framework::{Diagnostics, RequestContext, StateResult, Value};
 
 use super::apply::state_with_outputs;
-use super::model::{StackSpec, default_archive_bucket, default_state_bucket, log_group_name};
+use super::model::{COMPONENTS, StackSpec, default_archive_bucket, default_state_bucket, log_group_name};
 use super::ownership::{Conflict, PrivateState, bullets};
-use super::parts::{Group, Part, PartState};
+use super::parts::{Group, Part, PartState, RABBITMQ_IMAGE};
 use super::schema::DEFAULT_LOG_RETENTION_DAYS;
 use super::service::Service;
 use super::survey::{Purpose, Survey, survey};
@@ -211,11 +211,11 @@ fn fill_kms_key(state: &mut Value, existing: &BTreeMap<Part, PartState>) {
 fn fill_settings(state: &mut Value, existing: &BTreeMap<Part, PartState>) {
     let facts = |part: Part| existing.get(&part).map(|s| &s.facts);
     let number = |n: Option<i64>| n.map(|n| Value::Number(n as f64));
-    let web = Part::TaskDefinition(Service::Web);
+    let images = service_images(existing);
     if state.get("image_tag").is_null()
-        && let Some(tag) = facts(web).and_then(|f| f.image.as_deref()).and_then(|i| i.rsplit_once(':')).map(|(_, t)| t)
+        && let Some(tag) = images.tag
     {
-        state.set("image_tag", Value::string(tag));
+        state.set("image_tag", Value::string(&tag));
     }
     if state.get("database").is_null()
         && let Some(db) = facts(Part::Database).and_then(|f| f.database.as_ref())
@@ -237,11 +237,16 @@ fn fill_settings(state: &mut Value, existing: &BTreeMap<Part, PartState>) {
         && let (Some(template), Some(group)) = (facts(Part::LaunchTemplate), facts(Part::AutoScalingGroup))
     {
         let sizes = group.group_sizes;
+        let admin = facts(Part::SecurityGroup(Group::Instances))
+            .map(|f| f.allowed_cidr_blocks.clone())
+            .filter(|cidrs| !cidrs.is_empty())
+            .map(Value::string_list);
         let fields = [
             ("instance_type", template.instance_type.as_deref().map(Value::string)),
             ("min_size", number(sizes.map(|s| s.min))),
             ("max_size", number(sizes.map(|s| s.max))),
             ("desired_capacity", number(sizes.map(|s| s.desired))),
+            ("admin_cidr_blocks", admin),
         ];
         state.set("cluster", object(fields));
     }
@@ -252,14 +257,19 @@ fn fill_settings(state: &mut Value, existing: &BTreeMap<Part, PartState>) {
         if known || !existing.contains_key(&Part::Service(i)) || !existing.contains_key(&Part::TaskDefinition(i)) {
             continue;
         }
+        let task_definition = &existing[&Part::TaskDefinition(i)].facts;
+        let environment = task_definition.environment.as_ref().filter(|env| !env.is_empty()).map(Value::string_map);
         let fields = [
-            ("cpu", number(existing[&Part::TaskDefinition(i)].facts.cpu)),
-            ("memory", number(existing[&Part::TaskDefinition(i)].facts.memory)),
+            ("image", images.explicit.get(&i).map(Value::string)),
+            ("environment", environment),
+            ("cpu", number(task_definition.cpu)),
+            ("memory", number(task_definition.memory)),
             // A service waiting for its image runs no task by the stack's own choice: its configured count
-            // is not to be seen in AWS, and the default is the best reading of it.
+            // is not to be seen in AWS, and the default is the best reading of it. (One that runs an image of
+            // its own is not waiting, whatever the first look, which did not know that image yet, said.)
             (
                 "desired_count",
-                if existing[&Part::TaskDefinition(i)].facts.image_missing.is_some() {
+                if task_definition.image_missing.is_some() && !images.explicit.contains_key(&i) {
                     Some(Value::Number(1.0))
                 } else {
                     number(existing[&Part::Service(i)].facts.desired_count)
@@ -271,6 +281,40 @@ fn fill_settings(state: &mut Value, existing: &BTreeMap<Part, PartState>) {
     if !services.is_empty() {
         state.set("services", Value::Map(services));
     }
+}
+
+/// What the task definitions found say of the images: the stack's `image_tag` (that of the first of web,
+/// broker and worker that runs an image of its own repository) and the services whose image is not the one
+/// the stack would choose (`services.<name>.image`).
+struct ServiceImages {
+    tag: Option<String>,
+    explicit: BTreeMap<Service, String>,
+}
+
+fn service_images(existing: &BTreeMap<Part, PartState>) -> ServiceImages {
+    let image = |s: Service| existing.get(&Part::TaskDefinition(s)).and_then(|td| td.facts.image.clone());
+    let repository = |s: Service| {
+        let i = COMPONENTS.iter().position(|c| *c == s.name())?;
+        existing.get(&Part::Repository(i)).and_then(|repo| repo.url.clone())
+    };
+    let tag = Service::ALL.into_iter().find_map(|s| {
+        let (image, repository) = (image(s)?, repository(s)?);
+        image.strip_prefix(&format!("{repository}:")).map(str::to_string)
+    });
+    let explicit = Service::ALL
+        .into_iter()
+        .filter_map(|s| {
+            let image = image(s)?;
+            let default = if s == Service::Rabbitmq {
+                RABBITMQ_IMAGE.to_string()
+            } else {
+                // Without its repository or a tag of the stack's, the image cannot be told from the default.
+                format!("{}:{}", repository(s)?, tag.as_ref()?)
+            };
+            (image != default).then_some((s, image))
+        })
+        .collect();
+    ServiceImages { tag, explicit }
 }
 
 fn sorted(mut list: Vec<String>) -> Vec<String> {
@@ -371,6 +415,52 @@ mod tests {
             BTreeMap::from([("team".to_string(), "rdm".to_string())])
         );
         assert_eq!(state.get("tags_all").as_string_map().unwrap().len(), 2);
+    }
+
+    fn with_image(part: Part, image: &str) -> (Part, PartState) {
+        let mut state = PartState::default();
+        state.facts.image = Some(image.to_string());
+        (part, state)
+    }
+
+    fn repository(i: usize, url: &str) -> (Part, PartState) {
+        (Part::Repository(i), PartState { url: Some(url.to_string()), ..PartState::default() })
+    }
+
+    #[test]
+    fn images_tell_the_stacks_tag_from_images_of_the_users_choice() {
+        let repo = |name: &str| format!("1.dkr.ecr.eu-west-2.amazonaws.com/vault/{name}");
+        let existing = BTreeMap::from([
+            // Web runs an image from elsewhere: its tag says nothing of the stack's.
+            with_image(Part::TaskDefinition(Service::Web), "registry.example.org/web:1.2"),
+            with_image(Part::TaskDefinition(Service::Broker), &format!("{}:2.0.0", repo("broker"))),
+            // Another tag of its own repository is an image of the user's choice too.
+            with_image(Part::TaskDefinition(Service::Worker), &format!("{}:2.0.1", repo("worker"))),
+            with_image(Part::TaskDefinition(Service::Rabbitmq), RABBITMQ_IMAGE),
+            repository(0, &repo("web")),
+            repository(1, &repo("broker")),
+            repository(2, &repo("worker")),
+        ]);
+        let images = service_images(&existing);
+        assert_eq!(images.tag.as_deref(), Some("2.0.0"));
+        assert_eq!(
+            images.explicit,
+            BTreeMap::from([
+                (Service::Web, "registry.example.org/web:1.2".to_string()),
+                (Service::Worker, format!("{}:2.0.1", repo("worker"))),
+            ])
+        );
+    }
+
+    #[test]
+    fn without_its_repository_an_image_is_not_judged() {
+        let existing = BTreeMap::from([
+            with_image(Part::TaskDefinition(Service::Web), "1.dkr.ecr.eu-west-2.amazonaws.com/vault/web:3"),
+            with_image(Part::TaskDefinition(Service::Rabbitmq), "rabbitmq:4-management"),
+        ]);
+        let images = service_images(&existing);
+        assert_eq!(images.tag, None);
+        assert_eq!(images.explicit, BTreeMap::from([(Service::Rabbitmq, "rabbitmq:4-management".to_string())]));
     }
 
     #[test]

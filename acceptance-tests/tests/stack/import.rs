@@ -10,8 +10,9 @@ use crate::support::{ADDR, region, stack_config_with};
 /// Not observable in AWS, so an import cannot recover them: whether destroy may empty the archive (like
 /// hashicorp/aws's `force_destroy`) and whether apply waits for the services.
 ///
-/// Everything else, the database settings, `image_tag` and the password versions included, can be read
-/// back from AWS (RDS, the task definitions), so the import must recover it: deliberately not listed here.
+/// Everything else, the database settings, `image_tag`, the services' own images and environment, the admin
+/// address ranges and the password versions included, can be read back from AWS (RDS, the task definitions,
+/// the security groups), so the import must recover it: deliberately not listed here.
 /// An import that lost a password version would change that password at the next apply. For the same reason
 /// the configuration leaves `database.skip_final_snapshot` at its default (destroy keeps `<name>-final`).
 const NOT_IMPORTABLE: &[&str] = &["archive_force_destroy", "wait_for_steady_state"];
@@ -23,7 +24,18 @@ fn import_by_name_import_block_and_identity() {
     let config = stack_config_with(
         NAME,
         "deletion_protection = false, instance_class = \"db.t3.small\", backup_retention_days = 14, password_wo_version = 3",
-        "  tags = {\n    team = \"import\"\n  }\n  log_retention_days = 60\n  image_tag = \"2.0.0\"\n  rabbitmq_password_version = 5\n",
+        concat!(
+            "  tags = {\n    team = \"import\"\n  }\n  log_retention_days = 60\n  image_tag = \"2.0.0\"\n",
+            "  rabbitmq_password_version = 5\n",
+            "  cluster = { admin_cidr_blocks = [\"10.20.0.0/16\"], desired_capacity = 3, max_size = 5 }\n",
+            "  services = {\n",
+            "    web = {\n",
+            "      image         = \"registry.example.org/datavault/web:1.2\"\n",
+            "      desired_count = 2\n",
+            "      environment   = { DATAVAULT_THEME = \"campus\" }\n",
+            "    }\n",
+            "  }\n",
+        ),
     );
     run(TestCase::new()
         .stack(NAME)
@@ -39,6 +51,12 @@ fn import_by_name_import_block_and_identity() {
                     expect_attr_eq(state, ADDR, "database.backup_retention_days", 14)?;
                     expect_attr_eq(state, ADDR, "database.password_wo_version", 3)?;
                     expect_attr_eq(state, ADDR, "rabbitmq_password_version", 5)?;
+                    expect_attr_eq(state, ADDR, "cluster.admin_cidr_blocks", json!(["10.20.0.0/16"]))?;
+                    expect_attr_eq(state, ADDR, "cluster.desired_capacity", 3)?;
+                    expect_attr_eq(state, ADDR, "services.web.environment.DATAVAULT_THEME", "campus")?;
+                    expect_attr_eq(state, ADDR, "services.web.image", "registry.example.org/datavault/web:1.2")?;
+                    expect_attr_eq(state, ADDR, "services.web.desired_count", 2)?;
+                    expect_attr_eq(state, ADDR, "services.worker.image", json!(null))?;
                     expect_attr_eq(state, ADDR, "drift", json!([]))
                 },
             ),

@@ -499,7 +499,7 @@ pub struct Facts {
     pub zone_subnet_ids: Vec<String>,
     /// Network: the load balancer's public subnets, when the configuration names them.
     pub load_balancer_subnet_ids: Option<Vec<String>>,
-    /// The load balancer's security group: the address ranges it admits.
+    /// The load balancer's security group: the address ranges it admits; the instances': those admitted to SSH.
     pub allowed_cidr_blocks: Vec<String>,
     /// Listeners: the HTTPS certificate, when there is one.
     pub certificate_arn: Option<String>,
@@ -515,6 +515,9 @@ pub struct Facts {
     pub image_missing: Option<String>,
     /// Task definition: the image its container runs.
     pub image: Option<String>,
+    /// Task definition: the variables the configuration added to its container's environment (`None` when
+    /// the service's wiring could not be worked out to tell them apart).
+    pub environment: Option<BTreeMap<String, String>>,
     /// Task definition: task CPU units.
     pub cpu: Option<i64>,
     /// Task definition: task memory in MiB.

@@ -253,6 +253,22 @@ async fn ensure_group(group: Group, ctx: &PartContext<'_>) -> PartResult<PartSta
     Ok(PartState::with_id(id))
 }
 
+/// The address ranges `rules` admit (on TCP `port` only, when given): each once, in a stable order, though
+/// one may have a rule per port (80 and 443 with a certificate).
+fn cidr_sources(rules: &[IngressRule], port: Option<i32>) -> Vec<String> {
+    let mut cidrs: Vec<&str> = rules
+        .iter()
+        .filter(|rule| port.is_none_or(|p| rule.protocol == "tcp" && rule.from_port == p && rule.to_port == p))
+        .filter_map(|rule| match &rule.source {
+            RuleSource::Cidr(cidr) => Some(cidr.as_str()),
+            _ => None,
+        })
+        .collect();
+    cidrs.sort_unstable();
+    cidrs.dedup();
+    cidrs.into_iter().map(str::to_string).collect()
+}
+
 /// Observes a security group and how its rules differ.
 async fn observe_group(group: Group, ctx: &PartContext<'_>) -> PartResult<Option<PartState>> {
     // Every group is found by the survey's one request, which names them in any VPC and so starts at once,
@@ -274,20 +290,17 @@ async fn observe_group(group: Group, ctx: &PartContext<'_>) -> PartResult<Option
     if let Ok(expected) = expected_rules(group, ctx, &found.id, load_balancer_group.as_deref()) {
         state.drift = aws::ec2::ingress_drift(&expected, &found.ingress);
     }
+    // What the group admits from address ranges is a setting, for an import to take over: the load
+    // balancer's `allowed_cidr_blocks` (any port), the instances' `cluster.admin_cidr_blocks` (SSH).
+    let admits_ranges = match group {
+        Group::LoadBalancer => Some(None),
+        Group::Instances => Some(Some(22)),
+        _ => None,
+    };
+    if let Some(port) = admits_ranges {
+        state.facts.allowed_cidr_blocks = cidr_sources(&found.ingress, port);
+    }
     if group == Group::LoadBalancer {
-        // What the group admits is the load balancer's `allowed_cidr_blocks`, for an import to take over.
-        let mut cidrs: Vec<&str> = found
-            .ingress
-            .iter()
-            .filter_map(|rule| match &rule.source {
-                aws::ec2::RuleSource::Cidr(cidr) => Some(cidr.as_str()),
-                _ => None,
-            })
-            .collect();
-        // One rule per port and block (80 and 443 with a certificate): each block once, in a stable order.
-        cidrs.sort_unstable();
-        cidrs.dedup();
-        state.facts.allowed_cidr_blocks = cidrs.into_iter().map(str::to_string).collect();
         if ctx.spec.load_balancer.is_some()
             && let Ok(expected) = load_balancer_egress(ctx)
         {

@@ -162,6 +162,17 @@ fn password_version_in(service: Service, environment: &BTreeMap<String, String>)
     environment.get(variable)?.parse().ok()
 }
 
+/// The variables of `environment` the configuration added (`services.<name>.environment`): those that are
+/// neither the service's wiring nor a password version, since the configuration may add variables but never
+/// replace those.
+fn user_environment(environment: &BTreeMap<String, String>, wiring: &Wiring) -> BTreeMap<String, String> {
+    let stacks_own = |key: &str| {
+        wiring.environment.contains_key(key)
+            || [PASSWORD_VERSION_VARIABLE, RABBITMQ_PASSWORD_VERSION_VARIABLE].contains(&key)
+    };
+    environment.iter().filter(|(key, _)| !stacks_own(key)).map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
 /// The task definition a service should run.
 pub fn task_definition_spec(ctx: &PartContext<'_>, service: Service) -> PartResult<TaskDefinitionSpec> {
     let name = service.name();
@@ -411,6 +422,7 @@ pub async fn observe(part: ServicesPart, ctx: &PartContext<'_>) -> PartResult<Op
             state.facts.cpu = td.cpu;
             state.facts.memory = td.memory;
             state.facts.password_version = password_version_in(s, &td.environment);
+            state.facts.environment = wiring_of(ctx, s).ok().map(|wiring| user_environment(&td.environment, &wiring));
             Ok(Some(task_definition_state(ctx, s, state)))
         }
         ServicesPart::Service(s) => {
@@ -463,4 +475,31 @@ pub async fn remove(part: ServicesPart, ctx: &PartContext<'_>) -> PartResult<Rem
         ServicesPart::Service(s) => aws::ecs::delete_service(&aws.ecs, &spec.name, s.name(), timeout).await?,
     }
     Ok(Removal::Removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_users_environment_is_what_the_wiring_and_password_versions_do_not_explain() {
+        let endpoints = Endpoints {
+            broker_host: "broker.vault.datavault.internal".into(),
+            rabbitmq_host: "rabbitmq.vault.datavault.internal".into(),
+            database_host: "vault.db".into(),
+            database_secret: "arn:secret:db".into(),
+            rabbitmq_secret: "arn:secret:mq".into(),
+            archive_bucket: "vault-archive".into(),
+            region: "eu-west-2".into(),
+        };
+        let wiring = wiring::broker(&endpoints);
+        let mut found = wiring.environment.clone();
+        found.insert(PASSWORD_VERSION_VARIABLE.to_string(), "3".to_string());
+        found.insert("DATAVAULT_THEME".to_string(), "campus".to_string());
+        assert_eq!(
+            user_environment(&found, &wiring),
+            BTreeMap::from([("DATAVAULT_THEME".to_string(), "campus".to_string())])
+        );
+        assert!(user_environment(&wiring.environment, &wiring).is_empty());
+    }
 }
