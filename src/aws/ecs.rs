@@ -225,6 +225,16 @@ pub async fn ensure_cluster(
     Ok(Cluster { name: name.to_string(), arn })
 }
 
+/// Tags the cluster [`super::DEPLOYED_TAG`] with the time now: the stack's first complete apply.
+pub async fn mark_deployed(client: &Client, arn: &str) -> AwsResult<()> {
+    let now = aws_sdk_ecs::primitives::DateTime::from(std::time::SystemTime::now());
+    let now = aws_sdk_ecs::primitives::DateTime::from_secs(now.secs());
+    let when = now
+        .fmt(aws_sdk_ecs::primitives::DateTimeFormat::DateTime)
+        .map_err(|e| AwsError::other("TagResource", e.to_string()))?;
+    put_tags(client, arn, &BTreeMap::from([(super::DEPLOYED_TAG.to_string(), when)])).await
+}
+
 /// Describes the cluster and its drift; `None` when it does not exist or was deleted (INACTIVE).
 pub async fn describe_cluster(client: &Client, name: &str, exec_logs: &str) -> AwsResult<Option<ClusterObservation>> {
     let Some(cluster) = find_cluster(client, name).await?.filter(|c| !is_inactive(c)) else { return Ok(None) };

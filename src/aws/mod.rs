@@ -28,6 +28,10 @@ use aws_smithy_runtime_api::client::result::SdkError;
 pub const STACK_TAG: &str = "datavault:stack";
 /// The tag naming which part of the stack a resource is.
 pub const PART_TAG: &str = "datavault:part";
+/// The tag on a stack's ECS cluster saying that an apply of the whole stack finished (its value: when, in
+/// RFC 3339): from then on a Terraform state records the stack, so a configuration creating a stack of the
+/// same name belongs to another state, and must import it rather than take it over.
+pub const DEPLOYED_TAG: &str = "datavault:deployed";
 
 /// Whether a tag key is not the configuration's to set: `datavault:` keys are the provider's markers,
 /// `aws:` keys AWS's own (no API may set or remove them).

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::aws::AwsContext;
+use crate::aws::{self, AwsContext, DEPLOYED_TAG};
 use crate::framework::{Diagnostics, RequestContext, StateResult, Value};
 
 use super::graph::{self, Direction};
@@ -84,6 +84,11 @@ pub async fn converge(
         Ok(found) => found,
         Err(diagnostics) => return unchanged(diagnostics),
     };
+    if prior.is_null()
+        && let Some(refusal) = ownership::deployed_elsewhere(&found, &spec.name, ownership::Report::Refuse)
+    {
+        return unchanged(Diagnostics(vec![refusal]));
+    }
     let conflicts = found.conflicts(&spec);
     let mut diagnostics = conflict_diagnostics(&conflicts, &spec.name, spec.adopt_untagged, ownership::Report::Refuse);
     if any_blocking(&conflicts, spec.adopt_untagged) {
@@ -119,6 +124,9 @@ pub async fn converge(
     }
     if report.is_complete() && spec.wait_for_steady_state {
         wait_for_services(&stop, aws, &spec, &done, limit, prior.is_null(), &mut diagnostics).await;
+    }
+    if report.is_complete() {
+        mark_deployed(aws, &found, &done, &mut diagnostics).await;
     }
     let mut state = planned.clone();
     for (attribute, value) in spec.settings_values() {
@@ -186,6 +194,31 @@ async fn remove_dropped_tags(
         ),
     );
     false
+}
+
+/// Marks the stack deployed ([`crate::aws::DEPLOYED_TAG`] on its cluster) after its first complete apply, or
+/// the first since the mark was lost, so that a configuration of the same name in another Terraform state
+/// is refused instead of taking it over (see [`ownership::deployed_elsewhere`]). Last, after any wait for
+/// the services: an apply killed before it leaves parts the next one continues. A failure only warns: the
+/// stack works without the mark, and the next apply sets it.
+async fn mark_deployed(
+    aws: &AwsContext,
+    found: &Survey,
+    done: &BTreeMap<Part, PartState>,
+    diagnostics: &mut Diagnostics,
+) {
+    let marked =
+        found.own.get(&Part::Cluster).and_then(|c| c.tags.as_ref()).is_some_and(|t| t.contains_key(DEPLOYED_TAG));
+    let Some(arn) = done.get(&Part::Cluster).and_then(|c| c.arn.as_deref()).filter(|_| !marked) else { return };
+    if let Err(e) = aws::ecs::mark_deployed(&aws.ecs, arn).await {
+        diagnostics.warning(
+            "Stack Not Marked As Deployed",
+            format!(
+                "The stack was applied, but tagging its cluster {DEPLOYED_TAG} failed ({e}). Until the next apply \
+                 sets it, a configuration of the same name in another Terraform state would not be refused."
+            ),
+        );
+    }
 }
 
 /// Removes, dependents first, the stack's own parts that the spec does not want (those of a load balancer

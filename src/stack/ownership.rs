@@ -20,8 +20,11 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::aws::{PART_TAG, STACK_TAG};
+use crate::aws::{DEPLOYED_TAG, PART_TAG, STACK_TAG};
 use crate::framework::{AttributePath, Diagnostic, Diagnostics};
+
+use super::parts::Part;
+use super::survey::Survey;
 
 /// Whom a resource found under a part's name belongs to, judged from its marks.
 #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -185,6 +188,47 @@ pub fn conflict_diagnostics(conflicts: &[Conflict], stack: &str, adopt_untagged:
     diagnostics
 }
 
+/// What to say of a new stack whose name is a stack deployed already (its cluster carries
+/// [`DEPLOYED_TAG`]): a Terraform state records that stack (another workspace, directory or backend), and
+/// two states managing one stack would each change it to their configuration, and either's destroy would
+/// delete it. Parts of an apply that never finished carry no such tag and are continued instead. `None`
+/// when there is no such stack.
+///
+/// Apply refuses ([`Report::Refuse`]). A plan only warns ([`Report::Warn`]): Terraform plans the new half
+/// of a replacement (a tainted stack, a change of VPC) as a new stack too, while the stack it replaces
+/// still stands, and nothing in that plan tells the two cases apart; by the time the replacement's create
+/// is applied, its delete has removed the stack, and the mark with it.
+pub fn deployed_elsewhere(found: &Survey, stack: &str, report: Report) -> Option<Diagnostic> {
+    let when = found.own.get(&Part::Cluster)?.tags.as_ref()?.get(DEPLOYED_TAG)?;
+    let exists = format!(
+        "Stack {stack} already exists in this account and region (its first complete apply finished at {when}), \
+         and this Terraform state does not hold it."
+    );
+    let why = "Creating it here would make two states manage one stack, and destroying either would delete it.";
+    let way_in = format!(
+        "To manage it from this configuration, remove it from the other state and import it here (terraform \
+         import <address> {stack}, or an import block with id = {stack:?}); otherwise choose another name."
+    );
+    let diagnostic = match report {
+        Report::Refuse => Diagnostic::error(
+            "Stack Already Deployed",
+            format!(
+                "{exists} Another state probably manages it (another workspace, directory or backend). {why} \
+                 {way_in} Nothing was changed."
+            ),
+        ),
+        Report::Warn => Diagnostic::warning(
+            "Stack Already Deployed",
+            format!(
+                "{exists} If this plan replaces this configuration's own stack (it is tainted, or a change forces \
+                 a replacement), that is expected: the stack is deleted before it is created again. Otherwise \
+                 another state manages it, and apply will refuse before it changes anything. {why} {way_in}"
+            ),
+        ),
+    };
+    Some(diagnostic.at(AttributePath::root("name")))
+}
+
 /// Lines of a list, each starting with "- ".
 pub fn bullets(lines: impl Iterator<Item = String>) -> String {
     lines.map(|line| format!("- {line}")).collect::<Vec<_>>().join("\n")
@@ -218,6 +262,7 @@ impl PrivateState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::framework::Severity;
 
     fn tags(entries: &[(&str, &str)]) -> BTreeMap<String, String> {
         entries.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
@@ -233,6 +278,27 @@ mod tests {
         assert_eq!(Owner::from_tags(&own, "shop", "state_bucket"), Owner::OtherPart("archive_bucket".into()));
         // A stack tag without a part tag (older resources) is the stack's.
         assert_eq!(Owner::from_tags(&tags(&[(STACK_TAG, "shop")]), "shop", "log_group"), Owner::Stack);
+    }
+
+    #[test]
+    fn only_a_cluster_marked_deployed_makes_a_stack_another_states() {
+        let with_cluster = |cluster_tags: &[(&str, &str)]| Survey {
+            own: BTreeMap::from([(
+                Part::Cluster,
+                crate::stack::parts::PartState { tags: Some(tags(cluster_tags)), ..Default::default() },
+            )]),
+            foreign: BTreeMap::new(),
+        };
+        let finished = with_cluster(&[(STACK_TAG, "shop"), (DEPLOYED_TAG, "2026-12-01T17:46:14Z")]);
+        let refusal = deployed_elsewhere(&finished, "shop", Report::Refuse).expect("a finished stack is refused");
+        assert_eq!((refusal.severity, refusal.summary.as_str()), (Severity::Error, "Stack Already Deployed"));
+        assert!(refusal.detail.contains("2026-12-01T17:46:14Z") && refusal.detail.contains("import"), "{refusal:?}");
+        let warning = deployed_elsewhere(&finished, "shop", Report::Warn).expect("a plan warns");
+        assert_eq!(warning.severity, Severity::Warning);
+        // A killed apply's parts carry no mark: they are continued.
+        assert!(deployed_elsewhere(&with_cluster(&[(STACK_TAG, "shop")]), "shop", Report::Refuse).is_none());
+        let nothing = Survey { own: BTreeMap::new(), foreign: BTreeMap::new() };
+        assert!(deployed_elsewhere(&nothing, "shop", Report::Refuse).is_none());
     }
 
     #[test]

@@ -13,7 +13,7 @@ use super::model::{
     log_group_name, merged_tags,
 };
 use super::outputs::{MAP_OUTPUTS, PART_OUTPUTS};
-use super::ownership::{PrivateState, Report, conflict_diagnostics};
+use super::ownership::{PrivateState, Report, conflict_diagnostics, deployed_elsewhere};
 use super::parts::{Part, dns_name};
 use super::service::Service;
 use super::survey::{Purpose, survey};
@@ -31,7 +31,8 @@ pub async fn modify_plan(ctx: &RequestContext, change: &mut PlannedChange, aws: 
     let checks = checks::plan_checks(aws, &spec, &change.prior, &change.planned, &change.config);
     let (conflicts, report) = if change.prior.is_null() {
         // A new stack: look for everything under its names (a killed apply's parts are the stack's own and
-        // are adopted; anything else is not). Beside the checks, since both only read: the network lookup
+        // are adopted; one whose apply finished is another state's, or the stack this plan replaces;
+        // anything else is not). Beside the checks, since both only read: the network lookup
         // each starts with is three rounds of requests.
         let consequence = "The plan could not check the stack's names.";
         let possible = Part::possible();
@@ -42,7 +43,12 @@ pub async fn modify_plan(ctx: &RequestContext, change: &mut PlannedChange, aws: 
             return diagnostics;
         }
         match surveyed {
-            Ok(found) => (found.conflicts(&spec), Report::Refuse),
+            Ok(found) => {
+                if let Some(warning) = deployed_elsewhere(&found, &spec.name, Report::Warn) {
+                    diagnostics.push(warning);
+                }
+                (found.conflicts(&spec), Report::Refuse)
+            }
             Err(failed) => {
                 diagnostics.extend(failed);
                 return diagnostics;

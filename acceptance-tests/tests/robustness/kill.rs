@@ -1,12 +1,15 @@
 //! Terraform and the provider killed (SIGKILL, the whole process group) at the K-th AWS request of a
 //! create: the K-th request reaches the emulator, its answer never reaches the provider, and nothing after
 //! it is sent. The next apply, without faults, must converge on exactly one of each part, with empty plans
-//! after it, and a destroy must leave nothing behind.
+//! after it, and a destroy must leave nothing behind. Killed at the create's last write, the one that marks
+//! the stack deployed, the next apply is refused as another state's stack would be, and an import, as the
+//! refusal says, is the way back.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use datavault_acceptance_tests::runner::announce;
+use regex::Regex;
 use serde_json::json;
 
 use crate::proxy::Record;
@@ -71,6 +74,14 @@ fn bucket_points(records: &[Record], bucket: &str) -> Vec<u64> {
     claim.into_iter().chain([create.n]).chain(tagging).collect()
 }
 
+/// Whether the stack's cluster carries the provider's datavault:deployed tag.
+async fn marked_deployed(emu: &datavault_acceptance_tests::Emulator, stack: &str) -> bool {
+    let described =
+        emu.ecs().describe_clusters().clusters(stack).include(aws_sdk_ecs::types::ClusterField::Tags).send().await;
+    described
+        .is_ok_and(|out| out.clusters().iter().any(|c| c.tags().iter().any(|t| t.key() == Some("datavault:deployed"))))
+}
+
 /// What happened at one kill point.
 struct Outcome {
     /// The action of the K-th request, when the apply reached it.
@@ -79,6 +90,9 @@ struct Outcome {
     killed_after: Duration,
     /// AWS requests of the apply that followed.
     reapply_requests: u64,
+    /// Whether the kill came after the stack was marked deployed, so the way back was the import the
+    /// refusal names.
+    imported: bool,
 }
 
 fn kill_point(
@@ -111,6 +125,11 @@ fn kill_point(
         run.kill();
     }
     let first = run.finish(Duration::from_secs(60));
+    // The last write of a create marks the stack deployed (its cluster's datavault:deployed tag). Killed
+    // right there, the apply had finished its work but Terraform never recorded it: the next plan takes it
+    // for another state's stack, refuses, and says to import it. That refusal, then the import, is the
+    // expected way back at this one point.
+    let marked = action.is_some() && ctx.block_on(marked_deployed(&ctx.emulator, NAME));
     // No faults any more; requests still held by the freeze are dropped. A new model: what AWS was doing
     // when the apply was killed has long finished by the time a user applies again.
     ctx.proxy.reset();
@@ -119,6 +138,13 @@ fn kill_point(
         return Err(format!("the apply ended before request {k} and failed:\n{first}"));
     }
 
+    if marked {
+        let refused = Regex::new(r"(?s)Stack Already Deployed.*import").expect("regex");
+        tf.apply().expect_failure(&refused).map_err(|e| format!("killed at the deployed mark: {e}"))?;
+        tf.run(&["import", "-input=false", "-no-color", crate::support::ADDR, NAME])
+            .ok()
+            .map_err(|e| format!("the import after the refusal failed: {e}"))?;
+    }
     let reapply = expect_clean_apply(tf.apply()).map_err(|e| format!("the apply after the kill failed: {e}"))?;
     let reapply_requests = ctx.proxy.stats().total;
     drop(reapply);
@@ -137,7 +163,7 @@ fn kill_point(
     if !left.is_empty() {
         return Err(format!("destroy left {} orphan(s):\n  {}", left.len(), left.join("\n  ")));
     }
-    Ok(Outcome { action, killed_after, reapply_requests })
+    Ok(Outcome { action, killed_after, reapply_requests, imported: marked })
 }
 
 #[test]
@@ -187,8 +213,9 @@ fn killed_at_any_request_of_a_create_the_next_apply_converges_without_duplicates
             Ok(outcome) => match &outcome.action {
                 Some(action) => {
                     killed += 1;
+                    let way_back = if outcome.imported { "refused as deployed; after the import, " } else { "" };
                     eprintln!(
-                        "robustness/kill: K = {k}/{k_total} ({action}): killed after {}, the next apply ({} requests) converged, plans empty, destroy clean ({} in all)",
+                        "robustness/kill: K = {k}/{k_total} ({action}): killed after {}, {way_back}the next apply ({} requests) converged, plans empty, destroy clean ({} in all)",
                         secs(outcome.killed_after),
                         outcome.reapply_requests,
                         secs(t.elapsed())

@@ -592,3 +592,49 @@ fn removing_the_load_balancer_leaves_a_look_alike_alone() {
     assert_eq!(load_balancers(), before, "destroy changed the look-alike load balancer");
     ctx.finish();
 }
+
+/// A stack is one Terraform state's. A second configuration of the same name with a state of its own
+/// (another workspace, directory or backend) must not take over the deployed stack, as a killed apply's
+/// parts are taken over: its plan warns (Terraform plans the new half of a replacement the same way, while
+/// the stack it replaces still stands), and its apply is refused, writing nothing; both name the way in,
+/// an import. (On AWS, hashicorp/aws's resources meet "already exists" errors here; this stack finds its
+/// parts by their tags, so it has to tell a finished stack from an interrupted one itself.)
+#[test]
+fn a_stack_deployed_from_another_state_is_refused_until_imported() {
+    let Some(ctx) = setup("ownership-other-state") else { return };
+    let first = ctx.workdir("first", &stack_config(NAME, ""));
+    first.apply().ok_or_panic();
+    let second = ctx.workdir("second", &stack_config(NAME, "  default_tags = { team = \"second\" }\n"));
+
+    let said = |out: &datavault_acceptance_tests::CommandOutput, severity: &str| {
+        let text = out.combined().split_whitespace().collect::<Vec<_>>().join(" ");
+        text.contains(&format!("{severity}: Stack Already Deployed"))
+            && text.contains(&format!("terraform import <address> {NAME}"))
+    };
+    ctx.proxy.clear();
+    let plan = second.run(&["plan", "-input=false", "-no-color"]).ok_or_panic();
+    assert!(said(&plan, "Warning"), "the plan does not warn of the deployed stack:\n{plan}");
+    assert!(writes(&ctx.proxy.records()).is_empty(), "the plan wrote to AWS");
+    ctx.proxy.clear();
+    let apply = second.run(&["apply", "-auto-approve", "-input=false", "-no-color"]);
+    assert!(!apply.success() && said(&apply, "Error"), "the apply was not refused:\n{apply}");
+    assert_eq!(apply.combined().matches("Error: ").count(), 1, "one refusal:\n{apply}");
+    let wrote = writes(&ctx.proxy.records());
+    assert!(wrote.is_empty(), "the refused apply wrote to AWS: {wrote:?}");
+    let state = second.state().unwrap_or_else(|e| panic!("{e}"));
+    assert!(state.get("values").is_none(), "a refused apply recorded state: {state}");
+    first.expect_empty_plans().unwrap_or_else(|e| panic!("the refusals changed the first state's stack: {e}"));
+
+    // The way in the refusal names: once imported, the second configuration manages the stack (its plan
+    // is the tag it adds, not a new stack).
+    second.run(&["import", "-input=false", "-no-color", crate::support::ADDR, NAME]).ok_or_panic();
+    let plan = second.run(&["plan", "-input=false", "-no-color"]);
+    let plan = plan.ok_or_panic().combined();
+    assert!(plan.contains("1 to change") && plan.contains("\"team\""), "{plan}");
+    announce(
+        "robustness/ownership: another state's stack of the same name: plan warns, apply refused, 0 writes; import works",
+    );
+    second.run(&["state", "rm", crate::support::ADDR]).ok_or_panic();
+    first.destroy().ok_or_panic();
+    ctx.finish();
+}
