@@ -227,6 +227,7 @@ pub async fn ensure_cluster(
 
 /// Tags the cluster [`super::DEPLOYED_TAG`] with the time now: the stack's first complete apply.
 pub async fn mark_deployed(client: &Client, arn: &str) -> AwsResult<()> {
+    // Whole seconds: the value is for people reading the tag.
     let now = aws_sdk_ecs::primitives::DateTime::from(std::time::SystemTime::now());
     let now = aws_sdk_ecs::primitives::DateTime::from_secs(now.secs());
     let when = now

@@ -207,9 +207,11 @@ async fn mark_deployed(
     done: &BTreeMap<Part, PartState>,
     diagnostics: &mut Diagnostics,
 ) {
-    let marked =
-        found.own.get(&Part::Cluster).and_then(|c| c.tags.as_ref()).is_some_and(|t| t.contains_key(DEPLOYED_TAG));
-    let Some(arn) = done.get(&Part::Cluster).and_then(|c| c.arn.as_deref()).filter(|_| !marked) else { return };
+    let cluster_tags = found.own.get(&Part::Cluster).and_then(|c| c.tags.as_ref());
+    if cluster_tags.is_some_and(|tags| tags.contains_key(DEPLOYED_TAG)) {
+        return;
+    }
+    let Some(arn) = done.get(&Part::Cluster).and_then(|c| c.arn.as_deref()) else { return };
     if let Err(e) = aws::ecs::mark_deployed(&aws.ecs, arn).await {
         diagnostics.warning(
             "Stack Not Marked As Deployed",

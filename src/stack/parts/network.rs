@@ -291,14 +291,11 @@ async fn observe_group(group: Group, ctx: &PartContext<'_>) -> PartResult<Option
         state.drift = aws::ec2::ingress_drift(&expected, &found.ingress);
     }
     // What the group admits from address ranges is a setting, for an import to take over: the load
-    // balancer's `allowed_cidr_blocks` (any port), the instances' `cluster.admin_cidr_blocks` (SSH).
-    let admits_ranges = match group {
-        Group::LoadBalancer => Some(None),
-        Group::Instances => Some(Some(22)),
-        _ => None,
-    };
-    if let Some(port) = admits_ranges {
-        state.facts.allowed_cidr_blocks = cidr_sources(&found.ingress, port);
+    // balancer's `allowed_cidr_blocks` (on any port), the instances' `cluster.admin_cidr_blocks` (on SSH's).
+    match group {
+        Group::LoadBalancer => state.facts.allowed_cidr_blocks = cidr_sources(&found.ingress, None),
+        Group::Instances => state.facts.allowed_cidr_blocks = cidr_sources(&found.ingress, Some(22)),
+        _ => {}
     }
     if group == Group::LoadBalancer {
         if ctx.spec.load_balancer.is_some()
