@@ -715,9 +715,8 @@ async fn existing_group(client: &Client, group_id: &str) -> AwsResult<SecurityGr
         .ok_or_else(|| AwsError::other("DescribeSecurityGroups", format!("security group {group_id} does not exist")))
 }
 
-/// Adds or updates tags on any EC2 resource (tags set by others are left alone).
-/// Takes the tags with these keys off the resource (a security group, endpoint or launch template) (keys it does not have are no error): the stack's tags
-/// that the configuration no longer has.
+/// Takes the tags with these keys off the security group, endpoint or launch template (keys it does not have are no
+/// error): the stack's tags that the configuration no longer has.
 pub async fn remove_tags(client: &Client, resource_id: &str, keys: &[String]) -> AwsResult<()> {
     let tags: Vec<Tag> = keys.iter().map(|k| Tag::builder().key(k).build()).collect();
     client

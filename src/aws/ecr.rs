@@ -241,8 +241,8 @@ pub async fn tags(client: &Client, arn: &str) -> AwsResult<BTreeMap<String, Stri
     Ok(super::tag_map(out.tags().iter().map(|t| (t.key(), t.value()))))
 }
 
-/// Takes the tags with these keys off the repository (keys it does not have are no error): the stack's tags
-/// that the configuration no longer has.
+/// Takes the tags with these keys off the repository (keys it does not have are no error): the stack's tags that
+/// the configuration no longer has.
 pub async fn remove_tags(client: &Client, arn: &str, keys: &[String]) -> AwsResult<()> {
     let out = client.untag_resource().resource_arn(arn).set_tag_keys(Some(keys.to_vec())).send().await;
     out.map_err(|e| AwsError::from_sdk("UntagResource", e))?;

@@ -55,8 +55,8 @@ fn tag_map(tags: &[Tag]) -> BTreeMap<String, String> {
     super::tag_map(tags.iter().map(|t| (t.key(), t.value())))
 }
 
-/// Takes the tags with these keys off the cluster, task definition or service (keys it does not have are no error): the stack's tags
-/// that the configuration no longer has.
+/// Takes the tags with these keys off the cluster, task definition or service (keys it does not have are no error):
+/// the stack's tags that the configuration no longer has.
 pub async fn remove_tags(client: &Client, arn: &str, keys: &[String]) -> AwsResult<()> {
     let out = client.untag_resource().resource_arn(arn).set_tag_keys(Some(keys.to_vec())).send().await;
     out.map_err(|e| AwsError::from_sdk("UntagResource", e))?;

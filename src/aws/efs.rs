@@ -142,8 +142,8 @@ fn tag_list(tags: &BTreeMap<String, String>) -> AwsResult<Vec<Tag>> {
     super::try_tags_as(tags, |k, v| Tag::builder().key(k).value(v).build())
 }
 
-/// Takes the tags with these keys off the file system or access point (keys it does not have are no error): the stack's tags
-/// that the configuration no longer has.
+/// Takes the tags with these keys off the file system or access point (keys it does not have are no error): the
+/// stack's tags that the configuration no longer has.
 pub async fn remove_tags(client: &Client, id: &str, keys: &[String]) -> AwsResult<()> {
     let out = client.untag_resource().resource_id(id).set_tag_keys(Some(keys.to_vec())).send().await;
     out.map_err(|e| AwsError::from_sdk("UntagResource", e))?;

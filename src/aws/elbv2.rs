@@ -101,8 +101,8 @@ fn tag_map(tags: &[Tag]) -> BTreeMap<String, String> {
     super::tag_map(tags.iter().map(|t| (t.key(), t.value())))
 }
 
-/// Takes the tags with these keys off the load balancer or target group (keys it does not have are no error): the stack's tags
-/// that the configuration no longer has.
+/// Takes the tags with these keys off the load balancer or target group (keys it does not have are no error): the
+/// stack's tags that the configuration no longer has.
 pub async fn remove_tags(client: &Client, arn: &str, keys: &[String]) -> AwsResult<()> {
     let out = client.remove_tags().resource_arns(arn).set_tag_keys(Some(keys.to_vec())).send().await;
     out.map_err(|e| AwsError::from_sdk("RemoveTags", e))?;

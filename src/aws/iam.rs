@@ -726,8 +726,8 @@ pub async fn ensure_instance_profile(
     Ok(profile.arn)
 }
 
-/// Takes the tags with these keys off the role (keys it does not have are no error): the stack's tags
-/// that the configuration no longer has.
+/// Takes the tags with these keys off the role (keys it does not have are no error): the stack's tags that the
+/// configuration no longer has.
 pub async fn remove_role_tags(client: &Client, name: &str, keys: &[String]) -> AwsResult<()> {
     let out = client.untag_role().role_name(name).set_tag_keys(Some(keys.to_vec())).send().await;
     out.map_err(|e| AwsError::from_sdk("UntagRole", e))?;

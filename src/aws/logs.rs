@@ -143,8 +143,8 @@ pub async fn tags(client: &Client, arn: &str) -> AwsResult<BTreeMap<String, Stri
     Ok(out.tags().map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default())
 }
 
-/// Takes the tags with these keys off the log group (keys it does not have are no error): the stack's tags
-/// that the configuration no longer has.
+/// Takes the tags with these keys off the log group (keys it does not have are no error): the stack's tags that the
+/// configuration no longer has.
 pub async fn remove_tags(client: &Client, arn: &str, keys: &[String]) -> AwsResult<()> {
     let out = client.untag_resource().resource_arn(arn).set_tag_keys(Some(keys.to_vec())).send().await;
     out.map_err(|e| AwsError::from_sdk("UntagResource", e))?;

@@ -229,8 +229,8 @@ fn tag_list(tags: &BTreeMap<String, String>) -> Vec<Tag> {
 
 use super::wait::remaining;
 
-/// Takes the tags with these keys off the database, subnet group or parameter group (keys it does not have are no error): the stack's tags
-/// that the configuration no longer has.
+/// Takes the tags with these keys off the database, subnet group or parameter group (keys it does not have are no
+/// error): the stack's tags that the configuration no longer has.
 pub async fn remove_tags(client: &Client, arn: &str, keys: &[String]) -> AwsResult<()> {
     let out = client.remove_tags_from_resource().resource_name(arn).set_tag_keys(Some(keys.to_vec())).send().await;
     out.map_err(|e| AwsError::from_sdk("RemoveTagsFromResource", e))?;

@@ -351,8 +351,8 @@ pub async fn put_tags(client: &Client, bucket: &str, tags: &BTreeMap<String, Str
     Ok(())
 }
 
-/// Takes the tags with these keys off the bucket (keys it does not have are no error): the stack's tags
-/// that the configuration no longer has.
+/// Takes the tags with these keys off the bucket (keys it does not have are no error): the stack's tags that the
+/// configuration no longer has.
 /// S3 has no call that removes single tags: the remaining set is written back, or the set deleted.
 pub async fn remove_tags(client: &Client, bucket: &str, keys: &[String]) -> AwsResult<()> {
     let current = tags(client, bucket).await?;

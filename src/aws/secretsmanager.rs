@@ -251,8 +251,8 @@ pub async fn ensure_generated_secret(
     Ok(arn)
 }
 
-/// Takes the tags with these keys off the secret (keys it does not have are no error): the stack's tags
-/// that the configuration no longer has.
+/// Takes the tags with these keys off the secret (keys it does not have are no error): the stack's tags that the
+/// configuration no longer has.
 pub async fn remove_tags(client: &Client, id: &str, keys: &[String]) -> AwsResult<()> {
     let out = client.untag_resource().secret_id(id).set_tag_keys(Some(keys.to_vec())).send().await;
     out.map_err(|e| AwsError::from_sdk("UntagResource", e))?;
