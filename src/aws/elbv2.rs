@@ -20,7 +20,7 @@ use aws_sdk_elasticloadbalancingv2::Client;
 use aws_sdk_elasticloadbalancingv2::types::{
     Action, ActionTypeEnum, Certificate, IpAddressType, LoadBalancerAttribute, LoadBalancerSchemeEnum,
     LoadBalancerTypeEnum, Matcher, ProtocolEnum, RedirectActionConfig, RedirectActionStatusCodeEnum, Tag,
-    TargetGroupIpAddressTypeEnum, TargetTypeEnum,
+    TargetGroupAttribute, TargetGroupIpAddressTypeEnum, TargetTypeEnum,
 };
 use tokio::time::Instant;
 
@@ -34,6 +34,13 @@ pub const HTTPS_SSL_POLICY: &str = "ELBSecurityPolicy-TLS13-1-2-2021-06";
 pub const HEALTH_CHECK_MATCHER: &str = "200-399";
 /// Load balancer and target group names are at most this long.
 const MAX_NAME_LEN: usize = 32;
+/// The target group attribute holding how long a deregistering task keeps its in-flight requests.
+const DEREGISTRATION_DELAY_KEY: &str = "deregistration_delay.timeout_seconds";
+/// Seconds a web task taken out of service (a deployment replacing it, a destroy) keeps serving the requests
+/// it has, before ECS stops it. AWS's default of 300 adds five minutes to every web deployment and destroy;
+/// the web app's requests are page loads and upload chunks of 10 MB (flow.js, retried once on failure), which
+/// a minute lets finish down to about 1.4 Mbit/s.
+pub const DEREGISTRATION_DELAY_SECONDS: &str = "60";
 
 // ---------------------------------------------------------------------------------------------------------
 // Names
@@ -728,6 +735,8 @@ pub struct TargetGroupObservation {
     pub health_check: HealthCheckSettings,
     /// Load balancers whose listeners forward to it.
     pub load_balancer_arns: Vec<String>,
+    /// Its deregistration delay in seconds as AWS reports it; `None` until its attributes are read.
+    pub deregistration_delay: Option<String>,
     /// Its tags.
     pub tags: BTreeMap<String, String>,
     /// Human-readable differences from the managed settings (empty when none).
@@ -743,9 +752,41 @@ fn observe_target_group(tg: &aws_sdk_elasticloadbalancingv2::types::TargetGroup)
         target_type: tg.target_type().map(|t| t.as_str().to_string()).unwrap_or_default(),
         health_check: HealthCheckSettings::from_target_group(tg),
         load_balancer_arns: sorted(tg.load_balancer_arns()),
+        deregistration_delay: None,
         tags: BTreeMap::new(),
         drift: Vec::new(),
     }
+}
+
+/// The target group's deregistration delay, as AWS reports it.
+async fn deregistration_delay_of(client: &Client, arn: &str) -> AwsResult<Option<String>> {
+    let out = client
+        .describe_target_group_attributes()
+        .target_group_arn(arn)
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("DescribeTargetGroupAttributes", e))?;
+    Ok(out
+        .attributes()
+        .iter()
+        .find(|a| a.key() == Some(DEREGISTRATION_DELAY_KEY))
+        .and_then(|a| a.value().map(str::to_string)))
+}
+
+/// Sets the managed deregistration delay unless `current` already is it.
+async fn converge_deregistration_delay(client: &Client, arn: &str, current: Option<&str>) -> AwsResult<()> {
+    if current == Some(DEREGISTRATION_DELAY_SECONDS) {
+        return Ok(());
+    }
+    let attribute = TargetGroupAttribute::builder().key(DEREGISTRATION_DELAY_KEY).value(DEREGISTRATION_DELAY_SECONDS);
+    client
+        .modify_target_group_attributes()
+        .target_group_arn(arn)
+        .attributes(attribute.build())
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("ModifyTargetGroupAttributes", e))?;
+    Ok(())
 }
 
 /// Settings that cannot change in place (protocol and target type; with a spec, also VPC and port).
@@ -774,6 +815,9 @@ pub fn target_group_drift(observed: &TargetGroupObservation, expected: Option<&T
     let path = expected.map_or(observed.health_check.path.as_str(), |s| s.health_check_path.as_str());
     let mut drift = target_group_identity_drift(observed, expected);
     drift.extend(health_check_drift(&HealthCheckSettings::for_path(path), &observed.health_check));
+    if let Some(delay) = observed.deregistration_delay.as_deref().filter(|d| *d != DEREGISTRATION_DELAY_SECONDS) {
+        drift.push(format!("deregistration delay is {delay}s, expected {DEREGISTRATION_DELAY_SECONDS}s"));
+    }
     drift
 }
 
@@ -874,15 +918,18 @@ pub async fn ensure_target_group(client: &Client, spec: &TargetGroupSpec) -> Aws
     if tg.health_check != expected {
         modify_health_check(client, &tg.arn, &expected).await?;
     }
+    let delay = deregistration_delay_of(client, &tg.arn).await?;
+    converge_deregistration_delay(client, &tg.arn, delay.as_deref()).await?;
     converge_tags(client, &tg.arn, &spec.tags).await?;
     Ok(TargetGroup { arn: tg.arn })
 }
 
-/// Describes the target group with its tags; `None` when it does not exist. How it differs is judged by
+/// Describes the target group with its tags and deregistration delay; `None` when it does not exist. How it differs is judged by
 /// [`target_group_drift`].
 pub async fn describe_target_group(client: &Client, name: &str) -> AwsResult<Option<TargetGroupObservation>> {
     let Some(mut tg) = find_target_group(client, name).await? else { return Ok(None) };
-    tg.tags = tags_of(client, &tg.arn).await?;
+    let (tags, delay) = tokio::try_join!(tags_of(client, &tg.arn), deregistration_delay_of(client, &tg.arn))?;
+    (tg.tags, tg.deregistration_delay) = (tags, delay);
     Ok(Some(tg))
 }
 
@@ -1548,6 +1595,7 @@ mod tests {
         observed.health_check.unhealthy_threshold = 10;
         observed.port = 80;
         observed.target_type = "instance".into();
+        observed.deregistration_delay = Some("300".into());
         assert_eq!(
             target_group_drift(&observed, Some(&tg_spec())),
             [
@@ -1556,10 +1604,11 @@ mod tests {
                 "health check path is /, expected /datavault-webapp/",
                 "health check unhealthy threshold is 10, expected 3",
                 "health check matcher is 200, expected 200-399",
+                "deregistration delay is 300s, expected 60s",
             ]
         );
         // Without a spec the path and port are taken as they are.
-        assert_eq!(target_group_drift(&observed, None).len(), 3);
+        assert_eq!(target_group_drift(&observed, None).len(), 4);
     }
 
     #[test]

@@ -157,6 +157,8 @@ async fn load_balancer_target_group_and_listeners_converge_and_tear_down() {
     assert_eq!(seen_tg.arn, tg.arn);
     assert_eq!((seen_tg.protocol.as_str(), seen_tg.port, seen_tg.target_type.as_str()), ("HTTP", 8080, "ip"));
     assert_eq!(seen_tg.health_check.matcher, "200-399");
+    // AWS's default is 300 s, which every web deployment and destroy would wait out.
+    assert_eq!(seen_tg.deregistration_delay.as_deref(), Some(elbv2::DEREGISTRATION_DELAY_SECONDS));
     assert_eq!(seen_tg.tags.get(STACK_TAG), Some(&stack));
     assert!(seen_tg.drift.is_empty(), "{:?}", seen_tg.drift);
     assert_eq!(elbv2::ensure_target_group(client, &tg_spec).await.unwrap(), tg, "ensure adopts");
@@ -168,10 +170,19 @@ async fn load_balancer_target_group_and_listeners_converge_and_tear_down() {
         .send()
         .await
         .unwrap();
+    let default_delay = aws_sdk_elasticloadbalancingv2::types::TargetGroupAttribute::builder()
+        .key("deregistration_delay.timeout_seconds")
+        .value("300")
+        .build();
+    client.modify_target_group_attributes().target_group_arn(&tg.arn).attributes(default_delay).send().await.unwrap();
     let drifted_tg = describe_target_group(client, &tg_spec.name, Some(&tg_spec)).await.unwrap().unwrap();
     assert_eq!(
         drifted_tg.drift,
-        ["health check path is /, expected /datavault-webapp/", "health check matcher is 200, expected 200-399"]
+        [
+            "health check path is /, expected /datavault-webapp/",
+            "health check matcher is 200, expected 200-399",
+            "deregistration delay is 300s, expected 60s"
+        ]
     );
     elbv2::ensure_target_group(client, &tg_spec).await.unwrap();
     let repaired_tg = describe_target_group(client, &tg_spec.name, Some(&tg_spec)).await.unwrap().unwrap();
