@@ -41,10 +41,28 @@ figures, in AWS seconds, and where they come from:
   aws:PrincipalArn and aws:PrincipalAccount with the Arn*/String* operators; a Deny with any other condition
   is not applied. The execution role's own IAM policy is not evaluated.
 
+Deletes take time too (the emulator deletes at once; the model shows what it deleted as still going):
+- RDS_DELETE = 300: a deleted instance is `deleting` (its final snapshot, then the instance) for minutes
+  before DescribeDBInstances stops finding it (hashicorp/terraform#32358: still destroying after 4 min;
+  hashicorp/terraform-provider-aws#38765: after 5). Its identifier cannot be used again meanwhile
+  (DBInstanceAlreadyExists).
+- SERVICE_STOP = 30: a deleted ECS service is DRAINING until its tasks have stopped (the stop timeout, 30 s
+  by default, between SIGTERM and SIGKILL), then INACTIVE (hashicorp/terraform PR #9521); the cluster
+  cannot be deleted meanwhile (ClusterContainsServicesException). Behind a load balancer, its tasks first
+  keep their in-flight requests for the target group's deregistration delay (DEREGISTRATION_DELAY = 300 by
+  default, or what ModifyTargetGroupAttributes set). A deployment's replaced tasks draining the same way is
+  not modelled.
+- MOUNT_TARGET_DELETE = 60: a deleted mount target is `deleting` for about a minute, and the file system
+  cannot be deleted until it is gone (FileSystemInUse; awslabs/kubeflow-manifests PR #217,
+  kanisterio/kanister PR #1140, hashicorp/terraform-provider-aws#607).
+- A namespace's deletion is an operation like its creation, PENDING for NAMESPACE.
+Instances terminating when an Auto Scaling group scales to zero are not modelled (a minute or two on AWS,
+within the database's deletion, which the stack starts at the same point).
+
 An image pulls when it is not in ECR (public images are assumed pullable) or when the emulator's ECR holds
 its tag. Secrets are judged once per deployment. Only what the stack reads is modelled: DescribeServices, ListTasks and DescribeTasks of failed
 tasks, DescribeDBInstances, DescribeMountTargets / CreateMountTarget, GetOperation, CreateAutoScalingGroup
-after CreateInstanceProfile. Deletes stay instant; container instances joining the cluster are not
+after CreateInstanceProfile, and the deletes above. Container instances joining the cluster are not
 modelled (the stack does not wait for them).
 """
 
@@ -55,6 +73,7 @@ import re
 import threading
 import time
 import urllib.parse
+import uuid
 
 RDS_CREATE = 360.0
 RDS_BACKUP = 90.0
@@ -64,6 +83,10 @@ IAM_PROPAGATION = 30.0
 TASK_START = 45.0
 DEPLOYMENT = 120.0
 PULL_RETRY = 30.0
+RDS_DELETE = 300.0
+SERVICE_STOP = 30.0
+MOUNT_TARGET_DELETE = 60.0
+DEREGISTRATION_DELAY = 300.0
 
 ECS = "AmazonEC2ContainerServiceV20141113"
 ECR = "AmazonEC2ContainerRegistry_V20150921"
@@ -143,6 +166,11 @@ class Model:
         self.operations = {}  # operation id -> started at
         self.deployments = {}  # (cluster, service) -> {"id", "started", "task_definition", "desired"}
         self.definitions = {}  # task definition ARN -> {"images": [(container, image)], "role", "secrets"}
+        self.deleted_databases = {}  # identifier -> (deleted at, its <DBInstance> block as last answered)
+        self.draining = {}  # (cluster, service) -> (deleted at, AWS seconds until its tasks have stopped)
+        self.deregistration_delays = {}  # target group ARN -> seconds, as last set
+        self.seen_mount_targets = {}  # id -> its description as last listed
+        self.deleted_mount_targets = {}  # id -> (deleted at, its description)
         self.serial = 0
 
     def aws_seconds(self, since):
@@ -150,10 +178,18 @@ class Model:
 
     # ------------------------------------------------------------------------------------ hooks
 
-    def intercept(self, protocol, action, body, headers):
+    def intercept(self, protocol, action, body, headers, method="POST", path="/"):
         """An answer the model gives itself, or None to forward the request."""
         if protocol == "query" and action == "CreateAutoScalingGroup":
             return self.profile_not_propagated(protocol)
+        if protocol == "query" and action in ("DescribeDBInstances", "CreateDBInstance"):
+            return self.database_being_deleted(protocol, action, body)
+        if action in ("DeleteDBSubnetGroup", "DeleteDBParameterGroup", "DeleteSecurityGroup"):
+            return self.still_used_by_deleting_database(protocol, action, body)
+        if protocol == "efs" and method == "DELETE":
+            return self.file_system_in_use(protocol, path)
+        if protocol == "json" and headers.get("X-Amz-Target") == f"{ECS}.DeleteCluster":
+            return self.cluster_with_draining_services(protocol, body)
         if protocol == "json" and action in ("ListTasks", "DescribeTasks"):
             request = json.loads(body or b"{}")
             tasks = self.failed_tasks(request, headers) if action == "ListTasks" else None
@@ -165,11 +201,28 @@ class Model:
                     return json_answer({"tasks": known, "failures": []})
         return None
 
-    def rewrite(self, protocol, action, body, headers, path, status, payload):
+    def rewrite(self, protocol, action, body, headers, path, status, payload, method="POST"):
         """The emulator's answer as AWS would give it (or unchanged)."""
         if status >= 300:
             return payload
+        target = headers.get("X-Amz-Target", "")
         try:
+            if target == f"{ECS}.DeleteService":
+                return self.note_draining(json.loads(body or b"{}"), json.loads(payload or b"{}"))
+            if target.endswith(".DeleteNamespace"):
+                operation = json.loads(payload).get("OperationId")
+                if operation:
+                    with self.lock:
+                        self.operations[operation] = time.monotonic()
+                return payload
+            if protocol == "query" and action == "DeleteDBInstance":
+                return self.note_database_deleted(payload)
+            if protocol == "query" and action == "ModifyTargetGroupAttributes":
+                self.note_deregistration_delay(body)
+                return payload
+            if protocol == "efs" and method == "DELETE":
+                self.note_mount_target_deleted(path)
+                return payload
             if protocol == "json" and action in ("CreateService", "UpdateService"):
                 self.note_deployment(json.loads(body or b"{}"), json.loads(payload or b"{}"), action)
             elif protocol == "json" and action == "DescribeServices":
@@ -196,7 +249,7 @@ class Model:
             elif protocol == "query" and action == "DescribeDBInstances":
                 return self.database_status(payload)
             elif protocol == "efs" and path.startswith("/2015-02-01/mount-targets"):
-                return self.mount_target_status(payload)
+                return self.mount_target_status(payload, path)
         except (ValueError, KeyError, TypeError):
             return payload
         return payload
@@ -249,9 +302,82 @@ class Model:
 
         return re.sub(r"<DBInstance>.*?</DBInstance>", one, text, flags=re.S).encode("utf-8")
 
+    def note_database_deleted(self, payload):
+        """Remembers a deleted instance, which AWS shows as `deleting` for RDS_DELETE; answers as AWS does."""
+        text = payload.decode("utf-8")
+        block = re.search(r"<DBInstance>.*?</DBInstance>", text, flags=re.S)
+        identifier = re.search(r"<DBInstanceIdentifier>([^<]+)</DBInstanceIdentifier>", text)
+        if not block or not identifier:
+            return payload
+        deleting = re.sub(
+            r"<DBInstanceStatus>[^<]*</DBInstanceStatus>", "<DBInstanceStatus>deleting</DBInstanceStatus>", block.group(0)
+        )
+        with self.lock:
+            self.deleted_databases[identifier.group(1)] = (time.monotonic(), deleting)
+            self.databases.pop(identifier.group(1), None)
+        return text.replace(block.group(0), deleting).encode("utf-8")
+
+    def database_being_deleted(self, protocol, action, body):
+        """DescribeDBInstances of an instance still being deleted (AWS still finds it), or CreateDBInstance of
+        its identifier (AWS refuses it); None otherwise."""
+        form = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
+        identifier = form.get("DBInstanceIdentifier", [None])[0]
+        with self.lock:
+            deleted = self.deleted_databases.get(identifier)
+        if deleted is None or self.aws_seconds(deleted[0]) >= RDS_DELETE:
+            return None
+        if action == "CreateDBInstance":
+            return self.error_response(protocol, 400, "DBInstanceAlreadyExists", "DB instance already exists")
+        answer = (
+            '<DescribeDBInstancesResponse xmlns="http://rds.amazonaws.com/doc/2014-10-31/">'
+            f"<DescribeDBInstancesResult><DBInstances>{deleted[1]}</DBInstances></DescribeDBInstancesResult>"
+            f"<ResponseMetadata><RequestId>{uuid.uuid4()}</RequestId></ResponseMetadata>"
+            "</DescribeDBInstancesResponse>"
+        )
+        return 200, {"Content-Type": "text/xml"}, answer.encode("utf-8")
+
+    def still_used_by_deleting_database(self, protocol, action, body):
+        """AWS's refusal to delete a subnet group, parameter group or security group that an instance still being
+        deleted uses (its network interfaces go with it); None when none does."""
+        form = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
+        field, element = {
+            "DeleteDBSubnetGroup": ("DBSubnetGroupName", "DBSubnetGroupName"),
+            "DeleteDBParameterGroup": ("DBParameterGroupName", "DBParameterGroupName"),
+            "DeleteSecurityGroup": ("GroupId", "VpcSecurityGroupId"),
+        }[action]
+        name = form.get(field, [None])[0]
+        with self.lock:
+            deleting = [
+                block
+                for deleted, block in self.deleted_databases.values()
+                if self.aws_seconds(deleted) < RDS_DELETE
+            ]
+        user = next((b for b in deleting if name and f"<{element}>{name}</{element}>" in b), None)
+        if user is None:
+            return None
+        identifier = re.search(r"<DBInstanceIdentifier>([^<]+)</DBInstanceIdentifier>", user)
+        identifier = identifier.group(1) if identifier else "?"
+        if action == "DeleteDBSubnetGroup":
+            return self.error_response(
+                protocol,
+                400,
+                "InvalidDBSubnetGroupStateFault",
+                f"Cannot delete the subnet group '{name}' because at least one database instance: {identifier} is "
+                "still using it.",
+            )
+        if action == "DeleteDBParameterGroup":
+            return self.error_response(
+                protocol,
+                400,
+                "InvalidDBParameterGroupState",
+                f"One or more database instances are still members of this parameter group {name}, so the group "
+                "cannot be deleted",
+            )
+        return self.error_response(protocol, 400, "DependencyViolation", f"resource {name} has a dependent object")
+
     # ------------------------------------------------------------------------------------ EFS
 
-    def mount_target_status(self, payload):
+    def mount_target_status(self, payload, path="/"):
         data = json.loads(payload)
         targets = data.get("MountTargets")
         single = targets is None
@@ -260,11 +386,48 @@ class Model:
             if not target_id:
                 continue
             with self.lock:
+                self.seen_mount_targets[target_id] = dict(target)
                 created = self.mount_targets.setdefault(target_id, time.monotonic()) if single else None
                 created = created or self.mount_targets.get(target_id)
             if created is not None and target.get("LifeCycleState") == "available" and self.aws_seconds(created) < MOUNT_TARGET:
                 target["LifeCycleState"] = "creating"
+        if not single:
+            query = urllib.parse.parse_qs(urllib.parse.urlsplit(path).query)
+            file_system = query.get("FileSystemId", [None])[0]
+            listed = {t.get("MountTargetId") for t in targets}
+            for ghost in self.mount_targets_being_deleted(file_system):
+                if ghost["MountTargetId"] not in listed:
+                    targets.append(ghost)
         return json.dumps(data).encode("utf-8")
+
+    def mount_targets_being_deleted(self, file_system):
+        """The mount targets of `file_system` deleted less than MOUNT_TARGET_DELETE ago, as `deleting`."""
+        with self.lock:
+            ghosts = [
+                dict(target, LifeCycleState="deleting")
+                for deleted, target in self.deleted_mount_targets.values()
+                if file_system and target.get("FileSystemId") == file_system
+                and self.aws_seconds(deleted) < MOUNT_TARGET_DELETE
+            ]
+        return ghosts
+
+    def note_mount_target_deleted(self, path):
+        match = re.match(r"^/2015-02-01/mount-targets/([^/?]+)$", urllib.parse.urlsplit(path).path)
+        if not match:
+            return
+        with self.lock:
+            target = self.seen_mount_targets.get(match.group(1))
+            if target is not None:
+                self.deleted_mount_targets.setdefault(match.group(1), (time.monotonic(), target))
+
+    def file_system_in_use(self, protocol, path):
+        """EFS's refusal to delete a file system whose mount targets are still being deleted."""
+        match = re.match(r"^/2015-02-01/file-systems/([^/?]+)$", urllib.parse.urlsplit(path).path)
+        if not match or not self.mount_targets_being_deleted(match.group(1)):
+            return None
+        return self.error_response(
+            protocol, 409, "FileSystemInUse", f"File system '{match.group(1)}' has mount targets created in it."
+        )
 
     # ------------------------------------------------------------------------------------ Cloud Map
 
@@ -277,6 +440,48 @@ class Model:
         return json.dumps(data).encode("utf-8")
 
     # ------------------------------------------------------------------------------------ ECS
+
+    def note_deregistration_delay(self, body):
+        form = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
+        arn = form.get("TargetGroupArn", [None])[0]
+        for key, value in form.items():
+            if value == ["deregistration_delay.timeout_seconds"] and key.endswith(".Key"):
+                seconds = form.get(key[: -len("Key")] + "Value", [None])[0]
+                if arn and seconds is not None:
+                    with self.lock:
+                        self.deregistration_delays[arn] = float(seconds)
+
+    def note_draining(self, request, answer):
+        """Remembers a deleted service, which AWS shows as DRAINING until its tasks have stopped."""
+        service = answer.get("service") or {}
+        cluster = service.get("clusterArn", "").rsplit("/", 1)[-1] or request.get("cluster", "default")
+        name = service.get("serviceName") or request.get("service", "").rsplit("/", 1)[-1]
+        groups = [lb.get("targetGroupArn") for lb in service.get("loadBalancers") or []]
+        with self.lock:
+            delay = max((self.deregistration_delays.get(g, DEREGISTRATION_DELAY) for g in groups), default=0.0)
+            self.draining.setdefault((cluster, name), (time.monotonic(), delay + SERVICE_STOP))
+        if service.get("status") == "INACTIVE":
+            service["status"] = "DRAINING"
+        return json.dumps(answer).encode("utf-8")
+
+    def still_draining(self, key):
+        with self.lock:
+            deleted = self.draining.get(key)
+        return deleted is not None and self.aws_seconds(deleted[0]) < deleted[1]
+
+    def cluster_with_draining_services(self, protocol, body):
+        """ECS's refusal to delete a cluster while a deleted service's tasks are still stopping."""
+        cluster = json.loads(body or b"{}").get("cluster", "default").rsplit("/", 1)[-1]
+        with self.lock:
+            keys = [key for key in self.draining if key[0] == cluster]
+        if not any(self.still_draining(key) for key in keys):
+            return None
+        return self.error_response(
+            protocol,
+            400,
+            "ClusterContainsServicesException",
+            "The Cluster cannot be deleted while Services are active.",
+        )
 
     def note_deployment(self, request, answer, action):
         service = answer.get("service") or {}
@@ -402,6 +607,10 @@ class Model:
         for service in data.get("services", []):
             cluster = service.get("clusterArn", "").rsplit("/", 1)[-1]
             key = (cluster, service.get("serviceName"))
+            if service.get("status") == "INACTIVE":
+                if self.still_draining(key):
+                    service["status"] = "DRAINING"
+                continue
             with self.lock:
                 known = key in self.deployments
                 if known and service.get("desiredCount") != self.deployments[key]["desired"]:

@@ -588,7 +588,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.drop()
         model = state.model
         if model is not None and role is None and kind is None:
-            answer = model.intercept(protocol, action, body, self.headers)
+            answer = model.intercept(protocol, action, body, self.headers, self.command, self.path)
             if answer is not None:
                 status, headers, payload = answer
                 self.record(n, action, start, status, "model")
@@ -598,7 +598,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if status == 200 and self.headers.get("X-Amz-Target") == f"{CLOUD_MAP}.ListServices":
                 payload = only_listed_namespaces(body, payload, state.call_upstream, self.headers)
             if model is not None:
-                payload = model.rewrite(protocol, action, body, self.headers, self.path, status, payload)
+                payload = model.rewrite(protocol, action, body, self.headers, self.path, status, payload, self.command)
         except OSError as e:
             self.log_message("forwarding %s failed: %s", action, e)
             self.record(n, action, start, None, "upstream-error")

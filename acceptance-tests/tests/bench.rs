@@ -614,8 +614,9 @@ fn bench_waits_against_the_behaviour_model() {
     // create: the database (its subnet group, parameter group, group and secret are quick) against RabbitMQ,
     // the one service whose image exists, which starts once the mount targets, the namespace (through its
     // discovery service) and the Auto Scaling group (the instance profile propagating) are there; update:
-    // the services' tasks starting and their deployments completing, all at once; destroy: none (the model
-    // deletes at once).
+    // the services' tasks starting and their deployments completing, all at once; destroy: the services'
+    // tasks stopping, then (each waiting for the services that use it) the database's deletion against the
+    // mount targets' and the namespace's.
     let (rds, mount, namespace, iam) = (
         model_figure("RDS_CREATE"),
         model_figure("MOUNT_TARGET"),
@@ -623,23 +624,26 @@ fn bench_waits_against_the_behaviour_model() {
         model_figure("IAM_PROPAGATION"),
     );
     let deployment = model_figure("TASK_START") + model_figure("DEPLOYMENT");
-    let bounds = [rds.max(mount.max(namespace).max(iam) + deployment), deployment, 0.0];
+    let (rds_delete, stop, mount_delete) =
+        (model_figure("RDS_DELETE"), model_figure("SERVICE_STOP"), model_figure("MOUNT_TARGET_DELETE"));
+    let bounds = [
+        rds.max(mount.max(namespace).max(iam) + deployment),
+        deployment,
+        stop + rds_delete.max(mount_delete).max(namespace),
+    ];
 
     let mut lines = vec![format!(
         "bench, waits: the behaviour model at scale {scale} (an AWS minute in {:.1} s), no added latency; bound: the \
          longest chain of the model's waits along the stack's dependencies (create: max(RDS_CREATE {rds}, \
          max(MOUNT_TARGET {mount}, NAMESPACE {namespace}, IAM_PROPAGATION {iam}) + TASK_START + DEPLOYMENT {deployment}) \
-         AWS s; update: TASK_START + DEPLOYMENT; destroy: no waits in the model)",
+         AWS s; update: TASK_START + DEPLOYMENT; destroy: SERVICE_STOP {stop} + max(RDS_DELETE {rds_delete}, \
+         MOUNT_TARGET_DELETE {mount_delete}, NAMESPACE) AWS s)",
         60.0 / scale
     )];
     lines.push(format!("{:<24} {:>8} {:>8} {:>11} {:>9}", "", "wall", "bound", "wall/bound", "requests"));
     for (phase, bound) in [&create, &update, &destroy].into_iter().zip(bounds) {
         let bound = Duration::from_secs_f64(bound / scale);
-        let ratio = if bound.is_zero() {
-            "-".to_string()
-        } else {
-            format!("{:.2}", phase.wall.as_secs_f64() / bound.as_secs_f64())
-        };
+        let ratio = format!("{:.2}", phase.wall.as_secs_f64() / bound.as_secs_f64());
         lines.push(format!(
             "{:<24} {:>8} {:>8} {:>11} {:>9}",
             phase.what,

@@ -243,7 +243,9 @@ impl Part {
             Discovery(_) => vec![Namespace],
             TaskDefinition(s) => {
                 let mut deps = vec![ExecutionRole, TaskRole(s), LogGroup, RabbitmqSecret, Namespace, FileSystem];
-                // Only broker and workers are given the database's address and password.
+                // Only broker and workers are given the database's address and password. On delete this
+                // holds the database (and its final snapshot) until their tasks have stopped, a stop timeout
+                // at most: the snapshot then has their last writes, not a transaction cut off half way.
                 if s.needs_database() {
                     deps.extend([Database, DatabaseSecret]);
                 }
@@ -251,6 +253,8 @@ impl Part {
                 deps.extend((0..COMPONENTS.len()).map(Repository));
                 deps
             }
+            // On delete the instances and mount targets outlive the tasks on them, so that RabbitMQ and the
+            // broker stop with their files written rather than lose their host or their volume mid-write.
             Service(s) => {
                 let mut deps = vec![
                     TaskDefinition(s),
