@@ -56,8 +56,10 @@ Deletes take time too (the emulator deletes at once; the model shows what it del
   cannot be deleted until it is gone (FileSystemInUse; awslabs/kubeflow-manifests PR #217,
   kanisterio/kanister PR #1140, hashicorp/terraform-provider-aws#607).
 - A namespace's deletion is an operation like its creation, PENDING for NAMESPACE.
-Instances terminating when an Auto Scaling group scales to zero are not modelled (a minute or two on AWS,
-within the database's deletion, which the stack starts at the same point).
+- ASG_SCALE_IN = 120: when an Auto Scaling group is set to zero its instances stay in it, `Terminating`,
+  while EC2 shuts them down, and DeleteAutoScalingGroup is refused meanwhile with "ResourceInUse: You
+  cannot delete an AutoScalingGroup while there are instances or pending Spot instance request(s) still in
+  the group." (ansible/ansible PR #8503; hashicorp/terraform#15988: up to 10 minutes for a group to go).
 
 An image pulls when it is not in ECR (public images are assumed pullable) or when the emulator's ECR holds
 its tag. Secrets are judged once per deployment. Only what the stack reads is modelled: DescribeServices, ListTasks and DescribeTasks of failed
@@ -87,6 +89,7 @@ RDS_DELETE = 300.0
 SERVICE_STOP = 30.0
 MOUNT_TARGET_DELETE = 60.0
 DEREGISTRATION_DELAY = 300.0
+ASG_SCALE_IN = 120.0
 
 ECS = "AmazonEC2ContainerServiceV20141113"
 ECR = "AmazonEC2ContainerRegistry_V20150921"
@@ -169,6 +172,8 @@ class Model:
         self.deleted_databases = {}  # identifier -> (deleted at, its <DBInstance> block as last answered)
         self.draining = {}  # (cluster, service) -> (deleted at, AWS seconds until its tasks have stopped)
         self.deregistration_delays = {}  # target group ARN -> seconds, as last set
+        self.seen_instances = {}  # Auto Scaling group -> its <Instances> members as last answered
+        self.scaled_in = {}  # Auto Scaling group -> (set to zero at, its instances then, as Terminating)
         self.seen_mount_targets = {}  # id -> its description as last listed
         self.deleted_mount_targets = {}  # id -> (deleted at, its description)
         self.serial = 0
@@ -186,6 +191,8 @@ class Model:
             return self.database_being_deleted(protocol, action, body)
         if action in ("DeleteDBSubnetGroup", "DeleteDBParameterGroup", "DeleteSecurityGroup"):
             return self.still_used_by_deleting_database(protocol, action, body)
+        if protocol == "query" and action == "DeleteAutoScalingGroup":
+            return self.group_still_terminating(protocol, body)
         if protocol == "efs" and method == "DELETE":
             return self.file_system_in_use(protocol, path)
         if protocol == "json" and headers.get("X-Amz-Target") == f"{ECS}.DeleteCluster":
@@ -220,6 +227,11 @@ class Model:
             if protocol == "query" and action == "ModifyTargetGroupAttributes":
                 self.note_deregistration_delay(body)
                 return payload
+            if protocol == "query" and action == "UpdateAutoScalingGroup":
+                self.note_scale_in(body)
+                return payload
+            if protocol == "query" and action == "DescribeAutoScalingGroups":
+                return self.instances_terminating(payload)
             if protocol == "efs" and method == "DELETE":
                 self.note_mount_target_deleted(path)
                 return payload
@@ -275,6 +287,60 @@ class Model:
             "ValidationError",
             f"You must use a valid fully-formed launch template. Value ({arn}) for parameter "
             "iamInstanceProfile.arn is invalid. Invalid IAM Instance Profile ARN",
+        )
+
+    # ------------------------------------------------------------------------------------ Auto Scaling
+
+    def note_scale_in(self, body):
+        """Remembers a group set to zero: its instances terminate over ASG_SCALE_IN, not at once."""
+        form = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
+        group = form.get("AutoScalingGroupName", [None])[0]
+        if form.get("DesiredCapacity", [None])[0] != "0" and form.get("MaxSize", [None])[0] != "0":
+            return
+        with self.lock:
+            members = self.seen_instances.get(group)
+            if group and members and group not in self.scaled_in:
+                terminating = re.sub(
+                    r"<LifecycleState>[^<]*</LifecycleState>", "<LifecycleState>Terminating</LifecycleState>", members
+                )
+                self.scaled_in[group] = (time.monotonic(), terminating)
+
+    def terminating_instances(self, group):
+        with self.lock:
+            scaled = self.scaled_in.get(group)
+        if scaled is None or self.aws_seconds(scaled[0]) >= ASG_SCALE_IN:
+            return None
+        return scaled[1]
+
+    def instances_terminating(self, payload):
+        """Each group's instances as last seen (remembered), and a group set to zero with its instances still
+        terminating."""
+        text = payload.decode("utf-8")
+
+        def one(match):
+            group, instances = match.group(1), match.group(3) or ""
+            if instances:
+                with self.lock:
+                    self.seen_instances[group] = instances
+                return match.group(0)
+            terminating = self.terminating_instances(group)
+            if terminating is None:
+                return match.group(0)
+            return f"{match.group(0)[: match.start(2) - match.start(0)]}<Instances>{terminating}</Instances>"
+
+        pattern = r"<AutoScalingGroupName>([^<]+)</AutoScalingGroupName>.*?(<Instances/>|<Instances>(.*?)</Instances>)"
+        return re.sub(pattern, one, text, flags=re.S).encode("utf-8")
+
+    def group_still_terminating(self, protocol, body):
+        form = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
+        if self.terminating_instances(form.get("AutoScalingGroupName", [None])[0]) is None:
+            return None
+        return self.error_response(
+            protocol,
+            400,
+            "ResourceInUse",
+            "You cannot delete an AutoScalingGroup while there are instances or pending Spot instance request(s) "
+            "still in the group.",
         )
 
     # ------------------------------------------------------------------------------------ RDS

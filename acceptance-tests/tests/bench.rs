@@ -616,7 +616,7 @@ fn bench_waits_against_the_behaviour_model() {
     // discovery service) and the Auto Scaling group (the instance profile propagating) are there; update:
     // the services' tasks starting and their deployments completing, all at once; destroy: the services'
     // tasks stopping, then (each waiting for the services that use it) the database's deletion against the
-    // mount targets' and the namespace's.
+    // mount targets', the namespace's and the instances' termination.
     let (rds, mount, namespace, iam) = (
         model_figure("RDS_CREATE"),
         model_figure("MOUNT_TARGET"),
@@ -624,12 +624,16 @@ fn bench_waits_against_the_behaviour_model() {
         model_figure("IAM_PROPAGATION"),
     );
     let deployment = model_figure("TASK_START") + model_figure("DEPLOYMENT");
-    let (rds_delete, stop, mount_delete) =
-        (model_figure("RDS_DELETE"), model_figure("SERVICE_STOP"), model_figure("MOUNT_TARGET_DELETE"));
+    let (rds_delete, stop, mount_delete, scale_in) = (
+        model_figure("RDS_DELETE"),
+        model_figure("SERVICE_STOP"),
+        model_figure("MOUNT_TARGET_DELETE"),
+        model_figure("ASG_SCALE_IN"),
+    );
     let bounds = [
         rds.max(mount.max(namespace).max(iam) + deployment),
         deployment,
-        stop + rds_delete.max(mount_delete).max(namespace),
+        stop + rds_delete.max(mount_delete).max(namespace).max(scale_in),
     ];
 
     let mut lines = vec![format!(
@@ -637,7 +641,7 @@ fn bench_waits_against_the_behaviour_model() {
          longest chain of the model's waits along the stack's dependencies (create: max(RDS_CREATE {rds}, \
          max(MOUNT_TARGET {mount}, NAMESPACE {namespace}, IAM_PROPAGATION {iam}) + TASK_START + DEPLOYMENT {deployment}) \
          AWS s; update: TASK_START + DEPLOYMENT; destroy: SERVICE_STOP {stop} + max(RDS_DELETE {rds_delete}, \
-         MOUNT_TARGET_DELETE {mount_delete}, NAMESPACE) AWS s)",
+         MOUNT_TARGET_DELETE {mount_delete}, NAMESPACE, ASG_SCALE_IN {scale_in}) AWS s)",
         60.0 / scale
     )];
     lines.push(format!("{:<24} {:>8} {:>8} {:>11} {:>9}", "", "wall", "bound", "wall/bound", "requests"));
