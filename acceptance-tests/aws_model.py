@@ -299,11 +299,15 @@ class Model:
             return
         with self.lock:
             members = self.seen_instances.get(group)
-            if group and members and group not in self.scaled_in:
+            current = self.scaled_in.get(group)
+            # Set to zero again while its instances terminate changes nothing; a group made again drains again.
+            if group and members and (current is None or self.aws_seconds(current[0]) >= ASG_SCALE_IN):
                 terminating = re.sub(
                     r"<LifecycleState>[^<]*</LifecycleState>", "<LifecycleState>Terminating</LifecycleState>", members
                 )
                 self.scaled_in[group] = (time.monotonic(), terminating)
+                # Those instances are going: set to zero again later, the group has no others to terminate.
+                self.seen_instances.pop(group, None)
 
     def terminating_instances(self, group):
         with self.lock:
@@ -525,7 +529,11 @@ class Model:
         groups = [lb.get("targetGroupArn") for lb in service.get("loadBalancers") or []]
         with self.lock:
             delay = max((self.deregistration_delays.get(g, DEREGISTRATION_DELAY) for g in groups), default=0.0)
-            self.draining.setdefault((cluster, name), (time.monotonic(), delay + SERVICE_STOP))
+            current = self.draining.get((cluster, name))
+            # Deleted again while still draining (a retry) changes nothing; a service made again and deleted
+            # again drains again.
+            if current is None or self.aws_seconds(current[0]) >= current[1]:
+                self.draining[(cluster, name)] = (time.monotonic(), delay + SERVICE_STOP)
         if service.get("status") == "INACTIVE":
             service["status"] = "DRAINING"
         return json.dumps(answer).encode("utf-8")

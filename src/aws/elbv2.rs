@@ -924,8 +924,8 @@ pub async fn ensure_target_group(client: &Client, spec: &TargetGroupSpec) -> Aws
     Ok(TargetGroup { arn: tg.arn })
 }
 
-/// Describes the target group with its tags and deregistration delay; `None` when it does not exist. How it differs is judged by
-/// [`target_group_drift`].
+/// Describes the target group with its tags and deregistration delay; `None` when it does not exist. How it
+/// differs is judged by [`target_group_drift`].
 pub async fn describe_target_group(client: &Client, name: &str) -> AwsResult<Option<TargetGroupObservation>> {
     let Some(mut tg) = find_target_group(client, name).await? else { return Ok(None) };
     let (tags, delay) = tokio::try_join!(tags_of(client, &tg.arn), deregistration_delay_of(client, &tg.arn))?;
