@@ -216,12 +216,6 @@ class Model:
         try:
             if target == f"{ECS}.DeleteService":
                 return self.note_draining(json.loads(body or b"{}"), json.loads(payload or b"{}"))
-            if target.endswith(".DeleteNamespace"):
-                operation = json.loads(payload).get("OperationId")
-                if operation:
-                    with self.lock:
-                        self.operations[operation] = time.monotonic()
-                return payload
             if protocol == "query" and action == "DeleteDBInstance":
                 return self.note_database_deleted(payload)
             if protocol == "query" and action == "ModifyTargetGroupAttributes":
@@ -239,7 +233,8 @@ class Model:
                 self.note_deployment(json.loads(body or b"{}"), json.loads(payload or b"{}"), action)
             elif protocol == "json" and action == "DescribeServices":
                 return self.describe_services(json.loads(payload), headers)
-            elif protocol == "json" and action == "CreatePrivateDnsNamespace":
+            elif protocol == "json" and action in ("CreatePrivateDnsNamespace", "DeleteNamespace"):
+                # Creating and deleting a namespace are both operations, PENDING for NAMESPACE.
                 operation = json.loads(payload).get("OperationId")
                 if operation:
                     with self.lock:
